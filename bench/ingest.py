@@ -1,0 +1,164 @@
+"""Ingest benchmark: parse rate and parse+store rate on a synthetic 10,000-card digest.
+
+Run:  python bench/ingest.py [--cards 10000] [--repeat 5]
+
+Prints, measured side by side in one run, cards/s for:
+  floor-split   reading the text and splitting it into stripped lines (no parsing at all)
+  parse         the Hugging Face listing reader (bytes -> Digest)
+  floor-insert  a bare executemany of the same rows into a fresh SQLite table
+  parse+store   the whole `ingest` of one file (hash, decode, parse, one transaction)
+and the ratios against the targets (parse >= 100,000 cards/s, parse+store >= 20,000 cards/s)
+and against the floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from newsletter.pipeline import ingest_file
+from newsletter.sources import read_digest_bytes
+from newsletter.store import open_store
+
+TODAY = date(2026, 11, 21)
+NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
+PARSE_TARGET = 100_000
+STORE_TARGET = 20_000
+WORDS = [
+    "model",
+    "training",
+    "data",
+    "learning",
+    "neural",
+    "network",
+    "transformer",
+    "attention",
+    "diffusion",
+    "sparse",
+    "pruning",
+    "distillation",
+    "benchmark",
+    "language",
+    "vision",
+    "robust",
+    "efficient",
+    "scaling",
+    "inference",
+    "token",
+    "representation",
+    "graph",
+    "reinforcement",
+    "policy",
+    "reward",
+    "optimization",
+    "gradient",
+    "convolutional",
+]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def synthetic_digest(cards: int, seed: int = 7) -> bytes:
+    """A capture with ``cards`` cards of realistic length and every layout variant."""
+    rng = random.Random(seed)
+    lines = ["new", "Get trending papers in your email inbox!", "Subscribe", "Daily Papers"]
+    lines += ["byAK and the research community", "Dec 17"]
+    for index in range(cards):
+        if rng.random() < 0.3:
+            lines.append(rng.choice(["-", str(rng.randint(1, 300)), f"[-] {rng.randint(1, 99)}"]))
+        title_words = rng.choices(WORDS, k=rng.randint(5, 14))
+        lines.append(f"{' '.join(title_words).title()}: Study {index}")
+        lines.append(" ".join(rng.choices(WORDS, k=rng.randint(150, 260))) + ".")
+        if rng.random() < 0.05:
+            continue  # cut short after the abstract
+        if rng.random() < 0.1:
+            lines.append("ExampleOrg Example Organization")
+        else:
+            lines.append(f"  • {rng.randint(1, 20)} authors")
+        month, day = rng.choice(MONTHS[:11]), rng.randint(1, 28)
+        year = f", {rng.randint(2015, 2025)}" if rng.random() < 0.6 else ""
+        comments = f" {rng.randint(1, 9)}" if rng.random() < 0.2 else ""
+        lines += ["·", f"{month} {day}{year}{comments}"]
+    return ("\n\n".join(lines) + "\n").encode("utf-8")
+
+
+def best_of(repeat: int, run: Callable[[], object]) -> float:
+    """The fastest of ``repeat`` runs, in seconds (the least disturbed by the machine)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def floor_split(data: bytes) -> None:
+    text = data.decode("utf-8")
+    [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def floor_insert(rows: list[tuple]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        db = sqlite3.connect(Path(folder) / "floor.sqlite3")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE papers (id TEXT PRIMARY KEY, title TEXT, abstract TEXT)")
+        with db:
+            db.executemany("INSERT INTO papers VALUES (?, ?, ?)", rows)
+        db.close()
+
+
+def parse_and_store(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "digest.txt"
+        path.write_bytes(data)
+        with open_store(Path(folder) / "state") as store:
+            report = ingest_file(store, path, now=NOW)
+            assert report.status == "ingested", report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    data = synthetic_digest(args.cards)
+    digest = read_digest_bytes(data, today=TODAY)
+    cards = len(digest.cards)
+    rows = [(str(i), c.title, c.abstract) for i, c in enumerate(digest.cards)]
+    print(f"synthetic digest: {cards:,} cards, {len(data) / 1e6:.1f} MB; best of {args.repeat}")
+
+    results = {
+        "floor-split": best_of(args.repeat, lambda: floor_split(data)),
+        "parse": best_of(args.repeat, lambda: read_digest_bytes(data, today=TODAY)),
+        "floor-insert": best_of(args.repeat, lambda: floor_insert(rows)),
+        "parse+store": best_of(args.repeat, lambda: parse_and_store(data)),
+    }
+    rate = {name: cards / seconds for name, seconds in results.items()}
+    for name, seconds in results.items():
+        print(f"  {name:<13} {seconds * 1000:8.1f} ms   {rate[name]:>12,.0f} cards/s")
+    floor_store = results["parse"] + results["floor-insert"]
+    ratios = {
+        f"parse rate / target ({PARSE_TARGET:,}/s)": rate["parse"] / PARSE_TARGET,
+        f"parse+store rate / target ({STORE_TARGET:,}/s)": rate["parse+store"] / STORE_TARGET,
+        "parse time / floor-split time": results["parse"] / results["floor-split"],
+        "parse+store time / (parse + floor-insert)": results["parse+store"] / floor_store,
+    }
+    print("ratios:")
+    for name, value in ratios.items():
+        print(f"  {name:<42} {value:6.2f}x")
+    ok = rate["parse"] >= PARSE_TARGET and rate["parse+store"] >= STORE_TARGET
+    print("targets met" if ok else "TARGETS MISSED")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The ``newsletter`` command: parses options, calls the library, maps errors to exit codes.
+
+Exit codes: 0 success, 1 some work failed (a file rejected, a delivery failed), 2 usage or
+configuration errors. Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from newsletter import __version__
+from newsletter.config import Config, config_path, load_config
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.models import FileReport, IngestReport, Paper
+from newsletter.pipeline import discover_digests, ingest
+from newsletter.store import open_store
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class World:
+    """What the CLI takes from outside: the clock and the environment (tests pass their own)."""
+
+    now: Callable[[], datetime] = _utc_now
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+
+@dataclass
+class Session:
+    """Per-invocation state shared by the subcommands."""
+
+    world: World
+    config_option: str | None
+    debug: bool
+
+    def config(self) -> Config:
+        """Load the configuration chosen by --config / $NEWSLETTER_CONFIG / ./config.yaml."""
+        return load_config(config_path(self.config_option, self.world.environ))
+
+
+class _Group(click.Group):
+    """Maps library errors to messages and exit codes; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
+            raise
+        except ConfigError as exc:
+            self._fail(ctx, exc, EXIT_USAGE)
+        except NewsletterError as exc:
+            self._fail(ctx, exc, EXIT_FAILED)
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            click.echo(
+                f"newsletter: internal error: {type(exc).__name__}: {exc} "
+                "(run again with --debug for the traceback, and please report it)",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: Exception, code: int) -> None:
+        if _debug(ctx):
+            raise exc
+        for line in str(exc).splitlines():
+            click.echo(f"newsletter: error: {line}", err=True)
+        ctx.exit(code)
+
+
+def _debug(ctx: click.Context) -> bool:
+    session = ctx.find_object(Session)
+    return bool(session and session.debug)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    help="Config file (default: $NEWSLETTER_CONFIG, else ./config.yaml).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def cli(ctx: click.Context, config_option: str | None, debug: bool) -> None:
+    """Personalized research-paper email digests from daily paper listings."""
+    world = ctx.obj if isinstance(ctx.obj, World) else World()
+    ctx.obj = Session(world, config_option, debug)
+
+
+@cli.command("ingest")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--listing-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The listing's date (YYYY-MM-DD), instead of resolving the file's year-less date.",
+)
+@click.pass_obj
+def ingest_command(session: Session, paths: tuple[Path, ...], listing_date: datetime | None):
+    """Read digest files into the store (default: new files in the digests folder)."""
+    config = session.config()
+    if not paths:
+        if not config.digests.is_dir():
+            raise ConfigError(
+                f"the digests folder {config.digests} does not exist; create it or fix "
+                f"'digests' in {config.path.name}"
+            )
+        paths = tuple(discover_digests(config.digests))
+    with open_store(config.state_dir) as store:
+        report = ingest(
+            store,
+            paths,
+            now=session.world.now(),
+            listing_date=listing_date.date() if listing_date else None,
+        )
+    _print_ingest_report(report)
+    if report.rejected:
+        sys.exit(EXIT_FAILED)
+
+
+def _print_ingest_report(report: IngestReport) -> None:
+    for file in report.files:
+        name = _display_path(file.path)
+        click.echo(f"{name}: {_file_summary(file)}")
+        for warning in file.warnings:
+            where = f"{name}:{warning.line}" if warning.line else name
+            click.echo(f"{where}: warning: {warning.message}", err=True)
+    counts = {status: 0 for status in ("ingested", "skipped", "rejected")}
+    for file in report.files:
+        counts[file.status] += 1
+    click.echo(
+        f"{len(report.files)} files: {counts['ingested']} ingested, {counts['skipped']} "
+        f"already ingested, {counts['rejected']} rejected; {report.new_papers} new papers"
+    )
+
+
+def _file_summary(file: FileReport) -> str:
+    if file.status == "skipped":
+        return "skipped (already ingested)"
+    if file.status == "rejected":
+        return f"rejected: {file.error}"
+    assert file.listing_date is not None
+    return (
+        f"{_plural(file.cards, 'card')}, {_plural(file.new_papers, 'new paper')}, "
+        f"{_plural(len(file.warnings), 'warning')} (listing of {file.listing_date.isoformat()})"
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _display_path(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+
+
+@cli.command("papers")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def papers_command(session: Session, as_json: bool) -> None:
+    """List the stored papers, newest listing first."""
+    config = session.config()
+    with open_store(config.state_dir) as store:
+        papers = store.papers()
+    if as_json:
+        click.echo(json.dumps([p.to_json() for p in papers], indent=2, ensure_ascii=False))
+        return
+    for paper in papers:
+        click.echo(_paper_line(paper))
+    click.echo(f"{_plural(len(papers), 'paper')}")
+
+
+def _paper_line(paper: Paper) -> str:
+    published = paper.published.isoformat() if paper.published else "-" * 10
+    byline = paper.organization or (
+        _plural(paper.authors_count, "author") if paper.authors_count is not None else ""
+    )
+    counters = f"{paper.comments:>3}c {paper.upvotes if paper.upvotes is not None else '-':>4}↑"
+    return f"{paper.listing_date.isoformat()}  {published}  {counters}  {paper.title}  [{byline}]"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="newsletter")
+    except BrokenPipeError:
+        # The reader went away (``newsletter papers | head``): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
+
+
+__all__ = ["World", "cli", "main"]

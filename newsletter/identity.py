@@ -1,0 +1,33 @@
+"""Stable paper identities: from the arXiv id when known, otherwise from the normalized title."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+# Anything that is not a letter or digit separates words; "_" counts as punctuation too.
+_NON_WORD = re.compile(r"[\W_]+")
+_ARXIV_ID = re.compile(
+    r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I
+)
+
+
+def normalize_title(title: str) -> str:
+    """NFKC, casefold, and punctuation and whitespace collapsed to single spaces."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return _NON_WORD.sub(" ", folded).strip()
+
+
+def canonical_arxiv_id(raw: str) -> str | None:
+    """The arXiv id without prefix or version (``2412.01199``), or None if it is not one."""
+    match = _ARXIV_ID.match(raw.strip())
+    return match.group(1) if match else None
+
+
+def paper_id(title: str, arxiv_id: str | None = None) -> str:
+    """The id a new paper gets: its arXiv id, else ``t-`` and a hash of its normalized title."""
+    if arxiv_id:
+        return arxiv_id
+    key = normalize_title(title)
+    return "t-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]

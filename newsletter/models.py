@@ -1,0 +1,104 @@
+"""Frozen values passed between the pipeline's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SourceWarning:
+    """Something odd in a digest file, tied to a line (1-based) when there is one."""
+
+    line: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """One paper as a source listed it, before the store gives it an identity."""
+
+    title: str
+    abstract: str
+    line: int
+    authors_count: int | None = None
+    organization: str | None = None
+    published: date | None = None
+    comments: int = 0
+    upvotes: int | None = None
+    arxiv_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What a reader made of one digest file."""
+
+    format: str
+    listing_date: date
+    cards: tuple[Card, ...]
+    warnings: tuple[SourceWarning, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """A paper as the store knows it."""
+
+    id: str
+    title: str
+    abstract: str
+    authors_count: int | None
+    organization: str | None
+    published: date | None
+    comments: int
+    upvotes: int | None
+    listing_date: date
+    source: str
+    first_seen: datetime
+    arxiv_id: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The paper as the JSON object of ``newsletter papers --json``."""
+        return {
+            "id": self.id,
+            "arxiv_id": self.arxiv_id,
+            "title": self.title,
+            "abstract": self.abstract,
+            "authors_count": self.authors_count,
+            "organization": self.organization,
+            "published": self.published.isoformat() if self.published else None,
+            "comments": self.comments,
+            "upvotes": self.upvotes,
+            "listing_date": self.listing_date.isoformat(),
+            "source": self.source,
+            "first_seen": self.first_seen.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """The outcome of ingesting one file: ingested, skipped (seen before) or rejected."""
+
+    path: str
+    status: str  # "ingested" | "skipped" | "rejected"
+    cards: int = 0
+    new_papers: int = 0
+    warnings: tuple[SourceWarning, ...] = ()
+    error: str | None = None
+    listing_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """The outcome of one ingest run over several files."""
+
+    files: tuple[FileReport, ...]
+
+    @property
+    def rejected(self) -> tuple[FileReport, ...]:
+        """Files that could not be read at all."""
+        return tuple(f for f in self.files if f.status == "rejected")
+
+    @property
+    def new_papers(self) -> int:
+        """Papers the store had not seen before this run."""
+        return sum(f.new_papers for f in self.files)

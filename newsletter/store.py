@@ -1,0 +1,304 @@
+"""The SQLite store: papers, the digests they came from, and (later) what was sent.
+
+One file, WAL mode, a schema version in ``PRAGMA user_version`` and an ordered list of
+migrations. Every digest is written in one transaction together with its content hash, so a
+killed ingest leaves nothing behind and the file is simply read again next time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from newsletter.errors import StoreError
+from newsletter.identity import normalize_title, paper_id
+from newsletter.models import Card, Paper
+
+STORE_FILE = "newsletter.sqlite3"
+
+# Each entry moves the schema from version N to N+1. Never edit a released entry: append.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE digests (
+        sha256       TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        format       TEXT NOT NULL,
+        listing_date TEXT NOT NULL,
+        ingested_at  TEXT NOT NULL,
+        cards        INTEGER NOT NULL,
+        new_papers   INTEGER NOT NULL,
+        warnings     INTEGER NOT NULL
+    );
+    CREATE TABLE papers (
+        id            TEXT PRIMARY KEY,
+        arxiv_id      TEXT UNIQUE,
+        title_key     TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        abstract      TEXT NOT NULL,
+        authors_count INTEGER,
+        organization  TEXT,
+        published     TEXT,
+        comments      INTEGER NOT NULL DEFAULT 0,
+        upvotes       INTEGER,
+        listing_date  TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        position      INTEGER NOT NULL,
+        first_seen    TEXT NOT NULL,
+        counters_date TEXT NOT NULL
+    );
+    CREATE INDEX papers_title_key ON papers (title_key);
+    CREATE INDEX papers_first_seen ON papers (first_seen);
+    CREATE TABLE sightings (
+        paper_id     TEXT NOT NULL REFERENCES papers (id),
+        digest       TEXT NOT NULL REFERENCES digests (sha256),
+        listing_date TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        PRIMARY KEY (paper_id, digest)
+    ) WITHOUT ROWID;
+    """,
+)
+
+# A later capture (by listing date) refreshes the counters; the first capture keeps the rest,
+# except that empty fields are filled from whichever capture has them.
+_UPSERT = """
+INSERT INTO papers (id, arxiv_id, title_key, title, abstract, authors_count, organization,
+                    published, comments, upvotes, listing_date, source, position, first_seen,
+                    counters_date)
+VALUES (:id, :arxiv_id, :title_key, :title, :abstract, :authors_count, :organization,
+        :published, :comments, :upvotes, :listing_date, :source, :position, :first_seen,
+        :listing_date)
+ON CONFLICT (id) DO UPDATE SET
+    comments = iif(excluded.counters_date >= counters_date, excluded.comments, comments),
+    upvotes = iif(excluded.counters_date >= counters_date,
+                  coalesce(excluded.upvotes, upvotes), coalesce(upvotes, excluded.upvotes)),
+    counters_date = max(counters_date, excluded.counters_date),
+    abstract = iif(abstract = '', excluded.abstract, abstract),
+    authors_count = coalesce(authors_count, excluded.authors_count),
+    organization = coalesce(organization, excluded.organization),
+    published = coalesce(published, excluded.published),
+    arxiv_id = coalesce(arxiv_id, excluded.arxiv_id)
+"""
+
+_PAPER_COLUMNS = (
+    "id, title, abstract, authors_count, organization, published, comments, upvotes, "
+    "listing_date, source, first_seen, arxiv_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """A digest file as the store records it once ingested."""
+
+    sha256: str
+    name: str
+    format: str
+    listing_date: date
+    cards: int
+    warnings: int
+
+
+class Store:
+    """A connection to the store; use ``open_store``."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.db = connection
+        self.path = path
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: commit on success, roll back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def has_digest(self, sha256: str) -> bool:
+        """Was a file with this content hash already ingested?"""
+        row = self.db.execute("SELECT 1 FROM digests WHERE sha256 = ?", (sha256,)).fetchone()
+        return row is not None
+
+    def add_digest(self, record: DigestRecord, cards: Sequence[Card], now: datetime) -> int:
+        """Store a digest and its cards in one transaction; return how many papers are new."""
+        with self.transaction() as db:
+            keys = [normalize_title(card.title) for card in cards]
+            ids, new = self._assign_ids(cards, keys)
+            db.execute(
+                "INSERT INTO digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.sha256,
+                    record.name,
+                    record.format,
+                    record.listing_date.isoformat(),
+                    now.isoformat(),
+                    record.cards,
+                    new,
+                    record.warnings,
+                ),
+            )
+            rows = [
+                _paper_row(card, pid, key, record, position, now)
+                for position, (card, pid, key) in enumerate(zip(cards, ids, keys, strict=True))
+            ]
+            db.executemany(_UPSERT, rows)
+            db.executemany(
+                "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?, ?)",
+                ((row["id"], record.sha256, row["listing_date"], row["position"]) for row in rows),
+            )
+        return new
+
+    def _assign_ids(self, cards: Sequence[Card], keys: Sequence[str]) -> tuple[list[str], int]:
+        """Each card's paper id (an existing paper's when known) and the count of new papers."""
+        known = self._ids_by_title_key(set(keys))
+        known_arxiv = self._ids_by_arxiv({c.arxiv_id for c in cards if c.arxiv_id})
+        ids, new_ids = [], set()
+        for card, key in zip(cards, keys, strict=True):
+            pid = known_arxiv.get(card.arxiv_id or "") or known.get(key)
+            if pid is None:
+                pid = paper_id(card.title, card.arxiv_id)
+                new_ids.add(pid)
+            ids.append(pid)
+        return ids, len(new_ids)
+
+    def _ids_by_title_key(self, keys: Iterable[str]) -> dict[str, str]:
+        return dict(self._select_in("SELECT title_key, id FROM papers WHERE title_key IN", keys))
+
+    def _ids_by_arxiv(self, arxiv_ids: Iterable[str]) -> dict[str, str]:
+        return dict(self._select_in("SELECT arxiv_id, id FROM papers WHERE arxiv_id IN", arxiv_ids))
+
+    def _select_in(self, query: str, values: Iterable[str]) -> list[tuple[str, str]]:
+        values = list(values)
+        rows: list[tuple[str, str]] = []
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(self.db.execute(f"{query} ({marks})", chunk).fetchall())
+        return rows
+
+    def papers(self) -> list[Paper]:
+        """Every stored paper, newest listing first, then in listing order."""
+        cursor = self.db.execute(
+            f"SELECT {_PAPER_COLUMNS} FROM papers ORDER BY listing_date DESC, source, position, id"
+        )
+        return [_paper_from_row(row) for row in cursor]
+
+    def paper_count(self) -> int:
+        """How many papers the store holds."""
+        return int(self.db.execute("SELECT count(*) FROM papers").fetchone()[0])
+
+    def digests(self) -> list[DigestRecord]:
+        """Every ingested digest, oldest ingest first."""
+        cursor = self.db.execute(
+            "SELECT sha256, name, format, listing_date, cards, warnings FROM digests "
+            "ORDER BY ingested_at, name"
+        )
+        return [
+            DigestRecord(sha, name, fmt, date.fromisoformat(listing), cards, warnings)
+            for sha, name, fmt, listing, cards, warnings in cursor
+        ]
+
+
+def open_store(state_dir: Path, migrations: Sequence[str] = MIGRATIONS) -> Store:
+    """Open (creating and migrating as needed) the store in ``state_dir``."""
+    path = state_dir / STORE_FILE
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the store {path}: {exc}") from exc
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        store = Store(db, path)
+        _migrate(store, migrations)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StoreError(
+            f"{path} is not a usable newsletter store ({exc}); move it aside to start afresh"
+        ) from exc
+    except BaseException:
+        db.close()
+        raise
+    return store
+
+
+def _migrate(store: Store, migrations: Sequence[str]) -> None:
+    """Apply the migrations the database has not seen, each in its own transaction."""
+    current = store.schema_version
+    if current > len(migrations):
+        raise StoreError(
+            f"{store.path} has schema version {current}, newer than this program knows "
+            f"({len(migrations)}); upgrade newsletter"
+        )
+    for version in range(current, len(migrations)):
+        with store.transaction() as db:
+            for statement in _statements(migrations[version]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would commit on its own)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _paper_row(
+    card: Card, pid: str, key: str, record: DigestRecord, position: int, now: datetime
+) -> dict[str, object]:
+    return {
+        "id": pid,
+        "arxiv_id": card.arxiv_id,
+        "title_key": key,
+        "title": card.title,
+        "abstract": card.abstract,
+        "authors_count": card.authors_count,
+        "organization": card.organization,
+        "published": card.published.isoformat() if card.published else None,
+        "comments": card.comments,
+        "upvotes": card.upvotes,
+        "listing_date": record.listing_date.isoformat(),
+        "source": record.name,
+        "position": position,
+        "first_seen": now.isoformat(),
+    }
+
+
+def _paper_from_row(row: tuple) -> Paper:
+    (pid, title, abstract, authors, org, published, comments, upvotes, listing, source,
+     first_seen, arxiv_id) = row  # fmt: skip
+    return Paper(
+        id=pid,
+        title=title,
+        abstract=abstract,
+        authors_count=authors,
+        organization=org,
+        published=date.fromisoformat(published) if published else None,
+        comments=comments,
+        upvotes=upvotes,
+        listing_date=date.fromisoformat(listing),
+        source=source,
+        first_seen=datetime.fromisoformat(first_seen),
+        arxiv_id=arxiv_id,
+    )

@@ -1,0 +1,185 @@
+"""The SQLite store: schema versions, migrations, identity, counters, atomic digests."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import StoreError
+from newsletter.models import Card
+from newsletter.pipeline import ingest
+from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, open_store
+from tests.digest_text import capture, card
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+def record(sha: str, listing: date, cards: int = 1, name: str | None = None) -> DigestRecord:
+    return DigestRecord(sha, name or f"{sha}.txt", "hf-listing", listing, cards, 0)
+
+
+def paper_card(title: str = "A Paper", **fields: object) -> Card:
+    return Card(title=title, abstract="An abstract.", line=1, **fields)  # type: ignore[arg-type]
+
+
+def test_new_store_has_latest_schema_and_wal(tmp_path: Path) -> None:
+    with open_store(tmp_path / "state") as store:
+        assert store.schema_version == len(MIGRATIONS)
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "state" / STORE_FILE).exists()
+
+
+def test_migration_path_upgrades_an_existing_store_and_keeps_data(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], T0)
+    upgraded = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN note TEXT; CREATE TABLE extra (x)")
+    with open_store(tmp_path, migrations=upgraded) as store:
+        assert store.schema_version == len(MIGRATIONS) + 1
+        assert [p.title for p in store.papers()] == ["A Paper"]
+        columns = [row[1] for row in store.db.execute("PRAGMA table_info(papers)")]
+        assert "note" in columns
+
+
+def test_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], T0)
+    broken = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN ok TEXT; THIS IS NOT SQL")
+    with pytest.raises(StoreError):
+        open_store(tmp_path, migrations=broken)
+    with open_store(tmp_path) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        columns = [row[1] for row in store.db.execute("PRAGMA table_info(papers)")]
+        assert "ok" not in columns
+
+
+def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    open_store(tmp_path).close()
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer than this program"):
+        open_store(tmp_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / STORE_FILE).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="move it aside"):
+        open_store(tmp_path)
+
+
+def test_same_paper_in_two_digests_is_one_paper_with_latest_counters(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        first = [paper_card("Deep Nets: Shallow Again!", comments=1, upvotes=5)]
+        assert store.add_digest(record("a", date(2026, 1, 10)), first, T0) == 1
+        again = [paper_card("deep nets — shallow again", comments=3, upvotes=None)]
+        later = T0 + timedelta(days=2)
+        assert store.add_digest(record("b", date(2026, 1, 12)), again, later) == 0
+        (paper,) = store.papers()
+        assert (paper.comments, paper.upvotes) == (3, 5)
+        assert paper.title == "Deep Nets: Shallow Again!"
+        assert (paper.source, paper.first_seen, paper.listing_date) == (
+            "a.txt",
+            T0,
+            date(2026, 1, 10),
+        )
+        older = [paper_card("Deep nets shallow again", comments=9, upvotes=9)]
+        store.add_digest(record("c", date(2026, 1, 1)), older, later)
+        (paper,) = store.papers()
+        assert (paper.comments, paper.upvotes) == (3, 5)
+
+
+def test_empty_fields_are_filled_from_a_later_capture(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], T0)
+        fuller = [paper_card(authors_count=4, published=date(2025, 12, 30), arxiv_id="2512.00001")]
+        store.add_digest(record("b", date(2026, 1, 2)), fuller, T0)
+        (paper,) = store.papers()
+        assert (paper.authors_count, paper.published, paper.arxiv_id) == (
+            4,
+            date(2025, 12, 30),
+            "2512.00001",
+        )
+
+
+def test_arxiv_source_reuses_the_id_a_title_only_source_gave(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card("Same")], T0)
+        (before,) = store.papers()
+        new = store.add_digest(
+            record("b", date(2026, 1, 2)), [paper_card("SAME", arxiv_id="2601.00002")], T0
+        )
+        (after,) = store.papers()
+        assert new == 0
+        assert after.id == before.id
+        assert after.arxiv_id == "2601.00002"
+
+
+def test_duplicate_cards_in_one_digest_count_once(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        cards = [paper_card("X"), paper_card("Y"), paper_card("x")]
+        assert store.add_digest(record("a", date(2026, 1, 1), cards=3), cards, T0) == 2
+        assert store.paper_count() == 2
+
+
+def test_an_error_mid_digest_leaves_nothing_behind(tmp_path: Path) -> None:
+    class Exploding(list):
+        def __iter__(self):
+            yield paper_card("First")
+            raise RuntimeError("disk on fire")
+
+        def __len__(self) -> int:
+            return 2
+
+    with open_store(tmp_path) as store:
+        with pytest.raises(RuntimeError):
+            store.add_digest(record("a", date(2026, 1, 1)), Exploding(), T0)
+        assert store.paper_count() == 0
+        assert not store.has_digest("a")
+
+
+def test_killed_ingest_leaves_a_consistent_store_and_is_redone(tmp_path: Path) -> None:
+    cards = [card(f"Paper number {i}: a synthetic title", date="Aug 20") for i in range(60_000)]
+    big = tmp_path / "digests" / "big.txt"
+    big.parent.mkdir()
+    big.write_text(capture(*cards))
+    (tmp_path / "config.yaml").write_text("digests: digests\nstate_dir: state\n")
+    command = [sys.executable, "-m", "newsletter", "--config", str(tmp_path / "config.yaml")]
+    process = subprocess.Popen([*command, "ingest"], stdout=subprocess.DEVNULL)
+    wal = tmp_path / "state" / f"{STORE_FILE}-wal"
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if wal.exists() and wal.stat().st_size > 1_000_000:
+            process.kill()
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert process.returncode < 0, "ingest finished before it could be killed; use a bigger file"
+    with open_store(tmp_path / "state") as store:
+        assert store.paper_count() == 0
+        assert store.digests() == []
+    subprocess.run([*command, "ingest"], check=True, stdout=subprocess.DEVNULL)
+    with open_store(tmp_path / "state") as store:
+        assert store.paper_count() == 60_000
+        assert len(store.digests()) == 1
+
+
+def test_ingest_reports_each_file_and_goes_on_after_a_rejected_one(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text(capture(card("One"), card("Two")))
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x00\x01\x02")
+    missing = tmp_path / "missing.txt"
+    with open_store(tmp_path / "state") as store:
+        report = ingest(store, [bad, missing, good], now=T0)
+        assert [f.status for f in report.files] == ["rejected", "rejected", "ingested"]
+        assert "binary" in (report.files[0].error or "")
+        assert "cannot read" in (report.files[1].error or "")
+        assert report.new_papers == 2
+        again = ingest(store, [good], now=T0)
+        assert [f.status for f in again.files] == ["skipped"]
+        assert store.paper_count() == 2
