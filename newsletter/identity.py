@@ -25,9 +25,9 @@ def canonical_arxiv_id(raw: str) -> str | None:
     return match.group(1) if match else None
 
 
-def paper_id(title: str, arxiv_id: str | None = None) -> str:
-    """The id a new paper gets: its arXiv id, else ``t-`` and a hash of its normalized title."""
+def paper_id(title_key: str, arxiv_id: str | None = None) -> str:
+    """The id a new paper gets: its arXiv id, else ``t-`` and a hash of its title key
+    (``normalize_title`` of its title)."""
     if arxiv_id:
         return arxiv_id
-    key = normalize_title(title)
-    return "t-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return "t-" + hashlib.sha256(title_key.encode("utf-8")).hexdigest()[:16]

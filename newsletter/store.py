@@ -176,7 +176,7 @@ class Store:
         for card, key in zip(cards, keys, strict=True):
             pid = known_arxiv.get(card.arxiv_id or "") or known.get(key)
             if pid is None:
-                pid = paper_id(card.title, card.arxiv_id)
+                pid = paper_id(key, card.arxiv_id)
                 new_ids.add(pid)
             ids.append(pid)
         return ids, len(new_ids)

@@ -190,7 +190,9 @@ def test_stray_abstract_is_skipped_not_made_a_paper() -> None:
         (b"Dear diary,\n\nToday nothing happened at all.\n", "does not look like"),
         (b'[{"paper": {"id": "2401.00001"}}]', "JSON"),
         (bytes(range(128, 256)) * 20, "not UTF-8"),
+        ("Überblick\nÄrger\nÖl\n".encode("latin-1") * 5, "not UTF-8"),
     ],
+    ids=["empty", "blank", "png", "prose", "json", "high bytes", "latin-1"],
 )
 def test_unreadable_files_are_rejected_with_a_reason(data: bytes, message: str) -> None:
     with pytest.raises(DigestError, match=message):

@@ -9,20 +9,21 @@ A capture is a header, the listing date (month and day, no year), then one card 
     "·"                                          (optional)
     "Aug 20" / "Dec 2, 2024 2" (date, comments)  (optional)
 
-Every element stands on a line of its own. The reader classifies each non-blank line once,
-then walks the cards with one line of look-ahead, so it never needs to backtrack and never
-takes a line it cannot place as a paper: odd lines become warnings, not papers.
+Every element stands on a line of its own. The reader classifies each non-blank line once
+(``split_lines``), then walks the cards with two lines of look-ahead, so it never needs to
+backtrack and never takes a line it cannot place as a paper: odd lines become warnings.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import Enum
-from typing import NamedTuple
 
 from newsletter.errors import DigestError
 from newsletter.models import Card, Digest, SourceWarning
+from newsletter.sources.decode import bad_bytes_warnings, decode_bad_line, decode_line, utf8_bytes
 
 FORMAT = "hf-listing"
 
@@ -87,17 +88,22 @@ class Kind(Enum):
 
 TEXT, SEPARATOR, AUTHORS, DATE, UPVOTES, END = Kind
 _SHORT = 20  # longer lines are always text: no need to classify them
-_new_tuple = tuple.__new__
+_SHORT_BYTES = 48  # lines up to this many bytes may be short once decoded and cleaned
 
 
-class Line(NamedTuple):
-    """A non-blank line: its 1-based number in the file, cleaned text and kind."""
+@dataclass
+class Lines:
+    """The non-blank lines of a capture as parallel lists (the reader's hot data: lists are
+    cheaper to fill and to index than one object per line)."""
 
-    number: int
-    text: str
-    kind: Kind
-    titleish: bool  # text short enough to be a title or an organization line
-    value: object = None  # AUTHORS, UPVOTES: an int; DATE: (month, day, year | None, count)
+    numbers: list[int] = field(default_factory=list)  # 1-based line numbers in the file
+    texts: list[str] = field(default_factory=list)  # cleaned text
+    kinds: list[Kind] = field(default_factory=list)
+    titleish: list[bool] = field(default_factory=list)  # text short enough to be a title
+    values: list[object] = field(default_factory=list)  # see ``read_line``
+
+    def __len__(self) -> int:
+        return len(self.numbers)
 
 
 def clean_line(raw: str) -> str:
@@ -116,7 +122,8 @@ def classify(text: str) -> Kind:
 
 
 def read_line(text: str) -> tuple[Kind, object]:
-    """The kind of a cleaned, non-empty line and the value it carries (see ``Line.value``)."""
+    """The kind of a cleaned, non-empty line and its value: the count for AUTHORS and
+    UPVOTES, ``(month, day, year or None, comments)`` for DATE, else None."""
     if len(text) > _SHORT:
         return TEXT, None
     first = text[0]
@@ -150,53 +157,90 @@ def looks_like_date(text: str) -> bool:
     return len(text) <= _SHORT and _DATE.fullmatch(text) is not None
 
 
-def split_lines(text: str) -> list[Line]:
-    """The non-blank lines of a capture, cleaned and classified, with their line numbers.
+def split_lines(data: bytes) -> tuple[Lines, list[SourceWarning]]:
+    """The non-blank lines of a capture (UTF-8 bytes with LF line ends, as ``utf8_bytes``
+    makes them), cleaned and classified, and warnings about bytes that are not UTF-8.
 
-    This is the reader's hot loop (see bench/ingest.py). Long lines (abstracts) are text
-    without further ado; short ones repeat a lot ("·", "Aug 20"), so each distinct one is
-    cleaned and classified once per file.
+    This is the reader's hot loop (see bench/ingest.py). Long lines, titles and abstracts,
+    are text without further ado; short ones repeat a lot ("·", "Aug 20"), so each distinct
+    one is decoded, cleaned and classified once per file.
     """
-    if "\r" in text:
-        # CRLF and lone CR (old Mac files) end lines too, as they do in any editor.
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines: list[Line] = []
-    append = lines.append
-    seen: dict[str, tuple[str, Kind, bool, object]] = {}
-    for number, raw in enumerate(text.split("\n"), 1):
+    lines = Lines()
+    add_number, add_text = lines.numbers.append, lines.texts.append
+    add_kind, add_titleish, add_value = (
+        lines.kinds.append,
+        lines.titleish.append,
+        lines.values.append,
+    )
+    seen: dict[bytes, tuple[str, Kind, object]] = {}
+    bad_lines: list[int] = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw:
             continue
-        stripped = raw.strip()
-        if len(stripped) > TITLE_MAX:
-            append(_new_tuple(Line, (number, stripped, TEXT, False, None)))
-            continue
-        entry = seen.get(stripped)
-        if entry is None:
-            cleaned = clean_line(stripped)
-            kind, value = read_line(cleaned) if cleaned else (END, None)
-            entry = seen[stripped] = (cleaned, kind, kind is TEXT, value)
+        if len(raw) > _SHORT_BYTES:
+            text = decode_line(raw)
+            if text is None:
+                bad_lines.append(number)
+                text = decode_bad_line(raw)
+            text = text.strip()
+            if len(text) <= TITLE_MAX:
+                text = clean_line(text)
+            if len(text) > _SHORT:  # a title or an abstract: unique, not worth caching
+                add_number(number)
+                add_text(text)
+                add_kind(TEXT)
+                add_titleish(len(text) <= TITLE_MAX)
+                add_value(None)
+                continue
+            entry = _short_line(text)
+        else:
+            entry = seen.get(raw)
+            if entry is None:
+                text = decode_line(raw)
+                if text is None:
+                    bad_lines.append(number)
+                    text = decode_bad_line(raw)
+                    entry = _short_line(text)  # not cached: each bad line gets its warning
+                else:
+                    entry = seen[raw] = _short_line(text)
         if entry[1] is not END:
-            append(_new_tuple(Line, (number, *entry)))
-    return lines
+            add_number(number)
+            add_text(entry[0])
+            add_kind(entry[1])
+            add_titleish(entry[1] is TEXT)
+            add_value(entry[2])
+    return lines, bad_bytes_warnings(bad_lines, len(lines))
+
+
+def _short_line(text: str) -> tuple[str, Kind, object]:
+    cleaned = clean_line(text)
+    return (cleaned, *read_line(cleaned)) if cleaned else ("", END, None)
 
 
 def parse(text: str, *, today: date, listing_date: date | None = None) -> Digest:
-    """Read a capture; ``listing_date`` overrides the file's year-less listing date."""
-    lines = split_lines(text)
+    """Read a capture given as text (see ``parse_bytes``)."""
+    return parse_bytes(utf8_bytes(text.encode("utf-8")), today=today, listing_date=listing_date)
+
+
+def parse_bytes(data: bytes, *, today: date, listing_date: date | None = None) -> Digest:
+    """Read a capture from ``utf8_bytes``; ``listing_date`` overrides the file's year-less
+    listing date. DigestError when the text is not a capture at all."""
+    lines, warnings = split_lines(data)
     if not _recognizable(lines):
         raise DigestError(
             "this does not look like a Hugging Face Daily Papers capture (no header, no "
             "listing date, no '·' or 'N authors' lines); check that it is the right file"
         )
-    return _Parser(lines, today, listing_date).run()
+    digest = _Parser(lines, today, listing_date).run()
+    return replace(digest, warnings=(*warnings, *digest.warnings))
 
 
-def _recognizable(lines: list[Line]) -> bool:
+def _recognizable(lines: Lines) -> bool:
     """Does anything mark this text as a capture, so that plain prose is never read as papers?"""
-    head = lines[:_HEADER_SCAN]
-    if any(line.text.casefold() in HEADER_LINES or line.kind is DATE for line in head):
+    head = range(min(len(lines), _HEADER_SCAN))
+    if any(lines.texts[i].casefold() in HEADER_LINES or lines.kinds[i] is DATE for i in head):
         return True
-    return any(line.kind is SEPARATOR or line.kind is AUTHORS for line in lines)
+    return SEPARATOR in lines.kinds or AUTHORS in lines.kinds
 
 
 def resolve_listing_date(month: int, day: int, today: date) -> date | None:
@@ -214,20 +258,24 @@ def resolve_listing_date(month: int, day: int, today: date) -> date | None:
 class _Parser:
     """Walks classified lines once, with look-ahead of two; collects cards and warnings."""
 
-    def __init__(self, lines: list[Line], today: date, override: date | None) -> None:
-        after = lines[-1].number + 1 if lines else 1
-        sentinel = Line(after, "", END, False)
-        # Two sentinels: look-ahead never needs a bounds check.
-        self.lines = [*lines, sentinel, sentinel]
+    def __init__(self, lines: Lines, today: date, override: date | None) -> None:
         self.end = len(lines)
+        after = lines.numbers[-1] + 1 if self.end else 1
+        # Two sentinels at the end: look-ahead never needs a bounds check.
+        self.numbers = [*lines.numbers, after, after]
+        self.texts = [*lines.texts, "", ""]
+        self.kinds = [*lines.kinds, END, END]
+        self.titleish = [*lines.titleish, False, False]
+        self.values = [*lines.values, None, None]
         self.today = today
         self.override = override
         self.pos = 0
         self.cards: list[Card] = []
         self.warnings: list[SourceWarning] = []
 
-    def warn(self, line: int | None, message: str) -> None:
-        self.warnings.append(SourceWarning(line, message))
+    def warn(self, index: int | None, message: str) -> None:
+        """A warning about the line at ``index`` (None: about the whole file)."""
+        self.warnings.append(SourceWarning(None if index is None else self.numbers[index], message))
 
     def run(self) -> Digest:
         listing = self.read_header()
@@ -240,7 +288,7 @@ class _Parser:
         """Skip the header; return the listing date (file, override, or today with a warning)."""
         found = self.find_listing_line()
         if found is None:
-            while self.pos < self.end and self.lines[self.pos].text.casefold() in HEADER_LINES:
+            while self.pos < self.end and self.texts[self.pos].casefold() in HEADER_LINES:
                 self.pos += 1
             if self.override:
                 return self.override
@@ -250,58 +298,61 @@ class _Parser:
                 f"{self.today.isoformat()} (pass --listing-date YYYY-MM-DD to set it)",
             )
             return self.today
-        line, month, day = found
+        index, month, day = found
+        text = self.texts[index]
         if self.override:
             if (self.override.month, self.override.day) != (month, day):
                 self.warn(
-                    line.number,
-                    f"the listing date line says '{line.text}' but --listing-date is "
+                    index,
+                    f"the listing date line says '{text}' but --listing-date is "
                     f"{self.override.isoformat()}; using --listing-date",
                 )
             return self.override
         resolved = resolve_listing_date(month, day, self.today)
         if resolved is None:
-            self.warn(line.number, f"'{line.text}' is not a real date; using the ingest date")
+            self.warn(index, f"'{text}' is not a real date; using the ingest date")
             return self.today
         return resolved
 
-    def find_listing_line(self) -> tuple[Line, int, int] | None:
+    def find_listing_line(self) -> tuple[int, int, int] | None:
         """The first bare 'Mon D' line before any card structure, if any; moves past it."""
-        for index, line in enumerate(self.lines[: min(_HEADER_SCAN, self.end)]):
-            if line.kind is SEPARATOR or line.kind is AUTHORS or len(line.text) > TITLE_MAX:
+        for index in range(min(_HEADER_SCAN, self.end)):
+            kind = self.kinds[index]
+            if kind is SEPARATOR or kind is AUTHORS or len(self.texts[index]) > TITLE_MAX:
                 return None
-            if line.kind is DATE:
-                month, day, year, count = line.value  # type: ignore[misc]
+            if kind is DATE:
+                month, day, year, count = self.values[index]  # type: ignore[misc]
                 if year or count:
                     return None
                 self.pos = index + 1
-                return line, month, day
+                return index, month, day
         return None
 
     # -- one card ------------------------------------------------------------------------
     def read_card(self, listing: date) -> None:
         """Read one card starting at the current line, or skip one line it cannot place."""
         upvotes = self.read_upvotes()
-        head = self.lines[self.pos]
-        if head.kind is END:
+        head = self.pos
+        if self.kinds[head] is END:
             return
-        if not head.titleish:
-            self.skip_stray(head)
+        if not self.titleish[head]:
+            self.skip_stray()
             return
         self.pos += 1
         abstract = self.read_abstract(head)
         authors_count, organization = self.read_byline()
         published, comments = self.read_date_line(listing)
+        title = self.texts[head]
         if not abstract:
             # A title-like line with no abstract may be anything (an organization line out of
             # place, a search query): never make a paper of it.
-            self.warn(head.number, f"skipped '{_short(head.text)}': no abstract follows it")
+            self.warn(head, f"skipped '{_short(title)}': no abstract follows it")
             return
         self.cards.append(
             Card(
-                title=head.text,
+                title=title,
                 abstract=abstract,
-                line=head.number,
+                line=self.numbers[head],
                 authors_count=authors_count,
                 organization=organization,
                 published=published,
@@ -311,68 +362,71 @@ class _Parser:
         )
 
     def read_upvotes(self) -> int | None:
-        line = self.lines[self.pos]
-        if line.kind is not UPVOTES:
+        index = self.pos
+        if self.kinds[index] is not UPVOTES:
             return None
         self.pos += 1
-        if self.lines[self.pos].kind is END:
-            self.warn(line.number, f"upvote count '{line.text}' with no paper after it; ignored")
-        return line.value  # type: ignore[return-value]
+        if self.kinds[self.pos] is END:
+            self.warn(index, f"upvote count '{self.texts[index]}' with no paper after it; ignored")
+        return self.values[index]  # type: ignore[return-value]
 
-    def skip_stray(self, line: Line) -> None:
+    def skip_stray(self) -> None:
         what = {
             TEXT: "text outside a card (an abstract whose title is missing?)",
             SEPARATOR: "a '·' outside a card",
             AUTHORS: "an authors line outside a card",
             DATE: "a date outside a card",
             UPVOTES: "an upvote count outside a card",
-        }[line.kind]
-        self.warn(line.number, f"skipped {what}")
+        }[self.kinds[self.pos]]
+        self.warn(self.pos, f"skipped {what}")
         self.pos += 1
 
-    def read_abstract(self, title: Line) -> str:
+    def read_abstract(self, title: int) -> str:
         """The line after the title, unless it starts the next card or byline, or repeats it."""
-        line, after = self.lines[self.pos], self.lines[self.pos + 1]
-        if line.kind is not TEXT or line.text == title.text:
+        index = self.pos
+        text = self.texts[index]
+        if self.kinds[index] is not TEXT or text == self.texts[title]:
             return ""
-        # A short line followed by '·'/a date is a byline; followed by a long one, a new title.
-        if line.titleish and (
-            after.kind is SEPARATOR
-            or after.kind is DATE
-            or (after.kind is TEXT and not after.titleish)
-        ):
-            return ""
+        if self.titleish[index]:
+            # A short line followed by '·'/a date is a byline; followed by a long one, a title.
+            after = self.kinds[index + 1]
+            if after is SEPARATOR or after is DATE:
+                return ""
+            if after is TEXT and not self.titleish[index + 1]:
+                return ""
         self.pos += 1
-        return line.text
+        return text
 
     def read_byline(self) -> tuple[int | None, str | None]:
         """'• N authors', or an organization line (the one followed by '·' or a date)."""
-        line, after = self.lines[self.pos], self.lines[self.pos + 1]
-        if line.kind is AUTHORS:
+        index = self.pos
+        if self.kinds[index] is AUTHORS:
             self.pos += 1
-            return line.value, None  # type: ignore[return-value]
-        if line.titleish and (after.kind is SEPARATOR or after.kind is DATE):
+            return self.values[index], None  # type: ignore[return-value]
+        after = self.kinds[index + 1]
+        if self.titleish[index] and (after is SEPARATOR or after is DATE):
             self.pos += 1
-            return None, line.text
+            return None, self.texts[index]
         return None, None
 
     def read_date_line(self, listing: date) -> tuple[date | None, int]:
         """The optional '·' then the publication date and comment count."""
-        separator = self.lines[self.pos].kind is SEPARATOR
+        separator = self.kinds[self.pos] is SEPARATOR
         if separator:
             self.pos += 1
-        line = self.lines[self.pos]
-        if line.kind is DATE or (separator and line.kind is TEXT and looks_like_date(line.text)):
+        index = self.pos
+        kind = self.kinds[index]
+        if kind is DATE or (separator and kind is TEXT and looks_like_date(self.texts[index])):
             self.pos += 1
-            return self.parse_date(line, listing)
+            return self.parse_date(index, listing)
         if separator:
-            self.warn(self.lines[self.pos - 1].number, "no publication date after '·'")
+            self.warn(index - 1, "no publication date after '·'")
         return None, 0
 
-    def parse_date(self, line: Line, listing: date) -> tuple[date | None, int]:
+    def parse_date(self, index: int, listing: date) -> tuple[date | None, int]:
         """A date line's date (None, with a warning, if it is not a real one) and comments."""
-        if line.kind is DATE:
-            month, day, year, comments = line.value  # type: ignore[misc]
+        if self.kinds[index] is DATE:
+            month, day, year, comments = self.values[index]  # type: ignore[misc]
         else:  # shaped like a date, but with a month nobody knows
             month, day, year, comments = None, 0, None, 0
         try:
@@ -380,7 +434,7 @@ class _Parser:
                 raise ValueError("unknown month")
             published = date(year or listing.year, month, day)
         except ValueError:
-            self.warn(line.number, f"cannot read the date '{line.text}'; left empty")
+            self.warn(index, f"cannot read the date '{self.texts[index]}'; left empty")
             return None, comments
         if year is None and published > listing:
             # A year-less date later than the listing can only be from the year before.
