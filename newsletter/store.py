@@ -68,9 +68,7 @@ _UPSERT = """
 INSERT INTO papers (id, arxiv_id, title_key, title, abstract, authors_count, organization,
                     published, comments, upvotes, listing_date, source, position, first_seen,
                     counters_date)
-VALUES (:id, :arxiv_id, :title_key, :title, :abstract, :authors_count, :organization,
-        :published, :comments, :upvotes, :listing_date, :source, :position, :first_seen,
-        :listing_date)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     comments = iif(excluded.counters_date >= counters_date, excluded.comments, comments),
     upvotes = iif(excluded.counters_date >= counters_date,
@@ -157,14 +155,18 @@ class Store:
                     record.warnings,
                 ),
             )
-            rows = [
-                _paper_row(card, pid, key, record, position, now)
-                for position, (card, pid, key) in enumerate(zip(cards, ids, keys, strict=True))
-            ]
-            db.executemany(_UPSERT, rows)
+            listing = record.listing_date.isoformat()
+            seen_at = now.isoformat()
+            db.executemany(
+                _UPSERT,
+                (
+                    _paper_row(card, pid, key, listing, record.name, position, seen_at)
+                    for position, (card, pid, key) in enumerate(zip(cards, ids, keys, strict=True))
+                ),
+            )
             db.executemany(
                 "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?, ?)",
-                ((row["id"], record.sha256, row["listing_date"], row["position"]) for row in rows),
+                ((pid, record.sha256, listing, position) for position, pid in enumerate(ids)),
             )
         return new
 
@@ -265,24 +267,27 @@ def _statements(script: str) -> list[str]:
 
 
 def _paper_row(
-    card: Card, pid: str, key: str, record: DigestRecord, position: int, now: datetime
-) -> dict[str, object]:
-    return {
-        "id": pid,
-        "arxiv_id": card.arxiv_id,
-        "title_key": key,
-        "title": card.title,
-        "abstract": card.abstract,
-        "authors_count": card.authors_count,
-        "organization": card.organization,
-        "published": card.published.isoformat() if card.published else None,
-        "comments": card.comments,
-        "upvotes": card.upvotes,
-        "listing_date": record.listing_date.isoformat(),
-        "source": record.name,
-        "position": position,
-        "first_seen": now.isoformat(),
-    }
+    card: Card, pid: str, key: str, listing: str, source: str, position: int, seen_at: str
+) -> tuple[object, ...]:
+    """The parameters of ``_UPSERT`` for one card (counters_date is the listing date)."""
+    published = card.published.isoformat() if card.published else None
+    return (
+        pid,
+        card.arxiv_id,
+        key,
+        card.title,
+        card.abstract,
+        card.authors_count,
+        card.organization,
+        published,
+        card.comments,
+        card.upvotes,
+        listing,
+        source,
+        position,
+        seen_at,
+        listing,
+    )
 
 
 def _paper_from_row(row: tuple) -> Paper:
