@@ -195,7 +195,8 @@ def _paper_line(paper: Paper) -> str:
         _plural(paper.authors_count, "author") if paper.authors_count is not None else ""
     )
     counters = f"{paper.comments:>3}c {paper.upvotes if paper.upvotes is not None else '-':>4}↑"
-    return f"{paper.listing_date.isoformat()}  {published}  {counters}  {paper.title}  [{byline}]"
+    line = f"{paper.listing_date.isoformat()}  {published}  {counters}  {paper.title}"
+    return f"{line}  [{byline}]" if byline else line
 
 
 def main() -> None:
