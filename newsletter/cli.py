@@ -19,9 +19,12 @@ import click
 from newsletter import __version__
 from newsletter.config import Config, config_path, load_config
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.matching import Selection
 from newsletter.models import FileReport, IngestReport, Paper
-from newsletter.pipeline import discover_digests, ingest
+from newsletter.pipeline import discover_digests, ingest, select
+from newsletter.profiles import load_profiles
 from newsletter.store import open_store
+from newsletter.yamlfile import did_you_mean
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -197,6 +200,88 @@ def _paper_line(paper: Paper) -> str:
     counters = f"{paper.comments:>3}c {paper.upvotes if paper.upvotes is not None else '-':>4}↑"
     line = f"{paper.listing_date.isoformat()}  {published}  {counters}  {paper.title}"
     return f"{line}  [{byline}]" if byline else line
+
+
+@cli.command("validate")
+@click.pass_obj
+def validate_command(session: Session) -> None:
+    """Check config.yaml and the profile file; list every problem with its line."""
+    try:
+        config = session.config()
+        click.echo(f"{_display_path(str(config.path))}: ok")
+        profiles = load_profiles(config)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(line, err=True)
+        count = len(str(exc).splitlines())
+        click.echo(f"{_plural(count, 'problem')} found", err=True)
+        sys.exit(EXIT_FAILED)
+    receiving = sum(1 for s in profiles.subscribers if s.receives)
+    count = _plural(len(profiles.subscribers), "subscriber")
+    click.echo(f"{_display_path(str(profiles.path))}: ok, {count} ({receiving} receiving)")
+
+
+@cli.command("preview")
+@click.option("--subscriber", "email", required=True, metavar="EMAIL", help="Whose digest.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def preview_command(session: Session, email: str, as_json: bool) -> None:
+    """Show what a subscriber would receive now; sends and records nothing."""
+    config = session.config()
+    profiles = load_profiles(config)
+    subscriber = profiles.find(email)
+    if subscriber is None:
+        known = [s.email for s in profiles.subscribers]
+        raise ConfigError(
+            f"no subscriber '{email}' in {profiles.path.name}{did_you_mean(email, known)}"
+        )
+    with open_store(config.state_dir) as store:
+        (selection,) = select(store, [subscriber], config, now=session.world.now())
+    if as_json:
+        click.echo(json.dumps(_selection_json(selection), indent=2, ensure_ascii=False))
+    else:
+        _print_selection(selection)
+
+
+def _selection_json(selection: Selection) -> dict[str, object]:
+    return {
+        "subscriber": selection.subscriber.email,
+        "papers": [
+            {
+                "id": match.paper.id,
+                "title": match.paper.title,
+                "score": match.score,
+                "matched": {
+                    "title": list(match.title_keywords),
+                    "abstract": list(match.abstract_keywords),
+                },
+                "highlight": {
+                    "title": [list(span) for span in match.title_spans],
+                    "abstract": [list(span) for span in match.abstract_spans],
+                },
+            }
+            for match in selection.matches
+        ],
+        "candidates": selection.candidates,
+        "left_out": selection.left_out,
+    }
+
+
+def _print_selection(selection: Selection) -> None:
+    subscriber = selection.subscriber
+    if not subscriber.receives:
+        state = "paused" if subscriber.frequency == "paused" else "inactive"
+        click.echo(f"note: {subscriber.email} is {state}; a send would skip them")
+    for number, match in enumerate(selection.matches, 1):
+        reasons = [f"{k} (title)" for k in match.title_keywords]
+        reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
+        click.echo(f"{number:>3}. [{match.score}] {match.paper.title}")
+        click.echo(f"     matched: {', '.join(reasons)}")
+    click.echo(
+        f"{_plural(len(selection.matches), 'paper')} for {subscriber.email} "
+        f"({selection.candidates} new, {selection.matched} matching, "
+        f"{selection.left_out} left out by max_papers)"
+    )
 
 
 def main() -> None:

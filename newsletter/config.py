@@ -1,14 +1,16 @@
-"""``config.yaml``: where the digests, state and (later) profiles and templates live."""
+"""``config.yaml``: where things live, matching weights, schedule defaults."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 
+from newsletter.checks import Problems
 from newsletter.errors import ConfigError
-from newsletter.yamlfile import YamlDocument, did_you_mean, load_yaml
+from newsletter.yamlfile import load_yaml
 
 ENV_VAR = "NEWSLETTER_CONFIG"
 DEFAULT_PATH = Path("config.yaml")
@@ -17,7 +19,33 @@ DEFAULT_PATH = Path("config.yaml")
 _PATH_KEYS = {
     "digests": "digests",
     "state_dir": "state",
+    "subscribers": "subscribers.yaml",
 }
+# key -> (default, lowest, highest)
+_NUMBER_KEYS = {
+    "title_weight": (3, 0, 1000),
+    "abstract_weight": (1, 0, 1000),
+    "lookback_days": (7, 1, 3650),
+}
+_SCHEDULE_KEYS = ("send_at", "timezone")
+_KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, "schedule"]
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """How papers are scored and which count as new."""
+
+    title_weight: int = 3
+    abstract_weight: int = 1
+    lookback_days: int = 7
+
+
+@dataclass(frozen=True)
+class ScheduleDefaults:
+    """What a subscriber without ``send_at`` / ``timezone`` gets."""
+
+    send_at: time = time(7, 0)
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -27,6 +55,9 @@ class Config:
     path: Path
     digests: Path
     state_dir: Path
+    subscribers: Path
+    matching: MatchSettings = field(default_factory=MatchSettings)
+    schedule: ScheduleDefaults = field(default_factory=ScheduleDefaults)
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -49,26 +80,47 @@ def load_config(path: Path) -> Config:
     data = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{document.where(())}: the config must be a mapping of key: value")
-    problems = _check(document, data)
-    if problems:
-        raise ConfigError("\n".join(problems))
+    problems = Problems(document)
+    problems.unknown_keys((), data, _KEYS)
+    problems.repeated_keys()
     base = path.resolve().parent
-    values = {key: base / str(data.get(key, default)) for key, default in _PATH_KEYS.items()}
-    return Config(path=path.resolve(), **values)
+    paths = {key: base / _path(problems, data, key, default) for key, default in _PATH_KEYS.items()}
+    numbers = {key: _number(problems, data, key, *limits) for key, limits in _NUMBER_KEYS.items()}
+    schedule = _schedule(problems, data.get("schedule", {}))
+    if problems.found:
+        raise ConfigError("\n".join(problems.messages()))
+    return Config(
+        path=path.resolve(), matching=MatchSettings(**numbers), schedule=schedule, **paths
+    )
 
 
-def _check(document: YamlDocument, data: dict) -> list[str]:
-    problems = []
-    for key in data:
-        if key not in _PATH_KEYS:
-            problems.append(
-                f"{document.where((key,))}: unknown key '{key}'{did_you_mean(str(key), _PATH_KEYS)}"
-            )
-        elif not isinstance(data[key], str) or not data[key].strip():
-            problems.append(
-                f"{document.where((key,))}: '{key}' must be a folder path (a string), "
-                f"not {data[key]!r}"
-            )
-    for key_path, line in document.duplicates:
-        problems.append(f"{document.path.name}:{line}: '{key_path[-1]}' is set twice; keep one")
-    return problems
+def _path(problems: Problems, data: dict, key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        problems.add((key,), f"'{key}' must be a path (a string), not {value!r}")
+        return default
+    return value
+
+
+def _number(problems: Problems, data: dict, key: str, default: int, low: int, high: int) -> int:
+    if key not in data:
+        return default
+    checked = problems.integer((key,), data[key], low, high)
+    return default if checked is None else checked
+
+
+def _schedule(problems: Problems, data: object) -> ScheduleDefaults:
+    if not isinstance(data, dict):
+        problems.add(("schedule",), "'schedule' must be a mapping (send_at:, timezone:)")
+        return ScheduleDefaults()
+    problems.unknown_keys(("schedule",), data, _SCHEDULE_KEYS)
+    defaults = ScheduleDefaults()
+    send_at = (
+        problems.clock(("schedule", "send_at"), data["send_at"]) if "send_at" in data else None
+    )
+    zone = (
+        problems.timezone(("schedule", "timezone"), data["timezone"])
+        if "timezone" in data
+        else None
+    )
+    return ScheduleDefaults(send_at or defaults.send_at, zone or defaults.timezone)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
+
+from newsletter.text import Keyword
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +104,27 @@ class IngestReport:
     def new_papers(self) -> int:
         """Papers the store had not seen before this run."""
         return sum(f.new_papers for f in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One checked entry of the profile file."""
+
+    email: str
+    keywords: tuple[Keyword, ...]
+    exclude: tuple[Keyword, ...] = ()
+    require: tuple[Keyword, ...] = ()
+    name: str | None = None
+    max_papers: int = 10
+    min_score: int = 1
+    frequency: str = "daily"  # daily | weekly | paused
+    day: str | None = None  # weekday name, for weekly
+    send_at: time = time(7, 0)
+    timezone: str = "UTC"
+    active: bool = True
+    line: int = 0  # where the entry starts in the profile file
+
+    @property
+    def receives(self) -> bool:
+        """Is this subscriber sent anything at all (active and not paused)?"""
+        return self.active and self.frequency != "paused"

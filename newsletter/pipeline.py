@@ -1,14 +1,17 @@
-"""The stages wired together: today, ingest (files -> store); later match, render, deliver."""
+"""The stages wired together: ingest (files -> store), select (store + profiles -> matches);
+render and deliver come next."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from datetime import date, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from newsletter.config import Config
 from newsletter.errors import DigestError
-from newsletter.models import FileReport, IngestReport
+from newsletter.matching import History, Matcher, Selection
+from newsletter.models import FileReport, IngestReport, Subscriber
 from newsletter.sources import read_digest_bytes
 from newsletter.store import DigestRecord, Store
 
@@ -65,3 +68,25 @@ def ingest_file(
         warnings=digest.warnings,
         listing_date=digest.listing_date,
     )
+
+
+def select(
+    store: Store,
+    subscribers: Sequence[Subscriber],
+    config: Config,
+    *,
+    now: datetime,
+    history: Mapping[str, History] | None = None,
+) -> list[Selection]:
+    """What each of ``subscribers`` would receive now from the papers in the store."""
+    history = history or {}
+    oldest = now - timedelta(days=config.matching.lookback_days)
+    cutoffs = [
+        record.last_digest_at
+        for s in subscribers
+        if (record := history.get(s.email)) and record.last_digest_at
+    ]
+    # No subscriber takes papers seen before the oldest cutoff: leave them in the store.
+    since = min([oldest, *cutoffs]) - timedelta(microseconds=1)
+    papers = store.papers(since=since)
+    return Matcher(subscribers, config.matching).select(papers, now, history)

@@ -198,10 +198,13 @@ class Store:
             rows.extend(self.db.execute(f"{query} ({marks})", chunk).fetchall())
         return rows
 
-    def papers(self) -> list[Paper]:
-        """Every stored paper, newest listing first, then in listing order."""
+    def papers(self, since: datetime | None = None) -> list[Paper]:
+        """Stored papers (first seen after ``since``, if given), newest listing first."""
+        where, args = ("WHERE first_seen > ?", (since.isoformat(),)) if since else ("", ())
         cursor = self.db.execute(
-            f"SELECT {_PAPER_COLUMNS} FROM papers ORDER BY listing_date DESC, source, position, id"
+            f"SELECT {_PAPER_COLUMNS} FROM papers {where} "
+            "ORDER BY listing_date DESC, source, position, id",
+            args,
         )
         return [_paper_from_row(row) for row in cursor]
 

@@ -14,14 +14,15 @@ from newsletter.errors import ConfigError
 KeyPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass
 class YamlDocument:
     """Plain Python data from a YAML file plus the 1-based line of each key path."""
 
     path: Path
     data: object
     lines: dict[KeyPath, int] = field(default_factory=dict)
-    duplicates: tuple[tuple[KeyPath, int], ...] = ()
+    duplicates: list[tuple[KeyPath, int]] = field(default_factory=list)  # (key, its 2nd line)
+    raw: dict[KeyPath, str] = field(default_factory=dict)  # scalars as written
 
     def line(self, key_path: KeyPath) -> int:
         """The line of ``key_path``, or of its closest ancestor that has one."""
@@ -59,29 +60,30 @@ def load_yaml(path: Path) -> YamlDocument:
         raise ConfigError(f"{path.name}: invalid YAML: {exc}") from exc
     finally:
         loader.dispose()
-    lines: dict[KeyPath, int] = {}
-    duplicates: list[tuple[KeyPath, int]] = []
+    document = YamlDocument(path, data)
     if node is not None:
-        _collect_lines(node, (), lines, duplicates)
-    return YamlDocument(path, data, lines, tuple(duplicates))
+        _collect(node, (), document)
+    return document
 
 
-def _collect_lines(
-    node: yaml.Node, here: KeyPath, lines: dict[KeyPath, int], duplicates: list
-) -> None:
+def _collect(node: yaml.Node, here: KeyPath, document: YamlDocument) -> None:
+    """Record the line of every key and item, scalars as written, and repeated keys."""
+    lines, duplicates = document.lines, document.duplicates
     lines[here] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, yaml.ScalarNode):
+        document.raw[here] = str(node.value)
+    elif isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in seen:
                 duplicates.append(((*here, key), key_node.start_mark.line + 1))
             seen.add(key)
-            _collect_lines(value_node, (*here, key), lines, duplicates)
+            _collect(value_node, (*here, key), document)
             lines[(*here, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _collect_lines(item, (*here, index), lines, duplicates)
+            _collect(item, (*here, index), document)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

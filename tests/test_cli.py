@@ -134,7 +134,7 @@ def test_config_errors_exit_2_with_file_and_line(project: Path, run_cli: RunCli)
     assert result.exit_code == 2
     assert "config.yaml:3: unknown key 'digest' (did you mean 'digests'?)" in result.stderr
     config.write_text("digests: [a, b]\nstate_dir: state\n")
-    assert "config.yaml:1: 'digests' must be a folder path" in run_cli("papers").stderr
+    assert "config.yaml:1: 'digests' must be a path" in run_cli("papers").stderr
     config.write_text("digests: digests\n  state_dir: : x\n")
     broken = run_cli("papers")
     assert broken.exit_code == 2

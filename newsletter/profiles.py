@@ -1,0 +1,227 @@
+"""``subscribers.yaml``: load the hand-edited profiles, reporting every mistake at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.checks import Problems
+from newsletter.config import Config
+from newsletter.errors import ConfigError
+from newsletter.models import Subscriber
+from newsletter.text import Keyword, KeywordError, parse_keyword
+from newsletter.yamlfile import KeyPath, YamlDocument, load_yaml
+
+FREQUENCIES = ("daily", "weekly", "paused")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
+KEYS = (
+    "email",
+    "name",
+    "keywords",
+    "exclude",
+    "require",
+    "max_papers",
+    "min_score",
+    "frequency",
+    "day",
+    "send_at",
+    "timezone",
+    "active",
+)
+
+
+class ProfileError(ConfigError):
+    """The profile file has mistakes; ``problems`` lists each as ``file:line: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """Every subscriber in the file, in file order."""
+
+    path: Path
+    subscribers: tuple[Subscriber, ...]
+
+    def find(self, email: str) -> Subscriber | None:
+        """The subscriber with this address (any case), if any."""
+        wanted = email.strip().casefold()
+        return next((s for s in self.subscribers if s.email.casefold() == wanted), None)
+
+
+def load_profiles(config: Config) -> Profiles:
+    """Load ``config.subscribers``; ProfileError lists every problem with its line."""
+    path = config.subscribers
+    if not path.exists():
+        raise ProfileError(
+            [f"{path}: no such file; create it or fix 'subscribers' in {config.path.name}"]
+        )
+    document = load_yaml(path)
+    problems = Problems(document)
+    problems.repeated_keys()
+    entries = _entries(document, problems)
+    seen: dict[str, int] = {}
+    subscribers = []
+    for index, entry in enumerate(entries):
+        subscriber = _ProfileReader(document, problems, config, ("subscribers", index)).read(entry)
+        if subscriber is None:
+            continue
+        key = subscriber.email.casefold()
+        if key in seen:
+            problems.add(
+                ("subscribers", index, "email"),
+                f"'{subscriber.email}' is already used on line {seen[key]}; each address may "
+                "appear once (merge the two entries)",
+            )
+            continue
+        seen[key] = subscriber.line
+        subscribers.append(subscriber)
+    if problems.found:
+        raise ProfileError(problems.messages())
+    return Profiles(path, tuple(subscribers))
+
+
+def _entries(document: YamlDocument, problems: Problems) -> list:
+    data = document.data
+    if data is None:
+        return []
+    if not isinstance(data, dict) or "subscribers" not in data:
+        problems.add((), "the file must start with 'subscribers:' followed by a list of entries")
+        return []
+    problems.unknown_keys((), data, ["subscribers"])
+    entries = data["subscribers"]
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        problems.add(("subscribers",), "'subscribers' must be a list; start each entry with '- '")
+        return []
+    return entries
+
+
+class _ProfileReader:
+    """Checks one entry; records problems and returns a Subscriber only if it is sound."""
+
+    def __init__(self, document: YamlDocument, problems: Problems, config: Config, at: KeyPath):
+        self.document = document
+        self.problems = problems
+        self.config = config
+        self.at = at
+        self.ok = True
+
+    def add(self, key: str | int | KeyPath, message: str) -> None:
+        path = (*self.at, *(key if isinstance(key, tuple) else (key,)))
+        self.problems.add(path, message)
+        self.ok = False
+
+    def checked(self, value: object) -> object:
+        if value is None:
+            self.ok = False
+        return value
+
+    def read(self, entry: object) -> Subscriber | None:
+        if not isinstance(entry, dict):
+            self.add((), "each subscriber must be a mapping of key: value, starting '- email: ...'")
+            return None
+        self.problems.unknown_keys(self.at, entry, KEYS)
+        if any(key not in KEYS for key in entry):
+            self.ok = False
+        email = self.email(entry.get("email"))
+        keywords = self.keywords(entry, "keywords", required=True)
+        exclude = self.keywords(entry, "exclude")
+        require = self.keywords(entry, "require")
+        options = self.options(entry, len(keywords))
+        if not self.ok or email is None:
+            return None
+        return Subscriber(
+            email=email,
+            keywords=keywords,
+            exclude=exclude,
+            require=require,
+            line=self.document.line(self.at),
+            **options,
+        )
+
+    def email(self, value: object) -> str | None:
+        if value is None:
+            self.add((), "missing 'email': every subscriber needs an address")
+            return None
+        if not isinstance(value, str):
+            self.add("email", f"'email' must be an address, not {value!r}")
+            return None
+        try:
+            return validate_email(value.strip(), check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            self.add("email", f"invalid address '{value}': {exc}")
+            return None
+
+    def keywords(self, entry: dict, key: str, required: bool = False) -> tuple[Keyword, ...]:
+        value = entry.get(key)
+        if value is None:
+            if required:
+                self.add((), f"missing '{key}': give a list, e.g. {key}: [pruning, \"zero-shot\"]")
+            return ()
+        if not isinstance(value, list):
+            self.add(key, f"'{key}' must be a list, e.g. {key}: [{value!r}]")
+            return ()
+        if required and not value:
+            self.add(key, f"'{key}' is empty: give at least one keyword")
+            return ()
+        parsed = []
+        for index, item in enumerate(value):
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                item = self.document.raw.get((*self.at, key, index), str(item))
+            if not isinstance(item, str):
+                self.add((key, index), f"keyword {item!r} must be text")
+                continue
+            try:
+                parsed.append(parse_keyword(item))
+            except KeywordError as exc:
+                self.add((key, index), f"bad keyword {exc}")
+        return tuple(parsed)
+
+    def options(self, entry: dict, keyword_count: int) -> dict[str, object]:
+        problems, defaults = self.problems, self.config.schedule
+        at = self.at
+
+        def get(key: str, check: Callable[[KeyPath, object], object], default: object) -> object:
+            return self.checked(check((*at, key), entry[key])) if key in entry else default
+
+        name = get("name", problems.text, None)
+        max_papers = get("max_papers", lambda p, v: problems.integer(p, v, 1, 100), 10)
+        min_score = get("min_score", lambda p, v: problems.integer(p, v, 1, 100_000), 1)
+        frequency = get("frequency", lambda p, v: problems.choice(p, v, FREQUENCIES), "daily")
+        day = get("day", self.weekday, None)
+        options = {
+            "name": name,
+            "max_papers": max_papers,
+            "min_score": min_score,
+            "frequency": frequency,
+            "day": day or ("monday" if frequency == "weekly" else None),
+            "send_at": get("send_at", problems.clock, defaults.send_at),
+            "timezone": get("timezone", problems.timezone, defaults.timezone),
+            "active": get("active", problems.flag, True),
+        }
+        self.reachable(min_score, keyword_count)
+        return options
+
+    def weekday(self, key_path: KeyPath, value: object) -> str | None:
+        word = str(value).strip().lower()
+        return self.problems.choice(key_path, _DAY_ALIASES.get(word, word), WEEKDAYS)
+
+    def reachable(self, min_score: object, keyword_count: int) -> None:
+        """A min_score no paper can reach would silently send nothing: say so."""
+        weights = self.config.matching
+        best = keyword_count * (weights.title_weight + weights.abstract_weight)
+        if isinstance(min_score, int) and keyword_count and min_score > best:
+            self.add(
+                "min_score",
+                f"'min_score' {min_score} can never be reached: {keyword_count} keywords score "
+                f"at most {best} (title {weights.title_weight} + abstract "
+                f"{weights.abstract_weight} each); lower it or add keywords",
+            )

@@ -1,0 +1,162 @@
+"""Words, keywords and where they occur: the matching rules, in one place.
+
+- Text and keywords are NFKC-normalized and casefolded, then split into **words**: maximal
+  runs of letters and digits (everything else, hyphens and underscores included, separates).
+- Two words match when equal, when one is the other plus "s" or "es", or when one ends in
+  "y" and the other replaces that "y" with "ies".
+- A keyword of several words matches them consecutively; a trailing "*" makes its last word
+  a prefix.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def normalize(text: str) -> str:
+    """NFKC, then casefold."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` under the matching rules."""
+    return _WORD.findall(normalize(text))
+
+
+def word_forms(word: str) -> frozenset[str]:
+    """Every word that matches ``word``: itself, its plural and singular forms."""
+    forms = {word, word + "s", word + "es"}
+    if word.endswith("s"):
+        forms.add(word[:-1])
+    if word.endswith("es"):
+        forms.add(word[:-2])
+    if word.endswith("y"):
+        forms.add(word[:-1] + "ies")
+    if word.endswith("ies"):
+        forms.add(word[:-3] + "y")
+    forms.discard("")
+    return frozenset(forms)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """A keyword as the subscriber wrote it, and the words it stands for."""
+
+    text: str
+    words: tuple[str, ...]
+    prefix: bool  # the last word is a prefix ("compress*")
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], bool]:
+        """Keywords with equal keys match exactly the same text."""
+        return self.words, self.prefix
+
+
+class KeywordError(ValueError):
+    """A keyword that cannot be used; the message says why and how to fix it."""
+
+
+def parse_keyword(text: str) -> Keyword:
+    """Parse a keyword; KeywordError for an empty one or a misplaced ``*``."""
+    stripped = text.strip()
+    prefix = stripped.endswith("*")
+    body = stripped[:-1] if prefix else stripped
+    if "*" in body:
+        raise KeywordError(
+            f"'{text}': '*' may only end a keyword (write 'compress*', not '*compress' or "
+            "'com*press')"
+        )
+    found = tuple(words(body))
+    if not found:
+        raise KeywordError(f"'{text}' has no letters or digits to match")
+    if prefix and not _WORD.fullmatch(normalize(body[-1])):
+        raise KeywordError(f"'{text}': put '*' right after a word, as in 'compress*'")
+    return Keyword(stripped, found, prefix)
+
+
+def word_matches(keyword_word: str, text_word: str, prefix: bool = False) -> bool:
+    """Does ``text_word`` match ``keyword_word`` (as a prefix when ``prefix``)?"""
+    if prefix:
+        return text_word.startswith(keyword_word)
+    return text_word in word_forms(keyword_word)
+
+
+def occurs(keyword: Keyword, text_words: list[str]) -> bool:
+    """Does ``keyword`` occur in a list of words (as ``words`` makes them)?"""
+    return bool(find_spans(keyword, text_words, limit=1))
+
+
+def find_spans(keyword: Keyword, text_words: list[str], limit: int = 0) -> list[tuple[int, int]]:
+    """Word-index ranges ``[start, end)`` where ``keyword`` occurs (at most ``limit``; 0: all)."""
+    size = len(keyword.words)
+    last = size - 1
+    found: list[tuple[int, int]] = []
+    for start in range(len(text_words) - size + 1):
+        if all(
+            word_matches(kw, text_words[start + i], keyword.prefix and i == last)
+            for i, kw in enumerate(keyword.words)
+        ):
+            found.append((start, start + size))
+            if len(found) == limit:
+                break
+    return found
+
+
+def word_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The words of ``text`` and, for each, its character range in ``text`` itself.
+
+    When normalization changes nothing but case, one character to one, offsets carry over.
+    Otherwise each character (with any combining marks after it) is normalized on its own.
+    """
+    normalized = normalize(text)
+    if len(normalized) == len(text) and unicodedata.is_normalized("NFKC", text):
+        matches = list(_WORD.finditer(normalized))
+        return [m.group() for m in matches], [m.span() for m in matches]
+    return _offsets_by_segment(text)
+
+
+def _offsets_by_segment(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    pieces: list[str] = []
+    origin: list[int] = []  # for each normalized character, where its segment starts
+    ends: list[int] = []
+    index = 0
+    while index < len(text):
+        end = index + 1
+        while end < len(text) and unicodedata.combining(text[end]):
+            end += 1
+        piece = normalize(text[index:end])
+        pieces.append(piece)
+        origin.extend([index] * len(piece))
+        ends.extend([end] * len(piece))
+        index = end
+    joined = "".join(pieces)
+    found_words, spans = [], []
+    for match in _WORD.finditer(joined):
+        found_words.append(match.group())
+        spans.append((origin[match.start()], ends[match.end() - 1]))
+    return found_words, spans
+
+
+def highlight_spans(keywords: list[Keyword], text: str) -> tuple[tuple[int, int], ...]:
+    """Character ranges of ``text`` where any of ``keywords`` occurs, merged and sorted."""
+    text_words, offsets = word_offsets(text)
+    ranges = []
+    for keyword in keywords:
+        for start, end in find_spans(keyword, text_words):
+            ranges.append((offsets[start][0], offsets[end - 1][1]))
+    return merge_ranges(ranges)
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sort ranges and merge the ones that overlap or touch."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return tuple(merged)

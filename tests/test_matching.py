@@ -1,0 +1,155 @@
+"""The compiled matcher: scores, filters, newness, order, explanations."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from newsletter.config import MatchSettings
+from newsletter.matching import History, Matcher
+from tests.matching_helpers import NOW, paper, subscriber
+
+SETTINGS = MatchSettings()
+
+
+def select(subscribers, papers, history=None, settings=SETTINGS):
+    return Matcher(subscribers, settings).select(papers, NOW, history or {})
+
+
+def ids(selection) -> list[str]:
+    return [m.paper.id for m in selection.matches]
+
+
+def test_score_is_title_weight_plus_abstract_weight_per_keyword() -> None:
+    papers = [
+        paper("Pruning networks", "We study pruning and distillation.", pid="both"),
+        paper("Pruning networks", "Nothing else here.", pid="title"),
+        paper("Other", "About knowledge distillation.", pid="abstract"),
+    ]
+    (selection,) = select([subscriber("pruning", "distillation")], papers)
+    assert [(m.paper.id, m.score) for m in selection.matches] == [
+        ("both", 3 + 1 + 1),
+        ("title", 3),
+        ("abstract", 1),
+    ]
+    weights = MatchSettings(title_weight=5, abstract_weight=2)
+    (weighted,) = select([subscriber("pruning", "distillation")], papers, settings=weights)
+    assert [m.score for m in weighted.matches] == [5 + 2 + 2, 5, 2]
+
+
+def test_min_score_filters() -> None:
+    papers = [paper("Pruning", pid="title"), paper("x", "pruning", pid="abstract")]
+    (selection,) = select([subscriber("pruning", min_score=2)], papers)
+    assert ids(selection) == ["title"]
+
+
+def test_exclusion_beats_a_strong_match() -> None:
+    strong = paper(
+        "Pruning and distillation for compression",
+        "Pruning, distillation and compression of medical imaging models.",
+        pid="strong",
+    )
+    (selection,) = select(
+        [subscriber("pruning", "distillation", "compress*", exclude=("medical",))], [strong]
+    )
+    assert selection.matches == ()
+    assert selection.candidates == 1 and selection.matched == 0
+
+
+def test_every_required_keyword_must_occur_somewhere() -> None:
+    papers = [
+        paper("Pruning for LLMs", "with sparsity", pid="both"),
+        paper("Pruning", "for CNNs", pid="one"),
+    ]
+    (selection,) = select([subscriber("pruning", require=("LLM", "sparsity"))], papers)
+    assert ids(selection) == ["both"]
+
+
+def test_only_new_papers_within_lookback_for_a_first_digest() -> None:
+    papers = [
+        paper("Pruning", pid="fresh", seen=NOW - timedelta(days=6, hours=23)),
+        paper("Pruning again", pid="stale", seen=NOW - timedelta(days=7, hours=1)),
+    ]
+    (selection,) = select([subscriber("pruning")], papers)
+    assert ids(selection) == ["fresh"]
+    (longer,) = select([subscriber("pruning")], papers, settings=MatchSettings(lookback_days=8))
+    assert sorted(ids(longer)) == ["fresh", "stale"]
+
+
+def test_after_a_digest_only_papers_seen_since_and_never_one_sent() -> None:
+    last = NOW - timedelta(days=2)
+    papers = [
+        paper("Pruning A", pid="before", seen=last - timedelta(minutes=1)),
+        paper("Pruning B", pid="after", seen=last + timedelta(minutes=1)),
+        paper("Pruning C", pid="sent", seen=last + timedelta(minutes=2)),
+        paper("Pruning D", pid="old", seen=NOW - timedelta(days=30)),
+    ]
+    history = {"ada@example.org": History(last, frozenset({"sent"}))}
+    (selection,) = select([subscriber("pruning")], papers, history)
+    assert ids(selection) == ["after"]
+    assert selection.candidates == 1
+
+
+def test_order_score_upvotes_comments_date_title() -> None:
+    papers = [
+        paper("B pruning", pid="b", upvotes=5, comments=1, published=date(2026, 1, 1)),
+        paper("A pruning", pid="a", upvotes=5, comments=1, published=date(2026, 1, 1)),
+        paper("no date pruning", pid="nodate", upvotes=5, comments=1),
+        paper("newer pruning", pid="newer", upvotes=5, comments=1, published=date(2026, 2, 1)),
+        paper("chatty pruning", pid="chatty", upvotes=5, comments=9),
+        paper("popular pruning", pid="popular", upvotes=50),
+        paper("unknown upvotes pruning", pid="unknown"),
+        paper("zero upvotes pruning", pid="zero", upvotes=0),
+        paper("Pruning in title", "and pruning in abstract", pid="best"),
+    ]
+    (selection,) = select([subscriber("pruning")], papers)
+    assert ids(selection) == [
+        "best", "popular", "chatty", "newer", "a", "b", "nodate", "zero", "unknown",
+    ]  # fmt: skip
+
+
+def test_max_papers_keeps_the_best_and_counts_the_rest() -> None:
+    papers = [paper(f"Pruning {i}", pid=f"p{i}", upvotes=i) for i in range(30)]
+    (selection,) = select([subscriber("pruning", max_papers=3)], papers)
+    assert ids(selection) == ["p29", "p28", "p27"]
+    assert (selection.matched, selection.left_out) == (30, 27)
+
+
+def test_explanation_names_keywords_as_written_and_spans() -> None:
+    item = paper("Zero-Shot Transformers", "We compress transformers; zero shot works.", pid="x")
+    (selection,) = select([subscriber("transformer", "zero-shot", "compress*", "GAN")], [item])
+    (match,) = selection.matches
+    assert match.title_keywords == ("transformer", "zero-shot")
+    assert match.abstract_keywords == ("transformer", "zero-shot", "compress*")
+    assert [item.title[a:b] for a, b in match.title_spans] == ["Zero-Shot", "Transformers"]
+    assert [item.abstract[a:b] for a, b in match.abstract_spans] == [
+        "compress",
+        "transformers",
+        "zero shot",
+    ]
+
+
+def test_many_subscribers_are_independent() -> None:
+    papers = [paper("GANs for art", pid="gan"), paper("Organ imaging", pid="organ")]
+    subs = [
+        subscriber("GAN", email="a@example.org"),
+        subscriber("organ", email="b@example.org"),
+        subscriber("imaging", email="c@example.org", exclude=("organ",)),
+    ]
+    selections = select(subs, papers)
+    assert [ids(s) for s in selections] == [["gan"], ["organ"], []]
+
+
+def test_blocks_of_papers_give_the_same_result(monkeypatch) -> None:
+    papers = [paper(f"Pruning {i}", "pruning", pid=f"p{i}", upvotes=i % 7) for i in range(600)]
+    subs = [subscriber("pruning", email=f"s{i}@example.org", max_papers=5) for i in range(3)]
+    whole = [ids(s) for s in select(subs, papers)]
+    import newsletter.matching as matching
+
+    monkeypatch.setattr(matching, "_BLOCK", 7)
+    assert [ids(s) for s in select(subs, papers)] == whole
+
+
+def test_no_papers_and_no_subscribers() -> None:
+    assert select([], [paper("x")]) == []
+    (selection,) = select([subscriber("pruning")], [])
+    assert selection.matches == () and selection.candidates == 0
