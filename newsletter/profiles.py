@@ -69,19 +69,21 @@ def load_profiles(config: Config) -> Profiles:
     seen: dict[str, int] = {}
     subscribers = []
     for index, entry in enumerate(entries):
-        subscriber = _ProfileReader(document, problems, config, ("subscribers", index)).read(entry)
-        if subscriber is None:
-            continue
-        key = subscriber.email.casefold()
-        if key in seen:
-            problems.add(
-                ("subscribers", index, "email"),
-                f"'{subscriber.email}' is already used on line {seen[key]}; each address may "
-                "appear once (merge the two entries)",
-            )
-            continue
-        seen[key] = subscriber.line
-        subscribers.append(subscriber)
+        at = ("subscribers", index)
+        reader = _ProfileReader(document, problems, config, at)
+        subscriber = reader.read(entry)
+        if reader.address is not None:
+            key = reader.address.casefold()
+            if key in seen:
+                problems.add(
+                    (*at, "email"),
+                    f"'{reader.address}' is already used on line {seen[key]}; each address "
+                    "may appear once (merge the two entries)",
+                )
+                continue
+            seen[key] = document.line(at)
+        if subscriber is not None:
+            subscribers.append(subscriber)
     if problems.found:
         raise ProfileError(problems.messages())
     return Profiles(path, tuple(subscribers))
@@ -113,6 +115,7 @@ class _ProfileReader:
         self.config = config
         self.at = at
         self.ok = True
+        self.address: str | None = None  # the checked address, even if the entry has problems
 
     def add(self, key: str | int | KeyPath, message: str) -> None:
         path = (*self.at, *(key if isinstance(key, tuple) else (key,)))
@@ -131,10 +134,11 @@ class _ProfileReader:
         self.problems.unknown_keys(self.at, entry, KEYS)
         if any(key not in KEYS for key in entry):
             self.ok = False
-        email = self.email(entry.get("email"))
+        email = self.address = self.email(entry.get("email"))
         keywords = self.keywords(entry, "keywords", required=True)
         exclude = self.keywords(entry, "exclude")
         require = self.keywords(entry, "require")
+        self.conflicts(keywords, exclude, require)
         options = self.options(entry, len(keywords))
         if not self.ok or email is None:
             return None
@@ -172,7 +176,7 @@ class _ProfileReader:
         if required and not value:
             self.add(key, f"'{key}' is empty: give at least one keyword")
             return ()
-        parsed = []
+        parsed: list[Keyword] = []
         for index, item in enumerate(value):
             if isinstance(item, int | float) and not isinstance(item, bool):
                 item = self.document.raw.get((*self.at, key, index), str(item))
@@ -180,10 +184,28 @@ class _ProfileReader:
                 self.add((key, index), f"keyword {item!r} must be text")
                 continue
             try:
-                parsed.append(parse_keyword(item))
+                keyword = parse_keyword(item)
             except KeywordError as exc:
                 self.add((key, index), f"bad keyword {exc}")
+                continue
+            same = next((k for k in parsed if k.key == keyword.key), None)
+            if same is not None:
+                self.add((key, index), f"'{item}' repeats '{same.text}' in '{key}'; list it once")
+                continue
+            parsed.append(keyword)
         return tuple(parsed)
+
+    def conflicts(self, *lists: tuple[Keyword, ...]) -> None:
+        """An excluded keyword that is also wanted or required would silently block mail."""
+        keywords, exclude, require = lists
+        wanted = {k.key: k.text for k in (*keywords, *require)}
+        for index, keyword in enumerate(exclude):
+            if keyword.key in wanted:
+                self.add(
+                    ("exclude", index),
+                    f"'{keyword.text}' is excluded but also wanted ('{wanted[keyword.key]}'): "
+                    "no paper with it would ever be sent; remove one of them",
+                )
 
     def options(self, entry: dict, keyword_count: int) -> dict[str, object]:
         problems, defaults = self.problems, self.config.schedule
@@ -219,9 +241,10 @@ class _ProfileReader:
         weights = self.config.matching
         best = keyword_count * (weights.title_weight + weights.abstract_weight)
         if isinstance(min_score, int) and keyword_count and min_score > best:
+            count = f"{keyword_count} keyword{'s' if keyword_count > 1 else ''}"
+            each = f"title {weights.title_weight} + abstract {weights.abstract_weight} each"
             self.add(
                 "min_score",
-                f"'min_score' {min_score} can never be reached: {keyword_count} keywords score "
-                f"at most {best} (title {weights.title_weight} + abstract "
-                f"{weights.abstract_weight} each); lower it or add keywords",
+                f"'min_score' {min_score} can never be reached: {count} score at most {best} "
+                f"({each}); lower it or add keywords",
             )

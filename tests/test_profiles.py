@@ -1,0 +1,161 @@
+"""The profile file: defaults, and every mistake reported at once with its line."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import load_config
+from newsletter.profiles import ProfileError, load_profiles
+from tests.conftest import ROOT
+
+TEN_MISTAKES = """\
+subscribers:
+  - email: ada@example.org
+    keywords: [pruning, "knowledge distillation", "compress*"]
+    exclude: [medical]
+    timezone: Europe/Berln
+  - email: bob@
+    keywords: [transformers]
+    max_papers: 500
+  - email: carol@example.org
+    keyword: [diffusion]
+  - email: dan@example.org
+    keywords: []
+    frequency: montly
+  - email: ada@example.org
+    keywords: ["*prune"]
+    send_at: "25:00"
+    active: maybe
+    min_score: 99
+"""
+# (line, what the message must say), in file order.
+EXPECTED = [
+    (5, "unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)"),
+    (6, "invalid address 'bob@'"),
+    (8, "'max_papers' must be from 1 to 100, not 500"),
+    (9, "missing 'keywords'"),
+    (10, "unknown key 'keyword' (did you mean 'keywords'?)"),
+    (12, "'keywords' is empty"),
+    (13, "'frequency' cannot be 'montly'"),
+    (14, "'ada@example.org' is already used on line 2"),
+    (15, "'*' may only end a keyword"),
+    (16, "'send_at' must be a time like \"07:00\", not '25:00'"),
+    (17, "'active' must be true or false, not 'maybe'"),
+]
+
+
+def write_project(tmp_path: Path, profiles: str, config: str = "") -> Path:
+    (tmp_path / "config.yaml").write_text(config)
+    (tmp_path / "subscribers.yaml").write_text(profiles)
+    return tmp_path / "config.yaml"
+
+
+def load(tmp_path: Path, profiles: str, config: str = ""):
+    return load_profiles(load_config(write_project(tmp_path, profiles, config)))
+
+
+def test_every_mistake_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError) as caught:
+        load(tmp_path, TEN_MISTAKES)
+    problems = caught.value.problems
+    assert len(problems) == len(EXPECTED), "\n".join(problems)
+    for problem, (line, text) in zip(problems, EXPECTED, strict=True):
+        assert problem.startswith(f"subscribers.yaml:{line}: "), problem
+        assert text in problem, problem
+
+
+def test_defaults_and_config_defaults(tmp_path: Path) -> None:
+    profiles = load(
+        tmp_path,
+        "subscribers:\n  - email: Ada@Example.ORG\n    keywords: [x]\n",
+        "schedule:\n  send_at: '06:30'\n  timezone: Europe/Paris\n",
+    )
+    (ada,) = profiles.subscribers
+    assert ada.email == "Ada@example.org"
+    assert (ada.max_papers, ada.min_score, ada.frequency, ada.day, ada.active) == (
+        10,
+        1,
+        "daily",
+        None,
+        True,
+    )
+    assert (ada.send_at, ada.timezone) == (time(6, 30), "Europe/Paris")
+    assert profiles.find("ADA@example.org") is ada
+
+
+def test_all_options_are_read(tmp_path: Path) -> None:
+    text = """\
+subscribers:
+  - email: grace@example.org
+    name: Grace Hopper
+    keywords: [compilers, "zero-shot"]
+    exclude: [survey]
+    require: [code]
+    max_papers: 3
+    min_score: 2
+    frequency: Weekly
+    day: Fri
+    send_at: 7:05
+    timezone: America/New_York
+    active: false
+"""
+    (grace,) = load(tmp_path, text).subscribers
+    assert grace.name == "Grace Hopper"
+    assert [k.text for k in grace.keywords] == ["compilers", "zero-shot"]
+    assert [k.text for k in grace.exclude] == ["survey"]
+    assert [k.text for k in grace.require] == ["code"]
+    assert (grace.max_papers, grace.min_score) == (3, 2)
+    assert (grace.frequency, grace.day) == ("weekly", "friday")
+    assert grace.send_at == time(7, 5)  # unquoted 7:05 is a YAML number; read as written
+    assert grace.timezone == "America/New_York"
+    assert not grace.active and not grace.receives
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("keywords: [GAN, gan]", "'gan' repeats 'GAN' in 'keywords'"),
+        ("keywords: [GAN]\n    exclude: [GAN]", "'GAN' is excluded but also wanted"),
+        ("keywords: [a]\n    min_score: 5", "'min_score' 5 can never be reached"),
+        ("keywords: pruning", "'keywords' must be a list"),
+        ("keywords: [a]\n    day: funday", "'day' cannot be 'funday' (did you mean 'sunday'?)"),
+        ("keywords: [a]\n    keywords: [b]", "'keywords' is set twice"),
+        ("keywords: [a]\n    max_papers: true", "'max_papers' must be a whole number"),
+        ("keywords: [a]\n    name: [x]", "'name' must be text"),
+    ],
+)
+def test_single_mistakes(tmp_path: Path, entry: str, message: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        load(tmp_path, f"subscribers:\n  - email: a@example.org\n    {entry}\n")
+    assert any(message in p for p in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "subscribers:\n  - email: a@example.org\n    keywords: [a\n",
+            "subscribers.yaml:4: invalid YAML",
+        ),
+        ("people:\n  - email: a@example.org\n", "must start with 'subscribers:'"),
+        ("subscribers: ada\n", "'subscribers' must be a list"),
+        ("subscribers:\n  - just a string\n", "each subscriber must be a mapping"),
+    ],
+)
+def test_file_shape_mistakes(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(Exception) as caught:
+        load(tmp_path, text)
+    assert message in str(caught.value)
+
+
+def test_empty_file_has_no_subscribers(tmp_path: Path) -> None:
+    assert load(tmp_path, "").subscribers == ()
+    assert load(tmp_path, "subscribers:\n").subscribers == ()
+
+
+def test_shipped_profiles_are_valid() -> None:
+    profiles = load_profiles(load_config(ROOT / "config.yaml"))
+    assert len(profiles.subscribers) >= 2
