@@ -10,7 +10,9 @@ Rules: see ``newsletter.text`` and the README.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,9 +20,10 @@ import numpy as np
 
 from newsletter.config import MatchSettings
 from newsletter.models import Paper, Subscriber
-from newsletter.text import Keyword, highlight_spans, word_forms, words
+from newsletter.text import Keyword, merge_ranges, word_forms, word_offsets, words
 
 _BLOCK = 256  # papers per block: bounds memory at subscribers x _BLOCK cells
+_EXPLAIN_ROWS = 2048  # subscribers explained together
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class KeywordIndex:
     def __init__(self) -> None:
         self.keywords: list[Keyword] = []
         self._ids: dict[tuple, int] = {}
+        self._by_text: dict[str, int] = {}  # fast path: most profiles share keyword texts
         self._first_word: dict[str, list[int]] = {}  # word form -> keywords starting with it
         self._prefixes: dict[str, list[int]] = {}  # one-word prefix keywords
         self._rest: list[tuple[frozenset[str] | str, ...]] = []  # later words: forms or prefix
@@ -71,10 +75,14 @@ class KeywordIndex:
 
     def add(self, keyword: Keyword) -> int:
         """The id of ``keyword`` (keywords that match the same text share one)."""
-        known = self._ids.get(keyword.key)
+        known = self._by_text.get(keyword.text)
         if known is not None:
             return known
-        kid = self._ids[keyword.key] = len(self.keywords)
+        known = self._ids.get(keyword.key)
+        if known is not None:
+            self._by_text[keyword.text] = known
+            return known
+        kid = self._ids[keyword.key] = self._by_text[keyword.text] = len(self.keywords)
         self.keywords.append(keyword)
         first, last = keyword.words[0], len(keyword.words) - 1
         if keyword.prefix and last == 0:
@@ -104,6 +112,21 @@ class KeywordIndex:
             for kid in several:
                 if kid not in found and _rest_matches(rest[kid], text_words, position):
                     found.add(kid)
+        return found
+
+    def positions(self, text_words: Sequence[str]) -> dict[int, list[int]]:
+        """For each keyword that occurs in ``text_words``, the word positions it starts at."""
+        found: dict[int, list[int]] = {}
+        for position, word in enumerate(text_words):
+            entry = self._cache.get(word)
+            if entry is None:
+                entry = self._cache[word] = self._starting_with(word)
+            single, several = entry
+            for kid in single:
+                found.setdefault(kid, []).append(position)
+            for kid in several:
+                if _rest_matches(self._rest[kid], text_words, position):
+                    found.setdefault(kid, []).append(position)
         return found
 
     def _starting_with(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -155,9 +178,19 @@ class Matcher:
         self._keywords = _Postings(roles["keywords"])
         self._require = _Postings(roles["require"])
         self._exclude = _Postings(roles["exclude"])
+        # Each subscriber's keyword ids as a padded row (pad: the always-false last column of
+        # the hit tables), and the keywords as written.
+        width = max((len(i["keywords"]) for i in self._ids), default=0)
+        self._slots = np.full((len(self._ids), width), len(self.index.keywords), dtype=np.int64)
+        for row, ids in enumerate(self._ids):
+            self._slots[row, : len(ids["keywords"])] = ids["keywords"]
+        self._texts = [tuple(k.text for k in s.keywords) for s in self.subscribers]
+        self._max_papers = np.array([s.max_papers for s in self.subscribers], dtype=np.int64)
         self._min_score = np.array([s.min_score for s in self.subscribers], dtype=np.int64)
         self._required = np.array([len(set(i["require"])) for i in self._ids], dtype=np.int64)
         self._limit = max((s.max_papers for s in self.subscribers), default=1)
+        most = max((len(s.keywords) for s in self.subscribers), default=0)
+        self._top_score = most * (settings.title_weight + settings.abstract_weight)
 
     def select(
         self,
@@ -166,15 +199,29 @@ class Matcher:
         history: Mapping[str, History] | None = None,
     ) -> list[Selection]:
         """Each subscriber's selection from ``papers``, in subscriber order."""
+        return list(self.iter_select(papers, now, history))
+
+    def iter_select(
+        self,
+        papers: Sequence[Paper],
+        now: datetime,
+        history: Mapping[str, History] | None = None,
+    ) -> Iterator[Selection]:
+        """``select``, yielding selections as they are explained (for long subscriber lists)."""
         history = history or {}
-        scan = _Scan(self.index, papers)
-        state = _Ranking(len(self.subscribers), self._limit, scan.order)
-        cutoffs = self._cutoffs(now, history)
-        sent = self._sent_pairs(papers, history)
-        for start in range(0, len(papers), _BLOCK):
-            block = range(start, min(start + _BLOCK, len(papers)))
-            self._score_block(scan, block, cutoffs, sent, state)
-        return [self._selection(row, scan, state) for row in range(len(self.subscribers))]
+        with _collector_paused():
+            scan = _Scan(self.index, papers)
+            state = _Ranking(len(self.subscribers), self._limit, scan.order, self._top_score)
+            cutoffs = self._cutoffs(now, history)
+            sent = self._sent_pairs(papers, history)
+            for start in range(0, len(papers), _BLOCK):
+                block = range(start, min(start + _BLOCK, len(papers)))
+                self._score_block(scan, block, cutoffs, sent, state)
+        for start in range(0, len(self.subscribers), _EXPLAIN_ROWS):
+            rows = range(start, min(start + _EXPLAIN_ROWS, len(self.subscribers)))
+            with _collector_paused():
+                selections = list(self._selections(rows, scan, state))
+            yield from selections
 
     def _cutoffs(self, now: datetime, history: Mapping[str, History]) -> np.ndarray:
         """Per subscriber, the time after which a paper counts as new for them."""
@@ -200,18 +247,22 @@ class Matcher:
     def _score_block(self, scan, block: range, cutoffs, sent, state) -> None:
         rows, width = len(self.subscribers), len(block)
         weights = self.settings
-        score = np.zeros((rows, width), dtype=np.int64)
-        required = np.zeros((rows, width), dtype=np.int64) if self._require else None
-        excluded = np.zeros((rows, width), dtype=bool) if self._exclude else None
+        # Paper-major while adding: each keyword hit updates one contiguous row of memory.
+        score = np.zeros((width, rows), dtype=np.int32)
+        required = np.zeros((width, rows), dtype=np.int32) if self._require else None
+        excluded = np.zeros((width, rows), dtype=bool) if self._exclude else None
         for column, paper in enumerate(block):
             title, abstract = scan.title_hits[paper], scan.abstract_hits[paper]
-            _add(score, column, self._keywords, title, weights.title_weight)
-            _add(score, column, self._keywords, abstract, weights.abstract_weight)
+            _add(score[column], self._keywords, title, weights.title_weight)
+            _add(score[column], self._keywords, abstract, weights.abstract_weight)
             either = title | abstract
             if required is not None:
-                _add(required, column, self._require, either, 1)
+                _add(required[column], self._require, either, 1)
             if excluded is not None:
-                _add(excluded, column, self._exclude, either, True)
+                _add(excluded[column], self._exclude, either, True)
+        score = score.T
+        required = required.T if required is not None else None
+        excluded = excluded.T if excluded is not None else None
         # Candidates: first seen after the cutoff, and never sent to this subscriber.
         candidates = scan.first_seen[block.start : block.stop][None, :] > cutoffs[:, None]
         inside = sent[(sent[:, 1] >= block.start) & (sent[:, 1] < block.stop)]
@@ -223,43 +274,91 @@ class Matcher:
             eligible &= ~excluded
         state.add(block, score, eligible, candidates)
 
-    def _selection(self, row: int, scan: _Scan, state: _Ranking) -> Selection:
-        subscriber = self.subscribers[row]
-        ids = self._ids[row]
-        chosen = state.best(row, subscriber.max_papers)
-        matches = tuple(
-            self._explain(subscriber, ids["keywords"], scan, paper, score)
-            for paper, score in chosen
-        )
-        return Selection(subscriber, matches, int(state.candidates[row]), int(state.matched[row]))
+    def _selections(self, rows: range, scan: _Scan, state: _Ranking) -> Iterator[Selection]:
+        """Selections for a run of subscribers, explained together.
 
-    def _explain(
-        self, subscriber: Subscriber, kids: list[int], scan: _Scan, paper: int, score: int
-    ) -> Match:
-        title_hits, abstract_hits = scan.title_hits[paper], scan.abstract_hits[paper]
-        in_title = [
-            k for k, kid in zip(subscriber.keywords, kids, strict=True) if kid in title_hits
-        ]
-        in_abstract = [
-            k for k, kid in zip(subscriber.keywords, kids, strict=True) if kid in abstract_hits
-        ]
-        item = scan.papers[paper]
-        return Match(
-            paper=item,
-            score=score,
-            title_keywords=tuple(k.text for k in in_title),
-            abstract_keywords=tuple(k.text for k in in_abstract),
-            title_spans=highlight_spans(in_title, item.title),
-            abstract_spans=highlight_spans(in_abstract, item.abstract),
-        )
+        Which of a subscriber's keywords hit a chosen paper is looked up for all chosen
+        (subscriber, paper) pairs at once in the papers x keywords hit tables."""
+        papers, scores, valid = state.best_block(rows, self._max_papers[rows.start : rows.stop])
+        pair_rows, pair_columns = np.nonzero(valid)
+        pair_papers = papers[pair_rows, pair_columns]
+        slots = self._slots[rows.start : rows.stop][pair_rows]
+        in_title = _slots_hit(scan.title_table[pair_papers[:, None], slots])
+        in_abstract = _slots_hit(scan.abstract_table[pair_papers[:, None], slots])
+        counts = valid.sum(axis=1).tolist()
+        chosen_papers, chosen_scores = pair_papers.tolist(), scores[valid].tolist()
+        candidates = state.candidates[rows.start : rows.stop].tolist()
+        matched = state.matched[rows.start : rows.stop].tolist()
+        start = 0
+        for offset, count in enumerate(counts):
+            row, stop = rows.start + offset, start + count
+            texts, kids = self._texts[row], self._ids[row]["keywords"]
+            matches = tuple(
+                _match(
+                    scan,
+                    texts,
+                    kids,
+                    chosen_papers[i],
+                    chosen_scores[i],
+                    in_title[i],
+                    in_abstract[i],
+                )
+                for i in range(start, stop)
+            )
+            start = stop
+            yield Selection(self.subscribers[row], matches, candidates[offset], matched[offset])
 
 
-def _add(target: np.ndarray, column: int, postings: _Postings, hits: set[int], value) -> None:
-    """Add ``value`` in ``column`` for every subscriber using a hit keyword (on bool: or)."""
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a bulk phase.
+
+    The matcher makes ~10 small containers per match and no reference cycles, so the
+    collector only rescans live objects again and again (a third of the run time in
+    bench/match.py); reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _slots_hit(flags: np.ndarray) -> list[list[int]]:
+    """For each row of a pairs x slots boolean table, the slots that are true."""
+    pairs, slots = np.nonzero(flags)
+    bounds = np.searchsorted(pairs, np.arange(len(flags) + 1)).tolist()
+    slots = slots.tolist()
+    return [slots[bounds[i] : bounds[i + 1]] for i in range(len(flags))]
+
+
+def _match(
+    scan: _Scan,
+    texts: tuple[str, ...],
+    kids: list[int],
+    paper: int,
+    score: int,
+    in_title: list[int],
+    in_abstract: list[int],
+) -> Match:
+    """A match, explained: the keyword slots that hit the title and the abstract."""
+    return Match(
+        paper=scan.papers[paper],
+        score=score,
+        title_keywords=tuple([texts[slot] for slot in in_title]),
+        abstract_keywords=tuple([texts[slot] for slot in in_abstract]),
+        title_spans=scan.spans(paper, "title", [kids[slot] for slot in in_title]),
+        abstract_spans=scan.spans(paper, "abstract", [kids[slot] for slot in in_abstract]),
+    )
+
+
+def _add(target: np.ndarray, postings: _Postings, hits: set[int], value) -> None:
+    """Add ``value`` for every subscriber using a hit keyword (on a bool row: or)."""
     for kid in hits:
         rows = postings.rows.get(kid)
         if rows is not None:
-            target[rows, column] += value
+            target[rows] += value
 
 
 def _last_digest(history: Mapping[str, History], subscriber: Subscriber) -> datetime | None:
@@ -276,15 +375,48 @@ class _Scan:
     """Each paper's keyword hits in title and abstract, its first-seen time and rank."""
 
     def __init__(self, index: KeywordIndex, papers: Sequence[Paper]) -> None:
+        self.index = index
         self.papers = papers
+        self._located: dict[tuple[int, str], dict[int, tuple[tuple[int, int], ...]]] = {}
         self.title_hits = [index.hits(words(p.title)) for p in papers]
         self.abstract_hits = [index.hits(words(p.abstract)) for p in papers]
+        self.title_table = _hit_table(self.title_hits, len(index.keywords))
+        self.abstract_table = _hit_table(self.abstract_hits, len(index.keywords))
         self.first_seen = np.array([p.first_seen.timestamp() for p in papers])
         # order[i]: how paper i ranks among equal scores (0 = first): upvotes, comments,
         # publication date (newest first, unknown last), title.
         ranked = sorted(range(len(papers)), key=lambda i: _tie_break(papers[i]))
         self.order = np.empty(len(papers), dtype=np.int64)
         self.order[ranked] = np.arange(len(papers))
+
+    def spans(self, paper: int, field: str, kids: list[int]) -> tuple[tuple[int, int], ...]:
+        """Character ranges in the paper's ``field`` where the keywords ``kids`` occur."""
+        if not kids:
+            return ()
+        ranges = self._located.get((paper, field))
+        if ranges is None:
+            ranges = self._located[(paper, field)] = self._locate(paper, field)
+        if len(kids) == 1:
+            return ranges.get(kids[0], ())
+        return merge_ranges([span for kid in kids for span in ranges.get(kid, ())])
+
+    def _locate(self, paper: int, field: str) -> dict[int, tuple[tuple[int, int], ...]]:
+        """Once per paper and field: each keyword's character ranges there."""
+        text_words, offsets = word_offsets(getattr(self.papers[paper], field))
+        located = {}
+        for kid, starts in self.index.positions(text_words).items():
+            size = len(self.index.keywords[kid].words)
+            ranges = [(offsets[start][0], offsets[start + size - 1][1]) for start in starts]
+            located[kid] = merge_ranges(ranges)
+        return located
+
+
+def _hit_table(hits: list[set[int]], keywords: int) -> np.ndarray:
+    """papers x (keywords + 1) booleans; the extra last column stays false (padding)."""
+    table = np.zeros((len(hits), keywords + 1), dtype=bool)
+    for paper, found in enumerate(hits):
+        table[paper, list(found)] = True
+    return table
 
 
 def _tie_break(paper: Paper) -> tuple:
@@ -296,15 +428,19 @@ def _tie_break(paper: Paper) -> tuple:
 class _Ranking:
     """Per subscriber, the best ``limit`` matches seen so far, and counts.
 
-    A match's key is ``score * span + (span - 1 - order)``: higher scores first, and among
-    equal scores the paper that ranks first by upvotes, comments, date and title."""
+    A match is kept as one number, ``score * span + (span - 1 - order)``: higher scores
+    first, then the paper that ranks first by upvotes, comments, date and title; the paper
+    itself is recovered from ``order``, so only keys move through the partitions."""
 
-    def __init__(self, rows: int, limit: int, order: np.ndarray) -> None:
+    def __init__(self, rows: int, limit: int, order: np.ndarray, top_score: int) -> None:
         self.limit = limit
         self.order = order
+        # Paper index for each rank, plus one entry for the keys of non-matches (-1).
+        self.by_order = np.append(np.argsort(order), 0)
         self.span = len(order) + 1
-        self.keys = np.full((rows, limit), -1, dtype=np.int64)
-        self.papers = np.full((rows, limit), -1, dtype=np.int64)
+        fits = (top_score + 1) * self.span < np.iinfo(np.int32).max
+        self.dtype = np.int32 if fits else np.int64
+        self.keys = np.full((rows, limit), -1, dtype=self.dtype)
         self.matched = np.zeros(rows, dtype=np.int64)
         self.candidates = np.zeros(rows, dtype=np.int64)
 
@@ -312,20 +448,19 @@ class _Ranking:
         """Merge one block of papers into the running best."""
         self.matched += eligible.sum(axis=1)
         self.candidates += candidates.sum(axis=1)
-        tie = self.span - 1 - self.order[block.start : block.stop]
-        keys = np.where(eligible, score * self.span + tie, -1)
-        papers = np.broadcast_to(np.arange(block.start, block.stop), keys.shape)
-        all_keys = np.concatenate([self.keys, keys], axis=1)
-        all_papers = np.concatenate([self.papers, papers], axis=1)
-        keep = np.argpartition(-all_keys, self.limit - 1, axis=1)[:, : self.limit]
-        self.keys = np.take_along_axis(all_keys, keep, axis=1)
-        self.papers = np.take_along_axis(all_papers, keep, axis=1)
+        tie = (self.span - 1 - self.order[block.start : block.stop]).astype(self.dtype)
+        keys = np.where(eligible, score.astype(self.dtype) * self.span + tie, -1)
+        merged = np.concatenate([self.keys, keys], axis=1)
+        cut = merged.shape[1] - self.limit
+        self.keys = np.partition(merged, cut, axis=1)[:, cut:]
 
-    def best(self, row: int, count: int) -> list[tuple[int, int]]:
-        """(paper index, score) of the row's best ``count`` matches, best first."""
-        keys, papers = self.keys[row], self.papers[row]
-        order = np.argsort(-keys, kind="stable")[:count]
-        return [(int(papers[i]), int(keys[i] // self.span)) for i in order if keys[i] >= 0]
+    def best_block(self, rows: range, limits: np.ndarray):
+        """For ``rows``: paper indexes and scores of the best matches, best first, and which
+        of those are real (a match, and within the row's ``limits``)."""
+        keys = np.sort(self.keys[rows.start : rows.stop], axis=1)[:, ::-1]
+        papers = self.by_order[self.span - 1 - keys % self.span]
+        valid = (keys >= 0) & (np.arange(self.limit)[None, :] < limits[:, None])
+        return papers, keys // self.span, valid
 
 
 __all__ = ["History", "KeywordIndex", "Match", "Matcher", "Selection"]

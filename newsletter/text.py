@@ -114,8 +114,7 @@ def word_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     """
     normalized = normalize(text)
     if len(normalized) == len(text) and unicodedata.is_normalized("NFKC", text):
-        matches = list(_WORD.finditer(normalized))
-        return [m.group() for m in matches], [m.span() for m in matches]
+        return _WORD.findall(normalized), [m.span() for m in _WORD.finditer(normalized)]
     return _offsets_by_segment(text)
 
 
