@@ -233,7 +233,7 @@ class Matcher:
             ]
         )
 
-    def _sent_pairs(self, papers: Sequence[Paper], history: Mapping[str, History]):
+    def _sent_pairs(self, papers: Sequence[Paper], history: Mapping[str, History]) -> np.ndarray:
         """(subscriber row, paper index) of every paper already sent to that subscriber."""
         where = {paper.id: index for index, paper in enumerate(papers)}
         pairs = [
@@ -244,7 +244,10 @@ class Matcher:
         ]
         return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
-    def _score_block(self, scan, block: range, cutoffs, sent, state) -> None:
+    def _score_block(
+        self, scan: _Scan, block: range, cutoffs: np.ndarray, sent: np.ndarray, state: _Ranking
+    ) -> None:
+        """Score one block of papers for every subscriber and merge it into ``state``."""
         rows, width = len(self.subscribers), len(block)
         weights = self.settings
         # Paper-major while adding: each keyword hit updates one contiguous row of memory.
@@ -353,7 +356,7 @@ def _match(
     )
 
 
-def _add(target: np.ndarray, postings: _Postings, hits: set[int], value) -> None:
+def _add(target: np.ndarray, postings: _Postings, hits: set[int], value: int | bool) -> None:
     """Add ``value`` for every subscriber using a hit keyword (on a bool row: or)."""
     for kid in hits:
         rows = postings.rows.get(kid)
@@ -444,7 +447,9 @@ class _Ranking:
         self.matched = np.zeros(rows, dtype=np.int64)
         self.candidates = np.zeros(rows, dtype=np.int64)
 
-    def add(self, block: range, score, eligible, candidates) -> None:
+    def add(
+        self, block: range, score: np.ndarray, eligible: np.ndarray, candidates: np.ndarray
+    ) -> None:
         """Merge one block of papers into the running best."""
         self.matched += eligible.sum(axis=1)
         self.candidates += candidates.sum(axis=1)
@@ -454,7 +459,9 @@ class _Ranking:
         cut = merged.shape[1] - self.limit
         self.keys = np.partition(merged, cut, axis=1)[:, cut:]
 
-    def best_block(self, rows: range, limits: np.ndarray):
+    def best_block(
+        self, rows: range, limits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For ``rows``: paper indexes and scores of the best matches, best first, and which
         of those are real (a match, and within the row's ``limits``)."""
         keys = np.sort(self.keys[rows.start : rows.stop], axis=1)[:, ::-1]
