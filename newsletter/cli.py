@@ -20,9 +20,10 @@ from newsletter import __version__
 from newsletter.config import Config, config_path, load_config
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.matching import Selection
-from newsletter.models import FileReport, IngestReport, Paper
+from newsletter.models import FileReport, IngestReport, Paper, RenderedEmail
 from newsletter.pipeline import discover_digests, ingest, select
 from newsletter.profiles import load_profiles
+from newsletter.render import Renderer
 from newsletter.store import open_store
 from newsletter.yamlfile import did_you_mean
 
@@ -170,10 +171,12 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _display_path(path: str) -> str:
+    """``path`` relative to the working folder when it lies inside it."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return path
+    return path if relative.startswith("..") else relative
 
 
 @cli.command("papers")
@@ -223,9 +226,14 @@ def validate_command(session: Session) -> None:
 
 @cli.command("preview")
 @click.option("--subscriber", "email", required=True, metavar="EMAIL", help="Whose digest.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write DIR/<email>.html, .txt and .eml (the exact bytes a send would deliver).",
+)
 @click.pass_obj
-def preview_command(session: Session, email: str, as_json: bool) -> None:
+def preview_command(session: Session, email: str, as_json: bool, out: Path | None) -> None:
     """Show what a subscriber would receive now; sends and records nothing."""
     config = session.config()
     profiles = load_profiles(config)
@@ -235,12 +243,37 @@ def preview_command(session: Session, email: str, as_json: bool) -> None:
         raise ConfigError(
             f"no subscriber '{email}' in {profiles.path.name}{did_you_mean(email, known)}"
         )
+    now = session.world.now()
     with open_store(config.state_dir) as store:
-        (selection,) = select(store, [subscriber], config, now=session.world.now())
+        (selection,) = select(store, [subscriber], config, now=now)
     if as_json:
         click.echo(json.dumps(_selection_json(selection), indent=2, ensure_ascii=False))
-    else:
-        _print_selection(selection)
+        if out is None:
+            return
+    rendered = Renderer(config, session.world.environ).render(selection, now)
+    if rendered is None:
+        click.echo(
+            f"no email for {subscriber.email}: {selection.candidates} new papers, none "
+            "matching (set send_empty: true in the config to send a short note instead)",
+            err=as_json,
+        )
+        return
+    if out is not None:
+        for path in write_preview(rendered, out):
+            click.echo(f"wrote {_display_path(str(path))}", err=as_json)
+    elif not as_json:
+        click.echo(rendered.text, nl=False)
+
+
+def write_preview(rendered: RenderedEmail, folder: Path) -> list[Path]:
+    """Write the HTML, text and .eml of ``rendered`` into ``folder``; return the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = rendered.subscriber.replace("/", "_")
+    paths = [folder / f"{stem}.html", folder / f"{stem}.txt", folder / f"{stem}.eml"]
+    paths[0].write_text(rendered.html, encoding="utf-8")
+    paths[1].write_text(rendered.text, encoding="utf-8")
+    paths[2].write_bytes(rendered.data)
+    return paths
 
 
 def _selection_json(selection: Selection) -> dict[str, object]:
@@ -265,23 +298,6 @@ def _selection_json(selection: Selection) -> dict[str, object]:
         "candidates": selection.candidates,
         "left_out": selection.left_out,
     }
-
-
-def _print_selection(selection: Selection) -> None:
-    subscriber = selection.subscriber
-    if not subscriber.receives:
-        state = "paused" if subscriber.frequency == "paused" else "inactive"
-        click.echo(f"note: {subscriber.email} is {state}; a send would skip them")
-    for number, match in enumerate(selection.matches, 1):
-        reasons = [f"{k} (title)" for k in match.title_keywords]
-        reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
-        click.echo(f"{number:>3}. [{match.score}] {match.paper.title}")
-        click.echo(f"     matched: {', '.join(reasons)}")
-    click.echo(
-        f"{_plural(len(selection.matches), 'paper')} for {subscriber.email} "
-        f"({selection.candidates} new, {selection.matched} matching, "
-        f"{selection.left_out} left out by max_papers)"
-    )
 
 
 def main() -> None:

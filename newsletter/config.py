@@ -20,15 +20,26 @@ _PATH_KEYS = {
     "digests": "digests",
     "state_dir": "state",
     "subscribers": "subscribers.yaml",
+    "templates": "templates",
 }
 # key -> (default, lowest, highest)
 _NUMBER_KEYS = {
     "title_weight": (3, 0, 1000),
     "abstract_weight": (1, 0, 1000),
     "lookback_days": (7, 1, 3650),
+    "abstract_chars": (600, 80, 20000),
+}
+# key -> default (None: unset); text values.
+_TEXT_KEYS = {
+    "sender": "Research digest <digest@example.org>",
+    "list_id": None,
+    "unsubscribe_mailto": None,
+    "unsubscribe_url": None,
+    "unsubscribe_secret_env": "NEWSLETTER_UNSUBSCRIBE_SECRET",
+    "profile_help": "To change your keywords or how often you hear from us, reply to this email.",
 }
 _SCHEDULE_KEYS = ("send_at", "timezone")
-_KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, "schedule"]
+_KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, *_TEXT_KEYS, "send_empty", "schedule"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,20 @@ class ScheduleDefaults:
 
 
 @dataclass(frozen=True)
+class RenderSettings:
+    """How digests look and which headers they carry."""
+
+    sender: str = _TEXT_KEYS["sender"]  # type: ignore[assignment]
+    abstract_chars: int = 600  # abstracts are shortened to this in HTML
+    send_empty: bool = False  # send a short "nothing matched" note instead of nothing
+    list_id: str | None = None  # default: derived from the sender's domain
+    unsubscribe_mailto: str | None = None  # default: unsubscribe@<sender's domain>
+    unsubscribe_url: str | None = None  # https form for one-click unsubscribe, if any
+    unsubscribe_secret_env: str = "NEWSLETTER_UNSUBSCRIBE_SECRET"
+    profile_help: str = _TEXT_KEYS["profile_help"]  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
 class Config:
     """Settings with every path made absolute."""
 
@@ -56,8 +81,10 @@ class Config:
     digests: Path
     state_dir: Path
     subscribers: Path
+    templates: Path
     matching: MatchSettings = field(default_factory=MatchSettings)
     schedule: ScheduleDefaults = field(default_factory=ScheduleDefaults)
+    render: RenderSettings = field(default_factory=RenderSettings)
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -86,11 +113,22 @@ def load_config(path: Path) -> Config:
     base = path.resolve().parent
     paths = {key: base / _path(problems, data, key, default) for key, default in _PATH_KEYS.items()}
     numbers = {key: _number(problems, data, key, *limits) for key, limits in _NUMBER_KEYS.items()}
+    texts = {key: _text(problems, data, key, default) for key, default in _TEXT_KEYS.items()}
+    send_empty = (
+        problems.flag(("send_empty",), data["send_empty"]) if "send_empty" in data else False
+    )
+    _check_urls(problems, texts)
     schedule = _schedule(problems, data.get("schedule", {}))
     if problems.found:
         raise ConfigError("\n".join(problems.messages()))
+    abstract_chars = numbers.pop("abstract_chars")
+    render = RenderSettings(abstract_chars=abstract_chars, send_empty=bool(send_empty), **texts)
     return Config(
-        path=path.resolve(), matching=MatchSettings(**numbers), schedule=schedule, **paths
+        path=path.resolve(),
+        matching=MatchSettings(**numbers),
+        schedule=schedule,
+        render=render,
+        **paths,
     )
 
 
@@ -107,6 +145,24 @@ def _number(problems: Problems, data: dict, key: str, default: int, low: int, hi
         return default
     checked = problems.integer((key,), data[key], low, high)
     return default if checked is None else checked
+
+
+def _text(problems: Problems, data: dict, key: str, default: str | None) -> str | None:
+    if key not in data or data[key] is None:
+        return default
+    return problems.text((key,), data[key])
+
+
+def _check_urls(problems: Problems, texts: dict[str, str | None]) -> None:
+    url = texts["unsubscribe_url"]
+    if url and not url.startswith("https://"):
+        problems.add(
+            ("unsubscribe_url",), f"'unsubscribe_url' must start with https://, not {url!r}"
+        )
+    if "@" not in (texts["sender"] or ""):
+        problems.add(
+            ("sender",), "'sender' must hold an address, e.g. 'Digest <digest@example.org>'"
+        )
 
 
 def _schedule(problems: Problems, data: object) -> ScheduleDefaults:

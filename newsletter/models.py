@@ -128,3 +128,16 @@ class Subscriber:
     def receives(self) -> bool:
         """Is this subscriber sent anything at all (active and not paused)?"""
         return self.active and self.frequency != "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """One subscriber's digest, rendered: the parts, and the exact bytes to send."""
+
+    subscriber: str  # the address
+    subject: str
+    html: str
+    text: str
+    message_id: str
+    paper_ids: tuple[str, ...]  # the papers this email carries, in order
+    data: bytes  # the serialized MIME message (CRLF line ends)

@@ -68,13 +68,14 @@ def test_preview_records_nothing(samples_project: Path, run_cli: RunCli) -> None
     assert run_cli("preview", "--subscriber", "ada@example.org", "--json").stdout == first
 
 
-def test_preview_human_output_explains(samples_project: Path, run_cli: RunCli) -> None:
+def test_preview_prints_the_text_email(samples_project: Path, run_cli: RunCli) -> None:
     use_shipped_profiles(samples_project)
     run_cli("ingest")
     result = run_cli("preview", "--subscriber", "ADA@example.org")
     assert result.exit_code == 0
-    assert "matched: knowledge distillation (title)" in result.stdout
-    assert result.stdout.splitlines()[-1].startswith("3 papers for ada@example.org")
+    assert result.stdout.startswith("Hi Ada,\n")
+    assert "   Matched: knowledge distillation (title), knowledge distillation" in result.stdout
+    assert "Unsubscribe: mailto:" in result.stdout
 
 
 def test_papers_older_than_lookback_are_not_previewed(

@@ -1,0 +1,327 @@
+"""Selections into emails: Jinja2 templates, CSS inlined once per template, text and HTML.
+
+premailer is slow (tens of milliseconds a page), so it never runs per email. At start-up the
+HTML template's Jinja tags are swapped for inert placeholders, premailer inlines the CSS into
+that source once, the tags are put back, and the result is compiled as the template that
+every email renders with: the per-email cost is a plain Jinja render.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from urllib.parse import quote
+
+import jinja2
+import premailer
+
+from newsletter.config import Config, RenderSettings
+from newsletter.errors import ConfigError
+from newsletter.matching import Match, Selection
+from newsletter.mime import Envelope, compose, unsubscribe_links
+from newsletter.models import Paper, RenderedEmail
+
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+HTML_BUDGET = 100_000  # bytes; Gmail clips messages whose HTML passes ~102 KB
+SUBJECT_CHARS = 100
+WIDTH = 72
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_PLACEHOLDER = re.compile(r"jinjaplaceholder(\d{5})x")
+
+
+@dataclass(frozen=True)
+class PaperView:
+    """One paper as the templates show it."""
+
+    number: int
+    title: str
+    url: str
+    meta: str  # "6 authors · Aug 20, 2025 · 3 comments · 19 upvotes"
+    title_segments: tuple[tuple[str, bool], ...]  # (text, highlighted)
+    abstract_segments: tuple[tuple[str, bool], ...]
+    abstract_text: str
+    matched: str  # "pruning (title), distillation (abstract)"
+
+
+@dataclass(frozen=True)
+class DigestView:
+    """Everything the templates may use, as ``digest``."""
+
+    subject: str
+    preheader: str
+    brand: str
+    greeting: str
+    summary: str
+    papers: tuple[PaperView, ...]
+    left_out: int
+    left_out_note: str
+    empty: bool
+    empty_note: str
+    why_note: str
+    profile_help: str
+    unsubscribe_link: str
+
+
+class Renderer:
+    """Compiled templates for one configuration; ``render`` turns a Selection into an email."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str] = os.environ) -> None:
+        self.settings = config.render
+        self.secret = environ.get(self.settings.unsubscribe_secret_env, "")
+        if self.settings.unsubscribe_url and not self.secret:
+            raise ConfigError(
+                f"unsubscribe_url is set but ${self.settings.unsubscribe_secret_env} is empty; "
+                "set it to a long random string (it signs the unsubscribe tokens)"
+            )
+        loader = jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(config.templates), jinja2.PackageLoader("newsletter")]
+        )
+        html_env = _environment(loader, autoescape=True)
+        text_env = _environment(loader, autoescape=False)
+        text_env.filters["wrap"] = wrap
+        self.html = _load(html_env, HTML_TEMPLATE, inline=True)
+        self.text = _load(text_env, TEXT_TEMPLATE, inline=False)
+
+    def render(self, selection: Selection, now: datetime) -> RenderedEmail | None:
+        """The email for ``selection``, or None when it has no matches and send_empty is off."""
+        if not selection.matches and not self.settings.send_empty:
+            return None
+        subscriber = selection.subscriber
+        envelope = Envelope.for_digest(self.settings, subscriber, selection.matches, now)
+        links = unsubscribe_links(self.settings, subscriber.email, self.secret)
+        view = digest_view(selection, self.settings, links.preferred)
+        html = _render(self.html, view)
+        kept = len(view.papers)
+        while len(html.encode("utf-8")) > HTML_BUDGET and kept > 1:
+            # Too big for Gmail: drop trailing papers and say so, rather than be clipped.
+            kept = max(1, kept * HTML_BUDGET // len(html.encode("utf-8")) - 1)
+            view = digest_view(selection, self.settings, links.preferred, keep=kept)
+            html = _render(self.html, view)
+        text = _render(self.text, view)
+        sent = tuple(match.paper.id for match in selection.matches[: len(view.papers)])
+        envelope = replace(envelope, subject=view.subject)
+        return RenderedEmail(
+            subscriber=subscriber.email,
+            subject=view.subject,
+            html=html,
+            text=text,
+            message_id=envelope.message_id,
+            paper_ids=sent,
+            data=compose(envelope, text, html, links),
+        )
+
+
+def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=loader,
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _load(env: jinja2.Environment, name: str, inline: bool) -> jinja2.Template:
+    """The template ``name`` (user folder first), with its CSS inlined when ``inline``."""
+    try:
+        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        if inline:
+            source = inline_css(source, filename or name)
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            f"{filename or name}:{exc.lineno}: template error: {exc.message}"
+        ) from exc
+
+
+def inline_css(source: str, name: str) -> str:
+    """Inline the CSS of a Jinja HTML template into its elements, once, with premailer."""
+    tags: list[str] = []
+
+    def protect(match: re.Match[str]) -> str:
+        tags.append(match.group())
+        return f"jinjaplaceholder{len(tags) - 1:05d}x"
+
+    protected = _JINJA_TAG.sub(protect, source)
+    inlined = premailer.Premailer(
+        protected,
+        allow_network=False,  # never fetch anything
+        strip_important=False,  # @media rules need !important to beat inline styles
+        disable_validation=True,
+        cssutils_logging_level="CRITICAL",
+    ).transform()
+    order = [int(number) for number in _PLACEHOLDER.findall(inlined)]
+    if order != list(range(len(tags))):
+        raise ConfigError(
+            f"{name}: inlining the CSS moved or dropped Jinja tags; keep Jinja statements "
+            "inside elements (not between table rows or in <head> outside elements)"
+        )
+    return _PLACEHOLDER.sub(lambda m: tags[int(m.group(1))], inlined)
+
+
+def _render(template: jinja2.Template, view: DigestView) -> str:
+    try:
+        return template.render(digest=view)
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(f"template {template.name or ''}: {exc.message}") from exc
+
+
+# -- the view model -------------------------------------------------------------------------
+
+
+def digest_view(
+    selection: Selection, settings: RenderSettings, unsubscribe: str, keep: int | None = None
+) -> DigestView:
+    """What the templates show for ``selection`` (its first ``keep`` papers)."""
+    matches = selection.matches if keep is None else selection.matches[:keep]
+    left_out = selection.left_out + len(selection.matches) - len(matches)
+    papers = tuple(paper_view(n, m, settings.abstract_chars) for n, m in enumerate(matches, 1))
+    subscriber = selection.subscriber
+    follows = ", ".join(k.text for k in subscriber.keywords)
+    if subscriber.exclude:
+        follows += f" (leaving out {', '.join(k.text for k in subscriber.exclude)})"
+    return DigestView(
+        subject=subject_line(matches),
+        preheader=papers[0].title if papers else "Nothing new matched your keywords.",
+        brand=_display_name(settings.sender),
+        greeting=f"Hi {_one_line(subscriber.name)}," if subscriber.name else "Hello,",
+        summary=_summary(matches),
+        papers=papers,
+        left_out=left_out,
+        left_out_note=(
+            f"{_count(left_out, 'more match', 'more matches')} did not fit in this email. "
+            "Raise max_papers in your profile to see more at once."
+        ),
+        empty=not papers,
+        empty_note="Nothing new matched your keywords this time. We will write when it does.",
+        why_note=f"You receive this because you follow: {follows}.",
+        profile_help=settings.profile_help,
+        unsubscribe_link=unsubscribe,
+    )
+
+
+def paper_view(number: int, match: Match, abstract_chars: int) -> PaperView:
+    """One match as the templates show it."""
+    paper = match.paper
+    abstract = shorten(paper.abstract, abstract_chars)
+    reasons = [f"{k} (title)" for k in match.title_keywords]
+    reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
+    return PaperView(
+        number=number,
+        title=paper.title,
+        url=paper_url(paper.title, paper.arxiv_id),
+        meta=" · ".join(_meta(paper)),
+        title_segments=segments(paper.title, match.title_spans),
+        abstract_segments=segments(abstract, match.abstract_spans),
+        abstract_text=abstract,
+        matched=", ".join(reasons),
+    )
+
+
+def paper_url(title: str, arxiv_id: str | None) -> str:
+    """The Hugging Face paper page, or a Hugging Face papers search for the title."""
+    if arxiv_id:
+        return f"https://huggingface.co/papers/{quote(arxiv_id)}"
+    return f"https://huggingface.co/papers?q={quote(title)}"
+
+
+def _meta(paper: Paper) -> list[str]:
+    parts = []
+    if paper.organization:
+        parts.append(paper.organization)
+    elif paper.authors_count is not None:
+        parts.append(_count(paper.authors_count, "author", "authors"))
+    if paper.published:
+        parts.append(_day(paper.published))
+    if paper.comments:
+        parts.append(_count(paper.comments, "comment", "comments"))
+    if paper.upvotes is not None:
+        parts.append(_count(paper.upvotes, "upvote", "upvotes"))
+    return parts
+
+
+def segments(text: str, spans: Sequence[tuple[int, int]]) -> tuple[tuple[str, bool], ...]:
+    """``text`` cut into (piece, highlighted) runs by character ``spans`` (clipped to it)."""
+    out: list[tuple[str, bool]] = []
+    position = 0
+    for start, end in spans:
+        start, end = max(start, position), min(end, len(text))
+        if start >= end:
+            continue
+        if start > position:
+            out.append((text[position:start], False))
+        out.append((text[start:end], True))
+        position = end
+    if position < len(text):
+        out.append((text[position:], False))
+    return tuple(out)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    if cut < limit // 2:
+        cut = limit - 1
+    return text[:cut].rstrip(" ,;:.-") + "…"
+
+
+def subject_line(matches: Sequence[Match]) -> str:
+    """ "7 new papers: <top title>", one line, cut at a word to a sensible length."""
+    if not matches:
+        return "No new papers matched your keywords"
+    head = f"{_count(len(matches), 'new paper', 'new papers')}: "
+    return head + shorten(_one_line(matches[0].paper.title), SUBJECT_CHARS - len(head))
+
+
+def _summary(matches: Sequence[Match]) -> str:
+    if not matches:
+        return "No new papers matched your keywords."
+    listings = sorted({m.paper.listing_date for m in matches})
+    if len(listings) == 1:
+        where = f"the {_day(listings[0])} listing"
+    else:
+        where = f"the listings of {_day(listings[0])} to {_day(listings[-1])}"
+    return f"{_count(len(matches), 'new paper', 'new papers')} from {where} matched your keywords."
+
+
+def wrap(text: str, indent: int = 0, first: bool = False) -> str:
+    """Fold ``text`` at 72 columns; continuation lines (and the first, if ``first``) are
+    indented; words longer than a line, such as URLs, are never broken."""
+    pad = " " * indent
+    lines, line = [], pad if first else ""
+    for word in _one_line(text).split(" "):
+        if not word:
+            continue
+        if line.strip() and len(line) + 1 + len(word) > WIDTH:
+            lines.append(line)
+            line = pad + word
+        else:
+            line = f"{line} {word}" if line.strip() else line + word
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """Any CR/LF or other line break becomes a space (no header or layout injection)."""
+    return " ".join(text.split())
+
+
+def _display_name(sender: str) -> str:
+    name = sender.split("<")[0].strip().strip('"')
+    return name or "Research digest"
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _day(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
