@@ -94,14 +94,7 @@ class Renderer:
         subscriber = selection.subscriber
         envelope = Envelope.for_digest(self.settings, subscriber, selection.matches, now)
         links = unsubscribe_links(self.settings, subscriber.email, self.secret)
-        view = digest_view(selection, self.settings, links.preferred)
-        html = _render(self.html, view)
-        kept = len(view.papers)
-        while len(html.encode("utf-8")) > HTML_BUDGET and kept > 1:
-            # Too big for Gmail: drop trailing papers and say so, rather than be clipped.
-            kept = max(1, kept * HTML_BUDGET // len(html.encode("utf-8")) - 1)
-            view = digest_view(selection, self.settings, links.preferred, keep=kept)
-            html = _render(self.html, view)
+        view, html = self._fitting_html(selection, links.preferred)
         text = _render(self.text, view)
         sent = tuple(match.paper.id for match in selection.matches[: len(view.papers)])
         envelope = replace(envelope, subject=view.subject)
@@ -114,6 +107,27 @@ class Renderer:
             paper_ids=sent,
             data=compose(envelope, text, html, links),
         )
+
+    def _fitting_html(self, selection: Selection, unsubscribe: str) -> tuple[DigestView, str]:
+        """The view and HTML with as many papers as fit ``HTML_BUDGET``.
+
+        Gmail clips bigger messages; dropping trailing papers (and saying so) is better."""
+
+        def attempt(keep: int | None) -> tuple[DigestView, str]:
+            view = digest_view(selection, self.settings, unsubscribe, keep=keep)
+            return view, _render(self.html, view)
+
+        view, html = attempt(None)
+        if len(html.encode("utf-8")) <= HTML_BUDGET or len(view.papers) <= 1:
+            return view, html
+        low, high = 1, len(view.papers) - 1  # low always fits (or is the least we send)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(attempt(middle)[1].encode("utf-8")) <= HTML_BUDGET:
+                low = middle
+            else:
+                high = middle - 1
+        return attempt(low)
 
 
 def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environment:

@@ -1,0 +1,231 @@
+"""Rendering: golden output, the MIME message, escaping, injection, sizes, templates."""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+from dataclasses import replace
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import ConfigError
+from newsletter.mime import token_matches
+from newsletter.render import HTML_BUDGET, Renderer, shorten, wrap
+from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("NEWSLETTER_UPDATE_GOLDEN") == "1"
+
+
+def render(tmp_path: Path, subscriber=None, papers=None, extra: str = "", environ=None):
+    config = project_config(tmp_path, extra)
+    papers = fixed_papers() if papers is None else papers
+    selection = selection_for(subscriber or ada(), papers, config)
+    return Renderer(config, environ or {}).render(selection, NOW)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=policy.default)  # type: ignore[return-value]
+
+
+def parts(message) -> tuple[str, str]:
+    text, html = (part.get_content() for part in message.iter_parts())
+    return text, html
+
+
+@pytest.mark.parametrize(("kind", "name"), [("html", "digest.html"), ("text", "digest.txt")])
+def test_golden_output(tmp_path: Path, kind: str, name: str) -> None:
+    rendered = render(tmp_path)
+    output = rendered.html if kind == "html" else rendered.text
+    golden = GOLDEN / name
+    if UPDATE:
+        golden.write_text(output, encoding="utf-8")
+    assert output == golden.read_text(encoding="utf-8"), (
+        f"{name} changed; if on purpose, rerun with NEWSLETTER_UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_message_structure_and_headers(tmp_path: Path) -> None:
+    rendered = render(tmp_path)
+    message = parse(rendered.data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in message.iter_parts())
+    assert message["From"] == "Research digest <digest@example.org>"
+    assert message["To"] == "Ada <ada@example.org>"
+    assert message["Subject"] == (
+        "3 new papers: Compressing KV Caches with Learned Low-Rank Projections"
+    )
+    assert message["Date"] == "Thu, 12 Mar 2026 07:00:00 +0000"
+    assert re.fullmatch(r"<digest\.[0-9a-f]{32}@example\.org>", message["Message-ID"])
+    assert message["List-Id"] == "Research digest <digest.example.org>"
+    assert message["List-Unsubscribe"] == "<mailto:unsubscribe@example.org?subject=unsubscribe>"
+    assert "List-Unsubscribe-Post" not in message
+    text, html = parts(message)
+    assert text.replace("\r\n", "\n") == rendered.text
+    assert html.replace("\r\n", "\n") == rendered.html
+    assert rendered.paper_ids == ("t-compress", "2603.01234", "t-distil")
+
+
+def test_message_id_is_the_same_for_the_same_digest(tmp_path: Path) -> None:
+    first, again = render(tmp_path), render(tmp_path)
+    assert first.message_id == again.message_id
+    assert first.data == again.data  # a resend carries the very same bytes
+    fewer = render(tmp_path, papers=fixed_papers()[:2])
+    assert fewer.message_id != first.message_id
+
+
+def test_one_click_unsubscribe_with_a_signed_token(tmp_path: Path) -> None:
+    secret = "s3cret-for-tests"
+    rendered = render(
+        tmp_path,
+        extra="unsubscribe_url: https://example.org/unsubscribe\n",
+        environ={"NEWSLETTER_UNSUBSCRIBE_SECRET": secret},
+    )
+    message = parse(rendered.data)
+    mailto, https = (v.strip(" <>") for v in message["List-Unsubscribe"].split(","))
+    assert mailto.startswith("mailto:")
+    token = https.split("token=")[1]
+    assert https.startswith("https://example.org/unsubscribe?token=")
+    assert token_matches(secret, "ADA@example.org", token)
+    assert not token_matches(secret, "bob@example.org", token)
+    assert "ada" not in token.lower()  # opaque
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert https in parts(message)[1].replace("&amp;", "&")
+
+
+def test_unsubscribe_url_without_a_secret_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="NEWSLETTER_UNSUBSCRIBE_SECRET is empty"):
+        render(tmp_path, extra="unsubscribe_url: https://example.org/u\n")
+
+
+def test_no_header_injection(tmp_path: Path) -> None:
+    evil = fixed_papers()
+    evil[2] = replace(evil[2], title="Compress\r\nBcc: victim@example.org\r\nX-Evil: 1")
+    rendered = render(tmp_path, subscriber=ada(name="Ada\r\nBcc: other@example.org"), papers=evil)
+    message = parse(rendered.data)
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert "\n" not in message["Subject"] and "Bcc" in message["Subject"]
+    assert message["To"].addresses[0].addr_spec == "ada@example.org"
+    header_block = rendered.data.split(b"\r\n\r\n")[0].decode()
+    assert not re.search(r"^(Bcc|X-Evil):", header_block, re.MULTILINE)
+
+
+def test_script_in_title_and_abstract_arrives_escaped(tmp_path: Path) -> None:
+    evil = fixed_papers()
+    evil[0] = replace(
+        evil[0],
+        title="Pruning <script>alert(1)</script>",
+        abstract="We prune. <script>steal()</script> <img src=x onerror=alert(2)>",
+    )
+    html = parts(parse(render(tmp_path, papers=evil).data))[1]
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_every_line_on_the_wire_is_short_and_ends_with_crlf(tmp_path: Path) -> None:
+    long_title = "Pruning " + "x" * 3000
+    papers = fixed_papers()
+    papers[0] = replace(papers[0], title=long_title, abstract="pruning " * 2000)
+    data = render(tmp_path, papers=papers).data
+    assert data.endswith(b"\r\n")
+    lines = data.split(b"\r\n")
+    assert all(b"\r" not in line and b"\n" not in line for line in lines)
+    assert max(len(line) for line in lines) <= 998
+
+
+def test_html_stays_under_the_size_budget_with_100_papers(tmp_path: Path) -> None:
+    base = fixed_papers()[0]
+    words = "sparse networks train faster when pruning happens early and often ".split()
+    papers = [
+        replace(base, id=f"p{i}", title=f"Pruning study {i}", abstract=" ".join(words * 25))
+        for i in range(150)
+    ]
+    rendered = render(
+        tmp_path,
+        subscriber=ada(max_papers=100),
+        papers=papers,
+        extra="abstract_chars: 20000\n",
+    )
+    assert len(rendered.html.encode("utf-8")) < HTML_BUDGET
+    shown = len(rendered.paper_ids)
+    assert 1 <= shown < 100
+    assert f"{150 - shown} more matches did not fit" in rendered.html
+    assert f"{150 - shown} more matches did not fit" in rendered.text
+    assert rendered.subject.startswith(f"{shown} new papers:")
+
+
+def test_no_matches_no_email_unless_send_empty(tmp_path: Path) -> None:
+    assert render(tmp_path, papers=[]) is None
+    empty = render(tmp_path, papers=[], extra="send_empty: true\n")
+    assert empty is not None and empty.paper_ids == ()
+    assert empty.subject == "No new papers matched your keywords"
+    assert "Nothing new matched your keywords" in empty.text
+    assert "Nothing new matched your keywords" in empty.html
+
+
+def test_text_is_wrapped_at_72_and_urls_are_never_broken(tmp_path: Path) -> None:
+    papers = fixed_papers()
+    papers[1] = replace(papers[1], title="Knowledge distillation " + "word " * 40)
+    text = render(tmp_path, papers=papers).text
+    for line in text.splitlines():
+        assert len(line) <= 72 or "://" in line, line
+    urls = re.findall(r"https?://\S+", text)
+    assert "https://huggingface.co/papers/2603.01234" in urls
+    assert any(
+        u.startswith("https://huggingface.co/papers?q=Knowledge%20distillation") for u in urls
+    )
+
+
+def test_html_content_and_highlights(tmp_path: Path) -> None:
+    html = render(tmp_path).html
+    assert 'href="https://huggingface.co/papers/2603.01234"' in html
+    assert "https://huggingface.co/papers?q=Teacher%2C%20Interrupted" in html
+    assert re.search(r'<mark class="hit" style="[^"]*background-color:#fff1b8', html)
+    assert html.count('class="card"') == 3
+    assert "UniLeiden Universiteit Leiden" in html and "42 upvotes" in html
+    assert "Matched:</span> pruning (title), pruning (abstract)" in html
+    assert '<meta name="color-scheme" content="light dark">' in html
+    assert "@media (max-width: 480px)" in html and "@media (prefers-color-scheme: dark)" in html
+
+
+def test_every_text_colour_comes_with_a_background_colour() -> None:
+    source = (Path(__file__).parent.parent / "newsletter/templates/digest.html.j2").read_text()
+    css = re.search(r"<style>\n(.*?)</style>", source, re.DOTALL).group(1)
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", css)
+    assert rules
+    for selector, body in rules:
+        if re.search(r"(^|;)\s*color\s*:", body):
+            assert "background-color" in body, selector.strip()
+
+
+def test_user_templates_win_over_the_package_defaults(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "digest.txt.j2").write_text(
+        "Custom for {{ digest.greeting }} {{ digest.papers | length }}\n"
+    )
+    rendered = render(tmp_path)
+    assert rendered.text == "Custom for Hi Ada, 3\n"
+    assert "<html" in rendered.html  # the HTML still comes from the package
+
+
+def test_template_mistakes_are_config_errors_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "digest.txt.j2").write_text("line one\n{{ digest.greeting \n")
+    with pytest.raises(ConfigError, match=r"digest.txt.j2:2: template error"):
+        render(tmp_path)
+    (tmp_path / "templates" / "digest.txt.j2").write_text("{{ digest.no_such_thing }}\n")
+    with pytest.raises(ConfigError, match="no_such_thing"):
+        render(tmp_path)
+
+
+def test_wrap_and_shorten() -> None:
+    assert wrap("a " * 50) == ("a " * 36).strip() + "\n" + ("a " * 14).strip()
+    url = "https://example.org/" + "x" * 100
+    assert wrap(f"see {url} now", 3).splitlines() == ["see", f"   {url}", "   now"]
+    assert shorten("one two three four", 12) == "one two…"
+    assert shorten("short", 12) == "short"
