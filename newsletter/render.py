@@ -8,6 +8,7 @@ every email renders with: the per-email cost is a plain Jinja render.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ import premailer
 from newsletter.config import Config, RenderSettings
 from newsletter.errors import ConfigError
 from newsletter.matching import Match, Selection
-from newsletter.mime import Envelope, compose, unsubscribe_links
+from newsletter.mime import Composer, Envelope, unsubscribe_links
 from newsletter.models import Paper, RenderedEmail
 
 HTML_TEMPLATE = "digest.html.j2"
@@ -30,15 +31,15 @@ HTML_BUDGET = 100_000  # bytes; Gmail clips messages whose HTML passes ~102 KB
 SUBJECT_CHARS = 100
 WIDTH = 72
 
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"jinjaplaceholder(\d{5})x")
 
 
 @dataclass(frozen=True)
 class PaperView:
-    """One paper as the templates show it."""
+    """One paper as the templates show it (its place in the list is ``loop.index``)."""
 
-    number: int
     title: str
     url: str
     meta: str  # "6 authors · Aug 20, 2025 · 3 comments · 19 upvotes"
@@ -86,6 +87,7 @@ class Renderer:
         text_env.filters["wrap"] = wrap
         self.html = _load(html_env, HTML_TEMPLATE, inline=True)
         self.text = _load(text_env, TEXT_TEMPLATE, inline=False)
+        self.composer = Composer(self.settings)
 
     def render(self, selection: Selection, now: datetime) -> RenderedEmail | None:
         """The email for ``selection``, or None when it has no matches and send_empty is off."""
@@ -105,7 +107,7 @@ class Renderer:
             text=text,
             message_id=envelope.message_id,
             paper_ids=sent,
-            data=compose(envelope, text, html, links),
+            data=self.composer.compose(envelope, text, html, links),
         )
 
     def _fitting_html(self, selection: Selection, unsubscribe: str) -> tuple[DigestView, str]:
@@ -118,16 +120,21 @@ class Renderer:
             return view, _render(self.html, view)
 
         view, html = attempt(None)
-        if len(html.encode("utf-8")) <= HTML_BUDGET or len(view.papers) <= 1:
+        if _size(html) <= HTML_BUDGET or len(view.papers) <= 1:
             return view, html
         low, high = 1, len(view.papers) - 1  # low always fits (or is the least we send)
         while low < high:
             middle = (low + high + 1) // 2
-            if len(attempt(middle)[1].encode("utf-8")) <= HTML_BUDGET:
+            if _size(attempt(middle)[1]) <= HTML_BUDGET:
                 low = middle
             else:
                 high = middle - 1
         return attempt(low)
+
+
+def _size(html: str) -> int:
+    """UTF-8 size of ``html``; cheap when it is obviously small (at most 4 bytes a char)."""
+    return len(html) if 4 * len(html) <= HTML_BUDGET else len(html.encode("utf-8"))
 
 
 def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environment:
@@ -162,7 +169,8 @@ def inline_css(source: str, name: str) -> str:
         tags.append(match.group())
         return f"jinjaplaceholder{len(tags) - 1:05d}x"
 
-    protected = _JINJA_TAG.sub(protect, source)
+    # Comments render to nothing; as placeholders they would be stray text before <html>.
+    protected = _JINJA_TAG.sub(protect, _JINJA_COMMENT.sub("", source).lstrip())
     inlined = premailer.Premailer(
         protected,
         allow_network=False,  # never fetch anything
@@ -195,7 +203,7 @@ def digest_view(
     """What the templates show for ``selection`` (its first ``keep`` papers)."""
     matches = selection.matches if keep is None else selection.matches[:keep]
     left_out = selection.left_out + len(selection.matches) - len(matches)
-    papers = tuple(paper_view(n, m, settings.abstract_chars) for n, m in enumerate(matches, 1))
+    papers = tuple(paper_view(m, settings.abstract_chars) for m in matches)
     subscriber = selection.subscriber
     follows = ", ".join(k.text for k in subscriber.keywords)
     if subscriber.exclude:
@@ -220,14 +228,15 @@ def digest_view(
     )
 
 
-def paper_view(number: int, match: Match, abstract_chars: int) -> PaperView:
-    """One match as the templates show it."""
+@functools.lru_cache(maxsize=4096)
+def paper_view(match: Match, abstract_chars: int) -> PaperView:
+    """One match as the templates show it. Cached: subscribers with the same keywords get
+    equal matches for a paper, and a large send renders each such view once."""
     paper = match.paper
     abstract = shorten(paper.abstract, abstract_chars)
     reasons = [f"{k} (title)" for k in match.title_keywords]
     reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
     return PaperView(
-        number=number,
         title=paper.title,
         url=paper_url(paper.title, paper.arxiv_id),
         meta=" · ".join(_meta(paper)),
@@ -306,21 +315,25 @@ def _summary(matches: Sequence[Match]) -> str:
     return f"{_count(len(matches), 'new paper', 'new papers')} from {where} matched your keywords."
 
 
+@functools.lru_cache(maxsize=8192)
 def wrap(text: str, indent: int = 0, first: bool = False) -> str:
     """Fold ``text`` at 72 columns; continuation lines (and the first, if ``first``) are
     indented; words longer than a line, such as URLs, are never broken."""
     pad = " " * indent
-    lines, line = [], pad if first else ""
-    for word in _one_line(text).split(" "):
-        if not word:
-            continue
-        if line.strip() and len(line) + 1 + len(word) > WIDTH:
-            lines.append(line)
-            line = pad + word
+    words = text.split()
+    lines: list[str] = []
+    line: list[str] = []
+    used = indent if first else 0  # columns taken on the current line
+    for word in words:
+        if line and used + 1 + len(word) > WIDTH:
+            lines.append(" ".join(line))
+            line, used = [word], indent + len(word)
         else:
-            line = f"{line} {word}" if line.strip() else line + word
-    lines.append(line)
-    return "\n".join(lines)
+            used += len(word) + (1 if line else 0)
+            line.append(word)
+    lines.append(" ".join(line))
+    head = pad if first else ""
+    return head + ("\n" + pad).join(lines)
 
 
 def _one_line(text: str) -> str:

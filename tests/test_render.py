@@ -229,3 +229,34 @@ def test_wrap_and_shorten() -> None:
     assert wrap(f"see {url} now", 3).splitlines() == ["see", f"   {url}", "   now"]
     assert shorten("one two three four", 12) == "one two…"
     assert shorten("short", 12) == "short"
+
+
+def test_html_document_structure_survives_inlining(tmp_path: Path) -> None:
+    html = render(tmp_path).html
+    assert html.startswith("<!DOCTYPE html>")
+    head, body = html.split("<body", 1)
+    assert '<meta name="color-scheme" content="light dark">' in head and "<style>" in head
+    assert "<meta" not in body
+
+
+def test_international_names_and_addresses(tmp_path: Path) -> None:
+    zoe = render(tmp_path, subscriber=ada(name="Zoë Ünal", email="zoe@bücher.de"))
+    message = parse(zoe.data)
+    assert message["To"].addresses[0].display_name == "Zoë Ünal"
+    assert message["To"].addresses[0].domain == "xn--bcher-kva.de"  # IDNA on the wire
+    assert zoe.data.isascii()
+    utf8 = render(tmp_path, subscriber=ada(email="jürgen@example.org"))
+    assert 'To: "Ada" <jürgen@example.org>'.encode() in utf8.data  # SMTPUTF8 header
+    utf8.data.decode("utf-8")  # raw UTF-8 headers, valid throughout
+
+
+def test_long_non_ascii_subject_is_encoded_and_folded(tmp_path: Path) -> None:
+    papers = fixed_papers()
+    papers[2] = replace(papers[2], title="Über-Sparse Compression — " + "Ärger " * 30)
+    rendered = render(tmp_path, papers=papers)
+    message = parse(rendered.data)
+    assert message["Subject"] == rendered.subject
+    assert rendered.subject.endswith("…") and len(rendered.subject) <= 100
+    header_block = rendered.data.split(b"\r\n\r\n")[0]
+    assert header_block.isascii()
+    assert max(len(line) for line in header_block.split(b"\r\n")) <= 78
