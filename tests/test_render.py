@@ -260,3 +260,33 @@ def test_long_non_ascii_subject_is_encoded_and_folded(tmp_path: Path) -> None:
     header_block = rendered.data.split(b"\r\n\r\n")[0]
     assert header_block.isascii()
     assert max(len(line) for line in header_block.split(b"\r\n")) <= 78
+
+
+def test_inlining_never_fetches_anything(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    from newsletter.render import inline_css
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"p { color: red; background-color: white; }")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/remote.css"
+        source = f'<html><head><link rel="stylesheet" href="{url}"></head><body><p>{{{{ x }}}}</p></body></html>'
+        inlined = inline_css(source, "t.html.j2")
+    finally:
+        server.shutdown()
+    assert requests == []
+    assert "<p>{{ x }}</p>" in inlined
