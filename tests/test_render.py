@@ -284,7 +284,10 @@ def test_inlining_never_fetches_anything(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/remote.css"
-        source = f'<html><head><link rel="stylesheet" href="{url}"></head><body><p>{{{{ x }}}}</p></body></html>'
+        source = (
+            f'<html><head><link rel="stylesheet" href="{url}"></head>'
+            "<body><p>{{ x }}</p></body></html>"
+        )
         inlined = inline_css(source, "t.html.j2")
     finally:
         server.shutdown()
