@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +20,18 @@ import click
 from newsletter import __version__
 from newsletter.config import Config, config_path, load_config
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.lock import state_lock
 from newsletter.matching import Selection
-from newsletter.models import FileReport, IngestReport, Paper, RenderedEmail
-from newsletter.pipeline import discover_digests, ingest, select
-from newsletter.profiles import load_profiles
+from newsletter.models import (
+    FileReport,
+    IngestReport,
+    Paper,
+    RenderedEmail,
+    SendReport,
+    Subscriber,
+)
+from newsletter.pipeline import discover_digests, ingest, make_transport, select, send
+from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer
 from newsletter.store import open_store
 from newsletter.yamlfile import did_you_mean
@@ -298,6 +307,95 @@ def _selection_json(selection: Selection) -> dict[str, object]:
         "candidates": selection.candidates,
         "left_out": selection.left_out,
     }
+
+
+@cli.command("send")
+@click.option(
+    "--subscriber",
+    "emails",
+    multiple=True,
+    metavar="EMAIL",
+    help="Only these subscribers (repeat the option for several).",
+)
+@click.option("--dry-run", is_flag=True, help="Render and report; deliver and record nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--retry-failed", is_flag=True, help="Offer again papers whose delivery failed for good (5xx)."
+)
+@click.pass_obj
+def send_command(
+    session: Session, emails: tuple[str, ...], dry_run: bool, as_json: bool, retry_failed: bool
+) -> None:
+    """Ingest new digests, then send every due subscriber their digest now."""
+    config = session.config()
+    profiles = load_profiles(config)
+    chosen = _chosen(profiles, emails)
+    transport = make_transport(config, session.world.environ)
+    with state_lock(config.state_dir), open_store(config.state_dir) as store:
+        digests = discover_digests(config.digests) if config.digests.is_dir() else []
+        ingested = ingest(store, digests, now=session.world.now())
+        with _progress(len(chosen), enabled=not as_json and sys.stdout.isatty()) as tick:
+            report = send(
+                store,
+                chosen,
+                config,
+                transport,
+                now=session.world.now(),
+                environ=session.world.environ,
+                dry_run=dry_run,
+                retry_failed=retry_failed,
+                on_result=tick,
+            )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print_send_report(report, ingested, transport.where)
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def _chosen(profiles: Profiles, emails: tuple[str, ...]) -> list[Subscriber]:
+    if not emails:
+        return list(profiles.subscribers)
+    chosen = []
+    for email in emails:
+        subscriber = profiles.find(email)
+        if subscriber is None:
+            known = [s.email for s in profiles.subscribers]
+            raise ConfigError(
+                f"no subscriber '{email}' in {profiles.path.name}{did_you_mean(email, known)}"
+            )
+        chosen.append(subscriber)
+    return chosen
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    with click.progressbar(length=total, label="sending", file=sys.stderr) as bar:
+        yield lambda: bar.update(1)
+
+
+def _print_send_report(report: SendReport, ingested: IngestReport, where: str) -> None:
+    if ingested.files:
+        new = sum(1 for f in ingested.files if f.status == "ingested")
+        click.echo(f"ingested {_plural(new, 'new digest file')}, {ingested.new_papers} new papers")
+    verb = "would send" if report.dry_run else "sent"
+    for item in report.sent:
+        again = " (resent from an interrupted run)" if item.resent else ""
+        click.echo(f"{verb}: {item.subscriber}: {_plural(len(item.papers), 'paper')}{again}")
+    for skipped in report.skipped:
+        click.echo(f"skipped: {skipped.subscriber}: {skipped.reason}")
+    for failed in report.failed:
+        kind = "failed for good" if failed.permanent else "deferred, retried next run"
+        click.echo(f"failed ({kind}): {failed.subscriber}: {failed.error}", err=True)
+    destination = "" if report.dry_run else f" to {where}"
+    click.echo(
+        f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
+        f"{len(report.failed)} failed"
+    )
 
 
 def main() -> None:

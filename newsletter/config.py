@@ -21,6 +21,7 @@ _PATH_KEYS = {
     "state_dir": "state",
     "subscribers": "subscribers.yaml",
     "templates": "templates",
+    "outbox_dir": "outbox",
 }
 # key -> (default, lowest, highest)
 _NUMBER_KEYS = {
@@ -39,7 +40,20 @@ _TEXT_KEYS = {
     "profile_help": "To change your keywords or how often you hear from us, reply to this email.",
 }
 _SCHEDULE_KEYS = ("send_at", "timezone")
-_KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, *_TEXT_KEYS, "send_empty", "schedule"]
+_KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, *_TEXT_KEYS, "send_empty", "schedule", "delivery", "smtp"]
+DELIVERIES = ("outbox", "smtp")
+SECURITY = ("none", "starttls", "ssl")
+# smtp key -> (default, lowest, highest) for numbers
+_SMTP_NUMBERS = {
+    "port": (0, 1, 65535),
+    "timeout": (30, 1, 3600),
+    "connections": (2, 1, 32),
+    "max_attempts": (3, 1, 20),
+}
+_SMTP_KEYS = (
+    "host", "security", "username", "password_env", "ca_file", "retry_delay", *_SMTP_NUMBERS,
+    "password",  # known only to explain why it must not be here
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,27 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the SMTP server (the password itself only ever comes from the env)."""
+
+    host: str = "localhost"
+    port: int = 0  # 0: 465 for ssl, 587 for starttls, 25 for none
+    security: str = "starttls"  # none | starttls | ssl
+    username: str | None = None
+    password_env: str | None = None  # name of the environment variable holding the password
+    timeout: int = 30
+    connections: int = 2
+    max_attempts: int = 3
+    retry_delay: float = 1.0  # seconds before the first retry; doubles with each attempt
+    ca_file: Path | None = None
+
+    @property
+    def effective_port(self) -> int:
+        """The port to connect to."""
+        return self.port or {"ssl": 465, "starttls": 587, "none": 25}[self.security]
+
+
+@dataclass(frozen=True)
 class Config:
     """Settings with every path made absolute."""
 
@@ -85,6 +120,9 @@ class Config:
     matching: MatchSettings = field(default_factory=MatchSettings)
     schedule: ScheduleDefaults = field(default_factory=ScheduleDefaults)
     render: RenderSettings = field(default_factory=RenderSettings)
+    delivery: str = "outbox"  # outbox | smtp
+    outbox_dir: Path = Path("outbox")
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -119,6 +157,12 @@ def load_config(path: Path) -> Config:
     )
     _check_urls(problems, texts)
     schedule = _schedule(problems, data.get("schedule", {}))
+    delivery = data.get("delivery", "outbox")
+    if "delivery" in data:
+        delivery = problems.choice(("delivery",), delivery, DELIVERIES) or "outbox"
+    smtp = _smtp(problems, data.get("smtp", {}), base)
+    if delivery == "smtp" and "smtp" not in data:
+        problems.add(("delivery",), "delivery is smtp but there is no 'smtp:' section (host, ...)")
     if problems.found:
         raise ConfigError("\n".join(problems.messages()))
     abstract_chars = numbers.pop("abstract_chars")
@@ -128,6 +172,8 @@ def load_config(path: Path) -> Config:
         matching=MatchSettings(**numbers),
         schedule=schedule,
         render=render,
+        delivery=delivery,
+        smtp=smtp,
         **paths,
     )
 
@@ -163,6 +209,38 @@ def _check_urls(problems: Problems, texts: dict[str, str | None]) -> None:
         problems.add(
             ("sender",), "'sender' must hold an address, e.g. 'Digest <digest@example.org>'"
         )
+
+
+def _smtp(problems: Problems, data: object, base: Path) -> SmtpSettings:
+    if not isinstance(data, dict):
+        problems.add(("smtp",), "'smtp' must be a mapping (host:, port:, security:, ...)")
+        return SmtpSettings()
+    problems.unknown_keys(("smtp",), data, _SMTP_KEYS)
+    values: dict[str, object] = {}
+    for key, (_, low, high) in _SMTP_NUMBERS.items():
+        if key in data:
+            values[key] = problems.integer(("smtp", key), data[key], low, high)
+    for key in ("host", "username", "password_env"):
+        if key in data:
+            values[key] = problems.text(("smtp", key), data[key])
+    if "security" in data:
+        values["security"] = problems.choice(("smtp", "security"), data["security"], SECURITY)
+    if "retry_delay" in data:
+        delay = data["retry_delay"]
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 600:
+            problems.add(("smtp", "retry_delay"), "'retry_delay' must be seconds from 0 to 600")
+        else:
+            values["retry_delay"] = float(delay)
+    if "ca_file" in data:
+        ca_file = problems.text(("smtp", "ca_file"), data["ca_file"])
+        values["ca_file"] = base / ca_file if ca_file else None
+    if "password" in data:
+        problems.add(
+            ("smtp", "password"),
+            "never put the password in the config: set 'password_env' to the name of an "
+            "environment variable that holds it",
+        )
+    return SmtpSettings(**{k: v for k, v in values.items() if v is not None})
 
 
 def _schedule(problems: Problems, data: object) -> ScheduleDefaults:

@@ -21,3 +21,7 @@ class StoreError(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """A message could not be delivered."""
+
+
+class BusyError(NewsletterError):
+    """Another send (or the scheduler) holds the lock on the state folder."""

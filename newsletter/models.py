@@ -141,3 +141,57 @@ class RenderedEmail:
     message_id: str
     paper_ids: tuple[str, ...]  # the papers this email carries, in order
     data: bytes  # the serialized MIME message (CRLF line ends)
+
+
+@dataclass(frozen=True, slots=True)
+class SentItem:
+    """A digest the server accepted (or, in a dry run, would be handed over)."""
+
+    subscriber: str
+    papers: tuple[str, ...]
+    message_id: str
+    resent: bool = False  # a digest of an earlier, interrupted run, sent again as it was
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedItem:
+    """A subscriber who got nothing this run, and why."""
+
+    subscriber: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedItem:
+    """A subscriber whose digest was not accepted."""
+
+    subscriber: str
+    error: str
+    code: int | None
+    permanent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """What a send did; every subscriber considered appears in exactly one list."""
+
+    sent: tuple[SentItem, ...]
+    skipped: tuple[SkippedItem, ...]
+    failed: tuple[FailedItem, ...]
+    dry_run: bool = False
+    ingest: IngestReport | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The report as ``newsletter send --json`` prints it."""
+        return {
+            "dry_run": self.dry_run,
+            "sent": [
+                {"subscriber": s.subscriber, "papers": list(s.papers), "message_id": s.message_id}
+                | ({"resent": True} if s.resent else {})
+                for s in self.sent
+            ],
+            "skipped": [{"subscriber": s.subscriber, "reason": s.reason} for s in self.skipped],
+            "failed": [
+                {"subscriber": f.subscriber, "error": f.error, "code": f.code} for f in self.failed
+            ],
+        }

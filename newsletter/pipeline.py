@@ -1,19 +1,40 @@
-"""The stages wired together: ingest (files -> store), select (store + profiles -> matches);
-render and deliver come next."""
+"""The stages wired together: ingest (files -> store), select (store + profiles -> matches),
+send (matches -> rendered emails -> delivery, recorded in the ledger)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 
 from newsletter.config import Config
+from newsletter.delivery import (
+    OutboxTransport,
+    Outgoing,
+    Result,
+    Retry,
+    SmtpTransport,
+    Transport,
+    deliver,
+)
 from newsletter.errors import DigestError
 from newsletter.matching import History, Matcher, Selection
-from newsletter.models import FileReport, IngestReport, Subscriber
+from newsletter.mime import idna_address
+from newsletter.models import (
+    FailedItem,
+    FileReport,
+    IngestReport,
+    SendReport,
+    SentItem,
+    SkippedItem,
+    Subscriber,
+)
+from newsletter.render import Renderer
 from newsletter.sources import read_digest_bytes
-from newsletter.store import DigestRecord, Store
+from newsletter.store import DigestRecord, Ledger, Pending, Store
 
 
 def discover_digests(folder: Path) -> list[Path]:
@@ -77,8 +98,9 @@ def select(
     *,
     now: datetime,
     history: Mapping[str, History] | None = None,
-) -> list[Selection]:
-    """What each of ``subscribers`` would receive now from the papers in the store."""
+) -> Iterator[Selection]:
+    """What each of ``subscribers`` would receive now from the papers in the store (yielded
+    one subscriber at a time, so a long list never sits in memory as emails)."""
     history = history or {}
     oldest = now - timedelta(days=config.matching.lookback_days)
     cutoffs = [
@@ -89,4 +111,149 @@ def select(
     # No subscriber takes papers seen before the oldest cutoff: leave them in the store.
     since = min([oldest, *cutoffs]) - timedelta(microseconds=1)
     papers = store.papers(since=since)
-    return Matcher(subscribers, config.matching).select(papers, now, history)
+    return Matcher(subscribers, config.matching).iter_select(papers, now, history)
+
+
+def history_from(ledger: Ledger, retry_failed: bool = False) -> dict[str, History]:
+    """The matcher's view of the ledger: last digest and papers not to offer again."""
+    return {
+        subscriber: History(last, frozenset(papers))
+        for subscriber, (last, papers) in ledger.history(retry_failed).items()
+    }
+
+
+def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
+    """The configured delivery: the Maildir outbox or the SMTP server."""
+    if config.delivery == "smtp":
+        return SmtpTransport(config.smtp, environ)
+    return OutboxTransport(config.outbox_dir)
+
+
+@dataclass
+class _Run:
+    """The bookkeeping of one send: the report as it fills, keyed by subscriber."""
+
+    sent: list[SentItem] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
+    failed: list[FailedItem] = field(default_factory=list)
+    papers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # message id -> papers
+    resent: set[str] = field(default_factory=set)  # message ids sent again as they were
+
+
+def send(
+    store: Store,
+    subscribers: Sequence[Subscriber],
+    config: Config,
+    transport: Transport,
+    *,
+    now: datetime,
+    environ: Mapping[str, str],
+    dry_run: bool = False,
+    retry_failed: bool = False,
+    retry: Retry | None = None,
+    on_result: Callable[[], None] | None = None,
+) -> SendReport:
+    """Send each of ``subscribers`` their digest now; record every accepted message at once.
+
+    A digest left pending by an interrupted run is sent again as it was (same bytes, same
+    Message-ID) before anything new is composed for that subscriber."""
+    ledger = Ledger(store)
+    run = _Run()
+    receiving = [s for s in subscribers if s.receives]
+    for subscriber in subscribers:
+        if not subscriber.receives:
+            reason = "paused" if subscriber.active else "inactive (active: false)"
+            run.skipped.append(SkippedItem(subscriber.email, reason))
+    wanted = {s.email.casefold(): s for s in receiving}
+    pending = [p for p in ledger.pending() if p.subscriber in wanted]
+    waiting = {p.subscriber for p in pending}
+    fresh = [s for s in receiving if s.email.casefold() not in waiting]
+    renderer = Renderer(config, environ)
+    outgoing = _outgoing(
+        store, ledger, run, pending, fresh, wanted, config, renderer, now, dry_run, retry_failed
+    )
+    if dry_run:
+        for _ in outgoing:  # renders and reports; delivers and records nothing
+            pass
+    else:
+        retry = retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
+        for result in deliver(transport, outgoing, retry):
+            _record(ledger, run, wanted, result, now)
+            if on_result:
+                on_result()
+    return SendReport(tuple(run.sent), tuple(run.skipped), tuple(run.failed), dry_run)
+
+
+def _outgoing(
+    store: Store,
+    ledger: Ledger,
+    run: _Run,
+    pending: list[Pending],
+    fresh: list[Subscriber],
+    wanted: dict[str, Subscriber],
+    config: Config,
+    renderer: Renderer,
+    now: datetime,
+    dry_run: bool,
+    retry_failed: bool,
+) -> Iterator[Outgoing]:
+    """The messages to hand over, pending ones first; records each as pending first."""
+    sender = parseaddr(config.render.sender)[1]
+    for item in pending:
+        subscriber = wanted[item.subscriber]
+        run.papers[item.message_id] = item.paper_ids
+        run.resent.add(item.message_id)
+        if dry_run:
+            run.sent.append(SentItem(subscriber.email, item.paper_ids, item.message_id, True))
+            continue
+        yield _message(subscriber, sender, item.message_id, item.data)
+    history = history_from(ledger, retry_failed)
+    for selection in select(store, fresh, config, now=now, history=history):
+        subscriber = selection.subscriber
+        rendered = renderer.render(selection, now)
+        if rendered is None:
+            run.skipped.append(SkippedItem(subscriber.email, _no_digest(selection)))
+            continue
+        run.papers[rendered.message_id] = rendered.paper_ids
+        if dry_run:
+            run.sent.append(SentItem(subscriber.email, rendered.paper_ids, rendered.message_id))
+            continue
+        ledger.record_pending(
+            rendered.message_id, subscriber.email, rendered.paper_ids, rendered.data, now
+        )
+        yield _message(subscriber, sender, rendered.message_id, rendered.data)
+
+
+def _message(subscriber: Subscriber, sender: str, message_id: str, data: bytes) -> Outgoing:
+    recipient = idna_address(subscriber.email)
+    return Outgoing(
+        message_id=message_id,
+        subscriber=subscriber.email,
+        sender=idna_address(sender),
+        recipient=recipient,
+        data=data,
+        smtputf8=not recipient.isascii(),
+    )
+
+
+def _no_digest(selection: Selection) -> str:
+    if selection.candidates == 0:
+        return "no new papers since the last digest"
+    return f"no new matches ({selection.candidates} new papers, none matching)"
+
+
+def _record(
+    ledger: Ledger, run: _Run, wanted: dict[str, Subscriber], result: Result, now: datetime
+) -> None:
+    """Record one result at once (its own commit) and add it to the report."""
+    item = result.outgoing
+    email = wanted[item.subscriber.casefold()].email
+    if result.delivered:
+        ledger.record_sent(item.message_id, result.attempts, now)
+        papers = run.papers[item.message_id]
+        run.sent.append(SentItem(email, papers, item.message_id, item.message_id in run.resent))
+        return
+    ledger.record_failure(
+        item.message_id, result.attempts, result.error or "", result.code, result.permanent, now
+    )
+    run.failed.append(FailedItem(email, result.error or "failed", result.code, result.permanent))

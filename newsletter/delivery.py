@@ -1,0 +1,368 @@
+"""Delivery: hand rendered messages to a Maildir outbox or an SMTP server.
+
+A transport opens connections; a connection sends one message and raises on failure. The
+``deliver`` pool runs one thread per connection, retries transient failures with exponential
+backoff and jitter, and reports one ``Result`` per message back to the caller's thread, which
+records it (SQLite stays on one thread).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import queue
+import random
+import smtplib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from newsletter.config import SmtpSettings
+from newsletter.errors import DeliveryError
+
+AUTH_HINT = "use an app password or the provider's SMTP authorization code"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to deliver."""
+
+    message_id: str
+    subscriber: str
+    sender: str  # envelope sender
+    recipient: str  # envelope recipient (IDNA domain)
+    data: bytes
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What happened to one message."""
+
+    outgoing: Outgoing
+    delivered: bool
+    attempts: int
+    error: str | None = None
+    code: int | None = None
+    permanent: bool = False  # a 5xx (or an address the server cannot take): not retried
+
+
+class Fatal(DeliveryError):
+    """The run must stop now (authentication refused, TLS missing or untrusted)."""
+
+
+class Failure(Exception):
+    """One message failed; ``permanent`` says whether retrying can help."""
+
+    def __init__(self, message: str, code: int | None, permanent: bool, reconnect: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+        self.reconnect = reconnect
+
+
+class Connection(Protocol):
+    """An open connection to where messages go."""
+
+    def send(self, outgoing: Outgoing) -> None:
+        """Deliver one message or raise Failure / Fatal."""
+
+    def close(self) -> None:
+        """Let go of the connection."""
+
+
+class Transport(Protocol):
+    """Something that opens connections; ``parallel`` says how many to use."""
+
+    parallel: int
+    where: str  # for messages: the folder or host:port
+
+    def connect(self) -> Connection:
+        """A new connection (raises Fatal or Failure)."""
+
+
+class OutboxTransport:
+    """A Maildir folder (readable with mutt or Python's ``mailbox``)."""
+
+    parallel = 1
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.where = str(folder)
+
+    def connect(self) -> Connection:
+        try:
+            return _MaildirConnection(mailbox.Maildir(self.folder, create=True))
+        except OSError as exc:
+            raise Fatal(f"cannot open the outbox {self.folder}: {exc}") from exc
+
+
+class _MaildirConnection:
+    def __init__(self, box: mailbox.Maildir) -> None:
+        self.box = box
+
+    def send(self, outgoing: Outgoing) -> None:
+        try:
+            self.box.add(outgoing.data)
+        except OSError as exc:
+            raise Failure(f"cannot write to the outbox: {exc}", None, permanent=False) from exc
+
+    def close(self) -> None:
+        self.box.close()
+
+
+class SmtpTransport:
+    """An SMTP server; certificates verified, STARTTLS required when configured."""
+
+    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.parallel = settings.connections
+        self.where = f"{settings.host}:{settings.effective_port}"
+        self.password = (
+            environ.get(settings.password_env or "", "") if settings.password_env else ""
+        )
+        if settings.username and settings.password_env and not self.password:
+            raise Fatal(
+                f"${settings.password_env} is empty; export the SMTP password in that variable"
+            )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifying context (smtplib verifies nothing by default), with ``ca_file`` if set."""
+        cafile = str(self.settings.ca_file) if self.settings.ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def connect(self) -> Connection:
+        settings = self.settings
+        try:
+            client = self._open()
+            if settings.security == "starttls":
+                client.ehlo()
+                if not client.has_extn("starttls"):
+                    client.close()
+                    raise Fatal(
+                        f"{self.where} does not offer STARTTLS; refusing to send in plain text "
+                        "(set smtp.security: ssl or none if that is really intended)"
+                    )
+                client.starttls(context=self.tls_context())
+                client.ehlo()
+            if settings.username:
+                client.login(settings.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise Fatal(
+                f"{self.where} refused the login for {settings.username!r} "
+                f"({exc.smtp_code} {_text(exc.smtp_error)}); {AUTH_HINT}"
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise Fatal(
+                f"{self.where}: the server's certificate is not trusted ({exc.verify_message}); "
+                "set smtp.ca_file to your CA's certificate"
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            if isinstance(exc, Fatal):
+                raise
+            raise Failure(f"cannot connect to {self.where}: {_describe(exc)}", None, False) from exc
+        return _SmtpConnection(client, self.where)
+
+    def _open(self) -> smtplib.SMTP:
+        settings = self.settings
+        if settings.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.host,
+                settings.effective_port,
+                timeout=settings.timeout,
+                context=self.tls_context(),
+            )
+        else:
+            client = smtplib.SMTP(settings.host, settings.effective_port, timeout=settings.timeout)
+        # Many small writes per message: do not let Nagle hold them back.
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client
+
+
+class _SmtpConnection:
+    def __init__(self, client: smtplib.SMTP, where: str) -> None:
+        self.client = client
+        self.where = where
+
+    def send(self, outgoing: Outgoing) -> None:
+        options = ["SMTPUTF8"] if outgoing.smtputf8 else []
+        try:
+            refused = self.client.sendmail(
+                outgoing.sender, [outgoing.recipient], outgoing.data, mail_options=options
+            )
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500) from exc
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            raise Failure(
+                f"{exc.smtp_code} {_text(exc.smtp_error)}", exc.smtp_code, exc.smtp_code >= 500
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise Failure(
+                f"{self.where} cannot take this address ({exc}); it needs SMTPUTF8",
+                None,
+                permanent=True,
+            ) from exc
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
+            raise Failure(_describe(exc), None, permanent=False, reconnect=True) from exc
+        if refused:
+            code, reply = next(iter(refused.values()))
+            raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500)
+
+    def close(self) -> None:
+        try:
+            self.client.quit()
+        except (smtplib.SMTPException, OSError):
+            self.client.close()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Backoff: ``delay`` before the first retry, doubling, with +-50% jitter."""
+
+    attempts: int = 3
+    delay: float = 1.0
+    sleep: Callable[[float], None] = lambda seconds: threading.Event().wait(seconds)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def pause(self, attempt: int) -> None:
+        """Wait before attempt ``attempt + 1``."""
+        self.sleep(self.delay * 2 ** (attempt - 1) * self.rng.uniform(0.5, 1.5))
+
+
+def deliver(
+    transport: Transport,
+    outgoing: Iterable[Outgoing],
+    retry: Retry,
+    stop: threading.Event | None = None,
+) -> Iterator[Result]:
+    """Send every message over ``transport.parallel`` connections; yield each Result as it
+    comes (in the caller's thread). A Fatal error stops everything and is raised here."""
+    stop = stop or threading.Event()
+    todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=4 * transport.parallel)
+    done: queue.Queue[Result | BaseException | None] = queue.Queue()
+    workers = [
+        threading.Thread(target=_worker, args=(transport, retry, todo, done, stop), daemon=True)
+        for _ in range(transport.parallel)
+    ]
+    for worker in workers:
+        worker.start()
+    finished = [0]  # workers that have said goodbye (their None), counted wherever seen
+    try:
+        for item in outgoing:
+            while True:  # hand over the next message, reporting results meanwhile
+                yield from _drain(done, stop, finished)
+                try:
+                    todo.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    if stop.is_set() or not any(w.is_alive() for w in workers):
+                        break
+            if stop.is_set():
+                break
+        for _ in workers:
+            _put_until(todo, None, workers)
+        while finished[0] < len(workers):
+            result = done.get()
+            if result is None:
+                finished[0] += 1
+            else:
+                yield from _report(result, stop)
+    finally:
+        stop.set()
+
+
+def _drain(done: queue.Queue, stop: threading.Event, finished: list[int]) -> Iterator[Result]:
+    while True:
+        try:
+            result = done.get_nowait()
+        except queue.Empty:
+            return
+        if result is None:
+            finished[0] += 1
+            continue
+        yield from _report(result, stop)
+
+
+def _report(result: Result | BaseException, stop: threading.Event) -> Iterator[Result]:
+    if isinstance(result, BaseException):
+        stop.set()
+        raise result
+    yield result
+
+
+def _put_until(todo: queue.Queue, item: object, workers: list[threading.Thread]) -> None:
+    while any(w.is_alive() for w in workers):
+        try:
+            todo.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            continue
+
+
+def _worker(
+    transport: Transport,
+    retry: Retry,
+    todo: queue.Queue,
+    done: queue.Queue,
+    stop: threading.Event,
+) -> None:
+    """One connection: send what comes, reconnecting and retrying as needed."""
+    connection: Connection | None = None
+    try:
+        while (item := todo.get()) is not None:
+            if stop.is_set():
+                continue  # drain quietly: nothing more goes out after a fatal error
+            connection, result = _send_with_retries(transport, connection, item, retry, stop)
+            done.put(result)
+    except Fatal as exc:
+        done.put(exc)
+    except BaseException as exc:  # a bug: surface it in the caller's thread
+        done.put(exc)
+    finally:
+        if connection is not None:
+            connection.close()
+        done.put(None)
+
+
+def _send_with_retries(
+    transport: Transport,
+    connection: Connection | None,
+    item: Outgoing,
+    retry: Retry,
+    stop: threading.Event,
+) -> tuple[Connection | None, Result]:
+    failure: Failure | None = None
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            if connection is None:
+                connection = transport.connect()
+            connection.send(item)
+            return connection, Result(item, True, attempt)
+        except Failure as exc:
+            failure = exc
+            if exc.reconnect or connection is None:
+                if connection is not None:
+                    connection.close()
+                connection = None
+            if exc.permanent:
+                return connection, Result(item, False, attempt, str(exc), exc.code, True)
+            if attempt < retry.attempts and not stop.is_set():
+                retry.pause(attempt)
+    assert failure is not None
+    return connection, Result(item, False, retry.attempts, str(failure), failure.code, False)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out waiting for the server"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return f"the server closed the connection ({exc})"
+    return f"{type(exc).__name__}: {exc}"
