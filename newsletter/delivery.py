@@ -189,6 +189,13 @@ class _SmtpConnection:
 
     def send(self, outgoing: Outgoing) -> None:
         options = ["SMTPUTF8"] if outgoing.smtputf8 else []
+        if outgoing.smtputf8 and not self._supports("smtputf8"):
+            raise Failure(
+                f"{self.where} does not offer SMTPUTF8, so it cannot take the non-ASCII address "
+                f"{outgoing.recipient}",
+                None,
+                permanent=True,
+            )
         try:
             refused = self.client.sendmail(
                 outgoing.sender, [outgoing.recipient], outgoing.data, mail_options=options
@@ -211,6 +218,13 @@ class _SmtpConnection:
         if refused:
             code, reply = next(iter(refused.values()))
             raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500)
+
+    def _supports(self, extension: str) -> bool:
+        try:
+            self.client.ehlo_or_helo_if_needed()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise Failure(_describe(exc), None, permanent=False, reconnect=True) from exc
+        return self.client.has_extn(extension)
 
     def close(self) -> None:
         try:

@@ -1,0 +1,254 @@
+"""newsletter send against a real SMTP server on loopback (aiosmtpd), and the ledger."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import World, cli
+from newsletter.lock import state_lock
+from newsletter.store import Ledger, open_store
+from tests.conftest import NOW, SAMPLES
+from tests.smtp_server import SilentServer, Sink, SmtpServer
+
+PROFILES = """\
+subscribers:
+  - email: ada@example.org
+    name: Ada
+    keywords: [pruning, "knowledge distillation", "compress*"]
+  - email: grace@example.org
+    name: Grace
+    keywords: [transformer, "zero-shot"]
+  - email: bob@example.org
+    keywords: [distillation]
+"""
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A project with our sample digests and three subscribers."""
+    shutil.copytree(SAMPLES, tmp_path / "digests")
+    (tmp_path / "subscribers.yaml").write_text(PROFILES)
+    return tmp_path
+
+
+def configure(project: Path, port: int, **smtp: object) -> None:
+    settings = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 2}
+    settings.update({"retry_delay": 0}, **smtp)
+    lines = "".join(f"  {key}: {value}\n" for key, value in settings.items())
+    (project / "config.yaml").write_text(
+        "sender: Research digest <digest@example.org>\ndelivery: smtp\nsmtp:\n" + lines
+    )
+
+
+def send(project: Path, *args: str, environ: dict | None = None, now=NOW) -> Result:
+    world = World(now=lambda: now, environ=environ or {})
+    config = str(project / "config.yaml")
+    return CliRunner().invoke(cli, ["--config", config, "send", *args], obj=world)
+
+
+def report(result: Result) -> dict:
+    return json.loads(result.stdout)
+
+
+def ledger_rows(project: Path) -> list[dict]:
+    with open_store(project / "state") as store:
+        return Ledger(store).rows()
+
+
+def test_plain_delivery_and_nothing_twice(shop: Path) -> None:
+    with SmtpServer() as server:
+        configure(shop, server.port)
+        first = send(shop, "--json")
+        assert first.exit_code == 0, first.output
+        data = report(first)
+        assert sorted(s["subscriber"] for s in data["sent"]) == [
+            "ada@example.org", "bob@example.org", "grace@example.org",
+        ]  # fmt: skip
+        messages = server.sink.parsed()
+        assert sorted(m["To"].addresses[0].addr_spec for m in messages) == sorted(
+            s["subscriber"] for s in data["sent"]
+        )
+        assert {m["Message-ID"] for m in messages} == {s["message_id"] for s in data["sent"]}
+        assert all(m.get_content_type() == "multipart/alternative" for m in messages)
+        again = send(shop, "--json", now=NOW + timedelta(hours=1))
+        assert again.exit_code == 0
+        assert report(again)["sent"] == []
+        assert {s["reason"] for s in report(again)["skipped"]} == {
+            "no new papers since the last digest"
+        }
+        assert len(server.sink.messages) == 3
+    rows = ledger_rows(shop)
+    assert {r["status"] for r in rows} == {"sent"}
+    assert {r["attempts"] for r in rows} == {1}
+
+
+def test_a_refused_recipient_fails_alone_and_is_not_retried(shop: Path) -> None:
+    sink = Sink(refuse={"bob@example.org": (550, "5.1.1 No such user", -1)})
+    with SmtpServer(sink) as server:
+        configure(shop, server.port)
+        result = send(shop, "--json")
+        assert result.exit_code == 1
+        data = report(result)
+        assert [f["subscriber"] for f in data["failed"]] == ["bob@example.org"]
+        assert data["failed"][0]["code"] == 550
+        assert "No such user" in data["failed"][0]["error"]
+        assert sorted(server.sink.recipients()) == ["ada@example.org", "grace@example.org"]
+        later = send(shop, "--json", now=NOW + timedelta(hours=1))
+        assert later.exit_code == 0 and report(later)["failed"] == []
+        sink.refuse.clear()
+        retried = send(shop, "--json", "--retry-failed", now=NOW + timedelta(hours=2))
+        assert [s["subscriber"] for s in report(retried)["sent"]] == ["bob@example.org"]
+    statuses = {(r["subscriber"], r["status"]) for r in ledger_rows(shop)}
+    assert ("bob@example.org", "sent") in statuses
+
+
+def test_451_is_retried_within_the_run(shop: Path) -> None:
+    sink = Sink(refuse={"grace@example.org": (451, "4.7.1 Try again later", 1)})
+    with SmtpServer(sink) as server:
+        configure(shop, server.port)
+        result = send(shop, "--json")
+        assert result.exit_code == 0, result.output
+        assert sorted(sink.recipients()) == [
+            "ada@example.org", "bob@example.org", "grace@example.org",
+        ]  # fmt: skip
+    attempts = {r["subscriber"]: r["attempts"] for r in ledger_rows(shop)}
+    assert attempts["grace@example.org"] == 2 and attempts["ada@example.org"] == 1
+
+
+def test_a_dropped_connection_mid_batch_is_resumed(shop: Path) -> None:
+    sink = Sink(drop_at=2)
+    with SmtpServer(sink) as server:
+        configure(shop, server.port, connections=1)
+        result = send(shop, "--json")
+        assert result.exit_code == 0, result.output
+        assert sorted(sink.recipients()) == [
+            "ada@example.org", "bob@example.org", "grace@example.org",
+        ]  # fmt: skip
+        assert sink.datas == 4  # one DATA was cut off and sent again
+
+
+def test_a_server_that_never_answers_times_out_and_stays_pending(shop: Path) -> None:
+    with SilentServer() as server:
+        configure(shop, server.port, timeout=1, max_attempts=2, connections=1)
+        result = send(shop, "--json", "--subscriber", "ada@example.org")
+        assert result.exit_code == 1
+        (failed,) = report(result)["failed"]
+        assert "timed out" in failed["error"]
+    rows = ledger_rows(shop)
+    assert {r["status"] for r in rows} == {"pending"}  # deferred: retried on the next run
+
+
+def test_authentication_failure_stops_the_run_with_a_hint(shop: Path) -> None:
+    with SmtpServer(credentials=("digest", "right")) as server:
+        configure(shop, server.port, username="digest", password_env="SMTP_PASSWORD")
+        wrong = send(shop, environ={"SMTP_PASSWORD": "wrong"})
+        assert wrong.exit_code == 1
+        assert "refused the login" in wrong.stderr and "app password" in wrong.stderr
+        assert server.sink.messages == []
+        assert not any(r["status"] == "sent" for r in ledger_rows(shop))
+        right = send(shop, environ={"SMTP_PASSWORD": "right"})
+        assert right.exit_code == 0, right.output
+        assert len(server.sink.messages) == 3
+
+
+def test_the_password_never_comes_from_the_config(shop: Path) -> None:
+    configure(shop, 25, password="hunter2")
+    result = send(shop)
+    assert result.exit_code == 2
+    assert "never put the password in the config" in result.stderr
+    assert "hunter2" not in result.output
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, bytes]:
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    return server_context, authority.cert_pem.bytes()
+
+
+def test_starttls_verifies_certificates(shop: Path, tls) -> None:
+    context, ca_pem = tls
+    (shop / "ca.pem").write_bytes(ca_pem)
+    with SmtpServer(tls_context=context) as server:
+        configure(shop, server.port, security="starttls")
+        untrusted = send(shop)
+        assert untrusted.exit_code == 1
+        assert "not trusted" in untrusted.stderr and "ca_file" in untrusted.stderr
+        assert server.sink.messages == []
+        configure(shop, server.port, security="starttls", ca_file="ca.pem")
+        trusted = send(shop)
+        assert trusted.exit_code == 0, trusted.output
+        assert len(server.sink.messages) == 3
+
+
+def test_missing_starttls_fails_closed(shop: Path) -> None:
+    with SmtpServer() as server:
+        configure(shop, server.port, security="starttls")
+        result = send(shop)
+        assert result.exit_code == 1
+        assert "does not offer STARTTLS" in result.stderr
+        assert server.sink.messages == []
+
+
+def test_international_addresses(shop: Path) -> None:
+    (shop / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        "  - email: zoe@bücher.de\n    keywords: [pruning]\n"
+        "  - email: jürgen@example.org\n    keywords: [pruning]\n"
+    )
+    with SmtpServer(smtputf8=False) as server:
+        configure(shop, server.port)
+        result = send(shop, "--json")
+        assert server.sink.recipients() == ["zoe@xn--bcher-kva.de"]  # IDNA on the wire
+        (failed,) = report(result)["failed"]
+        assert failed["subscriber"] == "jürgen@example.org" and "SMTPUTF8" in failed["error"]
+    with SmtpServer(smtputf8=True) as server:
+        configure(shop, server.port)
+        result = send(shop, "--json", "--retry-failed", now=NOW + timedelta(minutes=5))
+        assert result.exit_code == 0, result.output
+        assert server.sink.recipients() == ["jürgen@example.org"]
+
+
+def test_dry_run_delivers_and_records_nothing(shop: Path) -> None:
+    with SmtpServer() as server:
+        configure(shop, server.port)
+        result = send(shop, "--json", "--dry-run")
+        assert result.exit_code == 0
+        data = report(result)
+        assert data["dry_run"] is True and len(data["sent"]) == 3
+        assert server.sink.messages == []
+    assert ledger_rows(shop) == []
+
+
+def test_paused_and_inactive_subscribers_are_skipped_with_a_reason(shop: Path) -> None:
+    (shop / "subscribers.yaml").write_text(
+        PROFILES.replace("    name: Grace\n", "    name: Grace\n    frequency: paused\n").replace(
+            "  - email: bob@example.org\n", "  - email: bob@example.org\n    active: false\n"
+        )
+    )
+    with SmtpServer() as server:
+        configure(shop, server.port)
+        data = report(send(shop, "--json"))
+        assert [s["subscriber"] for s in data["sent"]] == ["ada@example.org"]
+        assert {s["subscriber"]: s["reason"] for s in data["skipped"]} == {
+            "grace@example.org": "paused",
+            "bob@example.org": "inactive (active: false)",
+        }
+
+
+def test_a_second_send_is_refused_while_the_lock_is_held(shop: Path) -> None:
+    configure(shop, 25)
+    with state_lock(shop / "state", "test"):
+        result = send(shop)
+    assert result.exit_code == 1
+    assert "another send or the scheduler is running" in result.stderr
+    assert "newsletter test (pid" in result.stderr
