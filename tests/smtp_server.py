@@ -29,6 +29,7 @@ class Sink:
         default_factory=dict
     )  # rcpt -> code, text, times
     drop_at: int | None = None  # close the connection without a reply on this DATA, once
+    delay: float = 0.0  # seconds to think before accepting each message
     lock: threading.Lock = field(default_factory=threading.Lock)
     datas: int = 0
 

@@ -191,3 +191,22 @@ def test_shipped_config_and_samples_work_together(tmp_path: Path) -> None:
     listing = CliRunner().invoke(cli, [*args, "papers"], obj=World())
     assert listing.stdout.splitlines()[-1] == "12 papers"
     assert (tmp_path / "state" / "newsletter.sqlite3").exists()
+
+
+def test_readme_main_job_sends_into_the_maildir_outbox(tmp_path: Path) -> None:
+    import mailbox
+
+    for name in ("config.yaml", "subscribers.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "digests", tmp_path / "digests")
+    args = ["--config", str(tmp_path / "config.yaml")]
+    result = CliRunner().invoke(cli, [*args, "send"], obj=World())
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("2 sent to ")
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert sorted(message["To"] for message in box) == [
+        "Ada <ada@example.org>",
+        "Grace <grace@example.org>",
+    ]
+    again = CliRunner().invoke(cli, [*args, "send"], obj=World())
+    assert again.exit_code == 0 and len(mailbox.Maildir(tmp_path / "outbox")) == 2

@@ -252,3 +252,49 @@ def test_a_second_send_is_refused_while_the_lock_is_held(shop: Path) -> None:
     assert result.exit_code == 1
     assert "another send or the scheduler is running" in result.stderr
     assert "newsletter test (pid" in result.stderr
+
+
+def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
+    import collections
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    count = 150
+    (shop / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        + "".join(
+            f"  - email: reader{i}@example.org\n    keywords: [pruning]\n" for i in range(count)
+        )
+    )
+    sink = Sink(delay=0.01)
+    with SmtpServer(sink) as server:
+        configure(shop, server.port, connections=2)
+        command = [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "--config",
+            str(shop / "config.yaml"),
+            "send",
+        ]
+        environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment)
+        deadline = time.monotonic() + 60
+        while len(sink.messages) < 40 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, "send finished before it could be killed"
+        delivered_before = len(sink.messages)
+        assert 0 < delivered_before < count
+        finish = subprocess.run(command, capture_output=True, text=True, env=environment)
+        assert finish.returncode == 0, finish.stderr
+    per_reader = collections.defaultdict(set)
+    for message in sink.parsed():
+        per_reader[message["To"].addresses[0].addr_spec].add(message["Message-ID"])
+    assert len(per_reader) == count
+    assert all(len(ids) == 1 for ids in per_reader.values())  # one digest each (same id if resent)
+    assert len(sink.messages) <= count + 2  # at most the messages in flight came twice
