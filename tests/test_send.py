@@ -298,3 +298,13 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     assert len(per_reader) == count
     assert all(len(ids) == 1 for ids in per_reader.values())  # one digest each (same id if resent)
     assert len(sink.messages) <= count + 2  # at most the messages in flight came twice
+
+
+def test_invalid_profiles_send_nothing_and_exit_2(shop: Path) -> None:
+    (shop / "subscribers.yaml").write_text(PROFILES + "  - email: broken@\n    keywords: [x]\n")
+    with SmtpServer() as server:
+        configure(shop, server.port)
+        result = send(shop)
+        assert result.exit_code == 2
+        assert "subscribers.yaml:10: invalid address 'broken@'" in result.stderr
+        assert server.sink.messages == []
