@@ -7,6 +7,7 @@ configuration errors. Tracebacks only with ``--debug``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -33,6 +35,8 @@ from newsletter.models import (
 from newsletter.pipeline import discover_digests, ingest, make_transport, select, send
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer
+from newsletter.schedule import cron_trigger, slot_of, upcoming
+from newsletter.scheduler import Daemon
 from newsletter.store import open_store
 from newsletter.yamlfile import did_you_mean
 
@@ -396,6 +400,58 @@ def _print_send_report(report: SendReport, ingested: IngestReport, where: str) -
         f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
         f"{len(report.failed)} failed"
     )
+
+
+@cli.command("run")
+@click.pass_obj
+def run_command(session: Session) -> None:
+    """Run the scheduler: send each subscriber their digest on their own schedule."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    path = config_path(session.config_option, session.world.environ)
+    daemon = Daemon(path, now=session.world.now, environ=session.world.environ)
+    sys.exit(daemon.serve())
+
+
+@cli.command("schedule")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def schedule_command(session: Session, as_json: bool) -> None:
+    """List each receiving subscriber's next send time, locally and in UTC."""
+    config = session.config()
+    profiles = load_profiles(config)
+    cron = config.schedule.cron
+    trigger = cron_trigger(cron, config.schedule.timezone) if cron else None
+    rows = []
+    for subscriber, when in upcoming(profiles.subscribers, session.world.now(), trigger):
+        local = when.astimezone(ZoneInfo(subscriber.timezone))
+        slot = slot_of(subscriber)
+        assert slot is not None
+        rows.append(
+            {
+                "subscriber": subscriber.email,
+                "schedule": f"cron {cron}" if cron else slot.label,
+                "timezone": subscriber.timezone,
+                "next_local": local.isoformat(),
+                "next_utc": when.isoformat(),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        local = datetime.fromisoformat(str(row["next_local"]))
+        utc = datetime.fromisoformat(str(row["next_utc"]))
+        click.echo(
+            f"{local:%a %Y-%m-%d %H:%M} {row['timezone']:<20} ({utc:%Y-%m-%d %H:%M} UTC)  "
+            f"{row['subscriber']}  [{row['schedule']}]"
+        )
+    skipped = len(profiles.subscribers) - len(rows)
+    click.echo(f"{_plural(len(rows), 'subscriber')} scheduled, {skipped} paused or inactive")
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ _TEXT_KEYS = {
     "unsubscribe_secret_env": "NEWSLETTER_UNSUBSCRIBE_SECRET",
     "profile_help": "To change your keywords or how often you hear from us, reply to this email.",
 }
-_SCHEDULE_KEYS = ("send_at", "timezone")
+_SCHEDULE_KEYS = ("send_at", "timezone", "cron", "misfire_grace_time")
 _KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, *_TEXT_KEYS, "send_empty", "schedule", "delivery", "smtp"]
 DELIVERIES = ("outbox", "smtp")
 SECURITY = ("none", "starttls", "ssl")
@@ -71,6 +71,8 @@ class ScheduleDefaults:
 
     send_at: time = time(7, 0)
     timezone: str = "UTC"
+    cron: str | None = None  # one global crontab instead of per-subscriber slots
+    misfire_grace_time: int = 3600  # seconds a missed run may be late and still run (once)
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,17 @@ def _schedule(problems: Problems, data: object) -> ScheduleDefaults:
         return ScheduleDefaults()
     problems.unknown_keys(("schedule",), data, _SCHEDULE_KEYS)
     defaults = ScheduleDefaults()
+    cron = problems.text(("schedule", "cron"), data["cron"]) if "cron" in data else None
+    if cron and len(cron.split()) not in (5, 6):
+        problems.add(
+            ("schedule", "cron"),
+            f"'cron' {cron!r} needs 5 fields (minute hour day month day_of_week) or 6 "
+            "(seconds last)",
+        )
+    grace = defaults.misfire_grace_time
+    if "misfire_grace_time" in data:
+        key = ("schedule", "misfire_grace_time")
+        grace = problems.integer(key, data["misfire_grace_time"], 1, 7 * 86400) or grace
     send_at = (
         problems.clock(("schedule", "send_at"), data["send_at"]) if "send_at" in data else None
     )
@@ -257,4 +270,4 @@ def _schedule(problems: Problems, data: object) -> ScheduleDefaults:
         if "timezone" in data
         else None
     )
-    return ScheduleDefaults(send_at or defaults.send_at, zone or defaults.timezone)
+    return ScheduleDefaults(send_at or defaults.send_at, zone or defaults.timezone, cron, grace)

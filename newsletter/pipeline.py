@@ -4,6 +4,7 @@ send (matches -> rendered emails -> delivery, recorded in the ledger)."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -152,11 +153,14 @@ def send(
     retry_failed: bool = False,
     retry: Retry | None = None,
     on_result: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send each of ``subscribers`` their digest now; record every accepted message at once.
 
     A digest left pending by an interrupted run is sent again as it was (same bytes, same
-    Message-ID) before anything new is composed for that subscriber."""
+    Message-ID) before anything new is composed for that subscriber. Setting ``stop`` ends the
+    run early: messages in flight finish and are recorded, nothing new is handed over."""
+    stop = stop or threading.Event()
     ledger = Ledger(store)
     run = _Run()
     receiving = [s for s in subscribers if s.receives]
@@ -169,15 +173,18 @@ def send(
     waiting = {p.subscriber for p in pending}
     fresh = [s for s in receiving if s.email.casefold() not in waiting]
     renderer = Renderer(config, environ)
-    outgoing = _outgoing(
-        store, ledger, run, pending, fresh, wanted, config, renderer, now, dry_run, retry_failed
+    outgoing = _until(
+        stop,
+        _outgoing(
+            store, ledger, run, pending, fresh, wanted, config, renderer, now, dry_run, retry_failed
+        ),
     )
     if dry_run:
         for _ in outgoing:  # renders and reports; delivers and records nothing
             pass
     else:
         retry = retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
-        for result in deliver(transport, outgoing, retry):
+        for result in deliver(transport, outgoing, retry, stop=threading.Event()):
             _record(ledger, run, wanted, result, now)
             if on_result:
                 on_result()
@@ -222,6 +229,15 @@ def _outgoing(
             rendered.message_id, subscriber.email, rendered.paper_ids, rendered.data, now
         )
         yield _message(subscriber, sender, rendered.message_id, rendered.data)
+
+
+def _until(stop: threading.Event, items: Iterator[Outgoing]) -> Iterator[Outgoing]:
+    """``items`` until ``stop`` is set (the item being prepared is still handed over: it is
+    already recorded as pending)."""
+    for item in items:
+        yield item
+        if stop.is_set():
+            return
 
 
 def _message(subscriber: Subscriber, sender: str, message_id: str, data: bytes) -> Outgoing:

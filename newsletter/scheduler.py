@@ -1,0 +1,194 @@
+"""``newsletter run``: the long-running sender, on APScheduler 3 with an in-memory job store.
+
+Jobs are built from the config and profiles: one per shared slot (see ``schedule``), or one
+global job for ``schedule.cron``. Before each run, and every few seconds, the files are
+checked: a valid edit takes effect at once, an invalid one is logged with its line numbers
+and the last good version keeps running. Each run ingests new digests and sends the due
+subscribers through the same pipeline, ledger and lock as ``newsletter send``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from newsletter.config import Config, load_config
+from newsletter.errors import BusyError, ConfigError, NewsletterError
+from newsletter.lock import state_lock
+from newsletter.models import Subscriber
+from newsletter.pipeline import discover_digests, ingest, make_transport, send
+from newsletter.profiles import Profiles, load_profiles
+from newsletter.schedule import Slot, SlotTrigger, cron_trigger, group_by_slot
+from newsletter.store import open_store
+
+WATCH_SECONDS = 2.0
+STOP_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The last good configuration and profiles, and the file times they came from."""
+
+    config: Config
+    profiles: Profiles
+    stamps: tuple[float, ...]
+
+
+class Daemon:
+    """The scheduler process; ``serve`` runs until SIGTERM or SIGINT."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        now: Callable[[], datetime],
+        environ: Mapping[str, str],
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.now = now
+        self.environ = environ
+        self.log = log or logging.getLogger("newsletter.run")
+        self.stop = threading.Event()
+        self.loaded: Loaded | None = None
+        self.rejected: tuple[float, ...] | None = None  # stamps of an invalid edit, logged once
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+        )
+        self.lock = threading.Lock()  # reloads come from the watch job and from runs
+
+    # -- configuration --------------------------------------------------------------------
+    def _stamps(self, config: Config | None) -> tuple[float, ...]:
+        paths = [self.config_path] + ([config.subscribers] if config else [])
+        return tuple(path.stat().st_mtime if path.exists() else -1.0 for path in paths)
+
+    def reload(self) -> bool:
+        """Load the files if they changed; True when a new good version took effect."""
+        with self.lock:
+            current = self.loaded.config if self.loaded else None
+            stamps = self._stamps(current)
+            if self.loaded and stamps == self.loaded.stamps:
+                return False
+            try:
+                config = load_config(self.config_path)
+                profiles = load_profiles(config)
+                if config.schedule.cron:
+                    cron_trigger(config.schedule.cron, config.schedule.timezone)
+            except ConfigError as exc:
+                if self.loaded is None:
+                    raise
+                if stamps != self.rejected:
+                    self.rejected = stamps
+                    for line in str(exc).splitlines():
+                        self.log.error("invalid edit: %s", line)
+                    self.log.error("keeping the last good configuration and profiles")
+                return False
+            self.loaded = Loaded(config, profiles, self._stamps(config))
+            self.rejected = None
+            return True
+
+    # -- jobs -----------------------------------------------------------------------------
+    def schedule_jobs(self) -> None:
+        """(Re)build the send jobs from the loaded configuration."""
+        assert self.loaded is not None
+        config = self.loaded.config
+        for job in self.scheduler.get_jobs():
+            if job.id != "watch":
+                job.remove()
+        defaults = {
+            "coalesce": True,  # after a sleep: one catch-up run, not one per missed slot
+            "misfire_grace_time": config.schedule.misfire_grace_time,
+            "max_instances": 1,
+        }
+        if config.schedule.cron:
+            trigger = cron_trigger(config.schedule.cron, config.schedule.timezone)
+            self.scheduler.add_job(self.run_due, trigger, args=[None], id="cron", **defaults)
+            self.log.info("scheduled: cron %r (%s)", config.schedule.cron, config.schedule.timezone)
+            return
+        for slot, subscribers in group_by_slot(self.loaded.profiles.subscribers).items():
+            self.scheduler.add_job(
+                self.run_due, SlotTrigger(slot), args=[slot], id=slot.label, **defaults
+            )
+            self.log.info("scheduled: %s for %d subscribers", slot.label, len(subscribers))
+
+    def watch(self) -> None:
+        """Every few seconds: take valid edits into account without a restart."""
+        if self.reload():
+            self.log.info("configuration or profiles changed; schedule rebuilt")
+            self.schedule_jobs()
+
+    def due(self, slot: Slot | None) -> list[Subscriber]:
+        """The subscribers a run of ``slot`` serves (all receiving ones in cron mode)."""
+        assert self.loaded is not None
+        subscribers = self.loaded.profiles.subscribers
+        if slot is None:
+            return [s for s in subscribers if s.receives]
+        return group_by_slot(subscribers).get(slot, [])
+
+    def run_due(self, slot: Slot | None) -> None:
+        """One scheduled run: ingest, then send the due subscribers; one log line."""
+        self.watch()
+        assert self.loaded is not None
+        config, due = self.loaded.config, self.due(slot)
+        label = slot.label if slot else "cron"
+        started = time.monotonic()
+        try:
+            with state_lock(config.state_dir, "run"), open_store(config.state_dir) as store:
+                digests = discover_digests(config.digests) if config.digests.is_dir() else []
+                ingested = ingest(store, digests, now=self.now())
+                report = send(
+                    store,
+                    due,
+                    config,
+                    make_transport(config, self.environ),
+                    now=self.now(),
+                    environ=self.environ,
+                    stop=self.stop,
+                )
+        except BusyError as exc:
+            self.log.warning("run %s skipped: %s", label, exc)
+            return
+        except NewsletterError as exc:
+            self.log.error("run %s failed: %s", label, exc)
+            return
+        files = sum(1 for f in ingested.files if f.status == "ingested")
+        self.log.info(
+            "run %s: %d due, %d files ingested (%d new papers), %d sent, %d skipped, %d failed, "
+            "%.2f s",
+            label,
+            len(due),
+            files,
+            ingested.new_papers,
+            len(report.sent),
+            len(report.skipped),
+            len(report.failed),
+            time.monotonic() - started,
+        )
+
+    # -- the process ----------------------------------------------------------------------
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; finish the message in flight; exit code 0."""
+        self.reload()  # a ConfigError here means there is no good version to run at all
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop.set())
+        self.scheduler.start()
+        self.scheduler.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch")
+        self.schedule_jobs()
+        self.log.info("running; SIGTERM or Ctrl-C stops")
+        while not self.stop.wait(0.5):
+            pass
+        self.log.info("stopping: finishing the message in flight")
+        stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True})
+        stopper.start()
+        stopper.join(STOP_SECONDS)
+        self.log.info("stopped" if not stopper.is_alive() else "stopped (a run was cut short)")
+        return 0

@@ -1,0 +1,121 @@
+"""Send times: daily/weekly, time zones, daylight saving, missed runs (times passed in)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from newsletter.errors import ConfigError
+from newsletter.schedule import Slot, SlotTrigger, cron_trigger, group_by_slot, next_fire
+from tests.matching_helpers import subscriber
+
+BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"
+
+
+def fires(slot: Slot, start: datetime, count: int) -> list[datetime]:
+    out, when = [], start
+    for _ in range(count):
+        when = next_fire(slot, when)
+        out.append(when)
+    return out
+
+
+def test_daily_in_a_time_zone() -> None:
+    slot = Slot("daily", None, time(7, 0), BERLIN)
+    now = datetime(2026, 11, 21, 6, 30, tzinfo=UTC)  # 07:30 in Berlin: today's send is past
+    assert next_fire(slot, now) == datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    early = datetime(2026, 11, 21, 5, 59, tzinfo=UTC)
+    assert next_fire(slot, early) == datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
+
+
+def test_weekly_on_its_day() -> None:
+    slot = Slot("weekly", "monday", time(7, 0), NEW_YORK)
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # a Saturday
+    first = next_fire(slot, now)
+    assert first == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # Monday 07:00 EST
+    assert [f.astimezone(ZoneInfo(NEW_YORK)).weekday() for f in fires(slot, now, 4)] == [0] * 4
+    assert next_fire(slot, first) - first == timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("zone", "spring", "autumn"),
+    [
+        (BERLIN, date(2026, 3, 29), date(2026, 10, 25)),
+        (NEW_YORK, date(2026, 3, 8), date(2026, 11, 1)),
+    ],
+)
+@pytest.mark.parametrize("at", [time(1, 30), time(2, 30), time(7, 0), time(23, 59)])
+def test_daylight_saving_never_doubles_or_skips_a_day(zone, spring, autumn, at) -> None:
+    slot = Slot("daily", None, at, zone)
+    for change in (spring, autumn):
+        start = datetime.combine(change - timedelta(days=4), time(12), tzinfo=UTC)
+        local_days = [f.astimezone(ZoneInfo(zone)).date() for f in fires(slot, start, 8)]
+        expected = [local_days[0] + timedelta(days=i) for i in range(8)]
+        assert local_days == expected, (zone, change, at)  # one a day, none skipped
+        assert change in local_days
+        for fire in fires(slot, start, 8):
+            local = fire.astimezone(ZoneInfo(zone))
+            in_gap = local.date() == spring and time(2) <= at < time(3)
+            assert local.time() == (time(at.hour + 1, at.minute) if in_gap else at), local
+
+
+def test_a_send_time_inside_the_spring_gap_goes_out_just_after_it() -> None:
+    slot = Slot("daily", None, time(2, 30), BERLIN)
+    on_change = next_fire(slot, datetime(2026, 3, 29, 0, 0, tzinfo=UTC))
+    assert on_change.astimezone(ZoneInfo(BERLIN)).strftime("%H:%M %Z") == "03:30 CEST"
+
+
+def test_an_ambiguous_autumn_time_goes_out_once_at_its_first_occurrence() -> None:
+    slot = Slot("daily", None, time(1, 30), NEW_YORK)
+    first = next_fire(slot, datetime(2026, 11, 1, 4, 0, tzinfo=UTC))
+    assert first == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT, not 01:30 EST
+    assert next_fire(slot, first) == datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
+
+
+def test_subscribers_sharing_a_slot_share_a_job() -> None:
+    a = subscriber("x", email="a@example.org")
+    b = subscriber("y", email="b@example.org")
+    c = subscriber("z", email="c@example.org")
+    from dataclasses import replace
+
+    c = replace(c, timezone=BERLIN)
+    paused = replace(subscriber("x", email="p@example.org"), frequency="paused")
+    groups = group_by_slot([a, b, c, paused])
+    assert [[s.email for s in group] for group in groups.values()] == [
+        ["c@example.org"],
+        ["a@example.org", "b@example.org"],
+    ]
+
+
+def test_missed_runs_coalesce_into_one_catch_up_within_the_grace_time() -> None:
+    slot = Slot("daily", None, time(7, 0), BERLIN)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    job = scheduler.add_job(print, SlotTrigger(slot), coalesce=True, misfire_grace_time=3600)
+    # The machine slept from Monday's run until Wednesday 07:30 Berlin time.
+    job.next_run_time = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # Tuesday 07:00 Berlin
+    now = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
+    missed = job._get_run_times(now)
+    assert missed == [
+        datetime(2026, 11, 24, 6, 0, tzinfo=UTC),
+        datetime(2026, 11, 25, 6, 0, tzinfo=UTC),
+    ]
+    # APScheduler runs a coalesced job once, for the latest missed time, if within the grace.
+    latest = missed[-1]
+    assert job.coalesce and now - latest <= timedelta(seconds=job.misfire_grace_time)
+    assert job.trigger.get_next_fire_time(latest, now) == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+
+
+def test_cron_with_seconds_as_a_sixth_field() -> None:
+    trigger = cron_trigger("* * * * * */2", "UTC")
+    now = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, now) == datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)
+    daily = cron_trigger("30 6 * * mon-fri", BERLIN)
+    first = daily.get_next_fire_time(None, now)
+    assert first.astimezone(ZoneInfo(BERLIN)).strftime("%a %H:%M") == "Thu 06:30"
+    with pytest.raises(ConfigError, match="5 fields"):
+        cron_trigger("* * *", "UTC")
+    with pytest.raises(ConfigError, match=r"schedule\.cron"):
+        cron_trigger("99 * * * *", "UTC")
