@@ -119,3 +119,31 @@ def test_cron_with_seconds_as_a_sixth_field() -> None:
         cron_trigger("* * *", "UTC")
     with pytest.raises(ConfigError, match=r"schedule\.cron"):
         cron_trigger("99 * * * *", "UTC")
+
+
+def test_schedule_command_lists_next_sends(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from newsletter.cli import World, cli
+
+    (tmp_path / "config.yaml").write_text("schedule:\n  send_at: '06:30'\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        "  - email: ada@example.org\n    keywords: [x]\n    timezone: Europe/Berlin\n"
+        "  - email: grace@example.org\n    keywords: [x]\n    frequency: weekly\n"
+        "    day: tue\n    send_at: '08:00'\n    timezone: America/New_York\n"
+        "  - email: paused@example.org\n    keywords: [x]\n    frequency: paused\n"
+    )
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # Saturday
+    args = ["--config", str(tmp_path / "config.yaml"), "schedule"]
+    result = CliRunner().invoke(cli, [*args, "--json"], obj=World(now=lambda: now))
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["subscriber"], r["next_local"], r["next_utc"]) for r in rows] == [
+        ("ada@example.org", "2026-11-22T06:30:00+01:00", "2026-11-22T05:30:00+00:00"),
+        ("grace@example.org", "2026-11-24T08:00:00-05:00", "2026-11-24T13:00:00+00:00"),
+    ]
+    human = CliRunner().invoke(cli, args, obj=World(now=lambda: now))
+    assert human.stdout.splitlines()[-1] == "2 subscribers scheduled, 1 paused or inactive"
