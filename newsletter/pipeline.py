@@ -28,11 +28,13 @@ from newsletter.models import (
     FailedItem,
     FileReport,
     IngestReport,
+    Paper,
     SendReport,
     SentItem,
     SkippedItem,
     Subscriber,
 )
+from newsletter.produce import produce
 from newsletter.render import Renderer
 from newsletter.sources import read_digest_bytes
 from newsletter.store import DigestRecord, Ledger, Pending, Store
@@ -92,6 +94,24 @@ def ingest_file(
     )
 
 
+def candidate_papers(
+    store: Store,
+    subscribers: Sequence[Subscriber],
+    config: Config,
+    now: datetime,
+    history: Mapping[str, History],
+) -> list[Paper]:
+    """The papers any of ``subscribers`` could receive now: none seen before the oldest
+    cutoff (their last digest, or the lookback window) needs to leave the store."""
+    oldest = now - timedelta(days=config.matching.lookback_days)
+    cutoffs = [
+        record.last_digest_at
+        for s in subscribers
+        if (record := history.get(s.email)) and record.last_digest_at
+    ]
+    return store.papers(since=min([oldest, *cutoffs]) - timedelta(microseconds=1))
+
+
 def select(
     store: Store,
     subscribers: Sequence[Subscriber],
@@ -103,15 +123,7 @@ def select(
     """What each of ``subscribers`` would receive now from the papers in the store (yielded
     one subscriber at a time, so a long list never sits in memory as emails)."""
     history = history or {}
-    oldest = now - timedelta(days=config.matching.lookback_days)
-    cutoffs = [
-        record.last_digest_at
-        for s in subscribers
-        if (record := history.get(s.email)) and record.last_digest_at
-    ]
-    # No subscriber takes papers seen before the oldest cutoff: leave them in the store.
-    since = min([oldest, *cutoffs]) - timedelta(microseconds=1)
-    papers = store.papers(since=since)
+    papers = candidate_papers(store, subscribers, config, now, history)
     return Matcher(subscribers, config.matching).iter_select(papers, now, history)
 
 
@@ -172,11 +184,11 @@ def send(
     pending = [p for p in ledger.pending() if p.subscriber in wanted]
     waiting = {p.subscriber for p in pending}
     fresh = [s for s in receiving if s.email.casefold() not in waiting]
-    renderer = Renderer(config, environ)
+    Renderer(config, environ)  # template and unsubscribe mistakes surface here, as ConfigError
     outgoing = _until(
         stop,
         _outgoing(
-            store, ledger, run, pending, fresh, wanted, config, renderer, now, dry_run, retry_failed
+            store, ledger, run, pending, fresh, wanted, config, environ, now, dry_run, retry_failed
         ),
     )
     if dry_run:
@@ -199,7 +211,7 @@ def _outgoing(
     fresh: list[Subscriber],
     wanted: dict[str, Subscriber],
     config: Config,
-    renderer: Renderer,
+    environ: Mapping[str, str],
     now: datetime,
     dry_run: bool,
     retry_failed: bool,
@@ -215,11 +227,11 @@ def _outgoing(
             continue
         yield _message(subscriber, sender, item.message_id, item.data)
     history = history_from(ledger, retry_failed)
-    for selection in select(store, fresh, config, now=now, history=history):
-        subscriber = selection.subscriber
-        rendered = renderer.render(selection, now)
+    papers = candidate_papers(store, fresh, config, now, history)
+    for item in produce(fresh, papers, config, now, history, environ):
+        subscriber, rendered = wanted[item.subscriber.casefold()], item.email
         if rendered is None:
-            run.skipped.append(SkippedItem(subscriber.email, _no_digest(selection)))
+            run.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))
             continue
         run.papers[rendered.message_id] = rendered.paper_ids
         if dry_run:
@@ -250,12 +262,6 @@ def _message(subscriber: Subscriber, sender: str, message_id: str, data: bytes) 
         data=data,
         smtputf8=not recipient.isascii(),
     )
-
-
-def _no_digest(selection: Selection) -> str:
-    if selection.candidates == 0:
-        return "no new papers since the last digest"
-    return f"no new matches ({selection.candidates} new papers, none matching)"
 
 
 def _record(

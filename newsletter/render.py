@@ -297,11 +297,14 @@ def shorten(text: str, limit: int) -> str:
 
 
 def subject_line(matches: Sequence[Match]) -> str:
-    """ "7 new papers: <top title>", one line, cut at a word to a sensible length."""
+    """ "7 new papers: <top title>", one line, cut at a word to a sensible length (with an
+    ASCII "...": an ASCII subject needs no RFC 2047 encoding, which is slow to fold)."""
     if not matches:
         return "No new papers matched your keywords"
     head = f"{_count(len(matches), 'new paper', 'new papers')}: "
-    return head + shorten(_one_line(matches[0].paper.title), SUBJECT_CHARS - len(head))
+    title = _one_line(matches[0].paper.title)
+    room = SUBJECT_CHARS - len(head)
+    return head + (title if len(title) <= room else shorten(title, room - 2)[:-1] + "...")
 
 
 def _summary(matches: Sequence[Match]) -> str:

@@ -256,7 +256,7 @@ def test_long_non_ascii_subject_is_encoded_and_folded(tmp_path: Path) -> None:
     rendered = render(tmp_path, papers=papers)
     message = parse(rendered.data)
     assert message["Subject"] == rendered.subject
-    assert rendered.subject.endswith("…") and len(rendered.subject) <= 100
+    assert rendered.subject.endswith("...") and len(rendered.subject) <= 100
     header_block = rendered.data.split(b"\r\n\r\n")[0]
     assert header_block.isascii()
     assert max(len(line) for line in header_block.split(b"\r\n")) <= 78

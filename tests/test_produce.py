@@ -1,0 +1,41 @@
+"""The parallel production stage gives exactly what the sequential one gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from newsletter.matching import History
+from newsletter.produce import PARALLEL_FROM, produce
+from tests.render_helpers import NOW, ada, fixed_papers, project_config
+
+
+def test_parallel_production_equals_sequential(tmp_path: Path) -> None:
+    config = project_config(tmp_path)
+    papers = fixed_papers()
+    count = PARALLEL_FROM + 50
+    subscribers = [
+        replace(ada(), email=f"reader{i}@example.org", max_papers=1 + i % 3) for i in range(count)
+    ]
+    # Some have received a paper already; some match nothing at all.
+    history = {
+        f"reader{i}@example.org": History(None, frozenset({"t-compress"}))
+        for i in range(0, count, 7)
+    }
+    subscribers[5] = replace(subscribers[5], keywords=subscribers[5].exclude)
+
+    def outcome(workers: int) -> dict[str, tuple]:
+        return {
+            item.subscriber: (
+                item.email.message_id if item.email else None,
+                item.email.paper_ids if item.email else None,
+                item.reason,
+            )
+            for item in produce(subscribers, papers, config, NOW, history, {}, workers=workers)
+        }
+
+    sequential = outcome(1)
+    assert len(sequential) == count
+    assert sequential["reader5@example.org"][0] is None
+    assert "t-compress" not in sequential["reader0@example.org"][1]
+    assert outcome(2) == sequential
