@@ -22,7 +22,7 @@ from newsletter.models import Paper, RenderedEmail, Subscriber
 from newsletter.render import Renderer
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
-CHUNK = 10_000  # subscribers per matcher: bounds the matcher's arrays
+CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
 BATCH = 100  # emails per message from a worker
 _DONE = "done"
 

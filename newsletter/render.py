@@ -228,7 +228,7 @@ def digest_view(
     )
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def paper_view(match: Match, abstract_chars: int) -> PaperView:
     """One match as the templates show it. Cached: subscribers with the same keywords get
     equal matches for a paper, and a large send renders each such view once."""
@@ -318,7 +318,7 @@ def _summary(matches: Sequence[Match]) -> str:
     return f"{_count(len(matches), 'new paper', 'new papers')} from {where} matched your keywords."
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=2048)
 def wrap(text: str, indent: int = 0, first: bool = False) -> str:
     """Fold ``text`` at 72 columns; continuation lines (and the first, if ``first``) are
     indented; words longer than a line, such as URLs, are never broken."""
