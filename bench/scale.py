@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from match import NOW, build
 
 from newsletter.config import load_config
-from newsletter.produce import produce
+from newsletter.produce import Order, produce
 
 
 def rss_mb(pid: int) -> float:
@@ -74,7 +74,8 @@ def main() -> None:
     before = rss_mb(me)
     start = time.perf_counter()
     emails = size = 0
-    for item in produce(subscribers, papers, config, NOW, {}, {}, workers=args.workers):
+    order = Order(subscribers, papers, config, NOW, {}, {})
+    for item in produce(order, workers=args.workers):
         if item.email:
             emails += 1
             size += len(item.email.data)

@@ -34,7 +34,7 @@ from newsletter.models import (
     SkippedItem,
     Subscriber,
 )
-from newsletter.produce import produce
+from newsletter.produce import Order, produce
 from newsletter.render import Renderer
 from newsletter.sources import read_digest_bytes
 from newsletter.store import DigestRecord, Ledger, Pending, Store
@@ -228,7 +228,7 @@ def _outgoing(
         yield _message(subscriber, sender, item.message_id, item.data)
     history = history_from(ledger, retry_failed)
     papers = candidate_papers(store, fresh, config, now, history)
-    for item in produce(fresh, papers, config, now, history, environ):
+    for item in produce(Order(fresh, papers, config, now, history, environ)):
         subscriber, rendered = wanted[item.subscriber.casefold()], item.email
         if rendered is None:
             run.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))

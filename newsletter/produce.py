@@ -38,42 +38,43 @@ class Produced:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class Order:
+    """Everything needed to produce digests for some subscribers (picklable for workers)."""
+
+    subscribers: Sequence[Subscriber]
+    papers: Sequence[Paper]
+    config: Config
+    now: datetime
+    history: Mapping[str, History]
+    environ: Mapping[str, str]
+
+    def part(self, subscribers: Sequence[Subscriber]) -> Order:
+        """The same order for a subset of the subscribers (and only their history)."""
+        history = {s.email: self.history[s.email] for s in subscribers if s.email in self.history}
+        return replace(self, subscribers=list(subscribers), history=history)
+
+
 def default_workers() -> int:
     """One worker per core this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def produce(
-    subscribers: Sequence[Subscriber],
-    papers: Sequence[Paper],
-    config: Config,
-    now: datetime,
-    history: Mapping[str, History],
-    environ: Mapping[str, str],
-    workers: int | None = None,
-) -> Iterator[Produced]:
+def produce(order: Order, workers: int | None = None) -> Iterator[Produced]:
     """Every subscriber's email (or reason for none), in parallel when the list is long."""
     workers = default_workers() if workers is None else workers
-    if workers <= 1 or len(subscribers) < PARALLEL_FROM:
-        yield from _produce(subscribers, papers, config, now, history, environ)
-        return
-    yield from _produce_parallel(subscribers, papers, config, now, history, environ, workers)
+    if workers <= 1 or len(order.subscribers) < PARALLEL_FROM:
+        return _produce(order)
+    return _produce_parallel(order, workers)
 
 
-def _produce(
-    subscribers: Sequence[Subscriber],
-    papers: Sequence[Paper],
-    config: Config,
-    now: datetime,
-    history: Mapping[str, History],
-    environ: Mapping[str, str],
-) -> Iterator[Produced]:
-    renderer = Renderer(config, environ)
-    for start in range(0, len(subscribers), CHUNK):
-        chunk = subscribers[start : start + CHUNK]
-        mine = {s.email: history[s.email] for s in chunk if s.email in history}
-        for selection in Matcher(chunk, config.matching).iter_select(papers, now, mine):
-            email = renderer.render(selection, now)
+def _produce(order: Order) -> Iterator[Produced]:
+    renderer = Renderer(order.config, order.environ)
+    for start in range(0, len(order.subscribers), CHUNK):
+        chunk = order.part(order.subscribers[start : start + CHUNK])
+        matcher = Matcher(chunk.subscribers, order.config.matching)
+        for selection in matcher.iter_select(order.papers, order.now, chunk.history):
+            email = renderer.render(selection, order.now)
             if email is None:
                 yield Produced(selection.subscriber.email, None, no_digest_reason(selection))
             else:
@@ -87,31 +88,19 @@ def no_digest_reason(selection: Selection) -> str:
     return f"no new matches ({selection.candidates} new papers, none matching)"
 
 
-def _produce_parallel(
-    subscribers: Sequence[Subscriber],
-    papers: Sequence[Paper],
-    config: Config,
-    now: datetime,
-    history: Mapping[str, History],
-    environ: Mapping[str, str],
-    workers: int,
-) -> Iterator[Produced]:
+def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
     # spawn, not fork: the caller may run threads (the scheduler), and a forked child could
     # inherit a lock some other thread held.
     context = multiprocessing.get_context("spawn")
     results = context.Queue(maxsize=4 * workers)  # bounded: workers wait for the consumer
+    subscribers = order.subscribers
     size = min(CHUNK, -(-len(subscribers) // workers))
     chunks = [subscribers[i : i + size] for i in range(0, len(subscribers), size)]
     processes = []
     for index in range(workers):
-        mine = [chunk for n, chunk in enumerate(chunks) if n % workers == index]
-        wanted = {s.email for chunk in mine for s in chunk}
-        past = {email: record for email, record in history.items() if email in wanted}
-        process = context.Process(
-            target=_worker,
-            args=(mine, list(papers), config, now, past, dict(environ), results),
-            daemon=True,
-        )
+        mine = [s for n, chunk in enumerate(chunks) if n % workers == index for s in chunk]
+        work = replace(order.part(mine), papers=list(order.papers), environ=dict(order.environ))
+        process = context.Process(target=_worker, args=(work, results), daemon=True)
         process.start()
         processes.append(process)
     try:
@@ -136,24 +125,15 @@ def _produce_parallel(
             process.join()
 
 
-def _worker(
-    chunks: list[Sequence[Subscriber]],
-    papers: list[Paper],
-    config: Config,
-    now: datetime,
-    history: dict[str, History],
-    environ: dict[str, str],
-    results: multiprocessing.Queue,
-) -> None:
-    """In a worker process: produce the chunks, ship the emails in batches."""
+def _worker(order: Order, results: multiprocessing.Queue) -> None:
+    """In a worker process: produce the order, ship the emails in batches."""
     try:
         batch: list[Produced] = []
-        for chunk in chunks:
-            for item in _produce(chunk, papers, config, now, history, environ):
-                batch.append(item)
-                if len(batch) == BATCH:
-                    results.put(batch)
-                    batch = []
+        for item in _produce(order):
+            batch.append(item)
+            if len(batch) == BATCH:
+                results.put(batch)
+                batch = []
         if batch:
             results.put(batch)
         results.put(_DONE)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from newsletter.matching import History
-from newsletter.produce import PARALLEL_FROM, produce
+from newsletter.produce import PARALLEL_FROM, Order, produce
 from tests.render_helpers import NOW, ada, fixed_papers, project_config
 
 
@@ -31,7 +31,7 @@ def test_parallel_production_equals_sequential(tmp_path: Path) -> None:
                 item.email.paper_ids if item.email else None,
                 item.reason,
             )
-            for item in produce(subscribers, papers, config, NOW, history, {}, workers=workers)
+            for item in produce(Order(subscribers, papers, config, NOW, history, {}), workers)
         }
 
     sequential = outcome(1)
