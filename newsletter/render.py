@@ -247,6 +247,7 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def paper_url(title: str, arxiv_id: str | None) -> str:
     """The Hugging Face paper page, or a Hugging Face papers search for the title."""
     if arxiv_id:
@@ -318,7 +319,9 @@ def _summary(matches: Sequence[Match]) -> str:
     return f"{_count(len(matches), 'new paper', 'new papers')} from {where} matched your keywords."
 
 
-@functools.lru_cache(maxsize=2048)
+# Sized so a paper's wrapped abstract survives between subscribers who get it, while the
+# per-subscriber lines ("Matched: ...") churn through.
+@functools.lru_cache(maxsize=8192)
 def wrap(text: str, indent: int = 0, first: bool = False) -> str:
     """Fold ``text`` at 72 columns; continuation lines (and the first, if ``first``) are
     indented; words longer than a line, such as URLs, are never broken."""
