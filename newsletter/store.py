@@ -349,12 +349,6 @@ class Ledger:
                 (status, attempts, error, code, now.isoformat(), status, message_id),
             )
 
-    def forget_pending(self, message_id: str) -> None:
-        """Drop a pending digest that will never go out (its papers become candidates again)."""
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM delivery_papers WHERE message_id = ?", (message_id,))
-            db.execute("DELETE FROM deliveries WHERE message_id = ?", (message_id,))
-
     def rows(self, subscriber: str | None = None) -> list[dict[str, object]]:
         """Ledger rows per subscriber and paper (for reports and tests)."""
         where, args = (
