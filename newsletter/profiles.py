@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.models import Subscriber
 from newsletter.text import Keyword, KeywordError, parse_keyword
-from newsletter.yamlfile import KeyPath, YamlDocument, load_yaml
+from newsletter.yamlfile import KeyPath, YamlDocument, YamlStream
 
 FREQUENCIES = ("daily", "weekly", "paused")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -62,15 +62,13 @@ def load_profiles(config: Config) -> Profiles:
         raise ProfileError(
             [f"{path}: no such file; create it or fix 'subscribers' in {config.path.name}"]
         )
-    document = load_yaml(path)
-    problems = Problems(document)
-    problems.repeated_keys()
-    entries = _entries(document, problems)
+    stream = YamlStream(path, "subscribers")
+    problems = Problems(stream.document)
     seen: dict[str, int] = {}
     subscribers = []
-    for index, entry in enumerate(entries):
+    for index, entry in _entries(stream, problems):
         at = ("subscribers", index)
-        reader = _ProfileReader(document, problems, config, at)
+        reader = _ProfileReader(stream.document, problems, config, at)
         subscriber = reader.read(entry)
         if reader.address is not None:
             key = reader.address.casefold()
@@ -81,29 +79,32 @@ def load_profiles(config: Config) -> Profiles:
                     "may appear once (merge the two entries)",
                 )
                 continue
-            seen[key] = document.line(at)
+            seen[key] = stream.document.line(at)
         if subscriber is not None:
             subscribers.append(subscriber)
+    problems.repeated_keys()
     if problems.found:
         raise ProfileError(problems.messages())
     return Profiles(path, tuple(subscribers))
 
 
-def _entries(document: YamlDocument, problems: Problems) -> list:
-    data = document.data
+def _entries(stream: YamlStream, problems: Problems) -> Iterator[tuple[int, object]]:
+    """Each entry with its index, streamed; then the checks of the file's top level."""
+    yield from stream.items()
+    data = stream.document.data
     if data is None:
-        return []
+        return
     if not isinstance(data, dict) or "subscribers" not in data:
         problems.add((), "the file must start with 'subscribers:' followed by a list of entries")
-        return []
+        return
     problems.unknown_keys((), data, ["subscribers"])
     entries = data["subscribers"]
     if entries is None:
-        return []
+        return
     if not isinstance(entries, list):
         problems.add(("subscribers",), "'subscribers' must be a list; start each entry with '- '")
-        return []
-    return entries
+        return
+    yield from enumerate(entries)  # empty when streamed; a list given as an alias is not
 
 
 class _ProfileReader:
@@ -176,7 +177,7 @@ class _ProfileReader:
         if required and not value:
             self.add(key, f"'{key}' is empty: give at least one keyword")
             return ()
-        parsed: list[Keyword] = []
+        parsed: dict[tuple[tuple[str, ...], bool], Keyword] = {}
         for index, item in enumerate(value):
             if isinstance(item, int | float) and not isinstance(item, bool):
                 item = self.document.raw.get((*self.at, key, index), str(item))
@@ -188,12 +189,12 @@ class _ProfileReader:
             except KeywordError as exc:
                 self.add((key, index), f"bad keyword {exc}")
                 continue
-            same = next((k for k in parsed if k.key == keyword.key), None)
+            same = parsed.get(keyword.key)
             if same is not None:
                 self.add((key, index), f"'{item}' repeats '{same.text}' in '{key}'; list it once")
                 continue
-            parsed.append(keyword)
-        return tuple(parsed)
+            parsed[keyword.key] = keyword
+        return tuple(parsed.values())
 
     def conflicts(self, *lists: tuple[Keyword, ...]) -> None:
         """An excluded keyword that is also wanted or required would silently block mail."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_config
+from newsletter.errors import ConfigError
 from newsletter.profiles import ProfileError, load_profiles
 from tests.conftest import ROOT
 
@@ -159,3 +160,52 @@ def test_empty_file_has_no_subscribers(tmp_path: Path) -> None:
 def test_shipped_profiles_are_valid() -> None:
     profiles = load_profiles(load_config(ROOT / "config.yaml"))
     assert len(profiles.subscribers) >= 2
+
+
+def test_a_long_file_streams_with_lines_right_to_the_end(tmp_path: Path) -> None:
+    """Entries are read one at a time; problems deep in the file still get their own lines,
+    and repeated keys and top-level mistakes after the list are still found."""
+    entries = "".join(f"  - email: r{i}@example.org\n    keywords: [k{i}]\n" for i in range(2000))
+    text = (
+        "subscribers:\n"
+        + entries
+        + "  - email: late@example.org\n    keywords: [x]\n    max_papers: 0\n"
+        + "  - email: twice@example.org\n    keywords: [x]\n    keywords: [y]\n"
+        + "  - email: r7@example.org\n    keywords: [x]\n"
+        + "extra: 1\n"
+    )
+    with pytest.raises(ProfileError) as caught:
+        load(tmp_path, text)
+    first = 2 + 2 * 2000  # line of the first entry after the generated ones
+    assert caught.value.problems == [
+        f"subscribers.yaml:{first + 2}: 'max_papers' must be from 1 to 100, not 0",
+        f"subscribers.yaml:{first + 5}: 'keywords' is set twice in the same entry; keep one",
+        f"subscribers.yaml:{first + 6}: 'r7@example.org' is already used on line 16; "
+        "each address may appear once (merge the two entries)",
+        f"subscribers.yaml:{first + 8}: unknown key 'extra' (known keys: subscribers)",
+    ]
+
+
+def test_anchors_aliases_and_a_second_document(tmp_path: Path) -> None:
+    text = """\
+defaults: &common {keywords: [pruning], max_papers: 3}
+subscribers:
+  - email: a@example.org
+    <<: *common
+  - email: b@example.org
+    keywords: [x]
+"""
+    with pytest.raises(ProfileError) as caught:
+        load(tmp_path, text)
+    assert caught.value.problems == [
+        "subscribers.yaml:1: unknown key 'defaults' (known keys: subscribers)"
+    ]
+    listed = "people: &all\n  - email: a@example.org\n    keywords: [x]\nsubscribers: *all\n"
+    with pytest.raises(ProfileError, match="unknown key 'people'"):
+        load(tmp_path, listed)
+    good = "subscribers:\n  - &a {email: a@example.org, keywords: [x], max_papers: 2}\n"
+    good += "  - {<<: *a, email: b@example.org}\n"
+    a, b = load(tmp_path, good).subscribers
+    assert (a.max_papers, b.max_papers, b.email) == (2, 2, "b@example.org")
+    with pytest.raises(ConfigError, match="2: invalid YAML: but found another document"):
+        load(tmp_path, "subscribers:\n---\nsubscribers:\n")
