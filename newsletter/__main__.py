@@ -1,6 +1,13 @@
-"""Allow ``python -m newsletter``."""
+"""Allow ``python -m newsletter``; also the ``newsletter`` command's entry point."""
 
-from newsletter.cli import main
+
+def main() -> None:
+    """Run the command line. The import is here, not at the top: worker processes re-import
+    the main module (multiprocessing's spawn), and need none of the CLI."""
+    from newsletter.cli import main as run
+
+    run()
+
 
 if __name__ == "__main__":
     main()

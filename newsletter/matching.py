@@ -22,8 +22,8 @@ from newsletter.config import MatchSettings
 from newsletter.models import Paper, Subscriber
 from newsletter.text import Keyword, merge_ranges, word_forms, word_offsets, words
 
-_BLOCK = 256  # papers per block: bounds memory at subscribers x _BLOCK cells
-_EXPLAIN_ROWS = 2048  # subscribers explained together
+_BLOCK = 64
+_EXPLAIN_ROWS = 512
 
 
 @dataclass(frozen=True)

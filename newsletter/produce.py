@@ -8,6 +8,7 @@ long the list (bench/run.py measures 100,000 subscribers).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import queue
@@ -19,7 +20,7 @@ from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.matching import History, Matcher, Selection
 from newsletter.models import Paper, RenderedEmail, Subscriber
-from newsletter.render import Renderer
+from newsletter.render import Renderer, Templates, load_templates
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
@@ -48,6 +49,7 @@ class Order:
     now: datetime
     history: Mapping[str, History]
     environ: Mapping[str, str]
+    templates: Templates | None = None  # loaded (and inlined) when None
 
     def part(self, subscribers: Sequence[Subscriber]) -> Order:
         """The same order for a subset of the subscribers (and only their history)."""
@@ -68,17 +70,21 @@ def produce(order: Order, workers: int | None = None) -> Iterator[Produced]:
     return _produce_parallel(order, workers)
 
 
-def _produce(order: Order) -> Iterator[Produced]:
-    renderer = Renderer(order.config, order.environ)
+def _produce(order: Order, renderer: Renderer | None = None) -> Iterator[Produced]:
+    renderer = renderer or Renderer(order.config, order.environ, order.templates)
     for start in range(0, len(order.subscribers), CHUNK):
-        chunk = order.part(order.subscribers[start : start + CHUNK])
-        matcher = Matcher(chunk.subscribers, order.config.matching)
-        for selection in matcher.iter_select(order.papers, order.now, chunk.history):
-            email = renderer.render(selection, order.now)
-            if email is None:
-                yield Produced(selection.subscriber.email, None, no_digest_reason(selection))
-            else:
-                yield Produced(selection.subscriber.email, replace(email, html="", text=""), None)
+        yield from _produce_chunk(order.part(order.subscribers[start : start + CHUNK]), renderer)
+
+
+def _produce_chunk(chunk: Order, renderer: Renderer) -> Iterator[Produced]:
+    """One matcher for the chunk's subscribers; each selection rendered as it is explained."""
+    matcher = Matcher(chunk.subscribers, chunk.config.matching)
+    for selection in matcher.iter_select(chunk.papers, chunk.now, chunk.history):
+        email = renderer.render(selection, chunk.now)
+        if email is None:
+            yield Produced(selection.subscriber.email, None, no_digest_reason(selection))
+        else:
+            yield Produced(selection.subscriber.email, replace(email, html="", text=""), None)
 
 
 def no_digest_reason(selection: Selection) -> str:
@@ -88,26 +94,35 @@ def no_digest_reason(selection: Selection) -> str:
     return f"no new matches ({selection.candidates} new papers, none matching)"
 
 
+Task = tuple[list[Subscriber], dict[str, History]] | None  # a chunk, or None: stop
+
+
 def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
     # spawn, not fork: the caller may run threads (the scheduler), and a forked child could
     # inherit a lock some other thread held.
     context = multiprocessing.get_context("spawn")
+    tasks = context.Queue(maxsize=workers)  # a chunk ready per worker; the rest wait here
     results = context.Queue(maxsize=4 * workers)  # bounded: workers wait for the consumer
-    subscribers = order.subscribers
-    size = min(CHUNK, -(-len(subscribers) // workers))
-    chunks = [subscribers[i : i + size] for i in range(0, len(subscribers), size)]
+    common = replace(
+        order,
+        subscribers=[],
+        history={},
+        papers=list(order.papers),
+        environ=dict(order.environ),
+        templates=order.templates or load_templates(order.config),
+    )
+    feeder = _Feeder(tasks, order, min(CHUNK, -(-len(order.subscribers) // workers)), workers)
     processes = []
-    for index in range(workers):
-        mine = [s for n, chunk in enumerate(chunks) if n % workers == index for s in chunk]
-        work = replace(order.part(mine), papers=list(order.papers), environ=dict(order.environ))
-        process = context.Process(target=_worker, args=(work, results), daemon=True)
+    for _ in range(workers):
+        process = context.Process(target=_worker, args=(common, tasks, results), daemon=True)
         process.start()
         processes.append(process)
     try:
         finished = 0
         while finished < len(processes):
+            feeder.feed()
             try:
-                item = results.get(timeout=1.0)
+                item = results.get(timeout=0.5)
             except queue.Empty:
                 if not any(p.is_alive() for p in processes):
                     raise NewsletterError("a rendering worker died without a word") from None
@@ -125,15 +140,44 @@ def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
             process.join()
 
 
-def _worker(order: Order, results: multiprocessing.Queue) -> None:
-    """In a worker process: produce the order, ship the emails in batches."""
+class _Feeder:
+    """Hands the workers chunks of subscribers as they take them, then a stop each: a
+    worker holds one chunk at a time, not its share of the whole list."""
+
+    def __init__(self, tasks: multiprocessing.Queue, order: Order, size: int, workers: int):
+        self.tasks = tasks
+        chunks = (
+            order.part(order.subscribers[i : i + size])
+            for i in range(0, len(order.subscribers), size)
+        )
+        items: Iterator[Task] = ((list(chunk.subscribers), dict(chunk.history)) for chunk in chunks)
+        self.items = itertools.chain(items, itertools.repeat(None, workers))
+        self.waiting: Task | str = next(self.items)
+
+    def feed(self) -> None:
+        """Put chunks on the queue while it has room."""
+        while self.waiting != _DONE:
+            try:
+                self.tasks.put_nowait(self.waiting)
+            except queue.Full:
+                return
+            self.waiting = next(self.items, _DONE)
+
+
+def _worker(common: Order, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+    """In a worker process: produce each chunk it is given, ship the emails in batches."""
     try:
+        renderer = Renderer(common.config, common.environ, common.templates)
         batch: list[Produced] = []
-        for item in _produce(order):
-            batch.append(item)
-            if len(batch) == BATCH:
-                results.put(batch)
-                batch = []
+        while (task := tasks.get()) is not None:
+            subscribers, history = task
+            for item in _produce_chunk(
+                replace(common, subscribers=subscribers, history=history), renderer
+            ):
+                batch.append(item)
+                if len(batch) == BATCH:
+                    results.put(batch)
+                    batch = []
         if batch:
             results.put(batch)
         results.put(_DONE)

@@ -17,7 +17,6 @@ from datetime import date, datetime
 from urllib.parse import quote
 
 import jinja2
-import premailer
 
 from newsletter.config import Config, RenderSettings
 from newsletter.errors import ConfigError
@@ -71,7 +70,12 @@ class DigestView:
 class Renderer:
     """Compiled templates for one configuration; ``render`` turns a Selection into an email."""
 
-    def __init__(self, config: Config, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self,
+        config: Config,
+        environ: Mapping[str, str] = os.environ,
+        templates: Templates | None = None,
+    ) -> None:
         self.settings = config.render
         self.secret = environ.get(self.settings.unsubscribe_secret_env, "")
         if self.settings.unsubscribe_url and not self.secret:
@@ -79,14 +83,13 @@ class Renderer:
                 f"unsubscribe_url is set but ${self.settings.unsubscribe_secret_env} is empty; "
                 "set it to a long random string (it signs the unsubscribe tokens)"
             )
-        loader = jinja2.ChoiceLoader(
-            [jinja2.FileSystemLoader(config.templates), jinja2.PackageLoader("newsletter")]
-        )
+        templates = templates or load_templates(config)
+        loader = _loader(config)  # for templates that {% include %} others
         html_env = _environment(loader, autoescape=True)
         text_env = _environment(loader, autoescape=False)
         text_env.filters["wrap"] = wrap
-        self.html = _load(html_env, HTML_TEMPLATE, inline=True)
-        self.text = _load(text_env, TEXT_TEMPLATE, inline=False)
+        self.html = _compile(html_env, templates.html, templates.html_name)
+        self.text = _compile(text_env, templates.text, templates.text_name)
         self.composer = Composer(self.settings)
 
     def render(self, selection: Selection, now: datetime) -> RenderedEmail | None:
@@ -137,6 +140,33 @@ def _size(html: str) -> int:
     return len(html) if 4 * len(html) <= HTML_BUDGET else len(html.encode("utf-8"))
 
 
+@dataclass(frozen=True)
+class Templates:
+    """The digest templates' sources, the HTML one with its CSS already inlined. Picklable:
+    worker processes get them ready and never import premailer (18 MB a process)."""
+
+    html: str
+    html_name: str
+    text: str
+    text_name: str
+
+
+def load_templates(config: Config) -> Templates:
+    """The templates (user folder first, then the package's), the HTML one inlined."""
+    loader = _loader(config)
+    env = _environment(loader, autoescape=False)
+    html, html_name, _ = loader.get_source(env, HTML_TEMPLATE)
+    text, text_name, _ = loader.get_source(env, TEXT_TEMPLATE)
+    html_name, text_name = html_name or HTML_TEMPLATE, text_name or TEXT_TEMPLATE
+    return Templates(inline_css(html, html_name), html_name, text, text_name)
+
+
+def _loader(config: Config) -> jinja2.BaseLoader:
+    return jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(config.templates), jinja2.PackageLoader("newsletter")]
+    )
+
+
 def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environment:
     return jinja2.Environment(
         loader=loader,
@@ -148,17 +178,12 @@ def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environm
     )
 
 
-def _load(env: jinja2.Environment, name: str, inline: bool) -> jinja2.Template:
-    """The template ``name`` (user folder first), with its CSS inlined when ``inline``."""
+def _compile(env: jinja2.Environment, source: str, filename: str) -> jinja2.Template:
+    """The template from ``source``; a syntax error becomes a ConfigError with its line."""
     try:
-        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        if inline:
-            source = inline_css(source, filename or name)
         return env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(
-            f"{filename or name}:{exc.lineno}: template error: {exc.message}"
-        ) from exc
+        raise ConfigError(f"{filename}:{exc.lineno}: template error: {exc.message}") from exc
 
 
 def inline_css(source: str, name: str) -> str:
@@ -171,6 +196,8 @@ def inline_css(source: str, name: str) -> str:
 
     # Comments render to nothing; as placeholders they would be stray text before <html>.
     protected = _JINJA_TAG.sub(protect, _JINJA_COMMENT.sub("", source).lstrip())
+    import premailer  # here, not at the top: worker processes get inlined templates
+
     inlined = premailer.Premailer(
         protected,
         allow_network=False,  # never fetch anything

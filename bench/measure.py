@@ -1,0 +1,86 @@
+"""Measuring helpers shared by the benchmarks: wall time and the summed peak memory of a
+process tree (a pipeline with worker processes is judged by all its processes together)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    found[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def tree(pid: int, skip: frozenset[int] = frozenset()) -> list[int]:
+    """``pid`` and all its descendants, leaving out ``skip`` and theirs."""
+    parents = _parents()
+    members, frontier = [pid], [pid]
+    while frontier:
+        frontier = [p for p, parent in parents.items() if parent in frontier and p not in skip]
+        members += frontier
+    return members
+
+
+@dataclass
+class PeakMemory:
+    """Samples the summed resident memory of a process tree every ``every`` seconds while
+    running; ``peak_mb`` is the highest sum seen. ``skip`` leaves out helper processes
+    (an SMTP sink) that are not part of what is measured."""
+
+    pid: int = field(default_factory=os.getpid)
+    every: float = 0.1
+    skip: frozenset[int] = frozenset()
+    peak_mb: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        """Take one sample now."""
+        total = sum(rss_mb(p) for p in tree(self.pid, self.skip))
+        self.peak_mb = max(self.peak_mb, total)
+
+    def __enter__(self) -> PeakMemory:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+
+def timed(run: Callable[[], object]) -> tuple[float, object]:
+    """Seconds taken by ``run()`` and its result."""
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result

@@ -1,0 +1,124 @@
+"""Whole-pipeline benchmark: `newsletter send` on a generated project, in a fresh process,
+from digest file and subscribers.yaml to every message delivered and recorded.
+
+Run:  python bench/pipeline.py [--subscribers 10000] [--papers 1000] [--sink outbox|smtp]
+
+The project comes from bench/workload.py. With --sink smtp the messages go to an aiosmtpd
+sink in its own process on loopback (plain SMTP; its memory is not counted); with outbox,
+into the Maildir outbox. Prints wall time, messages/s and the summed peak memory of the
+command and its worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from measure import PeakMemory
+from workload import write_project
+
+
+def sink(port_out: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
+    """An aiosmtpd server on loopback that accepts and counts messages until told to stop."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Counter:
+        accepted = 0
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+            Counter.accepted += 1
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
+    controller.start()
+    port_out.put(port)
+    stop.wait()
+    controller.stop()
+    port_out.put(Counter.accepted)
+
+
+class Sink:
+    """The SMTP sink process, as a context manager: ``port`` while open, ``accepted`` after."""
+
+    def __enter__(self) -> Sink:
+        self._queue: multiprocessing.Queue = multiprocessing.Queue()
+        self._stop = multiprocessing.Event()
+        self.process = multiprocessing.Process(
+            target=sink, args=(self._queue, self._stop), daemon=True
+        )
+        self.process.start()
+        self.port: int = self._queue.get(timeout=60)
+        self.accepted = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.accepted = self._queue.get(timeout=60)
+        self.process.join(timeout=30)
+
+
+def run_send(config: Path, skip: frozenset[int] = frozenset()) -> dict[str, float]:
+    """`newsletter send` for the project of ``config``, in a child process: seconds, messages
+    sent and the peak memory of the child and its workers."""
+    command = [sys.executable, "-m", "newsletter", "--config", str(config), "send", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, env=env)
+        with PeakMemory(child.pid, skip=skip) as memory:
+            _, errors = child.communicate()
+        seconds = time.perf_counter() - start
+        if child.returncode != 0:
+            raise RuntimeError(f"newsletter send failed: {errors.decode()[-2000:]}")
+        out.seek(0)
+        report = json.load(out)
+    return {"seconds": seconds, "sent": len(report["sent"]), "peak_mb": memory.peak_mb}
+
+
+def measure(subscribers: int, papers: int, where: str) -> dict[str, float]:
+    """One whole-pipeline run on a fresh project, to ``where`` ("outbox" or "smtp")."""
+    with tempfile.TemporaryDirectory() as folder:
+        if where == "outbox":
+            config = write_project(Path(folder), subscribers, papers)
+            return run_send(config)
+        with Sink() as smtp:
+            config = write_project(Path(folder), subscribers, papers, smtp_port=smtp.port)
+            result = run_send(config, skip=frozenset({smtp.process.pid}))
+        if smtp.accepted != result["sent"]:
+            raise RuntimeError(f"sink accepted {smtp.accepted}, send reported {result['sent']}")
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--papers", type=int, default=1_000)
+    parser.add_argument("--sink", choices=["outbox", "smtp"], default="outbox")
+    args = parser.parse_args()
+    result = measure(args.subscribers, args.papers, args.sink)
+    print(
+        f"{args.subscribers:,} subscribers x {args.papers:,} papers to {args.sink}: "
+        f"{result['seconds']:.1f} s, {result['sent'] / result['seconds']:,.0f} msgs/s, "
+        f"peak memory {result['peak_mb']:.0f} MB ({result['sent']:,} sent)"
+    )
+
+
+if __name__ == "__main__":
+    main()
