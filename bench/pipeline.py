@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from measure import PeakMemory
 from workload import write_project
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def sink(port_out: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
@@ -39,7 +39,7 @@ def sink(port_out: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
     class Counter:
         accepted = 0
 
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        async def handle_DATA(self, server, session, envelope):
             Counter.accepted += 1
             return "250 OK"
 

@@ -260,13 +260,13 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
     """One match as the templates show it. Cached: subscribers with the same keywords get
     equal matches for a paper, and a large send renders each such view once."""
     paper = match.paper
-    abstract = shorten(paper.abstract, abstract_chars)
+    url, meta, abstract = _paper_parts(paper, abstract_chars)
     reasons = [f"{k} (title)" for k in match.title_keywords]
     reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
     return PaperView(
         title=paper.title,
-        url=paper_url(paper.title, paper.arxiv_id),
-        meta=" · ".join(_meta(paper)),
+        url=url,
+        meta=meta,
         title_segments=segments(paper.title, match.title_spans),
         abstract_segments=segments(abstract, match.abstract_spans),
         abstract_text=abstract,
@@ -275,6 +275,12 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
 
 
 @functools.lru_cache(maxsize=8192)
+def _paper_parts(paper: Paper, abstract_chars: int) -> tuple[str, str, str]:
+    """What a paper shows whoever gets it: its URL, meta line and shortened abstract."""
+    abstract = shorten(paper.abstract, abstract_chars)
+    return paper_url(paper.title, paper.arxiv_id), " · ".join(_meta(paper)), abstract
+
+
 def paper_url(title: str, arxiv_id: str | None) -> str:
     """The Hugging Face paper page, or a Hugging Face papers search for the title."""
     if arxiv_id:
@@ -353,20 +359,21 @@ def wrap(text: str, indent: int = 0, first: bool = False) -> str:
     """Fold ``text`` at 72 columns; continuation lines (and the first, if ``first``) are
     indented; words longer than a line, such as URLs, are never broken."""
     pad = " " * indent
-    words = text.split()
+    rest = " ".join(text.split())
+    room = WIDTH - (indent if first else 0)  # columns left for words on this line
     lines: list[str] = []
-    line: list[str] = []
-    used = indent if first else 0  # columns taken on the current line
-    for word in words:
-        if line and used + 1 + len(word) > WIDTH:
-            lines.append(" ".join(line))
-            line, used = [word], indent + len(word)
-        else:
-            used += len(word) + (1 if line else 0)
-            line.append(word)
-    lines.append(" ".join(line))
-    head = pad if first else ""
-    return head + ("\n" + pad).join(lines)
+    # Cut at the last space that fits: a step per line, not per word.
+    while len(rest) > room:
+        cut = rest.rfind(" ", 0, room + 1)
+        if cut < 0:  # the first word alone is too long: it gets a line of its own
+            cut = rest.find(" ", room)
+            if cut < 0:
+                break
+        lines.append(rest[:cut])
+        rest = rest[cut + 1 :]
+        room = WIDTH - indent
+    lines.append(rest)
+    return (pad if first else "") + ("\n" + pad).join(lines)
 
 
 def _one_line(text: str) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import email
 import os
 import re
+import textwrap
 from dataclasses import replace
 from email import policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError
 from newsletter.mime import token_matches
@@ -293,3 +296,24 @@ def test_inlining_never_fetches_anything(tmp_path: Path) -> None:
         server.shutdown()
     assert requests == []
     assert "<p>{{ x }}</p>" in inlined
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab \n"), max_size=300),
+    st.integers(min_value=0, max_value=8),
+    st.booleans(),
+)
+def test_wrap_is_greedy_filling_like_textwrap(text: str, indent: int, first: bool) -> None:
+    """Reference: textwrap with the same rules (whitespace runs are one space, long words
+    stay whole, no breaks at hyphens)."""
+    pad = " " * indent
+    lines = textwrap.wrap(
+        " ".join(text.split()),
+        width=72,
+        initial_indent=pad if first else "",
+        subsequent_indent=pad,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    expected = "\n".join(lines) if lines else (pad if first else "")
+    assert wrap(text, indent, first) == expected
