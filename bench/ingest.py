@@ -122,44 +122,56 @@ def parse_and_store(path: Path) -> None:
         assert report.status == "ingested", report
 
 
+def measure(cards: int = 10_000, repeat: int = 5) -> dict:
+    """Seconds (best of ``repeat``) and cards/s of each path on one synthetic digest."""
+    data = synthetic_digest(cards)
+    digest = read_digest_bytes(data, today=TODAY)
+    rows = [(str(i), c.title, c.abstract) for i, c in enumerate(digest.cards)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "digest.txt"
+        path.write_bytes(data)
+        seconds = {
+            "floor-split": best_of(repeat, lambda: floor_split(data)),
+            "parse": best_of(repeat, lambda: read_digest_bytes(data, today=TODAY)),
+            "floor-insert": best_of(repeat, lambda: floor_insert(rows)),
+            "parse+store": best_of(repeat, lambda: parse_and_store(path)),
+        }
+    count = len(digest.cards)
+    rate = {name: count / value for name, value in seconds.items()}
+    return {
+        "cards": count,
+        "megabytes": len(data) / 1e6,
+        "seconds": seconds,
+        "cards_per_s": rate,
+        "ratios": {
+            f"parse rate / target ({PARSE_TARGET:,}/s)": rate["parse"] / PARSE_TARGET,
+            f"parse+store rate / target ({STORE_TARGET:,}/s)": rate["parse+store"] / STORE_TARGET,
+            "parse time / floor-split time": seconds["parse"] / seconds["floor-split"],
+            "parse+store time / (parse + floor-insert)": seconds["parse+store"]
+            / (seconds["parse"] + seconds["floor-insert"]),
+        },
+        "met": rate["parse"] >= PARSE_TARGET and rate["parse+store"] >= STORE_TARGET,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-
-    data = synthetic_digest(args.cards)
-    digest = read_digest_bytes(data, today=TODAY)
-    cards = len(digest.cards)
-    rows = [(str(i), c.title, c.abstract) for i, c in enumerate(digest.cards)]
-    print(f"synthetic digest: {cards:,} cards, {len(data) / 1e6:.1f} MB; best of {args.repeat}")
-
-    folder = tempfile.TemporaryDirectory()
-    path = Path(folder.name) / "digest.txt"
-    path.write_bytes(data)
-    results = {
-        "floor-split": best_of(args.repeat, lambda: floor_split(data)),
-        "parse": best_of(args.repeat, lambda: read_digest_bytes(data, today=TODAY)),
-        "floor-insert": best_of(args.repeat, lambda: floor_insert(rows)),
-        "parse+store": best_of(args.repeat, lambda: parse_and_store(path)),
-    }
-    folder.cleanup()
-    rate = {name: cards / seconds for name, seconds in results.items()}
-    for name, seconds in results.items():
-        print(f"  {name:<13} {seconds * 1000:8.1f} ms   {rate[name]:>12,.0f} cards/s")
-    floor_store = results["parse"] + results["floor-insert"]
-    ratios = {
-        f"parse rate / target ({PARSE_TARGET:,}/s)": rate["parse"] / PARSE_TARGET,
-        f"parse+store rate / target ({STORE_TARGET:,}/s)": rate["parse+store"] / STORE_TARGET,
-        "parse time / floor-split time": results["parse"] / results["floor-split"],
-        "parse+store time / (parse + floor-insert)": results["parse+store"] / floor_store,
-    }
+    result = measure(args.cards, args.repeat)
+    print(
+        f"synthetic digest: {result['cards']:,} cards, {result['megabytes']:.1f} MB; "
+        f"best of {args.repeat}"
+    )
+    for name, seconds in result["seconds"].items():
+        rate = result["cards_per_s"][name]
+        print(f"  {name:<13} {seconds * 1000:8.1f} ms   {rate:>12,.0f} cards/s")
     print("ratios:")
-    for name, value in ratios.items():
+    for name, value in result["ratios"].items():
         print(f"  {name:<42} {value:6.2f}x")
-    ok = rate["parse"] >= PARSE_TARGET and rate["parse+store"] >= STORE_TARGET
-    print("targets met" if ok else "TARGETS MISSED")
-    sys.exit(0 if ok else 1)
+    print("targets met" if result["met"] else "TARGETS MISSED")
+    sys.exit(0 if result["met"] else 1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -25,53 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from measure import PeakMemory
+from sink import Sink
 from workload import write_project
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def sink(port_out: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
-    """An aiosmtpd server on loopback that accepts and counts messages until told to stop."""
-    import socket
-
-    from aiosmtpd.controller import Controller
-
-    class Counter:
-        accepted = 0
-
-        async def handle_DATA(self, server, session, envelope):
-            Counter.accepted += 1
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
-    controller.start()
-    port_out.put(port)
-    stop.wait()
-    controller.stop()
-    port_out.put(Counter.accepted)
-
-
-class Sink:
-    """The SMTP sink process, as a context manager: ``port`` while open, ``accepted`` after."""
-
-    def __enter__(self) -> Sink:
-        self._queue: multiprocessing.Queue = multiprocessing.Queue()
-        self._stop = multiprocessing.Event()
-        self.process = multiprocessing.Process(
-            target=sink, args=(self._queue, self._stop), daemon=True
-        )
-        self.process.start()
-        self.port: int = self._queue.get(timeout=60)
-        self.accepted = 0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.accepted = self._queue.get(timeout=60)
-        self.process.join(timeout=30)
 
 
 def run_send(config: Path, skip: frozenset[int] = frozenset()) -> dict[str, float]:

@@ -1,0 +1,205 @@
+"""Turn bench/results.json into a Markdown table and PNG plots.
+
+Run:  python bench/report.py [bench/results.json]   (bench/run.py calls it at the end)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SERIES_LABELS = {
+    "outbox": "whole pipeline -> Maildir outbox",
+    "smtp": "whole pipeline -> aiosmtpd sink",
+    "match+render": "match + render to bytes only",
+}
+
+
+def stage_rows(stages: dict) -> list[tuple[str, str, str, str, str]]:
+    """(stage, ours, naive reference, physical limit, ratios) for each stage run."""
+    rows = []
+    if "ingest" in stages:
+        ingest = stages["ingest"]
+        rate = ingest["cards_per_s"]
+        rows.append(
+            (
+                f"ingest: parse ({ingest['cards']:,} cards)",
+                f"{rate['parse']:,.0f} cards/s",
+                "—",
+                f"{rate['floor-split']:,.0f} cards/s (split lines only)",
+                f"limit/ours {rate['floor-split'] / rate['parse']:.2f}; "
+                f"target 100,000/s: {rate['parse'] / 100_000:.2f}x",
+            )
+        )
+        floor = 1 / (1 / rate["parse"] + 1 / rate["floor-insert"])
+        rows.append(
+            (
+                "ingest: parse + store",
+                f"{rate['parse+store']:,.0f} cards/s",
+                "—",
+                f"{floor:,.0f} cards/s (parse + bare INSERTs)",
+                f"limit/ours {floor / rate['parse+store']:.2f}; "
+                f"target 20,000/s: {rate['parse+store'] / 20_000:.2f}x",
+            )
+        )
+    if "match" in stages:
+        match = stages["match"]
+        seconds = match["seconds"]
+        rows.append(
+            (
+                f"match ({match['subscribers']:,} subscribers x {match['papers']:,} papers)",
+                f"{seconds['compiled']:.2f} s",
+                f"{seconds['naive (scaled)']:,.0f} s (a regex per keyword, per paper)",
+                "—",
+                f"naive/ours {seconds['naive (scaled)'] / seconds['compiled']:,.0f}x; "
+                f"2N x 2M / N x M {seconds['compiled 2Nx2M'] / seconds['compiled']:.2f}",
+            )
+        )
+    if "render" in stages:
+        render = stages["render"]["emails_per_s"]
+        naive = render["naive (premailer per email)"]
+        rows.append(
+            (
+                "render to message bytes (1 core)",
+                f"{render['renderer']:,.0f} emails/s",
+                f"{naive:,.0f} emails/s (premailer per email)",
+                "—",
+                f"ours/naive {render['renderer'] / naive:.1f}x",
+            )
+        )
+    if "outbox" in stages:
+        outbox = stages["outbox"]["msgs_per_s"]
+        limit = outbox["limit (bare writes)"]
+        rows.append(
+            (
+                "deliver to Maildir outbox",
+                f"{outbox['outbox transport']:,.0f} msgs/s",
+                "—",
+                f"{limit:,.0f} msgs/s (write, fsync, rename)",
+                f"ours/limit {outbox['outbox transport'] / limit:.2f}",
+            )
+        )
+    if "send" in stages:
+        for name, run in stages["send"]["runs"].items():
+            rows.append(
+                (
+                    f"`newsletter send` over SMTP ({name}, {run['sent']:,} subscribers)",
+                    f"{run['c']:,.0f} msgs/s",
+                    f"{run['b']:,.0f} msgs/s (a connection per message)",
+                    f"{run['a']:,.0f} msgs/s (pre-rendered, one connection)",
+                    f"ours/limit {run['c'] / run['a']:.2f}; limit/naive {run['a'] / run['b']:.2f}",
+                )
+            )
+    if "scale" in stages:
+        scale = stages["scale"]
+        rows.append(
+            (
+                f"match + render, {scale['subscribers']:,} x {scale['papers']:,}, "
+                f"{scale['workers']} workers",
+                f"{scale['seconds']:.1f} s, peak {scale['peak_mb']:.0f} MB",
+                "—",
+                "—",
+                f"time/60 s {scale['seconds'] / 60:.2f}; "
+                f"memory/500 MB {scale['peak_mb'] / 500:.2f}",
+            )
+        )
+    return rows
+
+
+def table(results: dict) -> str:
+    """The figures as Markdown tables."""
+    lines = [
+        "| stage | ours | naive reference | physical limit | ratios |",
+        "|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in stage_rows(results.get("stages", {}))]
+    curves = results.get("curves")
+    if curves:
+        lines += [
+            "",
+            "| series | subscribers | papers | seconds | messages/s | peak memory |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for c in curves:
+            rate = c["sent"] / c["seconds"] if c["seconds"] else 0
+            lines.append(
+                f"| {SERIES_LABELS[c['series']]} | {c['subscribers']:,} | {c['papers']:,} | "
+                f"{c['seconds']:.1f} | {rate:,.0f} | {c['peak_mb']:.0f} MB |"
+            )
+    linearity = results.get("linearity")
+    if linearity:
+        lines += ["", "Cost of one more subscriber, 10k -> 100k over 1k -> 10k (1 = linear):", ""]
+        lines += [f"- {SERIES_LABELS[name]}: {value:.2f}" for name, value in linearity.items()]
+    return "\n".join(lines)
+
+
+def plot(results: dict, folder: Path) -> list[Path]:
+    """PNG plots of the curves (and the stages' ratios); none without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots")
+        return []
+    written = []
+    curves = results.get("curves", [])
+    subscriber_points = [c for c in curves if c["papers"] == 1_000]
+    paper_points = [c for c in curves if c["subscribers"] == 10_000]
+    for name, points, axis, label in (
+        (
+            "pipeline-subscribers.png",
+            subscriber_points,
+            "subscribers",
+            "subscribers (1,000 papers)",
+        ),
+        ("pipeline-papers.png", paper_points, "papers", "papers (10,000 subscribers)"),
+    ):
+        if len({c[axis] for c in points}) < 2:
+            continue
+        figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for series, style in (("outbox", "o-"), ("smtp", "s-"), ("match+render", "^--")):
+            chosen = sorted((c for c in points if c["series"] == series), key=lambda c: c[axis])
+            xs = [c[axis] for c in chosen]
+            left.plot(xs, [c["seconds"] for c in chosen], style, label=SERIES_LABELS[series])
+            right.plot(xs, [c["peak_mb"] for c in chosen], style, label=SERIES_LABELS[series])
+        if axis == "subscribers":
+            low = min(c[axis] for c in points)
+            high = max(c[axis] for c in points)
+            start = min(c["seconds"] for c in points if c[axis] == high) * low / high
+            left.plot([low, high], [start, start * high / low], ":", color="grey", label="linear")
+            right.axhline(500, color="red", linestyle=":", label="500 MB target")
+        for ax, title in ((left, "wall time (s)"), (right, "peak memory, all processes (MB)")):
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        left.set_yscale("log")
+        right.set_ylim(bottom=0)
+        left.legend(fontsize=8)
+        figure.suptitle(f"newsletter, {_machine_line(results)}", fontsize=9)
+        figure.tight_layout()
+        path = folder / name
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _machine_line(results: dict) -> str:
+    m = results.get("machine", {})
+    return f"{m.get('cores', '?')} cores, {m.get('cpu', '?')}, Python {m.get('python', '?')}"
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results.json"
+    results = json.loads(path.read_text())
+    print(table(results))
+    for written in plot(results, path.parent):
+        print(f"plot: {written}")
+
+
+if __name__ == "__main__":
+    main()

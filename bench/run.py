@@ -1,0 +1,170 @@
+"""Every benchmark in one run: each stage beside its naive reference and its physical limit,
+the 100,000-subscriber match+render target, and the whole pipeline's scaling curves.
+
+Run:  pip install -e '.[bench]' && python bench/run.py [--quick] [--out bench/results.json]
+
+Writes bench/results.json and, with matplotlib, bench/pipeline-subscribers.png and
+bench/pipeline-papers.png; prints the table of figures and ratios (bench/report.py).
+Each measurement runs in a fresh Python process, so no cache or memory of one stage
+colours the next. --quick stops the curves at 10,000 subscribers and shrinks the stages
+(a check that everything runs, in about two minutes; not the figures BENCHMARKS.md quotes).
+
+Full run on a 2-core machine: about 15 minutes (the 100,000-subscriber SMTP run alone takes
+several: the aiosmtpd sink, in Python, shares the two cores with the pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Stage name -> (module, keyword arguments for a full run, for a quick run).
+STAGES = {
+    "ingest": ("ingest", {"cards": 10_000, "repeat": 5}, {"cards": 2_000, "repeat": 2}),
+    "match": ("match", {"subscribers": 10_000, "papers": 1_000}, {"subscribers": 2_000}),
+    "render": ("render", {"emails": 2_000, "naive": 100}, {"emails": 500, "naive": 30}),
+    "outbox": ("outbox", {"count": 2_000}, {"count": 300}),
+    "send": ("send", {"subscribers": 2_000, "messages": 1_000}, {"messages": 300}),
+    "scale": ("scale", {"subscribers": 100_000, "papers": 1_000}, {"subscribers": 10_000}),
+}
+SUBSCRIBERS = (1_000, 10_000, 100_000)
+PAPERS = (100, 1_000, 10_000)
+BASE_SUBSCRIBERS, BASE_PAPERS = 10_000, 1_000  # the papers sweep's fixed subscribers; and back
+SINKS = ("outbox", "smtp")
+
+
+def in_child(call: str, **kwargs: object) -> dict:
+    """``call`` ("module.function") with ``kwargs`` in a fresh interpreter; its JSON result."""
+    module, function = call.split(".")
+    code = (
+        f"import json, sys; sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]\n"
+        f"from {module} import {function}\n"
+        f"print(json.dumps({function}(**json.loads(sys.argv[1]))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{call}({kwargs}) failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import yaml
+
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory, 1),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "libyaml": bool(yaml.__with_libyaml__),
+    }
+
+
+def run_stages(quick: bool) -> dict:
+    results = {}
+    for name, (module, full, short) in STAGES.items():
+        kwargs = {**full, **short} if quick else full
+        print(f"  {name} {kwargs} ...", flush=True)
+        results[name] = in_child(f"{module}.measure", **kwargs)
+    return results
+
+
+def run_curves(quick: bool) -> list[dict]:
+    """The whole pipeline (and match+render alone) against subscribers and against papers."""
+    subscribers = [n for n in SUBSCRIBERS if not quick or n <= 10_000]
+    papers = [m for m in PAPERS if not quick or m <= 1_000]
+    points = [(n, BASE_PAPERS) for n in subscribers]
+    points += [(BASE_SUBSCRIBERS, m) for m in papers if m != BASE_PAPERS]
+    curves = []
+    for n, m in points:
+        for sink in SINKS:
+            print(f"  pipeline {n:,} x {m:,} -> {sink} ...", flush=True)
+            result = in_child("pipeline.measure", subscribers=n, papers=m, where=sink)
+            curves.append({"series": sink, "subscribers": n, "papers": m, **result})
+        print(f"  match+render {n:,} x {m:,} ...", flush=True)
+        result = in_child("scale.measure", subscribers=n, papers=m)
+        curves.append(
+            {
+                "series": "match+render",
+                "subscribers": n,
+                "papers": m,
+                "seconds": result["seconds"],
+                "peak_mb": result["peak_mb"],
+                "sent": result["emails"],
+            }
+        )
+    return curves
+
+
+def linearity(curves: list[dict]) -> dict:
+    """Per series: the cost of one more subscriber between the two largest sizes over the
+    cost between the two smallest (1 = linear, above 1 = growing faster than linear)."""
+    out = {}
+    for series in (*SINKS, "match+render"):
+        points = sorted(
+            (c["subscribers"], c["seconds"])
+            for c in curves
+            if c["series"] == series and c["papers"] == BASE_PAPERS
+        )
+        if len(points) >= 3:
+            (n0, t0), (n1, t1), (n2, t2) = points[-3:]
+            out[series] = ((t2 - t1) / (n2 - n1)) / ((t1 - t0) / (n1 - n0))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a check, not figures")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--no-curves", action="store_true", help="stages only")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results: dict = {
+        "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    print("stages:", flush=True)
+    results["stages"] = run_stages(args.quick)
+    if not args.no_curves:
+        print("curves:", flush=True)
+        results["curves"] = run_curves(args.quick)
+        results["linearity"] = linearity(results["curves"])
+    results["minutes"] = (time.perf_counter() - started) / 60
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    from report import plot, table
+
+    print(table(results))
+    for path in plot(results, args.out.parent):
+        print(f"plot: {path}")
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
