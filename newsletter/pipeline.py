@@ -151,6 +151,14 @@ class _Run:
     failed: list[FailedItem] = field(default_factory=list)
     papers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # message id -> papers
     resent: set[str] = field(default_factory=set)  # message ids sent again as they were
+    ids: dict[str, str] = field(default_factory=dict)  # one copy of each paper id
+
+    def expect(self, message_id: str, papers: tuple[str, ...]) -> tuple[str, ...]:
+        """Note the papers of a message on its way; the report keeps one string per paper id
+        (each arrives as its own copy from the workers: 100,000 reports held ~60 MB of them)."""
+        papers = tuple(self.ids.setdefault(paper, paper) for paper in papers)
+        self.papers[message_id] = papers
+        return papers
 
 
 def send(
@@ -220,7 +228,7 @@ def _outgoing(
     sender = parseaddr(config.render.sender)[1]
     for item in pending:
         subscriber = wanted[item.subscriber]
-        run.papers[item.message_id] = item.paper_ids
+        run.expect(item.message_id, item.paper_ids)
         run.resent.add(item.message_id)
         if dry_run:
             run.sent.append(SentItem(subscriber.email, item.paper_ids, item.message_id, True))
@@ -233,13 +241,11 @@ def _outgoing(
         if rendered is None:
             run.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))
             continue
-        run.papers[rendered.message_id] = rendered.paper_ids
+        papers = run.expect(rendered.message_id, rendered.paper_ids)
         if dry_run:
-            run.sent.append(SentItem(subscriber.email, rendered.paper_ids, rendered.message_id))
+            run.sent.append(SentItem(subscriber.email, papers, rendered.message_id))
             continue
-        ledger.record_pending(
-            rendered.message_id, subscriber.email, rendered.paper_ids, rendered.data, now
-        )
+        ledger.record_pending(rendered.message_id, subscriber.email, papers, rendered.data, now)
         yield _message(subscriber, sender, rendered.message_id, rendered.data)
 
 
@@ -272,9 +278,10 @@ def _record(
     email = wanted[item.subscriber.casefold()].email
     if result.delivered:
         ledger.record_sent(item.message_id, result.attempts, now)
-        papers = run.papers[item.message_id]
+        papers = run.papers.pop(item.message_id)
         run.sent.append(SentItem(email, papers, item.message_id, item.message_id in run.resent))
         return
+    run.papers.pop(item.message_id, None)
     ledger.record_failure(
         item.message_id, result.attempts, result.error or "", result.code, result.permanent, now
     )
