@@ -10,7 +10,9 @@ Rules: see ``newsletter.text`` and the README.
 
 from __future__ import annotations
 
+import bisect
 import gc
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,7 +260,9 @@ class Matcher:
             title, abstract = scan.title_hits[paper], scan.abstract_hits[paper]
             _add(score[column], self._keywords, title, weights.title_weight)
             _add(score[column], self._keywords, abstract, weights.abstract_weight)
-            either = title | abstract
+            either = (
+                set(title).union(abstract) if required is not None or excluded is not None else ()
+            )
             if required is not None:
                 _add(required[column], self._require, either, 1)
             if excluded is not None:
@@ -286,8 +290,8 @@ class Matcher:
         pair_rows, pair_columns = np.nonzero(valid)
         pair_papers = papers[pair_rows, pair_columns]
         slots = self._slots[rows.start : rows.stop][pair_rows]
-        in_title = _slots_hit(scan.title_table[pair_papers[:, None], slots])
-        in_abstract = _slots_hit(scan.abstract_table[pair_papers[:, None], slots])
+        in_title = _slots_hit(_bits(scan.title_table, pair_papers[:, None], slots))
+        in_abstract = _slots_hit(_bits(scan.abstract_table, pair_papers[:, None], slots))
         counts = valid.sum(axis=1).tolist()
         chosen_papers, chosen_scores = pair_papers.tolist(), scores[valid].tolist()
         candidates = state.candidates[rows.start : rows.stop].tolist()
@@ -356,7 +360,7 @@ def _match(
     )
 
 
-def _add(target: np.ndarray, postings: _Postings, hits: set[int], value: int | bool) -> None:
+def _add(target: np.ndarray, postings: _Postings, hits: Iterable[int], value: int | bool) -> None:
     """Add ``value`` for every subscriber using a hit keyword (on a bool row: or)."""
     for kid in hits:
         rows = postings.rows.get(kid)
@@ -380,9 +384,10 @@ class _Scan:
     def __init__(self, index: KeywordIndex, papers: Sequence[Paper]) -> None:
         self.index = index
         self.papers = papers
-        self._located: dict[tuple[int, str], dict[int, tuple[tuple[int, int], ...]]] = {}
-        self.title_hits = [index.hits(words(p.title)) for p in papers]
-        self.abstract_hits = [index.hits(words(p.abstract)) for p in papers]
+        self._located: dict[tuple[int, str], _Located] = {}
+        # Tuples, not sets: a small set takes several times the memory (10,000 papers).
+        self.title_hits = [tuple(index.hits(words(p.title))) for p in papers]
+        self.abstract_hits = [tuple(index.hits(words(p.abstract))) for p in papers]
         self.title_table = _hit_table(self.title_hits, len(index.keywords))
         self.abstract_table = _hit_table(self.abstract_hits, len(index.keywords))
         self.first_seen = np.array([p.first_seen.timestamp() for p in papers])
@@ -396,30 +401,69 @@ class _Scan:
         """Character ranges in the paper's ``field`` where the keywords ``kids`` occur."""
         if not kids:
             return ()
-        ranges = self._located.get((paper, field))
-        if ranges is None:
-            ranges = self._located[(paper, field)] = self._locate(paper, field)
+        located = self._located.get((paper, field))
+        if located is None:
+            located = self._located[(paper, field)] = self._locate(paper, field)
         if len(kids) == 1:
-            return ranges.get(kids[0], ())
-        return merge_ranges([span for kid in kids for span in ranges.get(kid, ())])
+            return located.ranges(kids[0])
+        return merge_ranges([span for kid in kids for span in located.ranges(kid)])
 
-    def _locate(self, paper: int, field: str) -> dict[int, tuple[tuple[int, int], ...]]:
+    def _locate(self, paper: int, field: str) -> _Located:
         """Once per paper and field: each keyword's character ranges there."""
         text_words, offsets = word_offsets(getattr(self.papers[paper], field))
-        located = {}
-        for kid, starts in self.index.positions(text_words).items():
+        located = _Located()
+        for kid, starts in sorted(self.index.positions(text_words).items()):
             size = len(self.index.keywords[kid].words)
             ranges = [(offsets[start][0], offsets[start + size - 1][1]) for start in starts]
-            located[kid] = merge_ranges(ranges)
+            located.add(kid, merge_ranges(ranges))
         return located
 
 
-def _hit_table(hits: list[set[int]], keywords: int) -> np.ndarray:
-    """papers x (keywords + 1) booleans; the extra last column stays false (padding)."""
-    table = np.zeros((len(hits), keywords + 1), dtype=bool)
+class _Located:
+    """One paper field's keyword ranges, packed: kept for every paper a chunk explains, so
+    dicts of tuples (~6 KB a field) made 10,000 papers cost 60 MB a worker; this is ~1 KB."""
+
+    __slots__ = ("bounds", "flat", "kids")
+
+    def __init__(self) -> None:
+        self.kids = array("i")  # ascending keyword ids
+        self.bounds = array("i", [0])  # kid i's ranges are flat[bounds[i] : bounds[i + 1]]
+        self.flat = array("i")  # start, end, start, end, ...
+
+    def add(self, kid: int, ranges: Iterable[tuple[int, int]]) -> None:
+        """Append ``kid`` (above every kid so far) and its ranges."""
+        self.kids.append(kid)
+        for start, end in ranges:
+            self.flat.extend((start, end))
+        self.bounds.append(len(self.flat))
+
+    def ranges(self, kid: int) -> tuple[tuple[int, int], ...]:
+        """The ranges of ``kid`` (none if it does not occur)."""
+        index = bisect.bisect_left(self.kids, kid)
+        if index == len(self.kids) or self.kids[index] != kid:
+            return ()
+        low, high, flat = self.bounds[index], self.bounds[index + 1], self.flat
+        if high - low == 2:  # most keywords occur once in a field
+            return ((flat[low], flat[low + 1]),)
+        part = flat[low:high].tolist()
+        return tuple(zip(part[::2], part[1::2], strict=True))
+
+
+def _hit_table(hits: list[tuple[int, ...]], keywords: int) -> np.ndarray:
+    """papers x (keywords + 1) bits, packed 8 to a byte (10,000 papers x 2,000 keywords take
+    2.5 MB, not 20); the extra last column stays false (padding)."""
+    table = np.zeros((len(hits), (keywords + 8) // 8), dtype=np.uint8)
+    row = np.zeros(keywords + 1, dtype=bool)
     for paper, found in enumerate(hits):
-        table[paper, list(found)] = True
+        row[:] = False
+        row[list(found)] = True
+        table[paper] = np.packbits(row, bitorder="little")
     return table
+
+
+def _bits(table: np.ndarray, papers: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The bits of a packed hit table at (papers, columns), as booleans."""
+    return (table[papers, columns >> 3] >> (columns & 7).astype(np.uint8)) & 1 == 1
 
 
 def _tie_break(paper: Paper) -> tuple:
