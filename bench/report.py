@@ -129,7 +129,7 @@ def table(results: dict) -> str:
             )
     linearity = results.get("linearity")
     if linearity:
-        lines += ["", "Cost of one more subscriber, 10k -> 100k over 1k -> 10k (1 = linear):", ""]
+        lines += ["", "Cost per subscriber at 100k over that at 10k (1 = linear):", ""]
         lines += [f"- {SERIES_LABELS[name]}: {value:.2f}" for name, value in linearity.items()]
     return "\n".join(lines)
 

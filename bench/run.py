@@ -123,8 +123,9 @@ def run_curves(quick: bool) -> list[dict]:
 
 
 def linearity(curves: list[dict]) -> dict:
-    """Per series: the cost of one more subscriber between the two largest sizes over the
-    cost between the two smallest (1 = linear, above 1 = growing faster than linear)."""
+    """Per series: the cost per subscriber at the largest size over that at the next one down
+    (1,000 papers). 1 = linear; below 1, fixed start-up costs still show at the smaller size;
+    above 1, cost grows faster than the list."""
     out = {}
     for series in (*SINKS, "match+render"):
         points = sorted(
@@ -132,9 +133,9 @@ def linearity(curves: list[dict]) -> dict:
             for c in curves
             if c["series"] == series and c["papers"] == BASE_PAPERS
         )
-        if len(points) >= 3:
-            (n0, t0), (n1, t1), (n2, t2) = points[-3:]
-            out[series] = ((t2 - t1) / (n2 - n1)) / ((t1 - t0) / (n1 - n0))
+        if len(points) >= 2:
+            (n1, t1), (n2, t2) = points[-2:]
+            out[series] = (t2 / n2) / (t1 / n1)
     return out
 
 
