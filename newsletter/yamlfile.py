@@ -58,9 +58,10 @@ class YamlStream:
     yielded, that item's lines; once ``items()`` is done, ``data[key]`` is an empty list if
     the list was streamed."""
 
-    def __init__(self, path: Path, key: str | None = None) -> None:
+    def __init__(self, path: Path, key: str | None = None, loader: type | None = None) -> None:
         self.document = YamlDocument(path, None)
         self.key = key
+        self.loader = loader or _Loader  # yaml.SafeLoader gives the same, slower
 
     def items(self) -> Iterator[tuple[int, object]]:
         """Each item of the top-level ``key`` list, with its index; then the rest is read."""
@@ -71,7 +72,7 @@ class YamlStream:
             raise ConfigError(f"{path}: no such file") from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read it ({exc})") from exc
-        loader = _Loader(text)
+        loader = self.loader(text)
         try:
             yield from self._read(loader)
         except yaml.MarkedYAMLError as exc:

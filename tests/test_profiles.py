@@ -209,3 +209,24 @@ subscribers:
     assert (a.max_papers, b.max_papers, b.email) == (2, 2, "b@example.org")
     with pytest.raises(ConfigError, match="2: invalid YAML: but found another document"):
         load(tmp_path, "subscribers:\n---\nsubscribers:\n")
+
+
+def test_libyaml_and_pure_python_parsers_read_the_same(tmp_path: Path) -> None:
+    """The fast path (libyaml events) and PyYAML's own parser give equal items and lines."""
+    import yaml
+
+    from newsletter.yamlfile import YamlStream
+
+    path = tmp_path / "subscribers.yaml"
+    path.write_text(TEN_MISTAKES + "  - {email: z@example.org, keywords: [a, 'b c'], day: 1}\n")
+
+    def read(loader: type | None) -> list:
+        stream = YamlStream(path, "subscribers", loader)
+        return [
+            (index, entry, dict(stream.document.lines), dict(stream.document.raw))
+            for index, entry in stream.items()
+        ]
+
+    fast = read(None)
+    assert len(fast) == 6 and fast[-1][2][("subscribers", 5, "keywords", 1)] == 19
+    assert read(yaml.SafeLoader) == fast
