@@ -129,7 +129,9 @@ def table(results: dict) -> str:
             )
     linearity = results.get("linearity")
     if linearity:
-        lines += ["", "Cost per subscriber at 100k over that at 10k (1 = linear):", ""]
+        sizes = sorted({c["subscribers"] for c in curves or [] if c["papers"] == 1_000})[-2:]
+        between = f"{sizes[-1]:,} over that at {sizes[0]:,}" if len(sizes) == 2 else "the two sizes"
+        lines += ["", f"Cost per subscriber at {between} (1 = linear):", ""]
         lines += [f"- {SERIES_LABELS[name]}: {value:.2f}" for name, value in linearity.items()]
     return "\n".join(lines)
 
