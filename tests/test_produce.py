@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from newsletter.errors import NewsletterError
 from newsletter.matching import History
 from newsletter.produce import PARALLEL_FROM, Order, produce
 from tests.render_helpers import NOW, ada, fixed_papers, project_config
@@ -39,3 +42,16 @@ def test_parallel_production_equals_sequential(tmp_path: Path) -> None:
     assert sequential["reader5@example.org"][0] is None
     assert "t-compress" not in sequential["reader0@example.org"][1]
     assert outcome(2) == sequential
+
+
+def test_a_failing_worker_stops_the_run_with_its_error(tmp_path: Path) -> None:
+    """A template mistake that only shows when rendering (an undefined name) surfaces in the
+    caller as a NewsletterError naming it, not as a hang or a half-finished silent run."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "digest.txt.j2").write_text("{{ digest.no_such_field }}\n")
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = Order(subscribers, fixed_papers(), config, NOW, {}, {})
+    with pytest.raises(NewsletterError, match="no_such_field"):
+        for _ in produce(order, workers=2):
+            pass
