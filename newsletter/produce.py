@@ -94,14 +94,14 @@ def no_digest_reason(selection: Selection) -> str:
     return f"no new matches ({selection.candidates} new papers, none matching)"
 
 
-Task = tuple[list[Subscriber], dict[str, History]] | None  # a chunk, or None: stop
+_Task = tuple[list[Subscriber], dict[str, History]] | None  # a chunk, or None: stop
 
 
 def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
     # spawn, not fork: the caller may run threads (the scheduler), and a forked child could
     # inherit a lock some other thread held.
     context = multiprocessing.get_context("spawn")
-    tasks = context.Queue(maxsize=workers)  # a chunk ready per worker; the rest wait here
+    tasks = context.Queue(maxsize=workers)  # a chunk waiting per worker, cut when there is room
     results = context.Queue(maxsize=4 * workers)  # bounded: workers wait for the consumer
     common = replace(
         order,
@@ -150,9 +150,11 @@ class _Feeder:
             order.part(order.subscribers[i : i + size])
             for i in range(0, len(order.subscribers), size)
         )
-        items: Iterator[Task] = ((list(chunk.subscribers), dict(chunk.history)) for chunk in chunks)
+        items: Iterator[_Task] = (
+            (list(chunk.subscribers), dict(chunk.history)) for chunk in chunks
+        )
         self.items = itertools.chain(items, itertools.repeat(None, workers))
-        self.waiting: Task | str = next(self.items)
+        self.waiting: _Task | str = next(self.items)
 
     def feed(self) -> None:
         """Put chunks on the queue while it has room."""
