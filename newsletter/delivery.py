@@ -275,6 +275,9 @@ def deliver(
                 except queue.Full:
                     if stop.is_set() or not any(w.is_alive() for w in workers):
                         break
+            # Report what was accepted while we waited before the caller composes the next
+            # message: an accepted message is unrecorded only until the next hand-over.
+            yield from _drain(done, stop, finished)
             if stop.is_set():
                 break
         for _ in workers:

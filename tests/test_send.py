@@ -297,7 +297,9 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
         per_reader[message["To"].addresses[0].addr_spec].add(message["Message-ID"])
     assert len(per_reader) == count
     assert all(len(ids) == 1 for ids in per_reader.values())  # one digest each (same id if resent)
-    assert len(sink.messages) <= count + 2  # at most the messages in flight came twice
+    # At most the messages in flight came twice: per connection, one on the wire and one the
+    # server accepted while the next digest was being composed (recorded right after it).
+    assert len(sink.messages) <= count + 2 * 2
 
 
 def test_invalid_profiles_send_nothing_and_exit_2(shop: Path) -> None:
