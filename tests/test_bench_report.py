@@ -1,0 +1,54 @@
+"""bench/run.py's derived figures: the linearity ratio and the report table."""
+
+from __future__ import annotations
+
+import sys
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import table
+from run import linearity
+
+
+def point(series: str, subscribers: int, seconds: float, papers: int = 1_000) -> dict:
+    return {
+        "series": series,
+        "subscribers": subscribers,
+        "papers": papers,
+        "seconds": seconds,
+        "sent": subscribers,
+        "peak_mb": 100.0,
+    }
+
+
+def test_linearity_compares_cost_per_subscriber_at_the_two_largest_sizes() -> None:
+    curves = [
+        point("outbox", 1_000, 2.0),
+        point("outbox", 10_000, 10.0),
+        point("outbox", 100_000, 150.0),  # 1.5 ms a subscriber against 1.0: superlinear
+        point("outbox", 10_000, 99.0, papers=10_000),  # another sweep: ignored
+        point("smtp", 10_000, 20.0),
+        point("smtp", 100_000, 200.0),
+    ]
+    ratios = linearity(curves)
+    assert ratios["outbox"] == 1.5
+    assert ratios["smtp"] == 1.0
+    assert "match+render" not in ratios  # no points, no claim
+
+
+def test_table_reports_ratios_and_curves() -> None:
+    results = {
+        "stages": {
+            "render": {"emails_per_s": {"renderer": 3000.0, "naive (premailer per email)": 100.0}},
+            "outbox": {"msgs_per_s": {"outbox transport": 900.0, "limit (bare writes)": 1000.0}},
+        },
+        "curves": [point("smtp", 10_000, 20.0), point("smtp", 100_000, 200.0)],
+        "linearity": {"smtp": 1.0},
+    }
+    text = table(results)
+    assert "| render to message bytes (1 core) | 3,000 emails/s |" in text
+    assert "ours/naive 30.0x" in text and "ours/limit 0.90" in text
+    assert "| whole pipeline -> aiosmtpd sink | 100,000 | 1,000 | 200.0 | 500 | 100 MB |" in text
+    assert "Cost per subscriber at 100,000 over that at 10,000 (1 = linear):" in text
