@@ -18,11 +18,12 @@ import argparse
 import random
 import re
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from measure import timed
 
 from newsletter.config import MatchSettings
 from newsletter.matching import Matcher
@@ -126,12 +127,6 @@ def naive_select(subs: list[Subscriber], papers: list[Paper]) -> list[list[str]]
                 chosen.append((-score, *tie, paper.title.casefold(), paper.id))
         out.append([c[-1] for c in sorted(chosen)[: sub.max_papers]])
     return out
-
-
-def timed(run) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = run()
-    return time.perf_counter() - start, result
 
 
 def measure(subscribers: int = 10_000, papers: int = 1_000, slice_: str = "100x50") -> dict:
