@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.pipeline import ingest_file
+from newsletter.ingest import ingest_file
 from newsletter.sources import read_digest_bytes
 from newsletter.store import open_store
 

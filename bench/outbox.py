@@ -23,12 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from render import NOW, load_config_for_bench, selections
 
 from newsletter.delivery import OutboxTransport, Outgoing
-from newsletter.render import Renderer
+from newsletter.models import Envelope
+from newsletter.pipeline import make_renderer
+
+ENVELOPE = Envelope("d@example.org", "r@example.org")
 
 
 def messages(count: int) -> list[bytes]:
     """``count`` real digests as bytes."""
-    renderer = Renderer(load_config_for_bench(), {})
+    renderer = make_renderer(load_config_for_bench(), {})
     return [renderer.render(s, NOW).data for s in selections(count)]
 
 
@@ -52,9 +55,7 @@ def transport_writes(folder: Path, data: list[bytes]) -> float:
     connection = OutboxTransport(folder).connect()
     start = time.perf_counter()
     for index, body in enumerate(data):
-        connection.send(
-            Outgoing(f"<{index}@bench>", "r@example.org", "d@example.org", "r@example.org", body)
-        )
+        connection.send(Outgoing(f"<{index}@bench>", "r@example.org", ENVELOPE, body))
     connection.close()
     return len(data) / (time.perf_counter() - start)
 

@@ -27,7 +27,8 @@ from match import NOW, build
 from measure import PeakMemory, rss_mb
 
 from newsletter.config import load_config
-from newsletter.produce import Order, default_workers, produce
+from newsletter.parallel import Order, default_workers, produce
+from newsletter.pipeline import make_renderer
 
 TARGET_SECONDS = 60
 TARGET_MB = 500
@@ -45,7 +46,8 @@ def measure(subscribers: int = 100_000, papers: int = 1_000, workers: int | None
     emails = size = 0
     start = time.perf_counter()
     with PeakMemory() as memory:
-        for item in produce(Order(subs, items, config, NOW, {}, {}), workers=workers):
+        order = Order(subs, items, config.matching, make_renderer(config, {}), NOW, {})
+        for item in produce(order, workers=workers):
             if item.email:
                 emails += 1
                 size += len(item.email.data)

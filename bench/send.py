@@ -57,18 +57,19 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     from datetime import UTC, datetime
 
     from newsletter.config import load_config
-    from newsletter.pipeline import ingest, select
-    from newsletter.profiles import load_profiles
-    from newsletter.render import Renderer
+    from newsletter.ingest import ingest
+    from newsletter.matching import Matcher
+    from newsletter.pipeline import candidate_papers, make_renderer, profiles_of
     from newsletter.store import open_store
 
     settings = load_config(config)
-    profiles = load_profiles(settings)
+    chosen = profiles_of(settings).subscribers[:count]
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as state, open_store(Path(state)) as store:
         ingest(store, sorted((config.parent / "digests").iterdir()), now=now)
-        renderer = Renderer(settings, {})
-        selections = select(store, profiles.subscribers[:count], settings, now=now)
+        renderer = make_renderer(settings, {})
+        papers = candidate_papers(store, chosen, settings, now, {})
+        selections = Matcher(chosen, settings.matching).select(papers, now)
         return [email.data for s in selections if (email := renderer.render(s, now))]
 
 

@@ -61,6 +61,20 @@ class Problems:
             return None
         return value
 
+    def number(self, key_path: KeyPath, value: object, low: float, high: float) -> float | None:
+        """``value`` as a float in ``[low, high]``, or None after recording why not."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            self.add(
+                key_path,
+                f"'{key_path[-1]}' must be a number from {low:g} to {high:g}, not {value!r}",
+            )
+            return None
+        return float(value)
+
     def text(self, key_path: KeyPath, value: object) -> str | None:
         """``value`` as a non-empty string, or None after recording why not."""
         if not isinstance(value, str) or not value.strip():

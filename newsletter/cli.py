@@ -1,7 +1,9 @@
-"""The ``newsletter`` command: parses options, calls the library, maps errors to exit codes.
+"""The ``newsletter`` command: parses options, makes one library call, prints.
 
-Exit codes: 0 success, 1 some work failed (a file rejected, a delivery failed), 2 usage or
-configuration errors. Tracebacks only with ``--debug``.
+Each command returns its exit status (0, or 1 when some of the work failed); a library error
+is turned into a message and its class's ``exit_code`` in one place (``_Group``). Exit codes:
+0 success, 1 some work failed (a file rejected, a delivery failed), 2 usage or configuration
+errors. Tracebacks only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,39 +23,21 @@ import click
 
 from newsletter import __version__
 from newsletter.config import Config, config_path, load_config
-from newsletter.errors import ConfigError, NewsletterError
-from newsletter.lock import state_lock
-from newsletter.matching import Selection
+from newsletter.daemon import Daemon
+from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.models import (
     FileReport,
     IngestReport,
     Paper,
     RenderedEmail,
+    Selection,
     SendReport,
-    Subscriber,
 )
-from newsletter.pipeline import discover_digests, ingest, make_transport, select, send
-from newsletter.profiles import Profiles, load_profiles
-from newsletter.render import Renderer
-from newsletter.schedule import cron_trigger, slot_of, upcoming
-from newsletter.scheduler import Daemon
-from newsletter.store import open_store
-from newsletter.yamlfile import did_you_mean
+from newsletter.pipeline import Run, World, ingest_files, preview, profiles_of, stored_papers
+from newsletter.profiles import Profiles
+from newsletter.slots import slot_of, upcoming
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class World:
-    """What the CLI takes from outside: the clock and the environment (tests pass their own)."""
-
-    now: Callable[[], datetime] = _utc_now
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+EXIT_OK = 0
 
 
 @dataclass
@@ -68,19 +52,22 @@ class Session:
         """Load the configuration chosen by --config / $NEWSLETTER_CONFIG / ./config.yaml."""
         return load_config(config_path(self.config_option, self.world.environ))
 
+    def profiles(self, config: Config) -> Profiles:
+        """Load the profile file the configuration names."""
+        return profiles_of(config)
+
 
 class _Group(click.Group):
-    """Maps library errors to messages and exit codes; tracebacks only with --debug."""
+    """Maps a command's returned status, and library errors, to messages and exit codes;
+    tracebacks only with --debug."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
-            return super().invoke(ctx)
+            status = super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
-        except ConfigError as exc:
-            self._fail(ctx, exc, EXIT_USAGE)
         except NewsletterError as exc:
-            self._fail(ctx, exc, EXIT_FAILED)
+            self._fail(ctx, exc)
         except Exception as exc:
             if _debug(ctx):
                 raise
@@ -90,14 +77,16 @@ class _Group(click.Group):
                 err=True,
             )
             ctx.exit(EXIT_FAILED)
+        if status:
+            ctx.exit(status)
 
     @staticmethod
-    def _fail(ctx: click.Context, exc: Exception, code: int) -> None:
+    def _fail(ctx: click.Context, exc: NewsletterError) -> None:
         if _debug(ctx):
             raise exc
         for line in str(exc).splitlines():
             click.echo(f"newsletter: error: {line}", err=True)
-        ctx.exit(code)
+        ctx.exit(exc.exit_code)
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -129,26 +118,12 @@ def cli(ctx: click.Context, config_option: str | None, debug: bool) -> None:
     help="The listing's date (YYYY-MM-DD), instead of resolving the file's year-less date.",
 )
 @click.pass_obj
-def ingest_command(session: Session, paths: tuple[Path, ...], listing_date: datetime | None):
+def ingest_command(session: Session, paths: tuple[Path, ...], listing_date: datetime | None) -> int:
     """Read digest files into the store (default: new files in the digests folder)."""
-    config = session.config()
-    if not paths:
-        if not config.digests.is_dir():
-            raise ConfigError(
-                f"the digests folder {config.digests} does not exist; create it or fix "
-                f"'digests' in {config.path.name}"
-            )
-        paths = tuple(discover_digests(config.digests))
-    with open_store(config.state_dir) as store:
-        report = ingest(
-            store,
-            paths,
-            now=session.world.now(),
-            listing_date=listing_date.date() if listing_date else None,
-        )
+    day = listing_date.date() if listing_date else None
+    report = ingest_files(session.config(), session.world, paths, day)
     _print_ingest_report(report)
-    if report.rejected:
-        sys.exit(EXIT_FAILED)
+    return EXIT_FAILED if report.rejected else EXIT_OK
 
 
 def _print_ingest_report(report: IngestReport) -> None:
@@ -197,9 +172,7 @@ def _display_path(path: str) -> str:
 @click.pass_obj
 def papers_command(session: Session, as_json: bool) -> None:
     """List the stored papers, newest listing first."""
-    config = session.config()
-    with open_store(config.state_dir) as store:
-        papers = store.papers()
+    papers = stored_papers(session.config())
     if as_json:
         click.echo(json.dumps([p.to_json() for p in papers], indent=2, ensure_ascii=False))
         return
@@ -220,21 +193,22 @@ def _paper_line(paper: Paper) -> str:
 
 @cli.command("validate")
 @click.pass_obj
-def validate_command(session: Session) -> None:
+def validate_command(session: Session) -> int:
     """Check config.yaml and the profile file; list every problem with its line."""
     try:
         config = session.config()
         click.echo(f"{_display_path(str(config.path))}: ok")
-        profiles = load_profiles(config)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            click.echo(line, err=True)
-        count = len(str(exc).splitlines())
-        click.echo(f"{_plural(count, 'problem')} found", err=True)
-        sys.exit(EXIT_FAILED)
+        profiles = session.profiles(config)
+    except NewsletterError as exc:
+        problems = getattr(exc, "problems", [str(exc)])
+        for problem in problems:
+            click.echo(problem, err=True)
+        click.echo(f"{_plural(len(problems), 'problem')} found", err=True)
+        return EXIT_FAILED
     receiving = sum(1 for s in profiles.subscribers if s.receives)
     count = _plural(len(profiles.subscribers), "subscriber")
     click.echo(f"{_display_path(str(profiles.path))}: ok, {count} ({receiving} receiving)")
+    return EXIT_OK
 
 
 @cli.command("preview")
@@ -249,21 +223,12 @@ def validate_command(session: Session) -> None:
 def preview_command(session: Session, email: str, as_json: bool, out: Path | None) -> None:
     """Show what a subscriber would receive now; sends and records nothing."""
     config = session.config()
-    profiles = load_profiles(config)
-    subscriber = profiles.find(email)
-    if subscriber is None:
-        known = [s.email for s in profiles.subscribers]
-        raise ConfigError(
-            f"no subscriber '{email}' in {profiles.path.name}{did_you_mean(email, known)}"
-        )
-    now = session.world.now()
-    with open_store(config.state_dir) as store:
-        (selection,) = select(store, [subscriber], config, now=now)
+    (subscriber,) = session.profiles(config).named([email])
+    selection, rendered = preview(config, session.world, subscriber)
     if as_json:
         click.echo(json.dumps(_selection_json(selection), indent=2, ensure_ascii=False))
         if out is None:
             return
-    rendered = Renderer(config, session.world.environ).render(selection, now)
     if rendered is None:
         click.echo(
             f"no email for {subscriber.email}: {selection.candidates} new papers, none "
@@ -329,48 +294,20 @@ def _selection_json(selection: Selection) -> dict[str, object]:
 @click.pass_obj
 def send_command(
     session: Session, emails: tuple[str, ...], dry_run: bool, as_json: bool, retry_failed: bool
-) -> None:
+) -> int:
     """Ingest new digests, then send every due subscriber their digest now."""
     config = session.config()
-    profiles = load_profiles(config)
-    chosen = _chosen(profiles, emails)
-    transport = make_transport(config, session.world.environ)
-    with state_lock(config.state_dir), open_store(config.state_dir) as store:
-        digests = discover_digests(config.digests) if config.digests.is_dir() else []
-        ingested = ingest(store, digests, now=session.world.now())
-        with _progress(len(chosen), enabled=not as_json and sys.stdout.isatty()) as tick:
-            report = send(
-                store,
-                chosen,
-                config,
-                transport,
-                now=session.world.now(),
-                environ=session.world.environ,
-                dry_run=dry_run,
-                retry_failed=retry_failed,
-                on_result=tick,
-            )
+    profiles = session.profiles(config)
+    chosen = profiles.named(emails) if emails else profiles.subscribers
+    run = Run(config, session.world, dry_run=dry_run, retry_failed=retry_failed)
+    with _progress(len(chosen), enabled=not as_json and sys.stdout.isatty()) as tick:
+        run.on_result = tick
+        report = run.once(chosen)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
-        _print_send_report(report, ingested, transport.where)
-    if report.failed:
-        sys.exit(EXIT_FAILED)
-
-
-def _chosen(profiles: Profiles, emails: tuple[str, ...]) -> list[Subscriber]:
-    if not emails:
-        return list(profiles.subscribers)
-    chosen = []
-    for email in emails:
-        subscriber = profiles.find(email)
-        if subscriber is None:
-            known = [s.email for s in profiles.subscribers]
-            raise ConfigError(
-                f"no subscriber '{email}' in {profiles.path.name}{did_you_mean(email, known)}"
-            )
-        chosen.append(subscriber)
-    return chosen
+        _print_send_report(report)
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 @contextmanager
@@ -382,7 +319,8 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
         yield lambda: bar.update(1)
 
 
-def _print_send_report(report: SendReport, ingested: IngestReport, where: str) -> None:
+def _print_send_report(report: SendReport) -> None:
+    ingested = report.ingest
     if ingested.files:
         new = sum(1 for f in ingested.files if f.status == "ingested")
         click.echo(f"ingested {_plural(new, 'new digest file')}, {ingested.new_papers} new papers")
@@ -395,7 +333,7 @@ def _print_send_report(report: SendReport, ingested: IngestReport, where: str) -
     for failed in report.failed:
         kind = "failed for good" if failed.permanent else "deferred, retried next run"
         click.echo(f"failed ({kind}): {failed.subscriber}: {failed.error}", err=True)
-    destination = "" if report.dry_run else f" to {where}"
+    destination = "" if report.dry_run else f" to {report.where}"
     click.echo(
         f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
         f"{len(report.failed)} failed"
@@ -404,7 +342,7 @@ def _print_send_report(report: SendReport, ingested: IngestReport, where: str) -
 
 @cli.command("run")
 @click.pass_obj
-def run_command(session: Session) -> None:
+def run_command(session: Session) -> int:
     """Run the scheduler: send each subscriber their digest on their own schedule."""
     logging.basicConfig(
         level=logging.INFO,
@@ -413,8 +351,7 @@ def run_command(session: Session) -> None:
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     path = config_path(session.config_option, session.world.environ)
-    daemon = Daemon(path, now=session.world.now, environ=session.world.environ)
-    sys.exit(daemon.serve())
+    return Daemon(path, session.world).serve()
 
 
 @cli.command("schedule")
@@ -423,9 +360,9 @@ def run_command(session: Session) -> None:
 def schedule_command(session: Session, as_json: bool) -> None:
     """List each receiving subscriber's next send time, locally and in UTC."""
     config = session.config()
-    profiles = load_profiles(config)
+    profiles = session.profiles(config)
     cron = config.schedule.cron
-    trigger = cron_trigger(cron, config.schedule.timezone) if cron else None
+    trigger = config.schedule.trigger()
     rows = []
     for subscriber, when in upcoming(profiles.subscribers, session.world.now(), trigger):
         local = when.astimezone(ZoneInfo(subscriber.timezone))

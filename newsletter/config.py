@@ -1,108 +1,105 @@
-"""``config.yaml``: where things live, matching weights, schedule defaults."""
+"""``config.yaml``: where things live, matching weights, rendering, schedule and delivery.
+
+Every setting is declared once, as a field of its section's dataclass with its default and
+its kind (and range, or choices) in ``setting(...)``; the loader reads each section by that
+table and reports every problem at once with its line. Top-level keys fill ``Config`` and
+the flat sections (``MatchSettings``, ``RenderSettings``); ``schedule:`` and ``smtp:`` are
+mappings of their own. Each component is given the section it uses, not the whole config.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import time
 from pathlib import Path
+from typing import Any
 
 from newsletter.checks import Problems
 from newsletter.errors import ConfigError
-from newsletter.yamlfile import load_yaml
+from newsletter.slots import cron_trigger
+from newsletter.yamlfile import KeyPath, load_yaml
 
 ENV_VAR = "NEWSLETTER_CONFIG"
 DEFAULT_PATH = Path("config.yaml")
 
-# key -> default; every value is a path relative to the config file's folder.
-_PATH_KEYS = {
-    "digests": "digests",
-    "state_dir": "state",
-    "subscribers": "subscribers.yaml",
-    "templates": "templates",
-    "outbox_dir": "outbox",
-}
-# key -> (default, lowest, highest)
-_NUMBER_KEYS = {
-    "title_weight": (3, 0, 1000),
-    "abstract_weight": (1, 0, 1000),
-    "lookback_days": (7, 1, 3650),
-    "abstract_chars": (600, 80, 20000),
-}
-# key -> default (None: unset); text values.
-_TEXT_KEYS = {
-    "sender": "Research digest <digest@example.org>",
-    "list_id": None,
-    "unsubscribe_mailto": None,
-    "unsubscribe_url": None,
-    "unsubscribe_secret_env": "NEWSLETTER_UNSUBSCRIBE_SECRET",
-    "profile_help": "To change your keywords or how often you hear from us, reply to this email.",
-}
-_SCHEDULE_KEYS = ("send_at", "timezone", "cron", "misfire_grace_time")
-_KEYS = [*_PATH_KEYS, *_NUMBER_KEYS, *_TEXT_KEYS, "send_empty", "schedule", "delivery", "smtp"]
-DELIVERIES = ("outbox", "smtp")
-SECURITY = ("none", "starttls", "ssl")
-# smtp key -> (default, lowest, highest) for numbers
-_SMTP_NUMBERS = {
-    "port": (0, 1, 65535),
-    "timeout": (30, 1, 3600),
-    "connections": (2, 1, 32),
-    "max_attempts": (3, 1, 20),
-}
-_SMTP_KEYS = (
-    "host", "security", "username", "password_env", "ca_file", "retry_delay", *_SMTP_NUMBERS,
-    "password",  # known only to explain why it must not be here
-)  # fmt: skip
+
+@dataclass(frozen=True)
+class Kind:
+    """What a setting may hold: ``int``, ``number``, ``text``, ``path``, ``flag``, ``choice``,
+    ``clock`` or ``timezone``; numbers within ``low``..``high``."""
+
+    name: str
+    low: float = 0
+    high: float = 0
+    choices: tuple[str, ...] = ()
+
+
+def setting(default: Any, kind: str, low: float = 0, high: float = 0, choices=()) -> Any:
+    """A dataclass field that is also a key of the config file."""
+    return field(default=default, metadata={"kind": Kind(kind, low, high, tuple(choices))})
+
+
+def section(cls: type, key: str | None) -> Any:
+    """A dataclass field holding a section: a mapping under ``key``, or flat keys (None)."""
+    return field(default_factory=cls, metadata={"section": key, "class": cls})
 
 
 @dataclass(frozen=True)
 class MatchSettings:
     """How papers are scored and which count as new."""
 
-    title_weight: int = 3
-    abstract_weight: int = 1
-    lookback_days: int = 7
+    title_weight: int = setting(3, "int", 0, 1000)
+    abstract_weight: int = setting(1, "int", 0, 1000)
+    lookback_days: int = setting(7, "int", 1, 3650)
 
 
 @dataclass(frozen=True)
 class ScheduleDefaults:
-    """What a subscriber without ``send_at`` / ``timezone`` gets."""
+    """What a subscriber without ``send_at`` / ``timezone`` gets; or one global crontab."""
 
-    send_at: time = time(7, 0)
-    timezone: str = "UTC"
-    cron: str | None = None  # one global crontab instead of per-subscriber slots
-    misfire_grace_time: int = 3600  # seconds a missed run may be late and still run (once)
+    send_at: time = setting(time(7, 0), "clock")
+    timezone: str = setting("UTC", "timezone")
+    cron: str | None = setting(None, "text")  # instead of per-subscriber slots
+    # seconds a missed run may be late and still run (once)
+    misfire_grace_time: int = setting(3600, "int", 1, 7 * 86400)
+
+    def trigger(self):  # -> CronTrigger | None
+        """The cron trigger (checked when the config was loaded), or None."""
+        return cron_trigger(self.cron, self.timezone) if self.cron else None
 
 
 @dataclass(frozen=True)
 class RenderSettings:
     """How digests look and which headers they carry."""
 
-    sender: str = _TEXT_KEYS["sender"]  # type: ignore[assignment]
-    abstract_chars: int = 600  # abstracts are shortened to this in HTML
-    send_empty: bool = False  # send a short "nothing matched" note instead of nothing
-    list_id: str | None = None  # default: derived from the sender's domain
-    unsubscribe_mailto: str | None = None  # default: unsubscribe@<sender's domain>
-    unsubscribe_url: str | None = None  # https form for one-click unsubscribe, if any
-    unsubscribe_secret_env: str = "NEWSLETTER_UNSUBSCRIBE_SECRET"
-    profile_help: str = _TEXT_KEYS["profile_help"]  # type: ignore[assignment]
+    sender: str = setting("Research digest <digest@example.org>", "text")
+    abstract_chars: int = setting(600, "int", 80, 20000)  # abstracts are shortened to this
+    send_empty: bool = setting(False, "flag")  # a short "nothing matched" note, not nothing
+    list_id: str | None = setting(None, "text")  # default: from the sender's address
+    unsubscribe_mailto: str | None = setting(None, "text")  # default: unsubscribe@<domain>
+    unsubscribe_url: str | None = setting(None, "text")  # https one-click endpoint, if any
+    unsubscribe_secret_env: str = setting("NEWSLETTER_UNSUBSCRIBE_SECRET", "text")
+    profile_help: str = setting(
+        "To change your keywords or how often you hear from us, reply to this email.", "text"
+    )
 
 
 @dataclass(frozen=True)
 class SmtpSettings:
     """How to reach the SMTP server (the password itself only ever comes from the env)."""
 
-    host: str = "localhost"
-    port: int = 0  # 0: 465 for ssl, 587 for starttls, 25 for none
-    security: str = "starttls"  # none | starttls | ssl
-    username: str | None = None
-    password_env: str | None = None  # name of the environment variable holding the password
-    timeout: int = 30
-    connections: int = 2
-    max_attempts: int = 3
-    retry_delay: float = 1.0  # seconds before the first retry; doubles with each attempt
-    ca_file: Path | None = None
+    host: str = setting("localhost", "text")
+    port: int = setting(0, "int", 1, 65535)  # 0: 465 for ssl, 587 for starttls, 25 for none
+    security: str = setting("starttls", "choice", choices=("none", "starttls", "ssl"))
+    username: str | None = setting(None, "text")
+    password_env: str | None = setting(None, "text")  # the variable holding the password
+    timeout: int = setting(30, "int", 1, 3600)
+    connections: int = setting(2, "int", 1, 32)
+    max_attempts: int = setting(3, "int", 1, 20)
+    retry_delay: float = setting(1.0, "number", 0, 600)  # before the first retry; doubles
+    ca_file: Path | None = setting(None, "path")
 
     @property
     def effective_port(self) -> int:
@@ -115,16 +112,16 @@ class Config:
     """Settings with every path made absolute."""
 
     path: Path
-    digests: Path
-    state_dir: Path
-    subscribers: Path
-    templates: Path
-    matching: MatchSettings = field(default_factory=MatchSettings)
-    schedule: ScheduleDefaults = field(default_factory=ScheduleDefaults)
-    render: RenderSettings = field(default_factory=RenderSettings)
-    delivery: str = "outbox"  # outbox | smtp
-    outbox_dir: Path = Path("outbox")
-    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    digests: Path = setting(Path("digests"), "path")
+    state_dir: Path = setting(Path("state"), "path")
+    subscribers: Path = setting(Path("subscribers.yaml"), "path")
+    templates: Path = setting(Path("templates"), "path")
+    outbox_dir: Path = setting(Path("outbox"), "path")
+    delivery: str = setting("outbox", "choice", choices=("outbox", "smtp"))
+    matching: MatchSettings = section(MatchSettings, None)
+    render: RenderSettings = section(RenderSettings, None)
+    schedule: ScheduleDefaults = section(ScheduleDefaults, "schedule")
+    smtp: SmtpSettings = section(SmtpSettings, "smtp")
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -147,127 +144,126 @@ def load_config(path: Path) -> Config:
     data = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{document.where(())}: the config must be a mapping of key: value")
-    problems = Problems(document)
-    problems.unknown_keys((), data, _KEYS)
-    problems.repeated_keys()
-    base = path.resolve().parent
-    paths = {key: base / _path(problems, data, key, default) for key, default in _PATH_KEYS.items()}
-    numbers = {key: _number(problems, data, key, *limits) for key, limits in _NUMBER_KEYS.items()}
-    texts = {key: _text(problems, data, key, default) for key, default in _TEXT_KEYS.items()}
-    send_empty = (
-        problems.flag(("send_empty",), data["send_empty"]) if "send_empty" in data else False
-    )
-    _check_urls(problems, texts)
-    schedule = _schedule(problems, data.get("schedule", {}))
-    delivery = data.get("delivery", "outbox")
-    if "delivery" in data:
-        delivery = problems.choice(("delivery",), delivery, DELIVERIES) or "outbox"
-    smtp = _smtp(problems, data.get("smtp", {}), base)
-    if delivery == "smtp" and "smtp" not in data:
-        problems.add(("delivery",), "delivery is smtp but there is no 'smtp:' section (host, ...)")
-    if problems.found:
-        raise ConfigError("\n".join(problems.messages()))
-    abstract_chars = numbers.pop("abstract_chars")
-    render = RenderSettings(abstract_chars=abstract_chars, send_empty=bool(send_empty), **texts)
-    return Config(
-        path=path.resolve(),
-        matching=MatchSettings(**numbers),
-        schedule=schedule,
-        render=render,
-        delivery=delivery,
-        smtp=smtp,
-        **paths,
-    )
+    reader = _Reader(Problems(document), path.resolve().parent)
+    config = reader.read(Config, data, (), path=path.resolve())
+    _cross_checks(reader.problems, data, config)
+    reader.problems.repeated_keys()
+    if reader.problems.found:
+        raise ConfigError(reader.problems.messages())
+    return config
 
 
-def _path(problems: Problems, data: dict, key: str, default: str) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str) or not value.strip():
-        problems.add((key,), f"'{key}' must be a path (a string), not {value!r}")
-        return default
-    return value
+class _Reader:
+    """Reads sections by their field tables, collecting problems."""
+
+    def __init__(self, problems: Problems, base: Path) -> None:
+        self.problems = problems
+        self.base = base
+
+    def read(self, cls: type, data: dict, at: KeyPath, **given: object) -> Any:
+        """An instance of ``cls`` from ``data`` (keys it does not know are reported)."""
+        self.problems.unknown_keys(at, data, _known_keys(cls))
+        values: dict[str, object] = dict(given)
+        for item in fields(cls):
+            if "section" in item.metadata:
+                meta = item.metadata
+                values[item.name] = self._section(meta["class"], meta["section"], data, at)
+            elif "kind" in item.metadata and data.get(item.name) is not None:
+                value = self.value((*at, item.name), data[item.name], item.metadata["kind"])
+                if value is not None:
+                    values[item.name] = value
+            if item.metadata.get("kind") == Kind("path") and item.default is not None:
+                values.setdefault(item.name, self.base / item.default)  # relative to the file
+        return cls(**values)
+
+    def _section(self, cls: type, key: str | None, data: dict, at: KeyPath) -> Any:
+        if key is None:
+            return self.read_flat(cls, data, at)
+        inner = data.get(key, {})
+        if not isinstance(inner, dict):
+            names = ", ".join(f"{name}:" for name in _setting_names(cls)[:3])
+            self.problems.add((*at, key), f"'{key}' must be a mapping ({names} ...)")
+            return cls()
+        return self.read(cls, inner, (*at, key))
+
+    def read_flat(self, cls: type, data: dict, at: KeyPath) -> Any:
+        """``cls`` from keys that sit in ``data`` beside others (no unknown-key check)."""
+        values = {}
+        for name in _setting_names(cls):
+            if data.get(name) is not None:
+                kind = _field(cls, name).metadata["kind"]
+                value = self.value((*at, name), data[name], kind)
+                if value is not None:
+                    values[name] = value
+        return cls(**values)
+
+    def value(self, at: KeyPath, value: object, kind: Kind) -> object:
+        """``value`` checked as ``kind`` (None, with a problem recorded, when it is not)."""
+        problems = self.problems
+        if kind.name == "int":
+            return problems.integer(at, value, int(kind.low), int(kind.high))
+        if kind.name == "number":
+            return problems.number(at, value, kind.low, kind.high)
+        if kind.name == "flag":
+            return problems.flag(at, value)
+        if kind.name == "choice":
+            return problems.choice(at, value, kind.choices)
+        if kind.name == "clock":
+            return problems.clock(at, value)
+        if kind.name == "timezone":
+            return problems.timezone(at, value)
+        if kind.name == "path":
+            if not isinstance(value, str) or not value.strip():
+                problems.add(at, f"'{at[-1]}' must be a path (a string), not {value!r}")
+                return None
+            return self.base / value.strip()
+        return problems.text(at, value)
 
 
-def _number(problems: Problems, data: dict, key: str, default: int, low: int, high: int) -> int:
-    if key not in data:
-        return default
-    checked = problems.integer((key,), data[key], low, high)
-    return default if checked is None else checked
-
-
-def _text(problems: Problems, data: dict, key: str, default: str | None) -> str | None:
-    if key not in data or data[key] is None:
-        return default
-    return problems.text((key,), data[key])
-
-
-def _check_urls(problems: Problems, texts: dict[str, str | None]) -> None:
-    url = texts["unsubscribe_url"]
+def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
+    """What no single setting can say about itself."""
+    render, smtp = config.render, data.get("smtp")
+    url = render.unsubscribe_url
     if url and not url.startswith("https://"):
         problems.add(
             ("unsubscribe_url",), f"'unsubscribe_url' must start with https://, not {url!r}"
         )
-    if "@" not in (texts["sender"] or ""):
+    if "@" not in render.sender:
         problems.add(
             ("sender",), "'sender' must hold an address, e.g. 'Digest <digest@example.org>'"
         )
-
-
-def _smtp(problems: Problems, data: object, base: Path) -> SmtpSettings:
-    if not isinstance(data, dict):
-        problems.add(("smtp",), "'smtp' must be a mapping (host:, port:, security:, ...)")
-        return SmtpSettings()
-    problems.unknown_keys(("smtp",), data, _SMTP_KEYS)
-    values: dict[str, object] = {}
-    for key, (_, low, high) in _SMTP_NUMBERS.items():
-        if key in data:
-            values[key] = problems.integer(("smtp", key), data[key], low, high)
-    for key in ("host", "username", "password_env"):
-        if key in data:
-            values[key] = problems.text(("smtp", key), data[key])
-    if "security" in data:
-        values["security"] = problems.choice(("smtp", "security"), data["security"], SECURITY)
-    if "retry_delay" in data:
-        delay = data["retry_delay"]
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 600:
-            problems.add(("smtp", "retry_delay"), "'retry_delay' must be seconds from 0 to 600")
-        else:
-            values["retry_delay"] = float(delay)
-    if "ca_file" in data:
-        ca_file = problems.text(("smtp", "ca_file"), data["ca_file"])
-        values["ca_file"] = base / ca_file if ca_file else None
-    if "password" in data:
+    if config.delivery == "smtp" and "smtp" not in data:
+        problems.add(("delivery",), "delivery is smtp but there is no 'smtp:' section (host, ...)")
+    if isinstance(smtp, dict) and "password" in smtp:
         problems.add(
             ("smtp", "password"),
             "never put the password in the config: set 'password_env' to the name of an "
             "environment variable that holds it",
         )
-    return SmtpSettings(**{k: v for k, v in values.items() if v is not None})
+    schedule = config.schedule
+    if schedule.cron:
+        try:
+            cron_trigger(schedule.cron, schedule.timezone)
+        except ValueError as exc:
+            problems.add(("schedule", "cron"), f"'cron' {schedule.cron!r}: {exc}")
 
 
-def _schedule(problems: Problems, data: object) -> ScheduleDefaults:
-    if not isinstance(data, dict):
-        problems.add(("schedule",), "'schedule' must be a mapping (send_at:, timezone:)")
-        return ScheduleDefaults()
-    problems.unknown_keys(("schedule",), data, _SCHEDULE_KEYS)
-    defaults = ScheduleDefaults()
-    cron = problems.text(("schedule", "cron"), data["cron"]) if "cron" in data else None
-    if cron and len(cron.split()) not in (5, 6):
-        problems.add(
-            ("schedule", "cron"),
-            f"'cron' {cron!r} needs 5 fields (minute hour day month day_of_week) or 6 "
-            "(seconds last)",
-        )
-    grace = defaults.misfire_grace_time
-    if "misfire_grace_time" in data:
-        key = ("schedule", "misfire_grace_time")
-        grace = problems.integer(key, data["misfire_grace_time"], 1, 7 * 86400) or grace
-    send_at = (
-        problems.clock(("schedule", "send_at"), data["send_at"]) if "send_at" in data else None
-    )
-    zone = (
-        problems.timezone(("schedule", "timezone"), data["timezone"])
-        if "timezone" in data
-        else None
-    )
-    return ScheduleDefaults(send_at or defaults.send_at, zone or defaults.timezone, cron, grace)
+def _field(cls: type, name: str) -> Any:
+    return next(item for item in fields(cls) if item.name == name)
+
+
+def _setting_names(cls: type) -> list[str]:
+    return [item.name for item in fields(cls) if "kind" in item.metadata]
+
+
+def _known_keys(cls: type) -> list[str]:
+    """Keys a mapping read as ``cls`` may hold: its settings, its flat sections' settings,
+    and its nested sections' names (and, for smtp, 'password', known to say it is wrong)."""
+    known = []
+    for item in fields(cls):
+        if "kind" in item.metadata:
+            known.append(item.name)
+        elif "section" in item.metadata:
+            key = item.metadata["section"]
+            known.extend([key] if key else _setting_names(item.metadata["class"]))
+    return [*known, "password"] if cls is SmtpSettings else known

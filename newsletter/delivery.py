@@ -1,4 +1,5 @@
-"""Delivery: hand rendered messages to a Maildir outbox or an SMTP server.
+"""Delivery: hand rendered messages to a Maildir outbox or an SMTP server (or, for a dry
+run, to nowhere).
 
 A transport opens connections; a connection sends one message and raises on failure. The
 ``deliver`` pool runs one thread per connection, retries transient failures with exponential
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from newsletter.config import SmtpSettings
-from newsletter.errors import DeliveryError
+from newsletter.config import Config, SmtpSettings
+from newsletter.errors import DeliveryFailure as Failure
+from newsletter.errors import Fatal
+from newsletter.models import Envelope, RenderedEmail
 
 AUTH_HINT = "use an app password or the provider's SMTP authorization code"
 
@@ -32,10 +35,13 @@ class Outgoing:
 
     message_id: str
     subscriber: str
-    sender: str  # envelope sender
-    recipient: str  # envelope recipient (IDNA domain)
+    envelope: Envelope
     data: bytes
-    smtputf8: bool = False
+
+    @classmethod
+    def of(cls, email: RenderedEmail) -> Outgoing:
+        """The rendered email, as delivery needs it."""
+        return cls(email.message_id, email.subscriber, email.envelope, email.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +54,6 @@ class Result:
     error: str | None = None
     code: int | None = None
     permanent: bool = False  # a 5xx (or an address the server cannot take): not retried
-
-
-class Fatal(DeliveryError):
-    """The run must stop now (authentication refused, TLS missing or untrusted)."""
-
-
-class Failure(Exception):
-    """One message failed; ``permanent`` says whether retrying can help."""
-
-    def __init__(self, message: str, code: int | None, permanent: bool, reconnect: bool = False):
-        super().__init__(message)
-        self.code = code
-        self.permanent = permanent
-        self.reconnect = reconnect
 
 
 class Connection(Protocol):
@@ -82,6 +74,29 @@ class Transport(Protocol):
 
     def connect(self) -> Connection:
         """A new connection (raises Fatal or Failure)."""
+
+
+def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
+    """The configured delivery: the Maildir outbox or the SMTP server."""
+    if config.delivery == "smtp":
+        return SmtpTransport(config.smtp, environ)
+    return OutboxTransport(config.outbox_dir)
+
+
+class DryRunTransport:
+    """Takes every message and delivers none of them (``send --dry-run``)."""
+
+    parallel = 1
+    where = "nowhere (dry run)"
+
+    def connect(self) -> Connection:
+        return self
+
+    def send(self, outgoing: Outgoing) -> None:
+        """Accepts the message; it goes nowhere."""
+
+    def close(self) -> None:
+        """Nothing to let go of."""
 
 
 class OutboxTransport:
@@ -188,17 +203,18 @@ class _SmtpConnection:
         self.where = where
 
     def send(self, outgoing: Outgoing) -> None:
-        options = ["SMTPUTF8"] if outgoing.smtputf8 else []
-        if outgoing.smtputf8 and not self._supports("smtputf8"):
+        envelope = outgoing.envelope
+        options = ["SMTPUTF8"] if envelope.smtputf8 else []
+        if envelope.smtputf8 and not self._supports("smtputf8"):
             raise Failure(
                 f"{self.where} does not offer SMTPUTF8, so it cannot take the non-ASCII address "
-                f"{outgoing.recipient}",
+                f"{envelope.recipient}",
                 None,
                 permanent=True,
             )
         try:
             refused = self.client.sendmail(
-                outgoing.sender, [outgoing.recipient], outgoing.data, mail_options=options
+                envelope.sender, [envelope.recipient], outgoing.data, mail_options=options
             )
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
@@ -247,6 +263,21 @@ class Retry:
         self.sleep(self.delay * 2 ** (attempt - 1) * self.rng.uniform(0.5, 1.5))
 
 
+class _Halt:
+    """Set when the caller asks to stop (its event) or this pool must (a fatal error, the
+    end); the caller's event is only ever read: a daemon's stop outlives one run."""
+
+    def __init__(self, caller: threading.Event | None) -> None:
+        self.caller = caller
+        self.own = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.caller is not None and self.caller.is_set())
+
+    def set(self) -> None:
+        self.own.set()
+
+
 def deliver(
     transport: Transport,
     outgoing: Iterable[Outgoing],
@@ -254,8 +285,9 @@ def deliver(
     stop: threading.Event | None = None,
 ) -> Iterator[Result]:
     """Send every message over ``transport.parallel`` connections; yield each Result as it
-    comes (in the caller's thread). A Fatal error stops everything and is raised here."""
-    stop = stop or threading.Event()
+    comes (in the caller's thread). Once ``stop`` is set, messages in flight finish and
+    nothing more is handed over. A Fatal error stops everything and is raised here."""
+    stop = _Halt(stop)
     todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=4 * transport.parallel)
     done: queue.Queue[Result | BaseException | None] = queue.Queue()
     workers = [
@@ -292,7 +324,7 @@ def deliver(
         stop.set()
 
 
-def _drain(done: queue.Queue, stop: threading.Event, finished: list[int]) -> Iterator[Result]:
+def _drain(done: queue.Queue, stop: _Halt, finished: list[int]) -> Iterator[Result]:
     while True:
         try:
             result = done.get_nowait()
@@ -304,7 +336,7 @@ def _drain(done: queue.Queue, stop: threading.Event, finished: list[int]) -> Ite
         yield from _report(result, stop)
 
 
-def _report(result: Result | BaseException, stop: threading.Event) -> Iterator[Result]:
+def _report(result: Result | BaseException, stop: _Halt) -> Iterator[Result]:
     if isinstance(result, BaseException):
         stop.set()
         raise result
@@ -325,7 +357,7 @@ def _worker(
     retry: Retry,
     todo: queue.Queue,
     done: queue.Queue,
-    stop: threading.Event,
+    stop: _Halt,
 ) -> None:
     """One connection: send what comes, reconnecting and retrying as needed."""
     connection: Connection | None = None
@@ -350,7 +382,7 @@ def _send_with_retries(
     connection: Connection | None,
     item: Outgoing,
     retry: Retry,
-    stop: threading.Event,
+    stop: _Halt,
 ) -> tuple[Connection | None, Result]:
     failure: Failure | None = None
     for attempt in range(1, retry.attempts + 1):

@@ -1,7 +1,7 @@
 """Which papers each subscriber receives, and why.
 
 All profiles compile into one ``Matcher``. Each paper's text is scanned once for every
-distinct keyword of every profile (``KeywordIndex``); the hits then add weights to the
+distinct keyword of every profile (``newsletter.keyword_index``); the hits then add weights to the
 subscribers who use those keywords through per-keyword postings, in numpy, one block of
 papers at a time. So the Python work grows with the text and the hits, while the
 subscribers x papers arithmetic runs in C, and memory stays bounded by the block size.
@@ -15,140 +15,17 @@ import gc
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from newsletter.config import MatchSettings
-from newsletter.models import Paper, Subscriber
-from newsletter.text import Keyword, merge_ranges, word_forms, word_offsets, words
+from newsletter.keyword_index import KeywordIndex
+from newsletter.models import History, Match, Paper, Selection, Subscriber
+from newsletter.text import merge_ranges, words
 
 _BLOCK = 64
 _EXPLAIN_ROWS = 512
-
-
-@dataclass(frozen=True)
-class Match:
-    """One paper for one subscriber, with the explanation."""
-
-    paper: Paper
-    score: int
-    title_keywords: tuple[str, ...]  # as the subscriber wrote them
-    abstract_keywords: tuple[str, ...]
-    title_spans: tuple[tuple[int, int], ...]  # character ranges of paper.title to highlight
-    abstract_spans: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What one subscriber receives now: the best matches, in send order."""
-
-    subscriber: Subscriber
-    matches: tuple[Match, ...]
-    candidates: int  # new papers not yet sent to them
-    matched: int  # candidates that passed score, require and exclude
-
-    @property
-    def left_out(self) -> int:
-        """Matches beyond ``max_papers``."""
-        return self.matched - len(self.matches)
-
-
-@dataclass(frozen=True)
-class History:
-    """What a subscriber already received: when, and which papers."""
-
-    last_digest_at: datetime | None = None
-    sent: frozenset[str] = frozenset()
-
-
-class KeywordIndex:
-    """Every distinct keyword, findable in a paper's words in one pass over them."""
-
-    def __init__(self) -> None:
-        self.keywords: list[Keyword] = []
-        self._ids: dict[tuple, int] = {}
-        self._by_text: dict[str, int] = {}  # fast path: most profiles share keyword texts
-        self._first_word: dict[str, list[int]] = {}  # word form -> keywords starting with it
-        self._prefixes: dict[str, list[int]] = {}  # one-word prefix keywords
-        self._rest: list[tuple[frozenset[str] | str, ...]] = []  # later words: forms or prefix
-        self._cache: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-
-    def add(self, keyword: Keyword) -> int:
-        """The id of ``keyword`` (keywords that match the same text share one)."""
-        known = self._by_text.get(keyword.text)
-        if known is not None:
-            return known
-        known = self._ids.get(keyword.key)
-        if known is not None:
-            self._by_text[keyword.text] = known
-            return known
-        kid = self._ids[keyword.key] = self._by_text[keyword.text] = len(self.keywords)
-        self.keywords.append(keyword)
-        first, last = keyword.words[0], len(keyword.words) - 1
-        if keyword.prefix and last == 0:
-            self._prefixes.setdefault(first, []).append(kid)
-        else:
-            for form in word_forms(first):
-                self._first_word.setdefault(form, []).append(kid)
-        self._rest.append(
-            tuple(
-                word if keyword.prefix and i == last else word_forms(word)
-                for i, word in enumerate(keyword.words)
-            )
-        )
-        self._cache.clear()
-        return kid
-
-    def hits(self, text_words: Sequence[str]) -> set[int]:
-        """Ids of the keywords that occur in ``text_words``."""
-        found: set[int] = set()
-        rest = self._rest
-        for position, word in enumerate(text_words):
-            entry = self._cache.get(word)
-            if entry is None:
-                entry = self._cache[word] = self._starting_with(word)
-            single, several = entry
-            found.update(single)
-            for kid in several:
-                if kid not in found and _rest_matches(rest[kid], text_words, position):
-                    found.add(kid)
-        return found
-
-    def positions(self, text_words: Sequence[str]) -> dict[int, list[int]]:
-        """For each keyword that occurs in ``text_words``, the word positions it starts at."""
-        found: dict[int, list[int]] = {}
-        for position, word in enumerate(text_words):
-            entry = self._cache.get(word)
-            if entry is None:
-                entry = self._cache[word] = self._starting_with(word)
-            single, several = entry
-            for kid in single:
-                found.setdefault(kid, []).append(position)
-            for kid in several:
-                if _rest_matches(self._rest[kid], text_words, position):
-                    found.setdefault(kid, []).append(position)
-        return found
-
-    def _starting_with(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """One-word keywords this word matches, and longer ones whose first word it matches."""
-        starts = self._first_word.get(word, [])
-        single = [kid for kid in starts if len(self._rest[kid]) == 1]
-        single += [
-            kid for size in range(1, len(word) + 1) for kid in self._prefixes.get(word[:size], ())
-        ]
-        return tuple(single), tuple(kid for kid in starts if len(self._rest[kid]) > 1)
-
-
-def _rest_matches(parts: tuple, text_words: Sequence[str], start: int) -> bool:
-    if start + len(parts) > len(text_words):
-        return False
-    for offset in range(1, len(parts)):
-        part, word = parts[offset], text_words[start + offset]
-        if not (word.startswith(part) if isinstance(part, str) else word in part):
-            return False
-    return True
 
 
 class _Postings:
@@ -369,12 +246,12 @@ def _add(target: np.ndarray, postings: _Postings, hits: Iterable[int], value: in
 
 
 def _last_digest(history: Mapping[str, History], subscriber: Subscriber) -> datetime | None:
-    record = history.get(subscriber.email)
+    record = history.get(subscriber.email.casefold())
     return record.last_digest_at if record else None
 
 
 def _sent(history: Mapping[str, History], subscriber: Subscriber) -> Iterable[str]:
-    record = history.get(subscriber.email)
+    record = history.get(subscriber.email.casefold())
     return record.sent if record else ()
 
 
@@ -410,12 +287,9 @@ class _Scan:
 
     def _locate(self, paper: int, field: str) -> _Located:
         """Once per paper and field: each keyword's character ranges there."""
-        text_words, offsets = word_offsets(getattr(self.papers[paper], field))
         located = _Located()
-        for kid, starts in sorted(self.index.positions(text_words).items()):
-            size = len(self.index.keywords[kid].words)
-            ranges = [(offsets[start][0], offsets[start + size - 1][1]) for start in starts]
-            located.add(kid, merge_ranges(ranges))
+        for kid, ranges in sorted(self.index.ranges(getattr(self.papers[paper], field)).items()):
+            located.add(kid, ranges)
         return located
 
 
@@ -514,4 +388,4 @@ class _Ranking:
         return papers, keys // self.span, valid
 
 
-__all__ = ["History", "KeywordIndex", "Match", "Matcher", "Selection"]
+__all__ = ["Matcher"]

@@ -7,6 +7,9 @@ from datetime import date, datetime, time
 
 from newsletter.text import Keyword
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+FREQUENCIES = ("daily", "weekly", "paused")
+
 
 @dataclass(frozen=True, slots=True)
 class SourceWarning:
@@ -130,6 +133,54 @@ class Subscriber:
         return self.active and self.frequency != "paused"
 
 
+@dataclass(frozen=True)
+class History:
+    """What a subscriber already received: when, and which papers."""
+
+    last_digest_at: datetime | None = None
+    sent: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Match:
+    """One paper for one subscriber, with the explanation."""
+
+    paper: Paper
+    score: int
+    title_keywords: tuple[str, ...]  # as the subscriber wrote them
+    abstract_keywords: tuple[str, ...]
+    title_spans: tuple[tuple[int, int], ...]  # character ranges of paper.title to highlight
+    abstract_spans: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one subscriber receives now: the best matches, in send order."""
+
+    subscriber: Subscriber
+    matches: tuple[Match, ...]
+    candidates: int  # new papers not yet sent to them
+    matched: int  # candidates that passed score, require and exclude
+
+    @property
+    def left_out(self) -> int:
+        """Matches beyond ``max_papers``."""
+        return self.matched - len(self.matches)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The SMTP envelope of a digest: addresses as they go on the wire (IDNA domains)."""
+
+    sender: str
+    recipient: str
+
+    @property
+    def smtputf8(self) -> bool:
+        """Does the recipient's address need SMTPUTF8 (a non-ASCII local part)?"""
+        return not self.recipient.isascii()
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
     """One subscriber's digest, rendered: the parts, and the exact bytes to send."""
@@ -141,6 +192,7 @@ class RenderedEmail:
     message_id: str
     paper_ids: tuple[str, ...]  # the papers this email carries, in order
     data: bytes  # the serialized MIME message (CRLF line ends)
+    envelope: Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +231,8 @@ class SendReport:
     skipped: tuple[SkippedItem, ...]
     failed: tuple[FailedItem, ...]
     dry_run: bool = False
-    ingest: IngestReport | None = None
+    ingest: IngestReport = IngestReport(())  # the digest files read before the send
+    where: str = ""  # where the messages went: the outbox folder or host:port
 
     def to_json(self) -> dict[str, object]:
         """The report as ``newsletter send --json`` prints it."""

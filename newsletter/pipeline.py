@@ -1,97 +1,109 @@
-"""The stages wired together: ingest (files -> store), select (store + profiles -> matches),
-send (matches -> rendered emails -> delivery, recorded in the ledger)."""
+"""The use cases, written once; the CLI and the daemon only parse, call and print or log.
+
+``Run`` is one send: lock the state folder, ingest new digest files, then match, render,
+deliver and record each subscriber's digest (``newsletter send`` and every run of the
+daemon). ``preview`` is one subscriber's digest as a send would make it now; ``ingest_files``
+and ``stored_papers`` serve the commands of the same names.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from email.utils import parseaddr
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from newsletter.config import Config
 from newsletter.delivery import (
-    OutboxTransport,
+    DryRunTransport,
     Outgoing,
     Result,
     Retry,
-    SmtpTransport,
     Transport,
     deliver,
+    make_transport,
 )
-from newsletter.errors import DigestError
-from newsletter.matching import History, Matcher, Selection
-from newsletter.mime import idna_address
+from newsletter.envelope import envelope_for
+from newsletter.errors import ConfigError
+from newsletter.ingest import ingest
+from newsletter.ledger import DryRunLedger, Ledger, Pending
+from newsletter.links import unsubscribe_secret
+from newsletter.lock import state_lock
+from newsletter.matching import Matcher
 from newsletter.models import (
     FailedItem,
-    FileReport,
+    History,
     IngestReport,
     Paper,
+    RenderedEmail,
+    Selection,
     SendReport,
     SentItem,
     SkippedItem,
     Subscriber,
 )
-from newsletter.produce import Order, produce
-from newsletter.render import Renderer
-from newsletter.sources import read_digest_bytes
-from newsletter.store import DigestRecord, Ledger, Pending, Store
+from newsletter.parallel import Order, produce
+from newsletter.profiles import Profiles, load_profiles
+from newsletter.render import Renderer, load_templates
+from newsletter.sources import discover_digests
+from newsletter.store import Store, open_store
 
 
-def discover_digests(folder: Path) -> list[Path]:
-    """Digest files in ``folder`` by name, leaving out hidden files and editor backups."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
-    )
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def ingest(
-    store: Store, paths: Iterable[Path], *, now: datetime, listing_date: date | None = None
-) -> IngestReport:
-    """Ingest each file in its own transaction; a rejected file never stops the others."""
-    return IngestReport(
-        tuple(ingest_file(store, path, now=now, listing_date=listing_date) for path in paths)
-    )
+@dataclass(frozen=True)
+class World:
+    """What the program takes from outside: the clock and the environment (tests pass
+    their own)."""
+
+    now: Callable[[], datetime] = _utc_now
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
 
-def ingest_file(
-    store: Store, path: Path, *, now: datetime, listing_date: date | None = None
-) -> FileReport:
-    """Read one file into the store, or report why it was skipped or rejected."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return FileReport(str(path), "rejected", error=f"cannot read it: {exc.strerror or exc}")
-    sha256 = hashlib.sha256(data).hexdigest()
-    if store.has_digest(sha256):
-        return FileReport(str(path), "skipped")
-    try:
-        digest = read_digest_bytes(data, today=now.date(), listing_date=listing_date)
-    except DigestError as exc:
-        return FileReport(str(path), "rejected", error=str(exc))
-    record = DigestRecord(
-        sha256=sha256,
-        name=path.name,
-        format=digest.format,
-        listing_date=digest.listing_date,
-        cards=len(digest.cards),
-        warnings=len(digest.warnings),
-    )
-    new = store.add_digest(record, digest.cards, now)
-    return FileReport(
-        str(path),
-        "ingested",
-        cards=len(digest.cards),
-        new_papers=new,
-        warnings=digest.warnings,
-        listing_date=digest.listing_date,
-    )
+@dataclass
+class Run:
+    """One send run: the request, and ``once`` to carry it out.
+
+    ``stop`` ends the run early (messages in flight finish and are recorded; nothing new is
+    handed over); ``on_result`` is called after each recorded message (a progress bar)."""
+
+    config: Config
+    world: World
+    dry_run: bool = False  # render and report; deliver and record nothing
+    retry_failed: bool = False  # offer again papers whose delivery failed for good
+    holder: str = "send"  # who holds the lock, as another process sees it
+    stop: threading.Event | None = None
+    on_result: Callable[[], None] | None = None
+    retry: Retry | None = None  # default: from the smtp settings
+    transport: Transport | None = None  # default: the configured one
+
+    def once(self, subscribers: Sequence[Subscriber]) -> SendReport:
+        """Ingest new digest files, then send each of ``subscribers`` their digest now."""
+        renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
+        transport = self.transport or (
+            DryRunTransport() if self.dry_run else make_transport(self.config, self.world.environ)
+        )
+        state = self.config.state_dir
+        with state_lock(state, self.holder), open_store(state) as store:
+            ingested = ingest(store, discover_digests(self.config.digests), now=self.world.now())
+            ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
+            report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
+        return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
+
+
+def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
+    """The renderer for ``config``: templates compiled, unsubscribe secret from ``environ``."""
+    secret = unsubscribe_secret(config.render, environ)
+    return Renderer(config.render, load_templates(config.templates), secret)
+
+
+def profiles_of(config: Config) -> Profiles:
+    """The profile file ``config`` names, loaded with its defaults."""
+    return load_profiles(config.subscribers, config.schedule, config.matching)
 
 
 def candidate_papers(
@@ -107,182 +119,138 @@ def candidate_papers(
     cutoffs = [
         record.last_digest_at
         for s in subscribers
-        if (record := history.get(s.email)) and record.last_digest_at
+        if (record := history.get(s.email.casefold())) and record.last_digest_at
     ]
     return store.papers(since=min([oldest, *cutoffs]) - timedelta(microseconds=1))
 
 
-def select(
-    store: Store,
-    subscribers: Sequence[Subscriber],
-    config: Config,
-    *,
-    now: datetime,
-    history: Mapping[str, History] | None = None,
-) -> Iterator[Selection]:
-    """What each of ``subscribers`` would receive now from the papers in the store (yielded
-    one subscriber at a time, so a long list never sits in memory as emails)."""
-    history = history or {}
-    papers = candidate_papers(store, subscribers, config, now, history)
-    return Matcher(subscribers, config.matching).iter_select(papers, now, history)
+def preview(
+    config: Config, world: World, subscriber: Subscriber
+) -> tuple[Selection, RenderedEmail | None]:
+    """What ``subscriber`` would receive now from the stored papers (their email, or None
+    when nothing matched); sends and records nothing."""
+    renderer = make_renderer(config, world.environ)
+    now = world.now()
+    with open_store(config.state_dir) as store:
+        papers = candidate_papers(store, [subscriber], config, now, {})
+    (selection,) = Matcher([subscriber], config.matching).select(papers, now)
+    return selection, renderer.render(selection, now)
 
 
-def history_from(ledger: Ledger, retry_failed: bool = False) -> dict[str, History]:
-    """The matcher's view of the ledger: last digest and papers not to offer again."""
-    return {
-        subscriber: History(last, frozenset(papers))
-        for subscriber, (last, papers) in ledger.history(retry_failed).items()
-    }
+def ingest_files(
+    config: Config, world: World, paths: Sequence[Path] = (), listing_date: date | None = None
+) -> IngestReport:
+    """Ingest ``paths`` (default: the files of the digests folder) into the store."""
+    if not paths:
+        if not config.digests.is_dir():
+            raise ConfigError(
+                f"the digests folder {config.digests} does not exist; create it or fix "
+                f"'digests' in {config.path.name}"
+            )
+        paths = discover_digests(config.digests)
+    with open_store(config.state_dir) as store:
+        return ingest(store, paths, now=world.now(), listing_date=listing_date)
 
 
-def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
-    """The configured delivery: the Maildir outbox or the SMTP server."""
-    if config.delivery == "smtp":
-        return SmtpTransport(config.smtp, environ)
-    return OutboxTransport(config.outbox_dir)
+def stored_papers(config: Config) -> list[Paper]:
+    """Every stored paper, newest listing first."""
+    with open_store(config.state_dir) as store:
+        return store.papers()
 
 
-@dataclass
-class _Run:
-    """The bookkeeping of one send: the report as it fills, keyed by subscriber."""
+class _Sending:
+    """One send over an open store: the report as it fills, keyed by subscriber."""
 
-    sent: list[SentItem] = field(default_factory=list)
-    skipped: list[SkippedItem] = field(default_factory=list)
-    failed: list[FailedItem] = field(default_factory=list)
-    papers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # message id -> papers
-    resent: set[str] = field(default_factory=set)  # message ids sent again as they were
-    ids: dict[str, str] = field(default_factory=dict)  # one copy of each paper id
+    def __init__(
+        self, run: Run, store: Store, ledger: Ledger, transport: Transport, renderer: Renderer
+    ) -> None:
+        self.run = run
+        self.store = store
+        self.ledger = ledger
+        self.transport = transport
+        self.renderer = renderer
+        self.now = run.world.now()
+        self.sent: list[SentItem] = []
+        self.skipped: list[SkippedItem] = []
+        self.failed: list[FailedItem] = []
+        self.papers: dict[str, tuple[str, ...]] = {}  # message id -> papers, until recorded
+        self.resent: set[str] = set()  # message ids sent again as they were
+        self.ids: dict[str, str] = {}  # one copy of each paper id
+        self.wanted: dict[str, Subscriber] = {}  # casefolded address -> receiving subscriber
 
-    def expect(self, message_id: str, papers: tuple[str, ...]) -> tuple[str, ...]:
+    def send(self, subscribers: Sequence[Subscriber]) -> SendReport:
+        """Send each of ``subscribers`` their digest; record every accepted message at once.
+
+        A digest left pending by an interrupted run is sent again as it was (same bytes, same
+        Message-ID) before anything new is composed for that subscriber."""
+        for subscriber in subscribers:
+            if subscriber.receives:
+                self.wanted[subscriber.email.casefold()] = subscriber
+            else:
+                reason = "paused" if subscriber.active else "inactive (active: false)"
+                self.skipped.append(SkippedItem(subscriber.email, reason))
+        pending = [p for p in self.ledger.pending() if p.subscriber in self.wanted]
+        waiting = {p.subscriber for p in pending}
+        fresh = [s for key, s in self.wanted.items() if key not in waiting]
+        config = self.run.config
+        retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
+        outgoing = self._outgoing(pending, fresh)
+        for result in deliver(self.transport, outgoing, retry, stop=self.run.stop):
+            self._record(result)
+            if self.run.on_result:
+                self.run.on_result()
+        return SendReport(tuple(self.sent), tuple(self.skipped), tuple(self.failed))
+
+    def _outgoing(self, pending: list[Pending], fresh: list[Subscriber]) -> Iterator[Outgoing]:
+        """The messages to hand over, pending ones first; each new one recorded as pending
+        before it is handed over."""
+        sender = self.run.config.render.sender
+        for item in pending:
+            subscriber = self.wanted[item.subscriber]
+            self._expect(item.message_id, item.paper_ids)
+            self.resent.add(item.message_id)
+            envelope = envelope_for(sender, subscriber.email)
+            yield Outgoing(item.message_id, subscriber.email, envelope, item.data)
+        for email in self._produce(fresh):
+            papers = self._expect(email.message_id, email.paper_ids)
+            self.ledger.record_pending(
+                email.message_id, email.subscriber, papers, email.data, self.now
+            )
+            yield Outgoing.of(email)
+
+    def _produce(self, fresh: list[Subscriber]) -> Iterable[RenderedEmail]:
+        """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
+        history = self.ledger.history(self.run.retry_failed)
+        config = self.run.config
+        papers = candidate_papers(self.store, fresh, config, self.now, history)
+        order = Order(fresh, papers, config.matching, self.renderer, self.now, history)
+        for item in produce(order):
+            if item.email is None:
+                subscriber = self.wanted[item.subscriber.casefold()]
+                self.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))
+            else:
+                yield item.email
+
+    def _expect(self, message_id: str, papers: tuple[str, ...]) -> tuple[str, ...]:
         """Note the papers of a message on its way; the report keeps one string per paper id
         (each arrives as its own copy from the workers: 100,000 reports held ~60 MB of them)."""
         papers = tuple(self.ids.setdefault(paper, paper) for paper in papers)
         self.papers[message_id] = papers
         return papers
 
-
-def send(
-    store: Store,
-    subscribers: Sequence[Subscriber],
-    config: Config,
-    transport: Transport,
-    *,
-    now: datetime,
-    environ: Mapping[str, str],
-    dry_run: bool = False,
-    retry_failed: bool = False,
-    retry: Retry | None = None,
-    on_result: Callable[[], None] | None = None,
-    stop: threading.Event | None = None,
-) -> SendReport:
-    """Send each of ``subscribers`` their digest now; record every accepted message at once.
-
-    A digest left pending by an interrupted run is sent again as it was (same bytes, same
-    Message-ID) before anything new is composed for that subscriber. Setting ``stop`` ends the
-    run early: messages in flight finish and are recorded, nothing new is handed over."""
-    stop = stop or threading.Event()
-    ledger = Ledger(store)
-    run = _Run()
-    receiving = [s for s in subscribers if s.receives]
-    for subscriber in subscribers:
-        if not subscriber.receives:
-            reason = "paused" if subscriber.active else "inactive (active: false)"
-            run.skipped.append(SkippedItem(subscriber.email, reason))
-    wanted = {s.email.casefold(): s for s in receiving}
-    pending = [p for p in ledger.pending() if p.subscriber in wanted]
-    waiting = {p.subscriber for p in pending}
-    fresh = [s for s in receiving if s.email.casefold() not in waiting]
-    Renderer(config, environ)  # template and unsubscribe mistakes surface here, as ConfigError
-    outgoing = _until(
-        stop,
-        _outgoing(
-            store, ledger, run, pending, fresh, wanted, config, environ, now, dry_run, retry_failed
-        ),
-    )
-    if dry_run:
-        for _ in outgoing:  # renders and reports; delivers and records nothing
-            pass
-    else:
-        retry = retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
-        for result in deliver(transport, outgoing, retry, stop=threading.Event()):
-            _record(ledger, run, wanted, result, now)
-            if on_result:
-                on_result()
-    return SendReport(tuple(run.sent), tuple(run.skipped), tuple(run.failed), dry_run)
-
-
-def _outgoing(
-    store: Store,
-    ledger: Ledger,
-    run: _Run,
-    pending: list[Pending],
-    fresh: list[Subscriber],
-    wanted: dict[str, Subscriber],
-    config: Config,
-    environ: Mapping[str, str],
-    now: datetime,
-    dry_run: bool,
-    retry_failed: bool,
-) -> Iterator[Outgoing]:
-    """The messages to hand over, pending ones first; records each as pending first."""
-    sender = parseaddr(config.render.sender)[1]
-    for item in pending:
-        subscriber = wanted[item.subscriber]
-        run.expect(item.message_id, item.paper_ids)
-        run.resent.add(item.message_id)
-        if dry_run:
-            run.sent.append(SentItem(subscriber.email, item.paper_ids, item.message_id, True))
-            continue
-        yield _message(subscriber, sender, item.message_id, item.data)
-    history = history_from(ledger, retry_failed)
-    papers = candidate_papers(store, fresh, config, now, history)
-    for item in produce(Order(fresh, papers, config, now, history, environ)):
-        subscriber, rendered = wanted[item.subscriber.casefold()], item.email
-        if rendered is None:
-            run.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))
-            continue
-        papers = run.expect(rendered.message_id, rendered.paper_ids)
-        if dry_run:
-            run.sent.append(SentItem(subscriber.email, papers, rendered.message_id))
-            continue
-        ledger.record_pending(rendered.message_id, subscriber.email, papers, rendered.data, now)
-        yield _message(subscriber, sender, rendered.message_id, rendered.data)
-
-
-def _until(stop: threading.Event, items: Iterator[Outgoing]) -> Iterator[Outgoing]:
-    """``items`` until ``stop`` is set (the item being prepared is still handed over: it is
-    already recorded as pending)."""
-    for item in items:
-        yield item
-        if stop.is_set():
+    def _record(self, result: Result) -> None:
+        """Record one result at once (its own commit) and add it to the report."""
+        item, now = result.outgoing, self.now
+        email = self.wanted[item.subscriber.casefold()].email
+        if result.delivered:
+            self.ledger.record_sent(item.message_id, result.attempts, now)
+            papers = self.papers.pop(item.message_id)
+            resent = item.message_id in self.resent
+            self.sent.append(SentItem(email, papers, item.message_id, resent))
             return
-
-
-def _message(subscriber: Subscriber, sender: str, message_id: str, data: bytes) -> Outgoing:
-    recipient = idna_address(subscriber.email)
-    return Outgoing(
-        message_id=message_id,
-        subscriber=subscriber.email,
-        sender=idna_address(sender),
-        recipient=recipient,
-        data=data,
-        smtputf8=not recipient.isascii(),
-    )
-
-
-def _record(
-    ledger: Ledger, run: _Run, wanted: dict[str, Subscriber], result: Result, now: datetime
-) -> None:
-    """Record one result at once (its own commit) and add it to the report."""
-    item = result.outgoing
-    email = wanted[item.subscriber.casefold()].email
-    if result.delivered:
-        ledger.record_sent(item.message_id, result.attempts, now)
-        papers = run.papers.pop(item.message_id)
-        run.sent.append(SentItem(email, papers, item.message_id, item.message_id in run.resent))
-        return
-    run.papers.pop(item.message_id, None)
-    ledger.record_failure(
-        item.message_id, result.attempts, result.error or "", result.code, result.permanent, now
-    )
-    run.failed.append(FailedItem(email, result.error or "failed", result.code, result.permanent))
+        self.papers.pop(item.message_id, None)
+        error = result.error or "failed"
+        self.ledger.record_failure(
+            item.message_id, result.attempts, error, result.code, result.permanent, now
+        )
+        self.failed.append(FailedItem(email, error, result.code, result.permanent))

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.checks import Problems
-from newsletter.config import Config
-from newsletter.errors import ConfigError
-from newsletter.models import Subscriber
-from newsletter.text import Keyword, KeywordError, parse_keyword
-from newsletter.yamlfile import KeyPath, YamlDocument, YamlStream
+from newsletter.config import MatchSettings, ScheduleDefaults
+from newsletter.errors import ConfigError, KeywordError, ProfileError
+from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
+from newsletter.text import Keyword, parse_keyword
+from newsletter.yamlfile import KeyPath, YamlDocument, YamlStream, did_you_mean
 
-FREQUENCIES = ("daily", "weekly", "paused")
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
 KEYS = (
     "email",
@@ -34,14 +32,6 @@ KEYS = (
 )
 
 
-class ProfileError(ConfigError):
-    """The profile file has mistakes; ``problems`` lists each as ``file:line: message``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
 @dataclass(frozen=True)
 class Profiles:
     """Every subscriber in the file, in file order."""
@@ -54,13 +44,31 @@ class Profiles:
         wanted = email.strip().casefold()
         return next((s for s in self.subscribers if s.email.casefold() == wanted), None)
 
+    def named(self, emails: Iterable[str]) -> tuple[Subscriber, ...]:
+        """The subscribers with these addresses; a ConfigError for one not in the file."""
+        chosen = []
+        for email in emails:
+            subscriber = self.find(email)
+            if subscriber is None:
+                known = [s.email for s in self.subscribers]
+                hint = did_you_mean(email, known)
+                raise ConfigError(f"no subscriber '{email}' in {self.path.name}{hint}")
+            chosen.append(subscriber)
+        return tuple(chosen)
 
-def load_profiles(config: Config) -> Profiles:
-    """Load ``config.subscribers``; ProfileError lists every problem with its line."""
-    path = config.subscribers
+
+def load_profiles(
+    path: Path,
+    schedule: ScheduleDefaults | None = None,
+    matching: MatchSettings | None = None,
+) -> Profiles:
+    """Load the profile file at ``path`` (subscribers without ``send_at``/``timezone`` get
+    ``schedule``'s; ``matching`` tells which ``min_score`` is reachable); ProfileError lists
+    every problem with its line."""
+    defaults = _Defaults(schedule or ScheduleDefaults(), matching or MatchSettings())
     if not path.exists():
         raise ProfileError(
-            [f"{path}: no such file; create it or fix 'subscribers' in {config.path.name}"]
+            f"{path}: no such file; create it or fix 'subscribers' in the config file"
         )
     stream = YamlStream(path, "subscribers")
     problems = Problems(stream.document)
@@ -68,7 +76,7 @@ def load_profiles(config: Config) -> Profiles:
     subscribers = []
     for index, entry in _entries(stream, problems):
         at = ("subscribers", index)
-        reader = _ProfileReader(stream.document, problems, config, at)
+        reader = _ProfileReader(stream.document, problems, defaults, at)
         subscriber = reader.read(entry)
         if reader.address is not None:
             key = reader.address.casefold()
@@ -107,13 +115,21 @@ def _entries(stream: YamlStream, problems: Problems) -> Iterator[tuple[int, obje
     yield from enumerate(entries)  # empty when streamed; a list given as an alias is not
 
 
+@dataclass(frozen=True)
+class _Defaults:
+    schedule: ScheduleDefaults
+    matching: MatchSettings
+
+
 class _ProfileReader:
     """Checks one entry; records problems and returns a Subscriber only if it is sound."""
 
-    def __init__(self, document: YamlDocument, problems: Problems, config: Config, at: KeyPath):
+    def __init__(
+        self, document: YamlDocument, problems: Problems, defaults: _Defaults, at: KeyPath
+    ):
         self.document = document
         self.problems = problems
-        self.config = config
+        self.defaults = defaults
         self.at = at
         self.ok = True
         self.address: str | None = None  # the checked address, even if the entry has problems
@@ -209,7 +225,7 @@ class _ProfileReader:
                 )
 
     def options(self, entry: dict, keyword_count: int) -> dict[str, object]:
-        problems, defaults = self.problems, self.config.schedule
+        problems, defaults = self.problems, self.defaults.schedule
         at = self.at
 
         def get(key: str, check: Callable[[KeyPath, object], object], default: object) -> object:
@@ -239,7 +255,7 @@ class _ProfileReader:
 
     def reachable(self, min_score: object, keyword_count: int) -> None:
         """A min_score no paper can reach would silently send nothing: say so."""
-        weights = self.config.matching
+        weights = self.defaults.matching
         best = keyword_count * (weights.title_weight + weights.abstract_weight)
         if isinstance(min_score, int) and keyword_count and min_score > best:
             count = f"{keyword_count} keyword{'s' if keyword_count > 1 else ''}"

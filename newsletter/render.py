@@ -8,21 +8,23 @@ every email renders with: the per-email cost is a plain Jinja render.
 
 from __future__ import annotations
 
+import bisect
 import functools
-import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
 
-from newsletter.config import Config, RenderSettings
-from newsletter.errors import ConfigError
-from newsletter.matching import Match, Selection
-from newsletter.mime import Composer, Envelope, unsubscribe_links
-from newsletter.models import Paper, RenderedEmail
+from newsletter.config import RenderSettings
+from newsletter.envelope import envelope_for, message_id_for
+from newsletter.errors import TemplateError
+from newsletter.links import unsubscribe_links
+from newsletter.mime import Composer, Headers, one_line
+from newsletter.models import Match, Paper, RenderedEmail, Selection
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -68,49 +70,50 @@ class DigestView:
 
 
 class Renderer:
-    """Compiled templates for one configuration; ``render`` turns a Selection into an email."""
+    """Compiled templates for one look; ``render`` turns a Selection into an email."""
 
-    def __init__(
-        self,
-        config: Config,
-        environ: Mapping[str, str] = os.environ,
-        templates: Templates | None = None,
-    ) -> None:
-        self.settings = config.render
-        self.secret = environ.get(self.settings.unsubscribe_secret_env, "")
-        if self.settings.unsubscribe_url and not self.secret:
-            raise ConfigError(
-                f"unsubscribe_url is set but ${self.settings.unsubscribe_secret_env} is empty; "
-                "set it to a long random string (it signs the unsubscribe tokens)"
-            )
-        templates = templates or load_templates(config)
-        loader = _loader(config)  # for templates that {% include %} others
+    def __init__(self, settings: RenderSettings, templates: Templates, secret: str = "") -> None:
+        self.settings = settings
+        self.secret = secret
+        self.templates = templates
+        loader = _loader(templates.folder)  # for templates that {% include %} others
         html_env = _environment(loader, autoescape=True)
         text_env = _environment(loader, autoescape=False)
-        text_env.filters["wrap"] = wrap
-        self.html = _compile(html_env, templates.html, templates.html_name)
-        self.text = _compile(text_env, templates.text, templates.text_name)
-        self.composer = Composer(self.settings)
+        self.html = _Compiled(html_env, templates.html, templates.html_name, templates.html_lines)
+        self.text = _Compiled(text_env, templates.text, templates.text_name)
+        self.composer = Composer(settings)
+
+    def __reduce__(self) -> tuple:
+        # Sent to a worker process as its sources; it compiles them again there.
+        return (Renderer, (self.settings, self.templates, self.secret))
 
     def render(self, selection: Selection, now: datetime) -> RenderedEmail | None:
         """The email for ``selection``, or None when it has no matches and send_empty is off."""
         if not selection.matches and not self.settings.send_empty:
             return None
-        subscriber = selection.subscriber
-        envelope = Envelope.for_digest(self.settings, subscriber, selection.matches, now)
+        subscriber, sender = selection.subscriber, self.settings.sender
         links = unsubscribe_links(self.settings, subscriber.email, self.secret)
         view, html = self._fitting_html(selection, links.preferred)
-        text = _render(self.text, view)
+        text = self.text.render(view)
         sent = tuple(match.paper.id for match in selection.matches[: len(view.papers)])
-        envelope = replace(envelope, subject=view.subject)
+        envelope = envelope_for(sender, subscriber.email)
+        chosen = (match.paper.id for match in selection.matches)
+        headers = Headers(
+            to_name=one_line(subscriber.name or ""),
+            to_address=envelope.recipient,
+            subject=view.subject,
+            date=now,
+            message_id=message_id_for(sender, subscriber.email, chosen),
+        )
         return RenderedEmail(
             subscriber=subscriber.email,
             subject=view.subject,
             html=html,
             text=text,
-            message_id=envelope.message_id,
+            message_id=headers.message_id,
             paper_ids=sent,
-            data=self.composer.compose(envelope, text, html, links),
+            data=self.composer.compose(headers, text, html, links),
+            envelope=envelope,
         )
 
     def _fitting_html(self, selection: Selection, unsubscribe: str) -> tuple[DigestView, str]:
@@ -120,7 +123,7 @@ class Renderer:
 
         def attempt(keep: int | None) -> tuple[DigestView, str]:
             view = digest_view(selection, self.settings, unsubscribe, keep=keep)
-            return view, _render(self.html, view)
+            return view, self.html.render(view)
 
         view, html = attempt(None)
         if _size(html) <= HTML_BUDGET or len(view.papers) <= 1:
@@ -145,30 +148,36 @@ class Templates:
     """The digest templates' sources, the HTML one with its CSS already inlined. Picklable:
     worker processes get them ready and never import premailer (18 MB a process)."""
 
+    folder: Path  # the user's template folder (searched first, also for includes)
     html: str
     html_name: str
     text: str
     text_name: str
+    # (line in ``html``, line in the file) for each Jinja tag: errors name the file's line
+    html_lines: tuple[tuple[int, int], ...] = ()
 
 
-def load_templates(config: Config) -> Templates:
-    """The templates (user folder first, then the package's), the HTML one inlined."""
-    loader = _loader(config)
-    env = _environment(loader, autoescape=False)
-    html, html_name, _ = loader.get_source(env, HTML_TEMPLATE)
-    text, text_name, _ = loader.get_source(env, TEXT_TEMPLATE)
+def load_templates(folder: Path) -> Templates:
+    """The templates (``folder`` first, then the package's), the HTML one inlined; a template
+    that does not compile is a TemplateError naming its file and line."""
+    loader = _loader(folder)
+    html, html_name, _ = loader.get_source(_environment(loader, False), HTML_TEMPLATE)
+    text, text_name, _ = loader.get_source(_environment(loader, False), TEXT_TEMPLATE)
     html_name, text_name = html_name or HTML_TEMPLATE, text_name or TEXT_TEMPLATE
-    return Templates(inline_css(html, html_name), html_name, text, text_name)
+    _Compiled(_environment(loader, True), html, html_name)  # syntax errors at the file's lines
+    _Compiled(_environment(loader, False), text, text_name)
+    inlined, lines = inline_css(html, html_name)
+    return Templates(folder, inlined, html_name, text, text_name, lines)
 
 
-def _loader(config: Config) -> jinja2.BaseLoader:
+def _loader(folder: Path) -> jinja2.BaseLoader:
     return jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader(config.templates), jinja2.PackageLoader("newsletter")]
+        [jinja2.FileSystemLoader(folder), jinja2.PackageLoader("newsletter")]
     )
 
 
 def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=loader,
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
@@ -176,26 +185,78 @@ def _environment(loader: jinja2.BaseLoader, autoescape: bool) -> jinja2.Environm
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["wrap"] = wrap
+    return env
 
 
-def _compile(env: jinja2.Environment, source: str, filename: str) -> jinja2.Template:
-    """The template from ``source``; a syntax error becomes a ConfigError with its line."""
-    try:
-        return env.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"{filename}:{exc.lineno}: template error: {exc.message}") from exc
+class _Compiled:
+    """A template compiled under its file's name; its errors become TemplateErrors that name
+    that file and the line in it."""
+
+    def __init__(
+        self,
+        env: jinja2.Environment,
+        source: str,
+        filename: str,
+        lines: tuple[tuple[int, int], ...] = (),
+    ) -> None:
+        self.filename = filename
+        self.lines = lines
+        try:
+            code = env.compile(source, name=filename, filename=filename)
+        except jinja2.TemplateSyntaxError as exc:
+            line = self.file_line(exc.lineno)
+            raise TemplateError(f"{filename}:{line}: template error: {exc.message}") from exc
+        self.template = env.template_class.from_code(env, code, env.make_globals(None))
+
+    def render(self, view: DigestView) -> str:
+        """The template rendered for ``view``."""
+        try:
+            return self.template.render(digest=view)
+        except Exception as exc:
+            line = self._error_line(exc)
+            if line is None:
+                raise  # not the template's fault: a bug of ours, with its traceback
+            message = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
+            raise TemplateError(
+                f"{self.filename}:{self.file_line(line)}: template error: {message}"
+            ) from exc
+
+    def _error_line(self, exc: BaseException) -> int | None:
+        """The line of this template where ``exc`` was raised (None: not in the template)."""
+        line, trace = None, exc.__traceback__
+        while trace is not None:
+            if trace.tb_frame.f_code.co_filename == self.filename:
+                line = trace.tb_lineno
+            trace = trace.tb_next
+        return line
+
+    def file_line(self, line: int) -> int:
+        """The line in the template file of ``line`` in the compiled source."""
+        if not self.lines:
+            return line
+        index = bisect.bisect_right(self.lines, (line, 1 << 30)) - 1
+        return self.lines[max(index, 0)][1]
 
 
-def inline_css(source: str, name: str) -> str:
-    """Inline the CSS of a Jinja HTML template into its elements, once, with premailer."""
+def inline_css(source: str, name: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """Inline the CSS of a Jinja HTML template into its elements, once, with premailer.
+
+    Returns the inlined source and, for each Jinja tag, its line there and in ``source``."""
     tags: list[str] = []
+    source_lines: list[int] = []
+    # Comments render to nothing; as placeholders they would be stray text before <html>.
+    # They are blanked to their line breaks, so lines keep their numbers.
+    blanked = _JINJA_COMMENT.sub(lambda m: "\n" * m.group().count("\n"), source)
+    body = blanked.lstrip()
+    skipped = blanked.count("\n", 0, len(blanked) - len(body))
 
     def protect(match: re.Match[str]) -> str:
         tags.append(match.group())
+        source_lines.append(1 + skipped + body.count("\n", 0, match.start()))
         return f"jinjaplaceholder{len(tags) - 1:05d}x"
 
-    # Comments render to nothing; as placeholders they would be stray text before <html>.
-    protected = _JINJA_TAG.sub(protect, _JINJA_COMMENT.sub("", source).lstrip())
+    protected = _JINJA_TAG.sub(protect, body)
     import premailer  # here, not at the top: worker processes get inlined templates
 
     inlined = premailer.Premailer(
@@ -205,20 +266,22 @@ def inline_css(source: str, name: str) -> str:
         disable_validation=True,
         cssutils_logging_level="CRITICAL",
     ).transform()
-    order = [int(number) for number in _PLACEHOLDER.findall(inlined)]
-    if order != list(range(len(tags))):
-        raise ConfigError(
+    found = list(_PLACEHOLDER.finditer(inlined))
+    if [int(m.group(1)) for m in found] != list(range(len(tags))):
+        raise TemplateError(
             f"{name}: inlining the CSS moved or dropped Jinja tags; keep Jinja statements "
             "inside elements (not between table rows or in <head> outside elements)"
         )
-    return _PLACEHOLDER.sub(lambda m: tags[int(m.group(1))], inlined)
-
-
-def _render(template: jinja2.Template, view: DigestView) -> str:
-    try:
-        return template.render(digest=view)
-    except jinja2.UndefinedError as exc:
-        raise ConfigError(f"template {template.name or ''}: {exc.message}") from exc
+    pieces, lines, position, line = [], [], 0, 1
+    for match, tag, source_line in zip(found, tags, source_lines, strict=True):
+        before = inlined[position : match.start()]
+        line += before.count("\n")
+        lines.append((line, source_line))
+        pieces += [before, tag]
+        line += tag.count("\n")
+        position = match.end()
+    pieces.append(inlined[position:])
+    return "".join(pieces), tuple(lines)
 
 
 # -- the view model -------------------------------------------------------------------------
@@ -239,7 +302,7 @@ def digest_view(
         subject=subject_line(matches),
         preheader=papers[0].title if papers else "Nothing new matched your keywords.",
         brand=_display_name(settings.sender),
-        greeting=f"Hi {_one_line(subscriber.name)}," if subscriber.name else "Hello,",
+        greeting=f"Hi {one_line(subscriber.name)}," if subscriber.name else "Hello,",
         summary=_summary(matches),
         papers=papers,
         left_out=left_out,
@@ -336,7 +399,7 @@ def subject_line(matches: Sequence[Match]) -> str:
     if not matches:
         return "No new papers matched your keywords"
     head = f"{_count(len(matches), 'new paper', 'new papers')}: "
-    title = _one_line(matches[0].paper.title)
+    title = one_line(matches[0].paper.title)
     room = SUBJECT_CHARS - len(head)
     return head + (title if len(title) <= room else shorten(title, room - 2)[:-1] + "...")
 
@@ -374,11 +437,6 @@ def wrap(text: str, indent: int = 0, first: bool = False) -> str:
         room = WIDTH - indent
     lines.append(rest)
     return (pad if first else "") + ("\n" + pad).join(lines)
-
-
-def _one_line(text: str) -> str:
-    """Any CR/LF or other line break becomes a space (no header or layout injection)."""
-    return " ".join(text.split())
 
 
 def _display_name(sender: str) -> str:

@@ -1,4 +1,5 @@
-"""The SQLite store: papers, the digests they came from, and (later) what was sent.
+"""The SQLite store: papers and the digests they came from (the ledger of what was sent,
+in the same file, is ``newsletter.ledger``).
 
 One file, WAL mode, a schema version in ``PRAGMA user_version`` and an ordered list of
 migrations. Every digest is written in one transaction together with its content hash, so a
@@ -246,122 +247,6 @@ class Store:
             DigestRecord(sha, name, fmt, date.fromisoformat(listing), cards, warnings)
             for sha, name, fmt, listing, cards, warnings in cursor
         ]
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A digest handed to delivery but not (known to be) accepted yet."""
-
-    message_id: str
-    subscriber: str
-    data: bytes
-    paper_ids: tuple[str, ...]
-    attempts: int
-
-
-class Ledger:
-    """What was sent to whom: the ``deliveries`` tables of a Store. One commit per change."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.db = store.db
-
-    def history(self, retry_failed: bool = False) -> dict[str, tuple[datetime | None, set[str]]]:
-        """Per subscriber (casefolded): when the last digest was accepted, and the papers
-        that must not be offered again (sent, pending, and failed unless ``retry_failed``)."""
-        blocked = ("sent", "pending") if retry_failed else ("sent", "pending", "failed")
-        marks = ",".join("?" * len(blocked))
-        out: dict[str, tuple[datetime | None, set[str]]] = {}
-        for subscriber, last in self.db.execute(
-            "SELECT subscriber, max(sent_at) FROM deliveries WHERE status = 'sent' "
-            "GROUP BY subscriber"
-        ):
-            out[subscriber] = (datetime.fromisoformat(last), set())
-        for subscriber, paper in self.db.execute(
-            "SELECT p.subscriber, p.paper_id FROM delivery_papers p JOIN deliveries d "
-            f"USING (message_id) WHERE d.status IN ({marks})",
-            blocked,
-        ):
-            out.setdefault(subscriber, (None, set()))[1].add(paper)
-        return out
-
-    def pending(self) -> list[Pending]:
-        """Digests recorded as pending (crashed or deferred runs), oldest first."""
-        rows = self.db.execute(
-            "SELECT message_id, subscriber, data, attempts FROM deliveries "
-            "WHERE status = 'pending' ORDER BY created_at, message_id"
-        ).fetchall()
-        return [
-            Pending(message_id, subscriber, bytes(data), self._papers(message_id), attempts)
-            for message_id, subscriber, data, attempts in rows
-        ]
-
-    def _papers(self, message_id: str) -> tuple[str, ...]:
-        rows = self.db.execute(
-            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY paper_id",
-            (message_id,),
-        )
-        return tuple(row[0] for row in rows)
-
-    def record_pending(
-        self, message_id: str, subscriber: str, paper_ids: Sequence[str], data: bytes, now: datetime
-    ) -> None:
-        """Before handing a digest to the server: it, its papers and its exact bytes."""
-        key, stamp = subscriber.casefold(), now.isoformat()
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
-                " data) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
-                " status = 'pending', updated_at = excluded.updated_at, data = excluded.data",
-                (message_id, key, stamp, stamp, data),
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO delivery_papers VALUES (?, ?, ?)",
-                ((key, paper, message_id) for paper in paper_ids),
-            )
-
-    def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
-        """The server accepted the digest: its papers count as sent from now on."""
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = 'sent', attempts = attempts + ?, sent_at = ?,"
-                " updated_at = ?, last_error = NULL, code = NULL, data = NULL"
-                " WHERE message_id = ?",
-                (attempts, now.isoformat(), now.isoformat(), message_id),
-            )
-
-    def record_failure(
-        self,
-        message_id: str,
-        attempts: int,
-        error: str,
-        code: int | None,
-        permanent: bool,
-        now: datetime,
-    ) -> None:
-        """A permanent failure is not retried (unless asked); a transient one stays pending."""
-        status = "failed" if permanent else "pending"
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?,"
-                " code = ?, updated_at = ?,"
-                " data = CASE WHEN ? = 'failed' THEN NULL ELSE data END WHERE message_id = ?",
-                (status, attempts, error, code, now.isoformat(), status, message_id),
-            )
-
-    def rows(self, subscriber: str | None = None) -> list[dict[str, object]]:
-        """Ledger rows per subscriber and paper (for reports and tests)."""
-        where, args = (
-            ("WHERE d.subscriber = ?", (subscriber.casefold(),)) if subscriber else ("", ())
-        )
-        cursor = self.db.execute(
-            "SELECT d.subscriber, p.paper_id, d.message_id, d.status, d.attempts, d.sent_at,"
-            " d.last_error, d.code FROM deliveries d JOIN delivery_papers p USING (message_id) "
-            f"{where} ORDER BY d.subscriber, p.paper_id",
-            args,
-        )
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def open_store(state_dir: Path, migrations: Sequence[str] = MIGRATIONS) -> Store:

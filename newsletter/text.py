@@ -6,6 +6,9 @@
   "y" and the other replaces that "y" with "ies".
 - A keyword of several words matches them consecutively; a trailing "*" makes its last word
   a prefix.
+
+``newsletter.keyword_index`` applies these rules to papers; tests/matching_helpers.py states
+them again as plainly as possible, and the tests hold the index to that reference.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from newsletter.errors import KeywordError
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -57,10 +62,6 @@ class Keyword:
         return self.words, self.prefix
 
 
-class KeywordError(ValueError):
-    """A keyword that cannot be used; the message says why and how to fix it."""
-
-
 @functools.lru_cache(maxsize=65536)
 def parse_keyword(text: str) -> Keyword:
     """Parse a keyword; KeywordError for an empty one or a misplaced ``*``. Cached: profiles
@@ -79,34 +80,6 @@ def parse_keyword(text: str) -> Keyword:
     if prefix and not _WORD.fullmatch(normalize(body[-1])):
         raise KeywordError(f"'{text}': put '*' right after a word, as in 'compress*'")
     return Keyword(stripped, found, prefix)
-
-
-def word_matches(keyword_word: str, text_word: str, prefix: bool = False) -> bool:
-    """Does ``text_word`` match ``keyword_word`` (as a prefix when ``prefix``)?"""
-    if prefix:
-        return text_word.startswith(keyword_word)
-    return text_word in word_forms(keyword_word)
-
-
-def occurs(keyword: Keyword, text_words: list[str]) -> bool:
-    """Does ``keyword`` occur in a list of words (as ``words`` makes them)?"""
-    return bool(find_spans(keyword, text_words, limit=1))
-
-
-def find_spans(keyword: Keyword, text_words: list[str], limit: int = 0) -> list[tuple[int, int]]:
-    """Word-index ranges ``[start, end)`` where ``keyword`` occurs (at most ``limit``; 0: all)."""
-    size = len(keyword.words)
-    last = size - 1
-    found: list[tuple[int, int]] = []
-    for start in range(len(text_words) - size + 1):
-        if all(
-            word_matches(kw, text_words[start + i], keyword.prefix and i == last)
-            for i, kw in enumerate(keyword.words)
-        ):
-            found.append((start, start + size))
-            if len(found) == limit:
-                break
-    return found
 
 
 def word_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:
@@ -141,16 +114,6 @@ def _offsets_by_segment(text: str) -> tuple[list[str], list[tuple[int, int]]]:
         found_words.append(match.group())
         spans.append((origin[match.start()], ends[match.end() - 1]))
     return found_words, spans
-
-
-def highlight_spans(keywords: list[Keyword], text: str) -> tuple[tuple[int, int], ...]:
-    """Character ranges of ``text`` where any of ``keywords`` occurs, merged and sorted."""
-    text_words, offsets = word_offsets(text)
-    ranges = []
-    for keyword in keywords:
-        for start, end in find_spans(keyword, text_words):
-            ranges.append((offsets[start][0], offsets[end - 1][1]))
-    return merge_ranges(ranges)
 
 
 def merge_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -1,21 +1,16 @@
-"""Shared fixtures: a project folder with its own config, a fixed clock, a CLI runner."""
+"""Shared fixtures: a project folder with its own config, and the CLI run against it."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from newsletter.cli import World, cli
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "digests"
-SHARED = ROOT.parent / "shared"
-NOW = datetime(2026, 11, 21, 6, 30, tzinfo=UTC)
+from tests.helpers import NOW, SAMPLES, SHARED, invoke
 
 
 @pytest.fixture
@@ -48,11 +43,9 @@ RunCli = Callable[..., Result]
 
 @pytest.fixture
 def run_cli(project: Path) -> RunCli:
-    """Run the CLI against ``project``'s config with a fixed clock."""
+    """Run the CLI against ``project``'s config (or ``config=``) with a fixed clock."""
 
     def run(*args: str, now: datetime = NOW, config: Path | None = None) -> Result:
-        world = World(now=lambda: now, environ={})
-        config_path = config or project / "config.yaml"
-        return CliRunner().invoke(cli, ["--config", str(config_path), *args], obj=world)
+        return invoke(config or project / "config.yaml", *args, now=now)
 
     return run

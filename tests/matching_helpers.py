@@ -7,8 +7,7 @@ import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
 from newsletter.config import MatchSettings
-from newsletter.matching import History
-from newsletter.models import Paper, Subscriber
+from newsletter.models import History, Paper, Subscriber
 from newsletter.text import Keyword, parse_keyword
 
 NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from newsletter.config import Config, load_config
-from newsletter.matching import Matcher, Selection
-from newsletter.models import Paper, Subscriber
+from newsletter.matching import Matcher
+from newsletter.models import Paper, Selection, Subscriber
 from newsletter.text import parse_keyword
 
 NOW = datetime(2026, 3, 12, 7, 0, tzinfo=UTC)

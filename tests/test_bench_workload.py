@@ -4,26 +4,24 @@ BENCHMARKS.md measure the real reader, profile loader and pipeline, not a shortc
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.config import load_config
-from newsletter.pipeline import candidate_papers, discover_digests, ingest
-from newsletter.produce import Order, produce
-from newsletter.profiles import load_profiles
+from newsletter.ingest import ingest
+from newsletter.parallel import Order, produce
+from newsletter.pipeline import candidate_papers, make_renderer, profiles_of
+from newsletter.sources import discover_digests
 from newsletter.store import open_store
-from tests.conftest import ROOT
+from tests.helpers import NOW, ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
 from workload import write_project
 
-NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
-
 
 def test_generated_project_reads_cleanly_and_everyone_gets_a_digest(tmp_path: Path) -> None:
     config = load_config(write_project(tmp_path / "project", subscribers=60, papers=40))
-    profiles = load_profiles(config)
+    profiles = profiles_of(config)
     assert len(profiles.subscribers) == 60
     assert all(len(s.keywords) == 20 for s in profiles.subscribers)
     assert any(s.exclude for s in profiles.subscribers)
@@ -32,7 +30,9 @@ def test_generated_project_reads_cleanly_and_everyone_gets_a_digest(tmp_path: Pa
         (only,) = report.files
         assert (only.status, only.cards, only.new_papers, only.warnings) == ("ingested", 40, 40, ())
         papers = candidate_papers(store, profiles.subscribers, config, NOW, {})
-    produced = list(produce(Order(profiles.subscribers, papers, config, NOW, {}, {})))
+    renderer = make_renderer(config, {})
+    order = Order(profiles.subscribers, papers, config.matching, renderer, NOW, {})
+    produced = list(produce(order))
     assert len(produced) == 60
     emails = [p.email for p in produced if p.email]
     # Dense on purpose (every subscriber fills several slots), like the 100k benchmark.

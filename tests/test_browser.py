@@ -9,13 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.render import Renderer
+from newsletter.pipeline import make_renderer
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a real browser
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed (apt-get install chromium; .ci/run does)",
+    ),
+]
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -34,7 +38,7 @@ def page(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("browser")
     config = project_config(folder)
     selection = selection_for(ada(), fixed_papers(), config)
-    rendered = Renderer(config, {}).render(selection, NOW)
+    rendered = make_renderer(config, {}).render(selection, NOW)
     path = folder / "digest.html"
     path.write_text(rendered.html, encoding="utf-8")
     return path

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from newsletter.cli import World, cli
-from tests.conftest import ROOT, RunCli
+from newsletter.cli import cli
+from newsletter.pipeline import World
+from tests.conftest import RunCli
 from tests.digest_text import capture, card
+from tests.helpers import ROOT
 
 REQUIRED_FIELDS = {
     "id": str,

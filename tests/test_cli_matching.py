@@ -7,8 +7,9 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from tests.conftest import NOW, ROOT, RunCli
-from tests.test_profiles import EXPECTED, TEN_MISTAKES
+from tests.conftest import RunCli
+from tests.helpers import NOW, ROOT
+from tests.profile_samples import EXPECTED, TEN_MISTAKES
 
 
 def use_shipped_profiles(project: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from newsletter.config import MatchSettings
-from newsletter.matching import History, Matcher
+from newsletter.matching import Matcher
+from newsletter.models import History
 from tests.matching_helpers import NOW, paper, subscriber
 
 SETTINGS = MatchSettings()

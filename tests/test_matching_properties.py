@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import MatchSettings
-from newsletter.matching import History, Matcher
+from newsletter.matching import Matcher
+from newsletter.models import History
 from newsletter.text import KeywordError, parse_keyword
 from tests.matching_helpers import NOW, paper, reference_select, subscriber
 
@@ -114,6 +116,7 @@ def scenarios(draw):
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(scenarios())
 def test_compiled_matcher_agrees_with_reference(scenario) -> None:
     subs, items, history, weights = scenario

@@ -10,42 +10,8 @@ import pytest
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
 from newsletter.profiles import ProfileError, load_profiles
-from tests.conftest import ROOT
-
-TEN_MISTAKES = """\
-subscribers:
-  - email: ada@example.org
-    keywords: [pruning, "knowledge distillation", "compress*"]
-    exclude: [medical]
-    timezone: Europe/Berln
-  - email: bob@
-    keywords: [transformers]
-    max_papers: 500
-  - email: carol@example.org
-    keyword: [diffusion]
-  - email: dan@example.org
-    keywords: []
-    frequency: montly
-  - email: ada@example.org
-    keywords: ["*prune"]
-    send_at: "25:00"
-    active: maybe
-    min_score: 99
-"""
-# (line, what the message must say), in file order.
-EXPECTED = [
-    (5, "unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)"),
-    (6, "invalid address 'bob@'"),
-    (8, "'max_papers' must be from 1 to 100, not 500"),
-    (9, "missing 'keywords'"),
-    (10, "unknown key 'keyword' (did you mean 'keywords'?)"),
-    (12, "'keywords' is empty"),
-    (13, "'frequency' cannot be 'montly'"),
-    (14, "'ada@example.org' is already used on line 2"),
-    (15, "'*' may only end a keyword"),
-    (16, "'send_at' must be a time like \"07:00\", not '25:00'"),
-    (17, "'active' must be true or false, not 'maybe'"),
-]
+from tests.helpers import ROOT
+from tests.profile_samples import EXPECTED, TEN_MISTAKES
 
 
 def write_project(tmp_path: Path, profiles: str, config: str = "") -> Path:
@@ -55,7 +21,8 @@ def write_project(tmp_path: Path, profiles: str, config: str = "") -> Path:
 
 
 def load(tmp_path: Path, profiles: str, config: str = ""):
-    return load_profiles(load_config(write_project(tmp_path, profiles, config)))
+    settings = load_config(write_project(tmp_path, profiles, config))
+    return load_profiles(settings.subscribers, settings.schedule, settings.matching)
 
 
 def test_every_mistake_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
@@ -158,7 +125,8 @@ def test_empty_file_has_no_subscribers(tmp_path: Path) -> None:
 
 
 def test_shipped_profiles_are_valid() -> None:
-    profiles = load_profiles(load_config(ROOT / "config.yaml"))
+    config = load_config(ROOT / "config.yaml")
+    profiles = load_profiles(config.subscribers, config.schedule, config.matching)
     assert len(profiles.subscribers) >= 2
 
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from datetime import date
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -174,6 +175,7 @@ def observed(card) -> tuple:
     )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(card_lists, layouts())
 def test_generated_captures_read_back_exactly(gen_cards: list[GenCard], layout: dict) -> None:
@@ -183,6 +185,7 @@ def test_generated_captures_read_back_exactly(gen_cards: list[GenCard], layout: 
     assert [observed(c) for c in digest.cards] == [g.expected() for g in gen_cards]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(card_lists, layouts(), st.data())
 def test_one_deleted_or_repeated_line_never_invents_a_paper(
@@ -237,6 +240,7 @@ def mutate(lines: list[str], steps: list[tuple[str, int, str]]) -> bytes:
     return data[:cut] + data_tail + data[cut:]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(card_lists, mutations)
 def test_mutated_captures_never_crash_and_papers_come_from_their_lines(

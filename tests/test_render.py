@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.errors import ConfigError
-from newsletter.mime import token_matches
-from newsletter.render import HTML_BUDGET, Renderer, shorten, wrap
+from newsletter.errors import ConfigError, TemplateError
+from newsletter.links import token_matches
+from newsletter.pipeline import make_renderer
+from newsletter.render import HTML_BUDGET, shorten, wrap
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,7 +28,7 @@ def render(tmp_path: Path, subscriber=None, papers=None, extra: str = "", enviro
     config = project_config(tmp_path, extra)
     papers = fixed_papers() if papers is None else papers
     selection = selection_for(subscriber or ada(), papers, config)
-    return Renderer(config, environ or {}).render(selection, NOW)
+    return make_renderer(config, environ or {}).render(selection, NOW)
 
 
 def parse(data: bytes) -> email.message.EmailMessage:
@@ -221,8 +222,27 @@ def test_template_mistakes_are_config_errors_with_file_and_line(tmp_path: Path) 
     (tmp_path / "templates" / "digest.txt.j2").write_text("line one\n{{ digest.greeting \n")
     with pytest.raises(ConfigError, match=r"digest.txt.j2:2: template error"):
         render(tmp_path)
-    (tmp_path / "templates" / "digest.txt.j2").write_text("{{ digest.no_such_thing }}\n")
-    with pytest.raises(ConfigError, match="no_such_thing"):
+    (tmp_path / "templates" / "digest.txt.j2").write_text("\n{{ digest.no_such_thing }}\n")
+    with pytest.raises(TemplateError, match=r"templates/digest\.txt\.j2:2: .*no_such_thing"):
+        render(tmp_path)
+
+
+def test_html_template_errors_name_the_line_of_the_file_not_of_the_inlined_copy(
+    tmp_path: Path,
+) -> None:
+    """The HTML template is compiled from its CSS-inlined copy, whose lines differ; errors
+    still point at the line the operator wrote."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "digest.html.j2").write_text(
+        "{# a comment\n   over two lines #}\n"
+        "<html><head><style>\np { color: black; background-color: white; }\n"
+        ".x { font-weight: bold; }\n</style></head>\n<body>\n"
+        '<p class="x">{{ digest.greeting }}</p>\n'
+        "<p>{{ digest.summary }}</p>\n"
+        "<p>{{ digest.oops }}</p>\n"
+        "</body></html>\n"
+    )
+    with pytest.raises(TemplateError, match=r"templates/digest\.html\.j2:10: .*oops"):
         render(tmp_path)
 
 
@@ -291,7 +311,7 @@ def test_inlining_never_fetches_anything(tmp_path: Path) -> None:
             f'<html><head><link rel="stylesheet" href="{url}"></head>'
             "<body><p>{{ x }}</p></body></html>"
         )
-        inlined = inline_css(source, "t.html.j2")
+        inlined, _ = inline_css(source, "t.html.j2")
     finally:
         server.shutdown()
     assert requests == []

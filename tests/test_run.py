@@ -12,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from newsletter.store import Ledger, open_store
-from tests.conftest import SAMPLES
+import pytest
+
+from newsletter.ledger import Ledger
+from newsletter.store import open_store
+from tests.helpers import SAMPLES
 from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).parent.parent
@@ -35,6 +38,7 @@ def wait_for(condition, seconds: float = 20.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_run_sends_new_digests_takes_edits_and_stops_cleanly(tmp_path: Path) -> None:
     (tmp_path / "digests").mkdir()
     shutil.copy(SAMPLES / "mar-10-daily.txt", tmp_path / "digests")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.schedulers.background import BackgroundScheduler
 
+from newsletter.config import load_config
+from newsletter.daemon import Daemon
 from newsletter.errors import ConfigError
-from newsletter.schedule import Slot, SlotTrigger, cron_trigger, group_by_slot, next_fire
+from newsletter.pipeline import World
+from newsletter.slots import Slot, cron_trigger, group_by_slot, next_fire
+from tests.helpers import invoke
 from tests.matching_helpers import subscriber
 
 BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"
@@ -90,22 +95,48 @@ def test_subscribers_sharing_a_slot_share_a_job() -> None:
     ]
 
 
-def test_missed_runs_coalesce_into_one_catch_up_within_the_grace_time() -> None:
-    slot = Slot("daily", None, time(7, 0), BERLIN)
-    scheduler = BackgroundScheduler(timezone=UTC)
-    job = scheduler.add_job(print, SlotTrigger(slot), coalesce=True, misfire_grace_time=3600)
-    # The machine slept from Monday's run until Wednesday 07:30 Berlin time.
-    job.next_run_time = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # Tuesday 07:00 Berlin
-    now = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
-    missed = job._get_run_times(now)
-    assert missed == [
-        datetime(2026, 11, 24, 6, 0, tzinfo=UTC),
-        datetime(2026, 11, 25, 6, 0, tzinfo=UTC),
-    ]
-    # APScheduler runs a coalesced job once, for the latest missed time, if within the grace.
-    latest = missed[-1]
-    assert job.coalesce and now - latest <= timedelta(seconds=job.misfire_grace_time)
-    assert job.trigger.get_next_fire_time(latest, now) == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+def test_the_daemons_jobs_catch_up_once_within_the_grace_time(tmp_path: Path) -> None:
+    """The daemon's own jobs: one per shared slot, coalescing missed runs into one catch-up
+    run, late by at most the configured grace time, never two at once."""
+    (tmp_path / "config.yaml").write_text("schedule:\n  misfire_grace_time: 1800\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        "  - email: ada@example.org\n    keywords: [x]\n    timezone: Europe/Berlin\n"
+        "  - email: bob@example.org\n    keywords: [y]\n    timezone: Europe/Berlin\n"
+        "  - email: grace@example.org\n    keywords: [x]\n    frequency: weekly\n"
+        "    day: tue\n    timezone: America/New_York\n"
+    )
+    daemon = Daemon(tmp_path / "config.yaml", World())
+    daemon.reload()
+    daemon.schedule_jobs()
+    jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
+    assert sorted(jobs) == ["daily 07:00 Europe/Berlin", "weekly tuesday 07:00 America/New_York"]
+    daily = jobs["daily 07:00 Europe/Berlin"]
+    assert (daily.coalesce, daily.misfire_grace_time, daily.max_instances) == (True, 1800, 1)
+    # The machine slept from Monday's run until Wednesday 07:20 Berlin time: Tuesday's and
+    # Wednesday's runs were missed; the catch-up is Wednesday's, 20 minutes late (in grace).
+    monday = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    wednesday = daily.trigger.get_next_fire_time(
+        daily.trigger.get_next_fire_time(monday, monday), monday
+    )
+    assert wednesday == datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+    assert timedelta(minutes=20) <= timedelta(seconds=daily.misfire_grace_time)
+    after = daily.trigger.get_next_fire_time(wednesday, wednesday + timedelta(minutes=20))
+    assert after == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+
+
+def test_the_daemon_schedules_one_job_in_cron_mode(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("schedule:\n  cron: '30 6 * * mon-fri'\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: ada@example.org\n    keywords: [x]\n"
+    )
+    daemon = Daemon(tmp_path / "config.yaml", World())
+    daemon.reload()
+    daemon.schedule_jobs()
+    (job,) = daemon.scheduler.get_jobs()
+    assert job.id == "cron" and job.coalesce
+    friday = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+    assert job.trigger.get_next_fire_time(None, friday) == datetime(2026, 11, 30, 6, 30, tzinfo=UTC)
 
 
 def test_cron_with_seconds_as_a_sixth_field() -> None:
@@ -115,19 +146,25 @@ def test_cron_with_seconds_as_a_sixth_field() -> None:
     daily = cron_trigger("30 6 * * mon-fri", BERLIN)
     first = daily.get_next_fire_time(None, now)
     assert first.astimezone(ZoneInfo(BERLIN)).strftime("%a %H:%M") == "Thu 06:30"
-    with pytest.raises(ConfigError, match="5 fields"):
+    with pytest.raises(ValueError, match="5 fields"):
         cron_trigger("* * *", "UTC")
-    with pytest.raises(ConfigError, match=r"schedule\.cron"):
+    with pytest.raises(ValueError, match="99"):
         cron_trigger("99 * * * *", "UTC")
 
 
-def test_schedule_command_lists_next_sends(tmp_path) -> None:
-    import json
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [("* * *", "needs 5 fields"), ("99 * * * *", "'cron' '99 * * * *': Error validating")],
+)
+def test_a_bad_cron_is_a_config_problem_with_its_line(tmp_path: Path, cron, message) -> None:
+    (tmp_path / "config.yaml").write_text(f"sender: a@example.org\nschedule:\n  cron: '{cron}'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.yaml")
+    (problem,) = caught.value.problems
+    assert problem.startswith("config.yaml:3: ") and message in problem
 
-    from click.testing import CliRunner
 
-    from newsletter.cli import World, cli
-
+def test_schedule_command_lists_next_sends(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("schedule:\n  send_at: '06:30'\n")
     (tmp_path / "subscribers.yaml").write_text(
         "subscribers:\n"
@@ -137,13 +174,12 @@ def test_schedule_command_lists_next_sends(tmp_path) -> None:
         "  - email: paused@example.org\n    keywords: [x]\n    frequency: paused\n"
     )
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # Saturday
-    args = ["--config", str(tmp_path / "config.yaml"), "schedule"]
-    result = CliRunner().invoke(cli, [*args, "--json"], obj=World(now=lambda: now))
+    result = invoke(tmp_path / "config.yaml", "schedule", "--json", now=now)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["subscriber"], r["next_local"], r["next_utc"]) for r in rows] == [
         ("ada@example.org", "2026-11-22T06:30:00+01:00", "2026-11-22T05:30:00+00:00"),
         ("grace@example.org", "2026-11-24T08:00:00-05:00", "2026-11-24T13:00:00+00:00"),
     ]
-    human = CliRunner().invoke(cli, args, obj=World(now=lambda: now))
+    human = invoke(tmp_path / "config.yaml", "schedule", now=now)
     assert human.stdout.splitlines()[-1] == "2 subscribers scheduled, 1 paused or inactive"

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from newsletter.cli import World, cli
+from newsletter.cli import cli
+from newsletter.ledger import Ledger
 from newsletter.lock import state_lock
-from newsletter.store import Ledger, open_store
-from tests.conftest import NOW, SAMPLES
+from newsletter.pipeline import World
+from newsletter.store import open_store
+from tests.helpers import NOW, SAMPLES
 from tests.smtp_server import SilentServer, Sink, SmtpServer
 
 PROFILES = """\
@@ -134,6 +136,7 @@ def test_a_dropped_connection_mid_batch_is_resumed(shop: Path) -> None:
         assert sink.datas == 4  # one DATA was cut off and sent again
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_times_out_and_stays_pending(shop: Path) -> None:
     with SilentServer() as server:
         configure(shop, server.port, timeout=1, max_attempts=2, connections=1)
@@ -254,6 +257,7 @@ def test_a_second_send_is_refused_while_the_lock_is_held(shop: Path) -> None:
     assert "newsletter test (pid" in result.stderr
 
 
+@pytest.mark.slow
 def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     import collections
     import os

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import StoreError
+from newsletter.ingest import ingest
 from newsletter.models import Card
-from newsletter.pipeline import ingest
 from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, open_store
 from tests.digest_text import capture, card
 
@@ -142,6 +142,7 @@ def test_an_error_mid_digest_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not store.has_digest("a")
 
 
+@pytest.mark.slow
 def test_killed_ingest_leaves_a_consistent_store_and_is_redone(tmp_path: Path) -> None:
     cards = [card(f"Paper number {i}: a synthetic title", date="Aug 20") for i in range(60_000)]
     big = tmp_path / "digests" / "big.txt"

@@ -1,21 +1,31 @@
-"""The matching rules on words and keywords, pinned with examples (traps included)."""
+"""The matching rules on words and keywords, pinned with examples (traps included).
+
+Each example runs through the code that matches papers (the keyword index), and through the
+plain reference in tests/matching_helpers.py, which must agree."""
 
 from __future__ import annotations
 
 import pytest
 
-from newsletter.text import (
-    KeywordError,
-    highlight_spans,
-    occurs,
-    parse_keyword,
-    word_offsets,
-    words,
-)
+from newsletter.errors import KeywordError
+from newsletter.keyword_index import KeywordIndex
+from newsletter.text import merge_ranges, parse_keyword, word_offsets, words
+from tests.matching_helpers import ref_occurs
 
 
 def hit(keyword: str, text: str) -> bool:
-    return occurs(parse_keyword(keyword), words(text))
+    parsed = parse_keyword(keyword)
+    index = KeywordIndex()
+    found = index.add(parsed) in index.hits(words(text))
+    assert found == ref_occurs(parsed, text), "the reference disagrees"
+    return found
+
+
+def highlight_spans(keywords: list, text: str) -> tuple[tuple[int, int], ...]:
+    index = KeywordIndex()
+    for keyword in keywords:
+        index.add(keyword)
+    return merge_ranges([span for spans in index.ranges(text).values() for span in spans])
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Readers: turn digest files of any supported format into ``Digest`` values."""
+"""Sources: find digest files, and read each supported format into a ``Digest`` value."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ _NOT_YET = {
     b"[": "JSON",
     b"<": "XML (RSS/Atom)",
 }
+
+
+def discover_digests(folder: Path) -> list[Path]:
+    """Digest files in ``folder`` by name, leaving out hidden files and editor backups."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
+    )
 
 
 def read_digest_bytes(data: bytes, *, today: date, listing_date: date | None = None) -> Digest:

@@ -1,10 +1,10 @@
 """``newsletter run``: the long-running sender, on APScheduler 3 with an in-memory job store.
 
-Jobs are built from the config and profiles: one per shared slot (see ``schedule``), or one
+Jobs are built from the config and profiles: one per shared slot (see ``slots``), or one
 global job for ``schedule.cron``. Before each run, and every few seconds, the files are
 checked: a valid edit takes effect at once, an invalid one is logged with its line numbers
 and the last good version keeps running. Each run ingests new digests and sends the due
-subscribers through the same pipeline, ledger and lock as ``newsletter send``.
+subscribers with the same ``pipeline.Run`` as ``newsletter send`` (same ledger, same lock).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -23,12 +22,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
-from newsletter.lock import state_lock
 from newsletter.models import Subscriber
-from newsletter.pipeline import discover_digests, ingest, make_transport, send
-from newsletter.profiles import Profiles, load_profiles
-from newsletter.schedule import Slot, SlotTrigger, cron_trigger, group_by_slot
-from newsletter.store import open_store
+from newsletter.pipeline import Run, World, profiles_of
+from newsletter.profiles import Profiles
+from newsletter.slots import Slot, SlotTrigger, group_by_slot
 
 WATCH_SECONDS = 2.0
 STOP_SECONDS = 10.0
@@ -46,16 +43,9 @@ class Loaded:
 class Daemon:
     """The scheduler process; ``serve`` runs until SIGTERM or SIGINT."""
 
-    def __init__(
-        self,
-        config_path: Path,
-        now: Callable[[], datetime],
-        environ: Mapping[str, str],
-        log: logging.Logger | None = None,
-    ) -> None:
+    def __init__(self, config_path: Path, world: World, log: logging.Logger | None = None) -> None:
         self.config_path = config_path
-        self.now = now
-        self.environ = environ
+        self.world = world
         self.log = log or logging.getLogger("newsletter.run")
         self.stop = threading.Event()
         self.loaded: Loaded | None = None
@@ -80,16 +70,14 @@ class Daemon:
                 return False
             try:
                 config = load_config(self.config_path)
-                profiles = load_profiles(config)
-                if config.schedule.cron:
-                    cron_trigger(config.schedule.cron, config.schedule.timezone)
+                profiles = profiles_of(config)
             except ConfigError as exc:
                 if self.loaded is None:
                     raise
                 if stamps != self.rejected:
                     self.rejected = stamps
-                    for line in str(exc).splitlines():
-                        self.log.error("invalid edit: %s", line)
+                    for problem in exc.problems:
+                        self.log.error("invalid edit: %s", problem)
                     self.log.error("keeping the last good configuration and profiles")
                 return False
             self.loaded = Loaded(config, profiles, self._stamps(config))
@@ -109,8 +97,8 @@ class Daemon:
             "misfire_grace_time": config.schedule.misfire_grace_time,
             "max_instances": 1,
         }
-        if config.schedule.cron:
-            trigger = cron_trigger(config.schedule.cron, config.schedule.timezone)
+        trigger = config.schedule.trigger()
+        if trigger is not None:
             self.scheduler.add_job(self.run_due, trigger, args=[None], id="cron", **defaults)
             self.log.info("scheduled: cron %r (%s)", config.schedule.cron, config.schedule.timezone)
             return
@@ -142,24 +130,14 @@ class Daemon:
         label = slot.label if slot else "cron"
         started = time.monotonic()
         try:
-            with state_lock(config.state_dir, "run"), open_store(config.state_dir) as store:
-                digests = discover_digests(config.digests) if config.digests.is_dir() else []
-                ingested = ingest(store, digests, now=self.now())
-                report = send(
-                    store,
-                    due,
-                    config,
-                    make_transport(config, self.environ),
-                    now=self.now(),
-                    environ=self.environ,
-                    stop=self.stop,
-                )
+            report = Run(config, self.world, holder="run", stop=self.stop).once(due)
         except BusyError as exc:
             self.log.warning("run %s skipped: %s", label, exc)
             return
         except NewsletterError as exc:
             self.log.error("run %s failed: %s", label, exc)
             return
+        ingested = report.ingest
         files = sum(1 for f in ingested.files if f.status == "ingested")
         self.log.info(
             "run %s: %d due, %d files ingested (%d new papers), %d sent, %d skipped, %d failed, "

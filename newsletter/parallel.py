@@ -1,9 +1,11 @@
-"""Match and render many subscribers, on every core, streaming the emails out.
+"""Match and render many subscribers on every core, streaming the emails out.
 
 Subscribers are cut into chunks; each worker process compiles a matcher for a chunk, renders
 its digests and sends them back in small batches through a bounded queue. The caller sees
 one ``Produced`` per subscriber and never holds more than a few batches of emails, however
-long the list (bench/run.py measures 100,000 subscribers).
+long the list (bench/run.py measures 100,000 subscribers). A worker's error reaches the
+caller as the same exception class (a template mistake is a TemplateError with or without
+workers), and stops every other worker at once.
 """
 
 from __future__ import annotations
@@ -12,20 +14,21 @@ import itertools
 import multiprocessing
 import os
 import queue
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from newsletter.config import Config
-from newsletter.errors import NewsletterError
-from newsletter.matching import History, Matcher, Selection
-from newsletter.models import Paper, RenderedEmail, Subscriber
-from newsletter.render import Renderer, Templates, load_templates
+from newsletter.config import MatchSettings
+from newsletter.errors import NewsletterError, WorkerError
+from newsletter.matching import Matcher
+from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
+from newsletter.render import Renderer
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
 BATCH = 100  # emails per message from a worker
-_DONE = "done"
+STOP_SECONDS = 5.0  # how long a stopped worker may take to exit before it is killed
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +44,32 @@ class Produced:
 
 @dataclass(frozen=True)
 class Order:
-    """Everything needed to produce digests for some subscribers (picklable for workers)."""
+    """Everything needed to produce digests for some subscribers (picklable for workers: the
+    renderer travels as its settings and template sources, and compiles again there)."""
 
     subscribers: Sequence[Subscriber]
     papers: Sequence[Paper]
-    config: Config
+    matching: MatchSettings
+    renderer: Renderer
     now: datetime
-    history: Mapping[str, History]
-    environ: Mapping[str, str]
-    templates: Templates | None = None  # loaded (and inlined) when None
+    history: Mapping[str, History]  # by casefolded address
 
     def part(self, subscribers: Sequence[Subscriber]) -> Order:
         """The same order for a subset of the subscribers (and only their history)."""
-        history = {s.email: self.history[s.email] for s in subscribers if s.email in self.history}
+        keys = (s.email.casefold() for s in subscribers)
+        history = {key: self.history[key] for key in keys if key in self.history}
         return replace(self, subscribers=list(subscribers), history=history)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A worker's last word: the error that stopped it."""
+
+    error: NewsletterError
+
+
+_DONE = "done"
+_Task = tuple[list[Subscriber], dict[str, History]] | None  # a chunk, or None: stop
 
 
 def default_workers() -> int:
@@ -70,17 +85,16 @@ def produce(order: Order, workers: int | None = None) -> Iterator[Produced]:
     return _produce_parallel(order, workers)
 
 
-def _produce(order: Order, renderer: Renderer | None = None) -> Iterator[Produced]:
-    renderer = renderer or Renderer(order.config, order.environ, order.templates)
+def _produce(order: Order) -> Iterator[Produced]:
     for start in range(0, len(order.subscribers), CHUNK):
-        yield from _produce_chunk(order.part(order.subscribers[start : start + CHUNK]), renderer)
+        yield from _produce_chunk(order.part(order.subscribers[start : start + CHUNK]))
 
 
-def _produce_chunk(chunk: Order, renderer: Renderer) -> Iterator[Produced]:
+def _produce_chunk(chunk: Order) -> Iterator[Produced]:
     """One matcher for the chunk's subscribers; each selection rendered as it is explained."""
-    matcher = Matcher(chunk.subscribers, chunk.config.matching)
+    matcher = Matcher(chunk.subscribers, chunk.matching)
     for selection in matcher.iter_select(chunk.papers, chunk.now, chunk.history):
-        email = renderer.render(selection, chunk.now)
+        email = chunk.renderer.render(selection, chunk.now)
         if email is None:
             yield Produced(selection.subscriber.email, None, no_digest_reason(selection))
         else:
@@ -94,29 +108,20 @@ def no_digest_reason(selection: Selection) -> str:
     return f"no new matches ({selection.candidates} new papers, none matching)"
 
 
-_Task = tuple[list[Subscriber], dict[str, History]] | None  # a chunk, or None: stop
-
-
 def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
     # spawn, not fork: the caller may run threads (the scheduler), and a forked child could
     # inherit a lock some other thread held.
     context = multiprocessing.get_context("spawn")
     tasks = context.Queue(maxsize=workers)  # a chunk waiting per worker, cut when there is room
     results = context.Queue(maxsize=4 * workers)  # bounded: workers wait for the consumer
-    common = replace(
-        order,
-        subscribers=[],
-        history={},
-        papers=list(order.papers),
-        environ=dict(order.environ),
-        templates=order.templates or load_templates(order.config),
-    )
+    common = replace(order, subscribers=[], history={}, papers=list(order.papers))
     feeder = _Feeder(tasks, order, min(CHUNK, -(-len(order.subscribers) // workers)), workers)
-    processes = []
-    for _ in range(workers):
-        process = context.Process(target=_worker, args=(common, tasks, results), daemon=True)
+    processes = [
+        context.Process(target=_worker, args=(common, tasks, results), daemon=True)
+        for _ in range(workers)
+    ]
+    for process in processes:
         process.start()
-        processes.append(process)
     try:
         finished = 0
         while finished < len(processes):
@@ -125,18 +130,32 @@ def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
                 item = results.get(timeout=0.5)
             except queue.Empty:
                 if not any(p.is_alive() for p in processes):
-                    raise NewsletterError("a rendering worker died without a word") from None
+                    raise WorkerError("a rendering worker died without a word") from None
                 continue
             if item == _DONE:
                 finished += 1
-            elif isinstance(item, str):
-                raise NewsletterError(f"a rendering worker failed: {item}")
+            elif isinstance(item, _Failed):
+                raise item.error
             else:
                 yield from item
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
+        _stop(processes, tasks, results)
+
+
+def _stop(processes: list, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+    """End the workers now, and let go of the queues without waiting on them: a chunk still
+    in the task queue's pipe, with no worker left to read it, would otherwise keep this
+    process from exiting (multiprocessing joins a queue's feeder thread at exit)."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for channel in (tasks, results):
+        channel.cancel_join_thread()
+        channel.close()
+    for process in processes:
+        process.join(STOP_SECONDS)
+        if process.is_alive():
+            process.kill()
             process.join()
 
 
@@ -169,13 +188,10 @@ class _Feeder:
 def _worker(common: Order, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
     """In a worker process: produce each chunk it is given, ship the emails in batches."""
     try:
-        renderer = Renderer(common.config, common.environ, common.templates)
         batch: list[Produced] = []
         while (task := tasks.get()) is not None:
             subscribers, history = task
-            for item in _produce_chunk(
-                replace(common, subscribers=subscribers, history=history), renderer
-            ):
+            for item in _produce_chunk(replace(common, subscribers=subscribers, history=history)):
                 batch.append(item)
                 if len(batch) == BATCH:
                     results.put(batch)
@@ -183,5 +199,8 @@ def _worker(common: Order, tasks: multiprocessing.Queue, results: multiprocessin
         if batch:
             results.put(batch)
         results.put(_DONE)
-    except Exception as exc:  # reported to the parent, which raises it as a NewsletterError
-        results.put(f"{type(exc).__name__}: {exc}")
+    except NewsletterError as exc:
+        results.put(_Failed(exc))
+    except Exception as exc:  # a bug: the parent raises it with this traceback
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        results.put(_Failed(WorkerError(f"a rendering worker failed: {exc!r}\n{detail}")))

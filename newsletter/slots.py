@@ -1,5 +1,5 @@
-"""When each subscriber's digest is due: local send times, computed so that daylight-saving
-changes never give two sends in one day nor skip a day.
+"""Send slots: when each subscriber's digest is due, as local send times, computed so that
+daylight-saving changes never give two sends in one day nor skip a day.
 
 A slot is (frequency, weekday, local time, time zone). For every local calendar day the slot
 fires exactly once: at the first moment the wall clock shows the send time; if that time does
@@ -17,9 +17,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter.errors import ConfigError
-from newsletter.models import Subscriber
-from newsletter.profiles import WEEKDAYS
+from newsletter.models import WEEKDAYS, Subscriber
 
 
 @dataclass(frozen=True, order=True)
@@ -94,20 +92,17 @@ class SlotTrigger(BaseTrigger):
 
 
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:
-    """``minute hour day month day_of_week [second]``: crontab, with seconds as a sixth field."""
+    """``minute hour day month day_of_week [second]``: crontab, with seconds as a sixth field.
+    A ValueError says what is wrong (the config loader reports it with its line)."""
     fields = expression.split()
     if len(fields) not in (5, 6):
-        raise ConfigError(
-            f"schedule.cron {expression!r} must have 5 fields (minute hour day month "
-            "day_of_week) or 6 (then seconds last)"
+        raise ValueError(
+            "needs 5 fields (minute hour day month day_of_week) or 6 (then seconds last)"
         )
     names = ["minute", "hour", "day", "month", "day_of_week", "second"]
     values = dict(zip(names, fields, strict=False))
     values.setdefault("second", "0")
-    try:
-        return CronTrigger(timezone=ZoneInfo(timezone), **values)
-    except ValueError as exc:
-        raise ConfigError(f"schedule.cron {expression!r}: {exc}") from exc
+    return CronTrigger(timezone=ZoneInfo(timezone), **values)
 
 
 def upcoming(

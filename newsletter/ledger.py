@@ -1,0 +1,159 @@
+"""The delivery ledger: what was sent to whom, in the store's file, one commit per change.
+
+A digest is recorded as *pending* with its exact bytes before it is handed over, and as
+*sent* once the server accepted it; so a crash leaves at most the digests that were on their
+way, and the next run hands those over again byte for byte. ``DryRunLedger`` reads the same
+history and records nothing, which is all a dry run needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from newsletter.models import History
+from newsletter.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A digest handed to delivery but not (known to be) accepted yet."""
+
+    message_id: str
+    subscriber: str  # casefolded address
+    data: bytes
+    paper_ids: tuple[str, ...]
+    attempts: int
+
+
+class Ledger:
+    """What was sent to whom: the ``deliveries`` tables of a Store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+
+    def history(self, retry_failed: bool = False) -> dict[str, History]:
+        """Per subscriber (casefolded address): when the last digest was accepted, and the
+        papers not to offer again (sent, pending, and failed unless ``retry_failed``)."""
+        blocked = ("sent", "pending") if retry_failed else ("sent", "pending", "failed")
+        marks = ",".join("?" * len(blocked))
+        last: dict[str, datetime | None] = {}
+        papers: dict[str, set[str]] = {}
+        for subscriber, sent_at in self.db.execute(
+            "SELECT subscriber, max(sent_at) FROM deliveries WHERE status = 'sent' "
+            "GROUP BY subscriber"
+        ):
+            last[subscriber] = datetime.fromisoformat(sent_at)
+        for subscriber, paper in self.db.execute(
+            "SELECT p.subscriber, p.paper_id FROM delivery_papers p JOIN deliveries d "
+            f"USING (message_id) WHERE d.status IN ({marks})",
+            blocked,
+        ):
+            papers.setdefault(subscriber, set()).add(paper)
+        return {
+            subscriber: History(last.get(subscriber), frozenset(papers.get(subscriber, ())))
+            for subscriber in last.keys() | papers.keys()
+        }
+
+    def pending(self) -> list[Pending]:
+        """Digests recorded as pending (crashed or deferred runs), oldest first."""
+        rows = self.db.execute(
+            "SELECT message_id, subscriber, data, attempts FROM deliveries "
+            "WHERE status = 'pending' ORDER BY created_at, message_id"
+        ).fetchall()
+        return [
+            Pending(message_id, subscriber, bytes(data), self._papers(message_id), attempts)
+            for message_id, subscriber, data, attempts in rows
+        ]
+
+    def _papers(self, message_id: str) -> tuple[str, ...]:
+        rows = self.db.execute(
+            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY paper_id",
+            (message_id,),
+        )
+        return tuple(row[0] for row in rows)
+
+    def record_pending(
+        self, message_id: str, subscriber: str, paper_ids: Sequence[str], data: bytes, now: datetime
+    ) -> None:
+        """Before handing a digest to the server: it, its papers and its exact bytes."""
+        key, stamp = subscriber.casefold(), now.isoformat()
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
+                " data) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
+                " status = 'pending', updated_at = excluded.updated_at, data = excluded.data",
+                (message_id, key, stamp, stamp, data),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO delivery_papers VALUES (?, ?, ?)",
+                ((key, paper, message_id) for paper in paper_ids),
+            )
+
+    def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
+        """The server accepted the digest: its papers count as sent from now on."""
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'sent', attempts = attempts + ?, sent_at = ?,"
+                " updated_at = ?, last_error = NULL, code = NULL, data = NULL"
+                " WHERE message_id = ?",
+                (attempts, now.isoformat(), now.isoformat(), message_id),
+            )
+
+    def record_failure(
+        self,
+        message_id: str,
+        attempts: int,
+        error: str,
+        code: int | None,
+        permanent: bool,
+        now: datetime,
+    ) -> None:
+        """A permanent failure is not retried (unless asked); a transient one stays pending."""
+        status = "failed" if permanent else "pending"
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?,"
+                " code = ?, updated_at = ?,"
+                " data = CASE WHEN ? = 'failed' THEN NULL ELSE data END WHERE message_id = ?",
+                (status, attempts, error, code, now.isoformat(), status, message_id),
+            )
+
+    def rows(self, subscriber: str | None = None) -> list[dict[str, object]]:
+        """Ledger rows per subscriber and paper (for reports and tests)."""
+        where, args = (
+            ("WHERE d.subscriber = ?", (subscriber.casefold(),)) if subscriber else ("", ())
+        )
+        cursor = self.db.execute(
+            "SELECT d.subscriber, p.paper_id, d.message_id, d.status, d.attempts, d.sent_at,"
+            " d.last_error, d.code FROM deliveries d JOIN delivery_papers p USING (message_id) "
+            f"{where} ORDER BY d.subscriber, p.paper_id",
+            args,
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+class DryRunLedger(Ledger):
+    """Reads what was sent like a Ledger; records nothing (``send --dry-run``)."""
+
+    def record_pending(
+        self, message_id: str, subscriber: str, paper_ids: Sequence[str], data: bytes, now: datetime
+    ) -> None:
+        """Records nothing."""
+
+    def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
+        """Records nothing."""
+
+    def record_failure(
+        self,
+        message_id: str,
+        attempts: int,
+        error: str,
+        code: int | None,
+        permanent: bool,
+        now: datetime,
+    ) -> None:
+        """Records nothing."""

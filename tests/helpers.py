@@ -1,0 +1,54 @@
+"""What every test module shares: paths, one clock, one way to run the command line in this
+process and one to build its command line for a child process."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from newsletter.cli import cli
+from newsletter.pipeline import World
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "digests"
+SHARED = ROOT.parent / "shared"
+NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)  # the tests' clock: a Thursday
+
+
+def invoke(
+    config: Path | None,
+    *args: str,
+    now: datetime = NOW,
+    environ: dict[str, str] | None = None,
+) -> Result:
+    """Run ``newsletter [--config CONFIG] ARGS`` in this process with a fixed clock and an
+    environment of its own (empty unless given)."""
+    world = World(now=lambda: now, environ=environ if environ is not None else {})
+    options = ["--config", str(config)] if config is not None else []
+    return CliRunner().invoke(cli, [*options, *args], obj=world)
+
+
+def command(config: Path) -> list[str]:
+    """The command line that runs ``newsletter --config CONFIG`` in a child process."""
+    return [sys.executable, "-m", "newsletter", "--config", str(config)]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process that imports this checkout's package."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,111 @@
+"""The parallel production stage: the same result as the sequential one, the same errors,
+and a prompt stop when a worker fails."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import TemplateError
+from newsletter.models import History
+from newsletter.parallel import PARALLEL_FROM, Order, produce
+from newsletter.pipeline import make_renderer
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke
+from tests.render_helpers import ada, fixed_papers, project_config
+
+# Passes start-up (it compiles), fails while rendering a digest with two papers or more.
+LATE_MISTAKE = "{% if digest.papers|length > 1 %}{{ digest.no_such_field }}{% endif %}\n"
+
+
+def order_for(config, subscribers, history=None) -> Order:
+    renderer = make_renderer(config, {})
+    return Order(subscribers, fixed_papers(), config.matching, renderer, NOW, history or {})
+
+
+def test_parallel_production_equals_sequential(tmp_path: Path) -> None:
+    config = project_config(tmp_path)
+    count = PARALLEL_FROM + 50
+    subscribers = [
+        replace(ada(), email=f"reader{i}@example.org", max_papers=1 + i % 3) for i in range(count)
+    ]
+    # Some have received a paper already; some match nothing at all.
+    history = {
+        f"reader{i}@example.org": History(None, frozenset({"t-compress"}))
+        for i in range(0, count, 7)
+    }
+    subscribers[5] = replace(subscribers[5], keywords=subscribers[5].exclude)
+
+    def outcome(workers: int) -> dict[str, tuple]:
+        return {
+            item.subscriber: (
+                item.email.message_id if item.email else None,
+                item.email.paper_ids if item.email else None,
+                item.reason,
+            )
+            for item in produce(order_for(config, subscribers, history), workers)
+        }
+
+    sequential = outcome(1)
+    assert len(sequential) == count
+    assert sequential["reader5@example.org"][0] is None
+    assert "t-compress" not in sequential["reader0@example.org"][1]
+    assert outcome(2) == sequential
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_error_keeps_its_class_and_names_the_template(tmp_path: Path, workers) -> None:
+    """A template mistake that only shows when rendering surfaces in the caller as the same
+    TemplateError with or without workers, naming the file and line."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "digest.txt.j2").write_text("Hello\n" + LATE_MISTAKE)
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    with pytest.raises(TemplateError, match=r"templates/digest\.txt\.j2:2: .*no_such_field"):
+        for _ in produce(order_for(config, subscribers), workers=workers):
+            pass
+
+
+def mistaken_project(folder: Path, readers: int) -> Path:
+    """A project whose text template fails while rendering, with ``readers`` subscribers."""
+    (folder / "templates").mkdir(parents=True)
+    (folder / "templates" / "digest.txt.j2").write_text(LATE_MISTAKE)
+    (folder / "digests").mkdir()
+    (folder / "digests" / "mar-10.txt").write_bytes((SAMPLES / "mar-10-daily.txt").read_bytes())
+    entries = "".join(
+        f"  - email: r{i}@example.org\n    keywords: [pruning, distillation]\n"
+        for i in range(readers)
+    )
+    (folder / "subscribers.yaml").write_text("subscribers:\n" + entries)
+    (folder / "config.yaml").write_text("sender: Digest <digest@example.org>\n")
+    return folder / "config.yaml"
+
+
+@pytest.mark.parametrize("readers", [20, PARALLEL_FROM + 600])
+def test_a_template_mistake_exits_2_below_and_above_the_parallel_threshold(
+    tmp_path: Path, readers: int
+) -> None:
+    result = invoke(mistaken_project(tmp_path, readers), "send")
+    assert result.exit_code == 2, result.output
+    assert "digest.txt.j2:1: template error:" in result.stderr
+    assert "no_such_field" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_worker_never_leaves_send_hanging(tmp_path: Path) -> None:
+    """2,600 subscribers, a template that fails mid-run, output captured by pipes: each run
+    exits 2 within the deadline (it used to hang forever in 2 of 3 runs)."""
+    config = mistaken_project(tmp_path, PARALLEL_FROM + 600)
+    for attempt in range(4):
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+        started = time.monotonic()
+        done = subprocess.run(
+            [*command(config), "send"], capture_output=True, text=True, env=child_env(), timeout=60
+        )
+        assert done.returncode == 2, (attempt, done.stderr)
+        assert "no_such_field" in done.stderr
+        assert time.monotonic() - started < 60
