@@ -8,7 +8,8 @@ history and records nothing, which is all a dry run needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,7 +81,7 @@ class Ledger:
     ) -> None:
         """Before handing a digest to the server: it, its papers and its exact bytes."""
         key, stamp = subscriber.casefold(), now.isoformat()
-        with self.store.transaction() as db:
+        with self._writing() as db:
             db.execute(
                 "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
                 " data) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
@@ -94,7 +95,7 @@ class Ledger:
 
     def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
         """The server accepted the digest: its papers count as sent from now on."""
-        with self.store.transaction() as db:
+        with self._writing() as db:
             db.execute(
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + ?, sent_at = ?,"
                 " updated_at = ?, last_error = NULL, code = NULL, data = NULL"
@@ -113,13 +114,17 @@ class Ledger:
     ) -> None:
         """A permanent failure is not retried (unless asked); a transient one stays pending."""
         status = "failed" if permanent else "pending"
-        with self.store.transaction() as db:
+        with self._writing() as db:
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?,"
                 " code = ?, updated_at = ?,"
                 " data = CASE WHEN ? = 'failed' THEN NULL ELSE data END WHERE message_id = ?",
                 (status, attempts, error, code, now.isoformat(), status, message_id),
             )
+
+    def _writing(self) -> AbstractContextManager:
+        """Where the record methods write: one transaction of the store each."""
+        return self.store.transaction()
 
     def rows(self, subscriber: str | None = None) -> list[dict[str, object]]:
         """Ledger rows per subscriber and paper (for reports and tests)."""
@@ -139,21 +144,16 @@ class Ledger:
 class DryRunLedger(Ledger):
     """Reads what was sent like a Ledger; records nothing (``send --dry-run``)."""
 
-    def record_pending(
-        self, message_id: str, subscriber: str, paper_ids: Sequence[str], data: bytes, now: datetime
-    ) -> None:
-        """Records nothing."""
+    @contextmanager
+    def _writing(self) -> Iterator[_Discard]:
+        yield _Discard()
 
-    def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
-        """Records nothing."""
 
-    def record_failure(
-        self,
-        message_id: str,
-        attempts: int,
-        error: str,
-        code: int | None,
-        permanent: bool,
-        now: datetime,
-    ) -> None:
-        """Records nothing."""
+class _Discard:
+    """Takes a ledger's writes and keeps none of them."""
+
+    def execute(self, *args: object) -> None:
+        """Nothing is written."""
+
+    def executemany(self, *args: object) -> None:
+        """Nothing is written."""

@@ -34,9 +34,10 @@ def invoke(
     return CliRunner().invoke(cli, [*options, *args], obj=world)
 
 
-def command(config: Path) -> list[str]:
-    """The command line that runs ``newsletter --config CONFIG`` in a child process."""
-    return [sys.executable, "-m", "newsletter", "--config", str(config)]
+def command(config: Path | None) -> list[str]:
+    """The command line that runs ``newsletter [--config CONFIG]`` in a child process."""
+    options = ["--config", str(config)] if config is not None else []
+    return [sys.executable, "-m", "newsletter", *options]
 
 
 def child_env(**extra: str) -> dict[str, str]:

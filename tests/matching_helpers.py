@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from newsletter.config import MatchSettings
 from newsletter.models import History, Paper, Subscriber
 from newsletter.text import Keyword, parse_keyword
-
-NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
+from tests.helpers import NOW
 
 
 def paper(

@@ -9,8 +9,8 @@ from newsletter.config import Config, load_config
 from newsletter.matching import Matcher
 from newsletter.models import Paper, Selection, Subscriber
 from newsletter.text import parse_keyword
+from tests.helpers import NOW
 
-NOW = datetime(2026, 3, 12, 7, 0, tzinfo=UTC)
 SEEN = datetime(2026, 3, 12, 6, 0, tzinfo=UTC)
 
 ABSTRACT = (

@@ -9,13 +9,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from newsletter.cli import cli
-from newsletter.pipeline import World
 from tests.conftest import RunCli
 from tests.digest_text import capture, card
-from tests.helpers import ROOT
+from tests.helpers import ROOT, child_env, command, invoke
 
 REQUIRED_FIELDS = {
     "id": str,
@@ -150,26 +146,24 @@ def test_config_errors_exit_2_with_file_and_line(project: Path, run_cli: RunCli)
 
 def test_config_from_environment_variable(project: Path) -> None:
     (project / "digests" / "a.txt").write_text(capture(card("From Env")))
-    world = World(environ={"NEWSLETTER_CONFIG": str(project / "config.yaml")})
-    result = CliRunner().invoke(cli, ["ingest"], obj=world)
+    result = invoke(None, "ingest", environ={"NEWSLETTER_CONFIG": str(project / "config.yaml")})
     assert result.exit_code == 0, result.output
     assert "1 new paper" in result.stdout
 
 
 def test_store_errors_are_messages_not_tracebacks_unless_debug(project: Path) -> None:
     (project / "state").write_text("a file where the state folder should be")
-    args = ["--config", str(project / "config.yaml"), "papers"]
-    result = CliRunner().invoke(cli, args, obj=World())
+    result = invoke(project / "config.yaml", "papers")
     assert result.exit_code == 1
     assert result.stderr.startswith("newsletter: error: cannot open the store")
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    debug = CliRunner().invoke(cli, ["--debug", *args], obj=World())
+    debug = invoke(project / "config.yaml", "--debug", "papers")
     assert debug.exception is not None and not isinstance(debug.exception, SystemExit)
 
 
 def test_module_and_console_script_entry_points(tmp_path: Path) -> None:
     module = subprocess.run(
-        [sys.executable, "-m", "newsletter", "--version"], capture_output=True, text=True
+        [*command(None), "--version"], capture_output=True, text=True, env=child_env()
     )
     assert module.returncode == 0
     assert module.stdout.startswith("newsletter, version")
@@ -178,7 +172,7 @@ def test_module_and_console_script_entry_points(tmp_path: Path) -> None:
         run = subprocess.run([str(script), "--help"], capture_output=True, text=True)
         assert "ingest" in run.stdout
     usage = subprocess.run(
-        [sys.executable, "-m", "newsletter", "no-such-command"], capture_output=True, text=True
+        [*command(None), "no-such-command"], capture_output=True, text=True, env=child_env()
     )
     assert usage.returncode == 2
 
@@ -186,11 +180,10 @@ def test_module_and_console_script_entry_points(tmp_path: Path) -> None:
 def test_shipped_config_and_samples_work_together(tmp_path: Path) -> None:
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     shutil.copytree(ROOT / "digests", tmp_path / "digests")
-    args = ["--config", str(tmp_path / "config.yaml")]
-    result = CliRunner().invoke(cli, [*args, "ingest"], obj=World())
+    result = invoke(tmp_path / "config.yaml", "ingest")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].endswith("rejected; 12 new papers")
-    listing = CliRunner().invoke(cli, [*args, "papers"], obj=World())
+    listing = invoke(tmp_path / "config.yaml", "papers")
     assert listing.stdout.splitlines()[-1] == "12 papers"
     assert (tmp_path / "state" / "newsletter.sqlite3").exists()
 
@@ -201,8 +194,7 @@ def test_readme_main_job_sends_into_the_maildir_outbox(tmp_path: Path) -> None:
     for name in ("config.yaml", "subscribers.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "digests", tmp_path / "digests")
-    args = ["--config", str(tmp_path / "config.yaml")]
-    result = CliRunner().invoke(cli, [*args, "send"], obj=World())
+    result = invoke(tmp_path / "config.yaml", "send")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("2 sent to ")
     box = mailbox.Maildir(tmp_path / "outbox", create=False)
@@ -210,5 +202,5 @@ def test_readme_main_job_sends_into_the_maildir_outbox(tmp_path: Path) -> None:
         "Ada <ada@example.org>",
         "Grace <grace@example.org>",
     ]
-    again = CliRunner().invoke(cli, [*args, "send"], obj=World())
+    again = invoke(tmp_path / "config.yaml", "send")
     assert again.exit_code == 0 and len(mailbox.Maildir(tmp_path / "outbox")) == 2

@@ -154,3 +154,14 @@ def test_no_papers_and_no_subscribers() -> None:
     assert select([], [paper("x")]) == []
     (selection,) = select([subscriber("pruning")], [])
     assert selection.matches == () and selection.candidates == 0
+
+
+def test_history_is_keyed_by_the_casefolded_address() -> None:
+    """The ledger keys history by casefolded address; profiles keep the case as written."""
+    reader = subscriber("pruning", email="Ada.Lovelace@example.org")
+    old = paper("Pruning old", pid="old", seen=NOW - timedelta(hours=3))
+    sent = paper("Pruning sent", pid="sent")
+    fresh = paper("Pruning fresh", pid="fresh")
+    history = {"ada.lovelace@example.org": History(NOW - timedelta(hours=2), frozenset({"sent"}))}
+    (selection,) = Matcher([reader], MatchSettings()).select([old, sent, fresh], NOW, history)
+    assert [m.paper.id for m in selection.matches] == ["fresh"]

@@ -63,7 +63,7 @@ def test_message_structure_and_headers(tmp_path: Path) -> None:
     assert message["Subject"] == (
         "3 new papers: Compressing KV Caches with Learned Low-Rank Projections"
     )
-    assert message["Date"] == "Thu, 12 Mar 2026 07:00:00 +0000"
+    assert message["Date"] == "Thu, 12 Mar 2026 12:00:00 +0000"
     assert re.fullmatch(r"<digest\.[0-9a-f]{32}@example\.org>", message["Message-ID"])
     assert message["List-Id"] == "Research digest <digest.example.org>"
     assert message["List-Unsubscribe"] == "<mailto:unsubscribe@example.org?subject=unsubscribe>"

@@ -4,22 +4,17 @@ edit, a bad edit, SIGTERM."""
 from __future__ import annotations
 
 import collections
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from newsletter.ledger import Ledger
 from newsletter.store import open_store
-from tests.helpers import SAMPLES
+from tests.helpers import SAMPLES, child_env, command, wait_for
 from tests.smtp_server import SmtpServer
 
-ROOT = Path(__file__).parent.parent
 PROFILES = """\
 subscribers:
   - email: ada@example.org
@@ -29,16 +24,6 @@ subscribers:
 """
 
 
-def wait_for(condition, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@pytest.mark.slow
 def test_run_sends_new_digests_takes_edits_and_stops_cleanly(tmp_path: Path) -> None:
     (tmp_path / "digests").mkdir()
     shutil.copy(SAMPLES / "mar-10-daily.txt", tmp_path / "digests")
@@ -51,11 +36,11 @@ def test_run_sends_new_digests_takes_edits_and_stops_cleanly(tmp_path: Path) -> 
             f"smtp:\n  host: 127.0.0.1\n  port: {server.port}\n  security: none\n"
             "  retry_delay: 0\n"
         )
-        command = [sys.executable, "-m", "newsletter", "--config", str(tmp_path / "config.yaml")]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         log = tmp_path / "run.log"
         with log.open("w") as sink_log:
-            process = subprocess.Popen([*command, "run"], stderr=sink_log, env=env)
+            process = subprocess.Popen(
+                [*command(tmp_path / "config.yaml"), "run"], stderr=sink_log, env=child_env()
+            )
         try:
             recipients = server.sink.recipients
             # The first run ingests the Mar 10 digest and sends Ada hers (Grace: nothing yet).

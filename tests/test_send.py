@@ -9,14 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from newsletter.cli import cli
 from newsletter.ledger import Ledger
 from newsletter.lock import state_lock
-from newsletter.pipeline import World
 from newsletter.store import open_store
-from tests.helpers import NOW, SAMPLES
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.smtp_server import SilentServer, Sink, SmtpServer
 
 PROFILES = """\
@@ -50,9 +48,7 @@ def configure(project: Path, port: int, **smtp: object) -> None:
 
 
 def send(project: Path, *args: str, environ: dict | None = None, now=NOW) -> Result:
-    world = World(now=lambda: now, environ=environ or {})
-    config = str(project / "config.yaml")
-    return CliRunner().invoke(cli, ["--config", config, "send", *args], obj=world)
+    return invoke(project / "config.yaml", "send", *args, now=now, environ=environ)
 
 
 def report(result: Result) -> dict:
@@ -260,10 +256,8 @@ def test_a_second_send_is_refused_while_the_lock_is_held(shop: Path) -> None:
 @pytest.mark.slow
 def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     import collections
-    import os
     import signal
     import subprocess
-    import sys
     import time
 
     count = 150
@@ -276,16 +270,8 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     sink = Sink(delay=0.01)
     with SmtpServer(sink) as server:
         configure(shop, server.port, connections=2)
-        command = [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "--config",
-            str(shop / "config.yaml"),
-            "send",
-        ]
-        environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment)
+        send_command = [*command(shop / "config.yaml"), "send"]
+        process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
         deadline = time.monotonic() + 60
         while len(sink.messages) < 40 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -294,7 +280,7 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
         assert process.returncode == -signal.SIGKILL, "send finished before it could be killed"
         delivered_before = len(sink.messages)
         assert 0 < delivered_before < count
-        finish = subprocess.run(command, capture_output=True, text=True, env=environment)
+        finish = subprocess.run(send_command, capture_output=True, text=True, env=child_env())
         assert finish.returncode == 0, finish.stderr
     per_reader = collections.defaultdict(set)
     for message in sink.parsed():

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from newsletter.ingest import ingest
 from newsletter.models import Card
 from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, open_store
 from tests.digest_text import capture, card
-
-T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+from tests.helpers import NOW, child_env, command
 
 
 def record(sha: str, listing: date, cards: int = 1, name: str | None = None) -> DigestRecord:
@@ -37,7 +35,7 @@ def test_new_store_has_latest_schema_and_wal(tmp_path: Path) -> None:
 
 def test_migration_path_upgrades_an_existing_store_and_keeps_data(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], T0)
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], NOW)
     upgraded = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN note TEXT; CREATE TABLE extra (x)")
     with open_store(tmp_path, migrations=upgraded) as store:
         assert store.schema_version == len(MIGRATIONS) + 1
@@ -48,7 +46,7 @@ def test_migration_path_upgrades_an_existing_store_and_keeps_data(tmp_path: Path
 
 def test_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], T0)
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], NOW)
     broken = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN ok TEXT; THIS IS NOT SQL")
     with pytest.raises(StoreError):
         open_store(tmp_path, migrations=broken)
@@ -75,16 +73,16 @@ def test_a_file_that_is_not_a_database_is_refused_with_a_hint(tmp_path: Path) ->
 def test_same_paper_in_two_digests_is_one_paper_with_latest_counters(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         first = [paper_card("Deep Nets: Shallow Again!", comments=1, upvotes=5)]
-        assert store.add_digest(record("a", date(2026, 1, 10)), first, T0) == 1
+        assert store.add_digest(record("a", date(2026, 1, 10)), first, NOW) == 1
         again = [paper_card("deep nets — shallow again", comments=3, upvotes=None)]
-        later = T0 + timedelta(days=2)
+        later = NOW + timedelta(days=2)
         assert store.add_digest(record("b", date(2026, 1, 12)), again, later) == 0
         (paper,) = store.papers()
         assert (paper.comments, paper.upvotes) == (3, 5)
         assert paper.title == "Deep Nets: Shallow Again!"
         assert (paper.source, paper.first_seen, paper.listing_date) == (
             "a.txt",
-            T0,
+            NOW,
             date(2026, 1, 10),
         )
         older = [paper_card("Deep nets shallow again", comments=9, upvotes=9)]
@@ -95,9 +93,9 @@ def test_same_paper_in_two_digests_is_one_paper_with_latest_counters(tmp_path: P
 
 def test_empty_fields_are_filled_from_a_later_capture(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], T0)
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], NOW)
         fuller = [paper_card(authors_count=4, published=date(2025, 12, 30), arxiv_id="2512.00001")]
-        store.add_digest(record("b", date(2026, 1, 2)), fuller, T0)
+        store.add_digest(record("b", date(2026, 1, 2)), fuller, NOW)
         (paper,) = store.papers()
         assert (paper.authors_count, paper.published, paper.arxiv_id) == (
             4,
@@ -108,10 +106,10 @@ def test_empty_fields_are_filled_from_a_later_capture(tmp_path: Path) -> None:
 
 def test_arxiv_source_reuses_the_id_a_title_only_source_gave(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
-        store.add_digest(record("a", date(2026, 1, 1)), [paper_card("Same")], T0)
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card("Same")], NOW)
         (before,) = store.papers()
         new = store.add_digest(
-            record("b", date(2026, 1, 2)), [paper_card("SAME", arxiv_id="2601.00002")], T0
+            record("b", date(2026, 1, 2)), [paper_card("SAME", arxiv_id="2601.00002")], NOW
         )
         (after,) = store.papers()
         assert new == 0
@@ -122,7 +120,7 @@ def test_arxiv_source_reuses_the_id_a_title_only_source_gave(tmp_path: Path) -> 
 def test_duplicate_cards_in_one_digest_count_once(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         cards = [paper_card("X"), paper_card("Y"), paper_card("x")]
-        assert store.add_digest(record("a", date(2026, 1, 1), cards=3), cards, T0) == 2
+        assert store.add_digest(record("a", date(2026, 1, 1), cards=3), cards, NOW) == 2
         assert store.paper_count() == 2
 
 
@@ -137,7 +135,7 @@ def test_an_error_mid_digest_leaves_nothing_behind(tmp_path: Path) -> None:
 
     with open_store(tmp_path) as store:
         with pytest.raises(RuntimeError):
-            store.add_digest(record("a", date(2026, 1, 1)), Exploding(), T0)
+            store.add_digest(record("a", date(2026, 1, 1)), Exploding(), NOW)
         assert store.paper_count() == 0
         assert not store.has_digest("a")
 
@@ -149,8 +147,8 @@ def test_killed_ingest_leaves_a_consistent_store_and_is_redone(tmp_path: Path) -
     big.parent.mkdir()
     big.write_text(capture(*cards))
     (tmp_path / "config.yaml").write_text("digests: digests\nstate_dir: state\n")
-    command = [sys.executable, "-m", "newsletter", "--config", str(tmp_path / "config.yaml")]
-    process = subprocess.Popen([*command, "ingest"], stdout=subprocess.DEVNULL)
+    newsletter = command(tmp_path / "config.yaml")
+    process = subprocess.Popen([*newsletter, "ingest"], stdout=subprocess.DEVNULL, env=child_env())
     wal = tmp_path / "state" / f"{STORE_FILE}-wal"
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
@@ -163,7 +161,7 @@ def test_killed_ingest_leaves_a_consistent_store_and_is_redone(tmp_path: Path) -
     with open_store(tmp_path / "state") as store:
         assert store.paper_count() == 0
         assert store.digests() == []
-    subprocess.run([*command, "ingest"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*newsletter, "ingest"], check=True, stdout=subprocess.DEVNULL, env=child_env())
     with open_store(tmp_path / "state") as store:
         assert store.paper_count() == 60_000
         assert len(store.digests()) == 1
@@ -176,11 +174,11 @@ def test_ingest_reports_each_file_and_goes_on_after_a_rejected_one(tmp_path: Pat
     bad.write_bytes(b"\x00\x01\x02")
     missing = tmp_path / "missing.txt"
     with open_store(tmp_path / "state") as store:
-        report = ingest(store, [bad, missing, good], now=T0)
+        report = ingest(store, [bad, missing, good], now=NOW)
         assert [f.status for f in report.files] == ["rejected", "rejected", "ingested"]
         assert "binary" in (report.files[0].error or "")
         assert "cannot read" in (report.files[1].error or "")
         assert report.new_papers == 2
-        again = ingest(store, [good], now=T0)
+        again = ingest(store, [good], now=NOW)
         assert [f.status for f in again.files] == ["skipped"]
         assert store.paper_count() == 2

@@ -1,0 +1,94 @@
+"""The send use case as a library call: the run object, its stop, its dry run."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from newsletter.config import load_config
+from newsletter.delivery import Outgoing
+from newsletter.ledger import Ledger
+from newsletter.pipeline import Run, World, profiles_of
+from newsletter.store import open_store
+from tests.helpers import NOW, SAMPLES
+
+
+class Recording:
+    """A transport that keeps what it is given; after ``stop_after`` messages it sets
+    ``stop`` (as SIGTERM does to the daemon's event)."""
+
+    parallel = 1
+    where = "memory"
+
+    def __init__(self, stop: threading.Event | None = None, stop_after: int = 0) -> None:
+        self.stop = stop
+        self.stop_after = stop_after
+        self.sent: list[Outgoing] = []
+
+    def connect(self) -> Recording:
+        return self
+
+    def send(self, outgoing: Outgoing) -> None:
+        self.sent.append(outgoing)
+        if self.stop is not None and len(self.sent) == self.stop_after:
+            self.stop.set()
+
+    def close(self) -> None:
+        pass
+
+
+def readers_project(folder: Path, count: int) -> Path:
+    shutil.copytree(SAMPLES, folder / "digests")
+    entries = "".join(
+        f"  - email: Reader.{i}@example.org\n    keywords: [pruning]\n" for i in range(count)
+    )
+    (folder / "subscribers.yaml").write_text("subscribers:\n" + entries)
+    (folder / "config.yaml").write_text("sender: Digest <digest@example.org>\n")
+    return folder / "config.yaml"
+
+
+def world() -> World:
+    return World(now=lambda: NOW, environ={})
+
+
+def test_a_stop_ends_the_run_after_the_message_in_hand_and_is_only_read(tmp_path: Path) -> None:
+    config = load_config(readers_project(tmp_path, 40))
+    readers = profiles_of(config).subscribers
+    stop = threading.Event()
+    transport = Recording(stop, stop_after=3)
+    report = Run(config, world(), stop=stop, transport=transport).once(readers)
+    # Stopped: a few delivered (those in the hand-over queue at most), the rest untouched.
+    assert 3 <= len(transport.sent) < 10
+    assert len(report.sent) == len(transport.sent)
+    with open_store(config.state_dir) as store:
+        rows = Ledger(store).rows()
+    assert {r["status"] for r in rows} <= {"sent", "pending"}
+    # A run that ends normally never sets the caller's event (the daemon would stop).
+    calm = threading.Event()
+    Run(config, world(), stop=calm, transport=Recording()).once(readers)
+    assert not calm.is_set()
+
+
+def test_history_holds_for_addresses_with_capitals(tmp_path: Path) -> None:
+    """Addresses keep their case in the profile file (Reader.1@...), the ledger keys them
+    casefolded: a second run must still know what the first sent."""
+    config = load_config(readers_project(tmp_path, 2))
+    readers = profiles_of(config).subscribers
+    first = Run(config, world(), transport=Recording()).once(readers)
+    assert len(first.sent) == 2
+    again = Recording()
+    second = Run(config, world(), transport=again).once(readers)
+    assert again.sent == [] and second.sent == ()
+    assert {s.reason for s in second.skipped} == {"no new papers since the last digest"}
+
+
+def test_a_dry_run_hands_nothing_over_and_records_nothing(tmp_path: Path) -> None:
+    config = load_config(readers_project(tmp_path, 3))
+    readers = profiles_of(config).subscribers
+    report = Run(config, world(), dry_run=True).once(readers)
+    assert report.dry_run and len(report.sent) == 3
+    assert not (tmp_path / "outbox").exists()
+    with open_store(config.state_dir) as store:
+        assert Ledger(store).rows() == []
+    assert len(Run(config, world(), dry_run=True).once(readers).sent) == 3
