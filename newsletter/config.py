@@ -18,7 +18,6 @@ from typing import Any
 
 from newsletter.checks import Problems
 from newsletter.errors import ConfigError
-from newsletter.slots import cron_trigger
 from newsletter.yamlfile import KeyPath, load_yaml
 
 ENV_VAR = "NEWSLETTER_CONFIG"
@@ -67,6 +66,8 @@ class ScheduleDefaults:
 
     def trigger(self):  # -> CronTrigger | None
         """The cron trigger (checked when the config was loaded), or None."""
+        from newsletter.slots import cron_trigger  # APScheduler: not for worker processes
+
         return cron_trigger(self.cron, self.timezone) if self.cron else None
 
 
@@ -243,7 +244,7 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
     schedule = config.schedule
     if schedule.cron:
         try:
-            cron_trigger(schedule.cron, schedule.timezone)
+            schedule.trigger()
         except ValueError as exc:
             problems.add(("schedule", "cron"), f"'cron' {schedule.cron!r}: {exc}")
 

@@ -26,7 +26,13 @@ def idna_address(address: str) -> str:
 
 def envelope_for(sender: str, recipient: str) -> Envelope:
     """The envelope from ``sender`` (a From header value, ``Name <addr>``) to ``recipient``."""
-    return Envelope(idna_address(parseaddr(sender)[1]), idna_address(recipient))
+    return Envelope(_wire_address(sender), idna_address(recipient))
+
+
+@functools.lru_cache(maxsize=64)
+def _wire_address(sender: str) -> str:
+    """The address of a From header value, as on the wire (one sender, every digest)."""
+    return idna_address(parseaddr(sender)[1])
 
 
 def message_id_for(sender: str, subscriber: str, paper_ids: Iterable[str]) -> str:
