@@ -137,8 +137,9 @@ def _print_ingest_report(report: IngestReport) -> None:
     for file in report.files:
         counts[file.status] += 1
     click.echo(
-        f"{len(report.files)} files: {counts['ingested']} ingested, {counts['skipped']} "
-        f"already ingested, {counts['rejected']} rejected; {report.new_papers} new papers"
+        f"{_plural(len(report.files), 'file')}: {counts['ingested']} ingested, "
+        f"{counts['skipped']} already ingested, {counts['rejected']} rejected; "
+        f"{_plural(report.new_papers, 'new paper')}"
     )
 
 

@@ -195,10 +195,8 @@ class _ProfileReader:
             return ()
         parsed: dict[tuple[tuple[str, ...], bool], Keyword] = {}
         for index, item in enumerate(value):
-            if isinstance(item, int | float) and not isinstance(item, bool):
-                item = self.document.raw.get((*self.at, key, index), str(item))
             if not isinstance(item, str):
-                self.add((key, index), f"keyword {item!r} must be text")
+                self.add((key, index), self._not_text(item, (*self.at, key, index)))
                 continue
             try:
                 keyword = parse_keyword(item)
@@ -211,6 +209,20 @@ class _ProfileReader:
                 continue
             parsed[keyword.key] = keyword
         return tuple(parsed.values())
+
+    def _not_text(self, item: object, at: KeyPath) -> str:
+        """Why a keyword that YAML read as something else is refused, and the fix."""
+        written = self.document.raw.get(at, str(item))
+        if isinstance(item, bool) or item is None:
+            read_as = str(item).lower() if isinstance(item, bool) else "empty (null)"
+        elif isinstance(item, int | float):
+            read_as = "a number"
+        else:
+            return f'keyword {written!r} must be text, e.g. [pruning, "zero-shot"]'
+        return (
+            f"keyword '{written}' is read by YAML as {read_as}, not as text: "
+            f'quote it, as in "{written}"'
+        )
 
     def conflicts(self, *lists: tuple[Keyword, ...]) -> None:
         """An excluded keyword that is also wanted or required would silently block mail."""

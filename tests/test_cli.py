@@ -204,3 +204,11 @@ def test_readme_main_job_sends_into_the_maildir_outbox(tmp_path: Path) -> None:
     ]
     again = invoke(tmp_path / "config.yaml", "send")
     assert again.exit_code == 0 and len(mailbox.Maildir(tmp_path / "outbox")) == 2
+
+
+def test_the_ingest_summary_counts_in_words(project: Path, run_cli: RunCli) -> None:
+    (project / "digests" / "a.txt").write_text(capture(card("Only one")))
+    result = run_cli("ingest")
+    assert result.stdout.splitlines()[-1] == (
+        "1 file: 1 ingested, 0 already ingested, 0 rejected; 1 new paper"
+    )

@@ -198,3 +198,19 @@ def test_libyaml_and_pure_python_parsers_read_the_same(tmp_path: Path) -> None:
     fast = read(None)
     assert len(fast) == 6 and fast[-1][2][("subscribers", 5, "keywords", 1)] == 19
     assert read(yaml.SafeLoader) == fast
+
+
+@pytest.mark.parametrize(
+    ("written", "read_as"),
+    [("NO", "false"), ("yes", "true"), ("on", "true"), ("2024", "a number"), ("3.5", "a number")],
+)
+def test_a_keyword_yaml_turned_into_a_boolean_or_number_must_be_quoted(
+    tmp_path: Path, written: str, read_as: str
+) -> None:
+    """`keywords: [NO]` is read by YAML as false: say so and how to fix it, with the line."""
+    with pytest.raises(ProfileError) as caught:
+        load(tmp_path, f"subscribers:\n  - email: a@example.org\n    keywords: [x, {written}]\n")
+    (problem,) = caught.value.problems
+    assert problem.startswith("subscribers.yaml:3: ")
+    assert f"'{written}'" in problem and read_as in problem
+    assert f'"{written}"' in problem  # the fix: quote it
