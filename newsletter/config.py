@@ -161,42 +161,33 @@ class _Reader:
         self.problems = problems
         self.base = base
 
-    def read(self, cls: type, data: dict, at: KeyPath, **given: object) -> Any:
-        """An instance of ``cls`` from ``data`` (keys it does not know are reported)."""
-        self.problems.unknown_keys(at, data, _known_keys(cls))
+    def read(self, cls: type, data: dict, at: KeyPath, flat: bool = False, **given: object) -> Any:
+        """An instance of ``cls`` from ``data``; keys it does not know are reported, unless
+        ``flat`` (its keys sit in ``data`` beside other sections' keys)."""
+        if not flat:
+            self.problems.unknown_keys(at, data, _known_keys(cls))
         values: dict[str, object] = dict(given)
         for item in fields(cls):
-            if "section" in item.metadata:
-                meta = item.metadata
+            meta = item.metadata
+            if "section" in meta:
                 values[item.name] = self._section(meta["class"], meta["section"], data, at)
-            elif "kind" in item.metadata and data.get(item.name) is not None:
-                value = self.value((*at, item.name), data[item.name], item.metadata["kind"])
+            elif "kind" in meta and data.get(item.name) is not None:
+                value = self.value((*at, item.name), data[item.name], meta["kind"])
                 if value is not None:
                     values[item.name] = value
-            if item.metadata.get("kind") == Kind("path") and item.default is not None:
+            if "kind" in meta and meta["kind"].name == "path" and item.default is not None:
                 values.setdefault(item.name, self.base / item.default)  # relative to the file
         return cls(**values)
 
     def _section(self, cls: type, key: str | None, data: dict, at: KeyPath) -> Any:
         if key is None:
-            return self.read_flat(cls, data, at)
+            return self.read(cls, data, at, flat=True)
         inner = data.get(key, {})
         if not isinstance(inner, dict):
             names = ", ".join(f"{name}:" for name in _setting_names(cls)[:3])
             self.problems.add((*at, key), f"'{key}' must be a mapping ({names} ...)")
             return cls()
         return self.read(cls, inner, (*at, key))
-
-    def read_flat(self, cls: type, data: dict, at: KeyPath) -> Any:
-        """``cls`` from keys that sit in ``data`` beside others (no unknown-key check)."""
-        values = {}
-        for name in _setting_names(cls):
-            if data.get(name) is not None:
-                kind = _field(cls, name).metadata["kind"]
-                value = self.value((*at, name), data[name], kind)
-                if value is not None:
-                    values[name] = value
-        return cls(**values)
 
     def value(self, at: KeyPath, value: object, kind: Kind) -> object:
         """``value`` checked as ``kind`` (None, with a problem recorded, when it is not)."""
@@ -247,10 +238,6 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
             schedule.trigger()
         except ValueError as exc:
             problems.add(("schedule", "cron"), f"'cron' {schedule.cron!r}: {exc}")
-
-
-def _field(cls: type, name: str) -> Any:
-    return next(item for item in fields(cls) if item.name == name)
 
 
 def _setting_names(cls: type) -> list[str]:

@@ -87,9 +87,5 @@ class DeliveryFailure(DeliveryError):
         return (type(self), (str(self), self.code, self.permanent, self.reconnect))
 
 
-class IncompleteError(NewsletterError):
-    """The work ran to its end, but some of it failed (reported in detail already)."""
-
-
 class WorkerError(NewsletterError):
     """A worker process failed with something that is not a NewsletterError (a bug)."""

@@ -164,8 +164,9 @@ def load_templates(folder: Path) -> Templates:
     html, html_name, _ = loader.get_source(_environment(loader, False), HTML_TEMPLATE)
     text, text_name, _ = loader.get_source(_environment(loader, False), TEXT_TEMPLATE)
     html_name, text_name = html_name or HTML_TEMPLATE, text_name or TEXT_TEMPLATE
-    _Compiled(_environment(loader, True), html, html_name)  # syntax errors at the file's lines
-    _Compiled(_environment(loader, False), text, text_name)
+    # Syntax errors at the file's own lines, before inlining moves them (the text template
+    # is compiled as it is by the Renderer).
+    _Compiled(_environment(loader, True), html, html_name)
     inlined, lines = inline_css(html, html_name)
     return Templates(folder, inlined, html_name, text, text_name, lines)
 
