@@ -93,13 +93,17 @@ def build(subscribers: int, papers: int, seed: int = 1) -> tuple[list[Subscriber
 
 def naive_pattern(keyword: Keyword) -> re.Pattern[str]:
     """One regex for one keyword: the same rules as the compiled matcher."""
-    parts = []
-    for index, word in enumerate(keyword.words):
-        if keyword.prefix and index == len(keyword.words) - 1:
-            parts.append(re.escape(word) + r"[^\W_]*")
-        else:
-            parts.append("(?:" + "|".join(map(re.escape, sorted(word_forms(word)))) + ")")
-    return re.compile(r"(?<![^\W_])" + r"[\W_]+".join(parts) + r"(?![^\W_])")
+    alternatives = []
+    for pattern in keyword.patterns:
+        parts = []
+        for index, word in enumerate(pattern.words):
+            if pattern.prefix and index == len(pattern.words) - 1:
+                parts.append(re.escape(word) + r"[^\W_]*")
+            else:
+                parts.append("(?:" + "|".join(map(re.escape, sorted(word_forms(word)))) + ")")
+        alternatives.append(r"[\W_]+".join(parts))
+    body = "|".join(f"(?:{a})" for a in alternatives)
+    return re.compile(r"(?<![^\W_])(?:" + body + r")(?![^\W_])")
 
 
 def naive_select(subs: list[Subscriber], papers: list[Paper]) -> list[list[str]]:

@@ -59,7 +59,7 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     from newsletter.config import load_config
     from newsletter.ingest import ingest
     from newsletter.matching import Matcher
-    from newsletter.pipeline import candidate_papers, make_renderer, profiles_of
+    from newsletter.pipeline import lookback_start, make_renderer, profiles_of
     from newsletter.store import open_store
 
     settings = load_config(config)
@@ -68,7 +68,7 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     with tempfile.TemporaryDirectory() as state, open_store(Path(state)) as store:
         ingest(store, sorted((config.parent / "digests").iterdir()), now=now)
         renderer = make_renderer(settings, {})
-        papers = candidate_papers(store, chosen, settings, now, {})
+        papers = store.papers(since=lookback_start(settings, now))
         selections = Matcher(chosen, settings.matching).select(papers, now)
         return [email.data for s in selections if (email := renderer.render(s, now))]
 

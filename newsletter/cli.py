@@ -33,7 +33,17 @@ from newsletter.models import (
     Selection,
     SendReport,
 )
-from newsletter.pipeline import Run, World, ingest_files, preview, profiles_of, stored_papers
+from newsletter.pipeline import (
+    Preview,
+    Run,
+    World,
+    ingest_files,
+    preview,
+    profiles_of,
+    setup_problems,
+    stored_papers,
+    try_connection,
+)
 from newsletter.profiles import Profiles
 from newsletter.slots import slot_of, upcoming
 
@@ -128,19 +138,20 @@ def ingest_command(session: Session, paths: tuple[Path, ...], listing_date: date
 
 def _print_ingest_report(report: IngestReport) -> None:
     for file in report.files:
-        name = _display_path(file.path)
-        click.echo(f"{name}: {_file_summary(file)}")
-        for warning in file.warnings:
-            where = f"{name}:{warning.line}" if warning.line else name
-            click.echo(f"{where}: warning: {warning.message}", err=True)
-    counts = {status: 0 for status in ("ingested", "skipped", "rejected")}
-    for file in report.files:
-        counts[file.status] += 1
+        click.echo(f"{_display_path(file.path)}: {_file_summary(file)}")
+        _print_warnings(file)
     click.echo(
-        f"{_plural(len(report.files), 'file')}: {counts['ingested']} ingested, "
-        f"{counts['skipped']} already ingested, {counts['rejected']} rejected; "
+        f"{_plural(len(report.files), 'file')}: {report.count('ingested')} ingested, "
+        f"{report.count('skipped')} already ingested, {report.count('rejected')} rejected; "
         f"{_plural(report.new_papers, 'new paper')}"
     )
+
+
+def _print_warnings(file: FileReport) -> None:
+    name = _display_path(file.path)
+    for warning in file.warnings:
+        where = f"{name}:{warning.line}" if warning.line else name
+        click.echo(f"{where}: warning: {warning.message}", err=True)
 
 
 def _file_summary(file: FileReport) -> str:
@@ -193,27 +204,58 @@ def _paper_line(paper: Paper) -> str:
 
 
 @cli.command("validate")
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also connect to the SMTP server (TLS and login; nothing is sent).",
+)
 @click.pass_obj
-def validate_command(session: Session) -> int:
-    """Check config.yaml and the profile file; list every problem with its line."""
+def validate_command(session: Session, connect: bool) -> int:
+    """Check config.yaml, the profile file, the templates and the environment; list every
+    problem with its line."""
     try:
         config = session.config()
-        click.echo(f"{_display_path(str(config.path))}: ok")
+        problems = setup_problems(config, session.world.environ)
+        if not problems:
+            click.echo(f"{_display_path(str(config.path))}: ok")
         profiles = session.profiles(config)
     except NewsletterError as exc:
         problems = getattr(exc, "problems", [str(exc)])
+        profiles = None
+    if problems:
         for problem in problems:
             click.echo(problem, err=True)
         click.echo(f"{_plural(len(problems), 'problem')} found", err=True)
         return EXIT_FAILED
+    assert profiles is not None
     receiving = sum(1 for s in profiles.subscribers if s.receives)
     count = _plural(len(profiles.subscribers), "subscriber")
     click.echo(f"{_display_path(str(profiles.path))}: ok, {count} ({receiving} receiving)")
+    if connect:
+        return _check_connection(config, session.world)
+    return EXIT_OK
+
+
+def _check_connection(config: Config, world: World) -> int:
+    if config.delivery != "smtp":
+        click.echo(f"delivery is {config.delivery}: there is no SMTP server to connect to")
+        return EXIT_OK
+    try:
+        click.echo(try_connection(config, world.environ))
+    except NewsletterError as exc:
+        click.echo(str(exc), err=True)
+        return EXIT_FAILED
     return EXIT_OK
 
 
 @cli.command("preview")
 @click.option("--subscriber", "email", required=True, metavar="EMAIL", help="Whose digest.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="From every paper of the lookback window, as if nothing had been sent yet.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
 @click.option(
     "--out",
@@ -221,27 +263,47 @@ def validate_command(session: Session) -> int:
     help="Write DIR/<email>.html, .txt and .eml (the exact bytes a send would deliver).",
 )
 @click.pass_obj
-def preview_command(session: Session, email: str, as_json: bool, out: Path | None) -> None:
-    """Show what a subscriber would receive now; sends and records nothing."""
+def preview_command(
+    session: Session, email: str, everything: bool, as_json: bool, out: Path | None
+) -> None:
+    """Show what `send --subscriber EMAIL` would send now; sends and records nothing."""
     config = session.config()
     (subscriber,) = session.profiles(config).named([email])
-    selection, rendered = preview(config, session.world, subscriber)
+    shown = preview(config, session.world, subscriber, everything)
+    rendered = shown.email
     if as_json:
-        click.echo(json.dumps(_selection_json(selection), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(_preview_json(shown, subscriber.email), indent=2, ensure_ascii=False))
         if out is None:
             return
     if rendered is None:
-        click.echo(
-            f"no email for {subscriber.email}: {selection.candidates} new papers, none "
-            "matching (set send_empty: true in the config to send a short note instead)",
-            err=as_json,
+        reason = (
+            "nothing ingested yet: run `newsletter ingest`"
+            if not shown.digests
+            else (
+                f"{shown.reason} (set send_empty: true in the config to send a short note instead)"
+            )
         )
+        click.echo(f"no email for {subscriber.email}: {reason}", err=as_json)
         return
+    if shown.pending:
+        click.echo(
+            f"a digest for {subscriber.email} from an interrupted run is pending: the next "
+            "send hands it over again as it is",
+            err=True,
+        )
     if out is not None:
         for path in write_preview(rendered, out):
             click.echo(f"wrote {_display_path(str(path))}", err=as_json)
     elif not as_json:
         click.echo(rendered.text, nl=False)
+
+
+def _preview_json(shown: Preview, address: str) -> dict[str, object]:
+    if shown.selection is None:
+        assert shown.email is not None
+        pending = {"message_id": shown.email.message_id, "papers": list(shown.email.paper_ids)}
+        return {"subscriber": address, "pending": pending}
+    return _selection_json(shown.selection)
 
 
 def write_preview(rendered: RenderedEmail, folder: Path) -> list[Path]:
@@ -287,6 +349,12 @@ def _selection_json(selection: Selection) -> dict[str, object]:
     metavar="EMAIL",
     help="Only these subscribers (repeat the option for several).",
 )
+@click.option(
+    "--now",
+    "ignore_schedule",
+    is_flag=True,
+    help="Everyone now, due or not (naming subscribers implies it).",
+)
 @click.option("--dry-run", is_flag=True, help="Render and report; deliver and record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
@@ -294,13 +362,24 @@ def _selection_json(selection: Selection) -> dict[str, object]:
 )
 @click.pass_obj
 def send_command(
-    session: Session, emails: tuple[str, ...], dry_run: bool, as_json: bool, retry_failed: bool
+    session: Session,
+    emails: tuple[str, ...],
+    ignore_schedule: bool,
+    dry_run: bool,
+    as_json: bool,
+    retry_failed: bool,
 ) -> int:
-    """Ingest new digests, then send every due subscriber their digest now."""
+    """Ingest new digests, then send every due subscriber their digest."""
     config = session.config()
     profiles = session.profiles(config)
     chosen = profiles.named(emails) if emails else profiles.subscribers
-    run = Run(config, session.world, dry_run=dry_run, retry_failed=retry_failed)
+    run = Run(
+        config,
+        session.world,
+        dry_run=dry_run,
+        retry_failed=retry_failed,
+        ignore_schedule=ignore_schedule or bool(emails),
+    )
     with _progress(len(chosen), enabled=not as_json and sys.stdout.isatty()) as tick:
         run.on_result = tick
         report = run.once(chosen)
@@ -308,7 +387,7 @@ def send_command(
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
         _print_send_report(report)
-    return EXIT_FAILED if report.failed else EXIT_OK
+    return EXIT_FAILED if report.failed or report.ingest.rejected else EXIT_OK
 
 
 @contextmanager
@@ -323,8 +402,16 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
 def _print_send_report(report: SendReport) -> None:
     ingested = report.ingest
     if ingested.files:
-        new = sum(1 for f in ingested.files if f.status == "ingested")
-        click.echo(f"ingested {_plural(new, 'new digest file')}, {ingested.new_papers} new papers")
+        rejected = ingested.count("rejected")
+        click.echo(
+            f"ingested {_plural(ingested.count('ingested'), 'new digest file')} "
+            f"({_plural(ingested.new_papers, 'new paper')})"
+            + (f", {rejected} rejected" if rejected else "")
+        )
+        for file in ingested.files:
+            if file.status == "rejected":
+                click.echo(f"{_display_path(file.path)}: rejected: {file.error}", err=True)
+            _print_warnings(file)
     verb = "would send" if report.dry_run else "sent"
     for item in report.sent:
         again = " (resent from an interrupted run)" if item.resent else ""
@@ -363,9 +450,9 @@ def schedule_command(session: Session, as_json: bool) -> None:
     config = session.config()
     profiles = session.profiles(config)
     cron = config.schedule.cron
-    trigger = config.schedule.trigger()
     rows = []
-    for subscriber, when in upcoming(profiles.subscribers, session.world.now(), trigger):
+    timetable = config.schedule.timetable()
+    for subscriber, when in upcoming(profiles.subscribers, session.world.now(), timetable):
         local = when.astimezone(ZoneInfo(subscriber.timezone))
         slot = slot_of(subscriber)
         assert slot is not None

@@ -12,12 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import time
+from datetime import time, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from newsletter.checks import Problems
 from newsletter.errors import ConfigError
+from newsletter.slots import Timetable, cron_trigger
 from newsletter.yamlfile import KeyPath, load_yaml
 
 ENV_VAR = "NEWSLETTER_CONFIG"
@@ -66,9 +70,12 @@ class ScheduleDefaults:
 
     def trigger(self):  # -> CronTrigger | None
         """The cron trigger (checked when the config was loaded), or None."""
-        from newsletter.slots import cron_trigger  # APScheduler: not for worker processes
-
         return cron_trigger(self.cron, self.timezone) if self.cron else None
+
+    def timetable(self) -> Timetable:
+        """Who is due when: the rule ``send`` and the daemon share."""
+        grace = timedelta(seconds=self.misfire_grace_time)
+        return Timetable(self.cron, self.timezone, grace)
 
 
 @dataclass(frozen=True)
@@ -214,16 +221,17 @@ class _Reader:
 
 def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
     """What no single setting can say about itself."""
+    _check_digests_folder(problems, config.digests)
+    _check_smtp(problems, data.get("smtp"), config.smtp)
     render, smtp = config.render, data.get("smtp")
     url = render.unsubscribe_url
     if url and not url.startswith("https://"):
         problems.add(
             ("unsubscribe_url",), f"'unsubscribe_url' must start with https://, not {url!r}"
         )
-    if "@" not in render.sender:
-        problems.add(
-            ("sender",), "'sender' must hold an address, e.g. 'Digest <digest@example.org>'"
-        )
+    sender_problem = check_sender(render.sender)
+    if sender_problem:
+        problems.add(("sender",), sender_problem)
     if config.delivery == "smtp" and "smtp" not in data:
         problems.add(("delivery",), "delivery is smtp but there is no 'smtp:' section (host, ...)")
     if isinstance(smtp, dict) and "password" in smtp:
@@ -238,6 +246,58 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
             schedule.trigger()
         except ValueError as exc:
             problems.add(("schedule", "cron"), f"'cron' {schedule.cron!r}: {exc}")
+
+
+def digests_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot serve as the digests folder, or None."""
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        return f"the digests folder {folder} {what}; create it, or fix 'digests'"
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return f"the digests folder {folder} cannot be read; fix its permissions"
+    return None
+
+
+def _check_digests_folder(problems: Problems, folder: Path) -> None:
+    problem = digests_folder_problem(folder)
+    if problem:
+        problems.add(("digests",), problem)
+
+
+def check_sender(sender: str) -> str | None:
+    """What is wrong with the ``sender`` setting, or None."""
+    _, address = parseaddr(sender)
+    example = "e.g. 'Digest <digest@example.org>'"
+    if "@" not in address:
+        return f"'sender' must hold an address, {example}, not {sender!r}"
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"'sender' {address!r} is not a valid address: {exc} ({example})"
+    return None
+
+
+# The port each security setting is normally served on (RFC 8314 and RFC 6409).
+_PORTS = {465: ("ssl",), 587: ("starttls", "none"), 25: ("starttls", "none")}
+
+
+def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
+    """Settings that can only fail when the connection is made."""
+    if not isinstance(data, dict):
+        return
+    expected = _PORTS.get(smtp.port)
+    if smtp.port and expected and smtp.security not in expected:
+        problems.add(
+            ("smtp", "security"),
+            f"port {smtp.port} expects security: {' or '.join(expected)}, not "
+            f"{smtp.security} (or use the port your provider gives for {smtp.security})",
+        )
+    if smtp.username and not smtp.password_env:
+        problems.add(
+            ("smtp", "username"),
+            "'username' is set but 'password_env' is not: name the environment variable "
+            "that holds the password (password_env: NEWSLETTER_SMTP_PASSWORD)",
+        )
 
 
 def _setting_names(cls: type) -> list[str]:

@@ -4,7 +4,8 @@ Jobs are built from the config and profiles: one per shared slot (see ``slots``)
 global job for ``schedule.cron``. Before each run, and every few seconds, the files are
 checked: a valid edit takes effect at once, an invalid one is logged with its line numbers
 and the last good version keeps running. Each run ingests new digests and sends the due
-subscribers with the same ``pipeline.Run`` as ``newsletter send`` (same ledger, same lock).
+subscribers with the same ``pipeline.Run`` as ``newsletter send`` (same ledger, same lock,
+same rule for who is due: the jobs only decide when to look).
 """
 
 from __future__ import annotations
@@ -14,21 +15,38 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
-from newsletter.models import Subscriber
 from newsletter.pipeline import Run, World, profiles_of
 from newsletter.profiles import Profiles
-from newsletter.slots import Slot, SlotTrigger, group_by_slot
+from newsletter.slots import Slot, group_by_slot, next_fire
 
 WATCH_SECONDS = 2.0
 STOP_SECONDS = 10.0
+
+
+class SlotTrigger(BaseTrigger):
+    """An APScheduler trigger for a slot (see ``slots.next_fire``)."""
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            return next_fire(self.slot, now - timedelta(microseconds=1))
+        return next_fire(self.slot, previous_fire_time)
+
+    def __str__(self) -> str:
+        return f"slot[{self.slot.label}]"
 
 
 @dataclass(frozen=True)
@@ -114,23 +132,17 @@ class Daemon:
             self.log.info("configuration or profiles changed; schedule rebuilt")
             self.schedule_jobs()
 
-    def due(self, slot: Slot | None) -> list[Subscriber]:
-        """The subscribers a run of ``slot`` serves (all receiving ones in cron mode)."""
-        assert self.loaded is not None
-        subscribers = self.loaded.profiles.subscribers
-        if slot is None:
-            return [s for s in subscribers if s.receives]
-        return group_by_slot(subscribers).get(slot, [])
-
     def run_due(self, slot: Slot | None) -> None:
-        """One scheduled run: ingest, then send the due subscribers; one log line."""
+        """One scheduled run: ingest, then send whoever is due (by the rule ``send`` uses:
+        normally the slot's subscribers, plus anyone a missed run left due); one log line,
+        and one per rejected file."""
         self.watch()
         assert self.loaded is not None
-        config, due = self.loaded.config, self.due(slot)
+        config, subscribers = self.loaded.config, self.loaded.profiles.subscribers
         label = slot.label if slot else "cron"
         started = time.monotonic()
         try:
-            report = Run(config, self.world, holder="run", stop=self.stop).once(due)
+            report = Run(config, self.world, holder="run", stop=self.stop).once(subscribers)
         except BusyError as exc:
             self.log.warning("run %s skipped: %s", label, exc)
             return
@@ -138,16 +150,20 @@ class Daemon:
             self.log.error("run %s failed: %s", label, exc)
             return
         ingested = report.ingest
-        files = sum(1 for f in ingested.files if f.status == "ingested")
+        for file in ingested.rejected:
+            self.log.error("%s: rejected: %s", file.path, file.error)
+        receiving = sum(1 for s in subscribers if s.receives)
         self.log.info(
-            "run %s: %d due, %d files ingested (%d new papers), %d sent, %d skipped, %d failed, "
-            "%.2f s",
+            "run %s: %d due, %d files ingested (%d new papers), %d rejected, %d warnings, "
+            "%d sent, %d skipped, %d failed, %.2f s",
             label,
-            len(due),
-            files,
+            receiving - report.not_due,
+            ingested.count("ingested"),
             ingested.new_papers,
+            ingested.count("rejected"),
+            sum(len(f.warnings) for f in ingested.files),
             len(report.sent),
-            len(report.skipped),
+            len(report.skipped) - report.not_due,
             len(report.failed),
             time.monotonic() - started,
         )

@@ -178,8 +178,41 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:
             if isinstance(exc, Fatal):
                 raise
-            raise Failure(f"cannot connect to {self.where}: {_describe(exc)}", None, False) from exc
+            problem = self._connect_problem(exc)
+            raise Failure(f"cannot connect to {self.where}: {problem}", None, False) from exc
         return _SmtpConnection(client, self.where)
+
+    def describe(self) -> str:
+        """What a successful ``connect`` did, for ``validate --connect``."""
+        settings = self.settings
+        security = {"ssl": "TLS", "starttls": "STARTTLS", "none": "no encryption"}
+        login = f"logged in as {settings.username!r}" if settings.username else "no login"
+        return f"{self.where}: connected, {security[settings.security]}, {login}"
+
+    def _connect_problem(self, exc: BaseException) -> str:
+        """What went wrong while connecting, and what to check."""
+        settings, port = self.settings, self.settings.effective_port
+        if isinstance(exc, ssl.SSLError) and settings.security == "ssl":
+            return (
+                f"the TLS handshake failed: the server does not start with TLS on port {port}; "
+                "use security: starttls (usually port 587) or security: none (port 25)"
+            )
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            # (smtplib turns a timeout while reading the greeting into "disconnected")
+            tls = (
+                ""
+                if settings.security == "ssl"
+                else ("if this port expects TLS from the start (465), set security: ssl; ")
+            )
+            return (
+                f"the server did not answer within {settings.timeout} s: {tls}check the host "
+                "and port, and that no firewall blocks the connection"
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return f"the connection was refused: nothing listens on port {port}; check the port"
+        if isinstance(exc, socket.gaierror):
+            return f"cannot find the host {settings.host!r} ({exc.strerror}); check smtp.host"
+        return _describe(exc)
 
     def _open(self) -> smtplib.SMTP:
         settings = self.settings

@@ -35,9 +35,12 @@ class Ledger:
         self.store = store
         self.db = store.db
 
-    def history(self, retry_failed: bool = False) -> dict[str, History]:
-        """Per subscriber (casefolded address): when the last digest was accepted, and the
-        papers not to offer again (sent, pending, and failed unless ``retry_failed``)."""
+    def history(
+        self, retry_failed: bool = False, since: datetime | None = None
+    ) -> dict[str, History]:
+        """Per subscriber (casefolded address): when the last digest was accepted, the
+        papers not to offer again (sent, pending, and failed unless ``retry_failed``; only
+        those first seen after ``since``, if given), and when sends saw and served them."""
         blocked = ("sent", "pending") if retry_failed else ("sent", "pending", "failed")
         marks = ",".join("?" * len(blocked))
         last: dict[str, datetime | None] = {}
@@ -47,16 +50,38 @@ class Ledger:
             "GROUP BY subscriber"
         ):
             last[subscriber] = datetime.fromisoformat(sent_at)
+        recent = "AND p.paper_id IN (SELECT id FROM papers WHERE first_seen > ?)" if since else ""
         for subscriber, paper in self.db.execute(
             "SELECT p.subscriber, p.paper_id FROM delivery_papers p JOIN deliveries d "
-            f"USING (message_id) WHERE d.status IN ({marks})",
-            blocked,
+            f"USING (message_id) WHERE d.status IN ({marks}) {recent}",
+            (*blocked, *([since.isoformat()] if since else [])),
         ):
             papers.setdefault(subscriber, set()).add(paper)
-        return {
-            subscriber: History(last.get(subscriber), frozenset(papers.get(subscriber, ())))
-            for subscriber in last.keys() | papers.keys()
+        seen = {
+            subscriber: (_moment(first), _moment(served))
+            for subscriber, first, served in self.db.execute("SELECT * FROM subscribers")
         }
+        return {
+            subscriber: History(
+                last.get(subscriber),
+                frozenset(papers.get(subscriber, ())),
+                *seen.get(subscriber, (None, None)),
+            )
+            for subscriber in last.keys() | papers.keys() | seen.keys()
+        }
+
+    def record_seen(self, subscribers: Sequence[str], now: datetime) -> None:
+        """Note the subscribers no send has seen before (their schedule starts now)."""
+        with self._writing() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO subscribers (subscriber, first_seen) VALUES (?, ?)",
+                ((email.casefold(), now.isoformat()) for email in subscribers),
+            )
+
+    def record_served(self, subscribers: Sequence[str], now: datetime) -> None:
+        """These subscribers were served now: given a digest, or found to have none."""
+        with self._writing() as db:
+            _served(db, [email.casefold() for email in subscribers], now.isoformat())
 
     def pending(self) -> list[Pending]:
         """Digests recorded as pending (crashed or deferred runs), oldest first."""
@@ -79,9 +104,11 @@ class Ledger:
     def record_pending(
         self, message_id: str, subscriber: str, paper_ids: Sequence[str], data: bytes, now: datetime
     ) -> None:
-        """Before handing a digest to the server: it, its papers and its exact bytes."""
+        """Before handing a digest to the server: it, its papers and its exact bytes (and
+        the subscriber counts as served)."""
         key, stamp = subscriber.casefold(), now.isoformat()
         with self._writing() as db:
+            _served(db, [key], stamp)
             db.execute(
                 "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
                 " data) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
@@ -139,6 +166,18 @@ class Ledger:
         )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def _served(db, keys: Sequence[str], stamp: str) -> None:
+    db.executemany(
+        "INSERT INTO subscribers VALUES (?, ?, ?) ON CONFLICT (subscriber) "
+        "DO UPDATE SET last_served = excluded.last_served",
+        ((key, stamp, stamp) for key in keys),
+    )
+
+
+def _moment(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 class DryRunLedger(Ledger):

@@ -91,26 +91,17 @@ class Matcher:
         with _collector_paused():
             scan = _Scan(self.index, papers)
             state = _Ranking(len(self.subscribers), self._limit, scan.order, self._top_score)
-            cutoffs = self._cutoffs(now, history)
+            # New for everyone: first seen within lookback_days (and never sent to them).
+            cutoff = (now - timedelta(days=self.settings.lookback_days)).timestamp() - 1e-6
             sent = self._sent_pairs(papers, history)
             for start in range(0, len(papers), _BLOCK):
                 block = range(start, min(start + _BLOCK, len(papers)))
-                self._score_block(scan, block, cutoffs, sent, state)
+                self._score_block(scan, block, cutoff, sent, state)
         for start in range(0, len(self.subscribers), _EXPLAIN_ROWS):
             rows = range(start, min(start + _EXPLAIN_ROWS, len(self.subscribers)))
             with _collector_paused():
                 selections = list(self._selections(rows, scan, state))
             yield from selections
-
-    def _cutoffs(self, now: datetime, history: Mapping[str, History]) -> np.ndarray:
-        """Per subscriber, the time after which a paper counts as new for them."""
-        lookback = (now - timedelta(days=self.settings.lookback_days)).timestamp() - 1e-6
-        return np.array(
-            [
-                last.timestamp() if (last := _last_digest(history, s)) else lookback
-                for s in self.subscribers
-            ]
-        )
 
     def _sent_pairs(self, papers: Sequence[Paper], history: Mapping[str, History]) -> np.ndarray:
         """(subscriber row, paper index) of every paper already sent to that subscriber."""
@@ -124,7 +115,7 @@ class Matcher:
         return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
     def _score_block(
-        self, scan: _Scan, block: range, cutoffs: np.ndarray, sent: np.ndarray, state: _Ranking
+        self, scan: _Scan, block: range, cutoff: float, sent: np.ndarray, state: _Ranking
     ) -> None:
         """Score one block of papers for every subscriber and merge it into ``state``."""
         rows, width = len(self.subscribers), len(block)
@@ -148,7 +139,8 @@ class Matcher:
         required = required.T if required is not None else None
         excluded = excluded.T if excluded is not None else None
         # Candidates: first seen after the cutoff, and never sent to this subscriber.
-        candidates = scan.first_seen[block.start : block.stop][None, :] > cutoffs[:, None]
+        recent = scan.first_seen[block.start : block.stop] > cutoff
+        candidates = np.broadcast_to(recent, (rows, width)).copy()
         inside = sent[(sent[:, 1] >= block.start) & (sent[:, 1] < block.stop)]
         candidates[inside[:, 0], inside[:, 1] - block.start] = False
         eligible = candidates & (score >= self._min_score[:, None])
@@ -243,11 +235,6 @@ def _add(target: np.ndarray, postings: _Postings, hits: Iterable[int], value: in
         rows = postings.rows.get(kid)
         if rows is not None:
             target[rows] += value
-
-
-def _last_digest(history: Mapping[str, History], subscriber: Subscriber) -> datetime | None:
-    record = history.get(subscriber.email.casefold())
-    return record.last_digest_at if record else None
 
 
 def _sent(history: Mapping[str, History], subscriber: Subscriber) -> Iterable[str]:

@@ -108,6 +108,29 @@ class IngestReport:
         """Papers the store had not seen before this run."""
         return sum(f.new_papers for f in self.files)
 
+    def count(self, status: str) -> int:
+        """How many files ended with ``status``."""
+        return sum(1 for f in self.files if f.status == status)
+
+    def to_json(self) -> dict[str, object]:
+        """The report as ``--json`` prints it."""
+        return {
+            "ingested": self.count("ingested"),
+            "skipped": self.count("skipped"),
+            "rejected": self.count("rejected"),
+            "new_papers": self.new_papers,
+            "files": [
+                {
+                    "path": f.path,
+                    "status": f.status,
+                    "new_papers": f.new_papers,
+                    "error": f.error,
+                    "warnings": [{"line": w.line, "message": w.message} for w in f.warnings],
+                }
+                for f in self.files
+            ],
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Subscriber:
@@ -135,10 +158,13 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class History:
-    """What a subscriber already received: when, and which papers."""
+    """What a subscriber already received (when, and which papers), and when sends first
+    saw and last served them (sent a digest, or found nothing to send): what makes them due."""
 
     last_digest_at: datetime | None = None
     sent: frozenset[str] = frozenset()
+    first_seen: datetime | None = None
+    last_served: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -207,10 +233,11 @@ class SentItem:
 
 @dataclass(frozen=True, slots=True)
 class SkippedItem:
-    """A subscriber who got nothing this run, and why."""
+    """A subscriber who got nothing this run, and why (``until``: not due before then)."""
 
     subscriber: str
     reason: str
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +270,18 @@ class SendReport:
                 | ({"resent": True} if s.resent else {})
                 for s in self.sent
             ],
-            "skipped": [{"subscriber": s.subscriber, "reason": s.reason} for s in self.skipped],
+            "skipped": [
+                {"subscriber": s.subscriber, "reason": s.reason}
+                | ({"until": s.until.isoformat()} if s.until else {})
+                for s in self.skipped
+            ],
             "failed": [
                 {"subscriber": f.subscriber, "error": f.error, "code": f.code} for f in self.failed
             ],
+            "ingest": self.ingest.to_json(),
         }
+
+    @property
+    def not_due(self) -> int:
+        """How many subscribers were skipped because they were not due."""
+        return sum(1 for s in self.skipped if s.until is not None)

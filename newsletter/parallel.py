@@ -16,7 +16,7 @@ import os
 import queue
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from newsletter.config import MatchSettings
@@ -24,6 +24,7 @@ from newsletter.errors import NewsletterError, WorkerError
 from newsletter.matching import Matcher
 from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
 from newsletter.render import Renderer
+from newsletter.slots import Timetable
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
@@ -53,6 +54,7 @@ class Order:
     renderer: Renderer
     now: datetime
     history: Mapping[str, History]  # by casefolded address
+    timetable: Timetable = field(default_factory=Timetable)  # when the next digests come
 
     def part(self, subscribers: Sequence[Subscriber]) -> Order:
         """The same order for a subset of the subscribers (and only their history)."""
@@ -94,18 +96,33 @@ def _produce_chunk(chunk: Order) -> Iterator[Produced]:
     """One matcher for the chunk's subscribers; each selection rendered as it is explained."""
     matcher = Matcher(chunk.subscribers, chunk.matching)
     for selection in matcher.iter_select(chunk.papers, chunk.now, chunk.history):
-        email = chunk.renderer.render(selection, chunk.now)
+        subscriber = selection.subscriber
+        next_send = chunk.timetable.next_fire(subscriber, chunk.now)
+        email = chunk.renderer.render(selection, chunk.now, next_send)
         if email is None:
-            yield Produced(selection.subscriber.email, None, no_digest_reason(selection))
+            record = chunk.history.get(subscriber.email.casefold())
+            reason = no_digest_reason(selection, record, chunk.matching.lookback_days)
+            yield Produced(subscriber.email, None, reason)
         else:
-            yield Produced(selection.subscriber.email, replace(email, html="", text=""), None)
+            yield Produced(subscriber.email, replace(email, html="", text=""), None)
 
 
-def no_digest_reason(selection: Selection) -> str:
+def no_digest_reason(selection: Selection, history: History | None, lookback_days: int) -> str:
     """Why a subscriber gets no email this time."""
+    had_digest = history is not None and history.last_digest_at is not None
     if selection.candidates == 0:
-        return "no new papers since the last digest"
-    return f"no new matches ({selection.candidates} new papers, none matching)"
+        if had_digest:
+            return "no new papers since the last digest"
+        return f"no papers from the last {_days(lookback_days)} to choose from"
+    papers = "paper" if selection.candidates == 1 else "papers"
+    window = f"{selection.candidates} {papers} of the last {_days(lookback_days)}"
+    if had_digest:
+        return f"no new matches ({window} not sent yet, none matching)"
+    return f"no matches ({window}, none matching)"
+
+
+def _days(count: int) -> str:
+    return "day" if count == 1 else f"{count} days"
 
 
 def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:

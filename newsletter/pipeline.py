@@ -8,12 +8,16 @@ and ``stored_papers`` serve the commands of the same names.
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from newsletter.config import Config
 from newsletter.delivery import (
@@ -21,6 +25,7 @@ from newsletter.delivery import (
     Outgoing,
     Result,
     Retry,
+    SmtpTransport,
     Transport,
     deliver,
     make_transport,
@@ -44,11 +49,12 @@ from newsletter.models import (
     SkippedItem,
     Subscriber,
 )
-from newsletter.parallel import Order, produce
+from newsletter.parallel import Order, no_digest_reason, produce
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
 from newsletter.sources import discover_digests
 from newsletter.store import Store, open_store
+from newsletter.yamlfile import load_yaml
 
 
 def _utc_now() -> datetime:
@@ -68,12 +74,14 @@ class World:
 class Run:
     """One send run: the request, and ``once`` to carry it out.
 
+    Only due subscribers are served (``slots.Timetable``), unless ``ignore_schedule``.
     ``stop`` ends the run early (messages in flight finish and are recorded; nothing new is
     handed over); ``on_result`` is called after each recorded message (a progress bar)."""
 
     config: Config
     world: World
     dry_run: bool = False  # render and report; deliver and record nothing
+    ignore_schedule: bool = False  # everyone now (send --now), not only the due
     retry_failed: bool = False  # offer again papers whose delivery failed for good
     holder: str = "send"  # who holds the lock, as another process sees it
     stop: threading.Event | None = None
@@ -82,7 +90,8 @@ class Run:
     transport: Transport | None = None  # default: the configured one
 
     def once(self, subscribers: Sequence[Subscriber]) -> SendReport:
-        """Ingest new digest files, then send each of ``subscribers`` their digest now."""
+        """Ingest new digest files, then send each of ``subscribers`` who is due their
+        digest."""
         renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
         transport = self.transport or (
             DryRunTransport() if self.dry_run else make_transport(self.config, self.world.environ)
@@ -101,40 +110,99 @@ def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
     return Renderer(config.render, load_templates(config.templates), secret)
 
 
+def setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """What a send would stumble on that the config file alone does not show: templates
+    that do not compile, secrets missing from ``environ``."""
+    problems: list[str] = []
+    try:
+        make_renderer(config, environ)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    smtp = config.smtp
+    if config.delivery == "smtp" and smtp.password_env and not environ.get(smtp.password_env):
+        where = load_yaml(config.path).where(("smtp", "password_env"))
+        problems.append(
+            f"{where}: ${smtp.password_env} is not set: export the SMTP password in that "
+            "variable for every send (and for newsletter run)"
+        )
+    return problems
+
+
+def try_connection(config: Config, environ: Mapping[str, str]) -> str:
+    """Connect to the configured SMTP server (TLS and login included; nothing is sent) and
+    say what happened; a DeliveryError says what failed and what to check."""
+    transport = SmtpTransport(config.smtp, environ)
+    transport.connect().close()
+    return transport.describe()
+
+
 def profiles_of(config: Config) -> Profiles:
     """The profile file ``config`` names, loaded with its defaults."""
     return load_profiles(config.subscribers, config.schedule, config.matching)
 
 
-def candidate_papers(
-    store: Store,
-    subscribers: Sequence[Subscriber],
-    config: Config,
-    now: datetime,
-    history: Mapping[str, History],
-) -> list[Paper]:
-    """The papers any of ``subscribers`` could receive now: none seen before the oldest
-    cutoff (their last digest, or the lookback window) needs to leave the store."""
-    oldest = now - timedelta(days=config.matching.lookback_days)
-    cutoffs = [
-        record.last_digest_at
-        for s in subscribers
-        if (record := history.get(s.email.casefold())) and record.last_digest_at
-    ]
-    return store.papers(since=min([oldest, *cutoffs]) - timedelta(microseconds=1))
+def lookback_start(config: Config, now: datetime) -> datetime:
+    """Papers first seen after this are candidates (``lookback_days``)."""
+    return now - timedelta(days=config.matching.lookback_days) - timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One subscriber's next send, as ``send --subscriber`` would make it now."""
+
+    selection: Selection | None  # None when a pending digest goes first
+    email: RenderedEmail | None  # None when nothing matched (and send_empty is off)
+    pending: bool  # the email is a digest an interrupted run left: handed over first
+    reason: str | None  # why there is no email
+    digests: int  # digest files ingested so far
 
 
 def preview(
-    config: Config, world: World, subscriber: Subscriber
-) -> tuple[Selection, RenderedEmail | None]:
-    """What ``subscriber`` would receive now from the stored papers (their email, or None
-    when nothing matched); sends and records nothing."""
+    config: Config, world: World, subscriber: Subscriber, everything: bool = False
+) -> Preview:
+    """What a send would give ``subscriber`` now (``everything``: from all papers of the
+    lookback window, as if nothing had been sent); sends and records nothing."""
     renderer = make_renderer(config, world.environ)
     now = world.now()
     with open_store(config.state_dir) as store:
-        papers = candidate_papers(store, [subscriber], config, now, {})
-    (selection,) = Matcher([subscriber], config.matching).select(papers, now)
-    return selection, renderer.render(selection, now)
+        digests = len(store.digests())
+        ledger = Ledger(store)
+        key = subscriber.email.casefold()
+        pending = (
+            None
+            if everything
+            else next((item for item in ledger.pending() if item.subscriber == key), None)
+        )
+        if pending is not None:
+            return Preview(None, _as_rendered(pending, subscriber, config), True, None, digests)
+        since = lookback_start(config, now)
+        history = {} if everything else ledger.history(since=since)
+        papers = store.papers(since=since)
+    (selection,) = Matcher([subscriber], config.matching).select(papers, now, history)
+    next_send = config.schedule.timetable().next_fire(subscriber, now)
+    rendered = renderer.render(selection, now, next_send)
+    reason = None
+    if rendered is None:
+        reason = no_digest_reason(selection, history.get(key), config.matching.lookback_days)
+    return Preview(selection, rendered, False, reason, digests)
+
+
+def _as_rendered(pending: Pending, subscriber: Subscriber, config: Config) -> RenderedEmail:
+    """A pending digest as a RenderedEmail, its parts read back from its bytes."""
+    message = email.message_from_bytes(pending.data, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    parts = [message.get_body((kind,)) for kind in ("plain", "html")]
+    text, html = (str(part.get_content()) if part else "" for part in parts)
+    return RenderedEmail(
+        subscriber=subscriber.email,
+        subject=str(message["Subject"]),
+        html=html,
+        text=text,
+        message_id=pending.message_id,
+        paper_ids=pending.paper_ids,
+        data=pending.data,
+        envelope=envelope_for(config.render.sender, subscriber.email),
+    )
 
 
 def ingest_files(
@@ -142,11 +210,6 @@ def ingest_files(
 ) -> IngestReport:
     """Ingest ``paths`` (default: the files of the digests folder) into the store."""
     if not paths:
-        if not config.digests.is_dir():
-            raise ConfigError(
-                f"the digests folder {config.digests} does not exist; create it or fix "
-                f"'digests' in {config.path.name}"
-            )
         paths = discover_digests(config.digests)
     with open_store(config.state_dir) as store:
         return ingest(store, paths, now=world.now(), listing_date=listing_date)
@@ -177,29 +240,55 @@ class _Sending:
         self.resent: set[str] = set()  # message ids sent again as they were
         self.ids: dict[str, str] = {}  # one copy of each paper id
         self.wanted: dict[str, Subscriber] = {}  # casefolded address -> receiving subscriber
+        self.history: dict[str, History] = {}
+        self.served: list[str] = []  # found to have nothing to send (a digest records itself)
 
     def send(self, subscribers: Sequence[Subscriber]) -> SendReport:
-        """Send each of ``subscribers`` their digest; record every accepted message at once.
+        """Send each due one of ``subscribers`` their digest; record every accepted message
+        at once.
 
         A digest left pending by an interrupted run is sent again as it was (same bytes, same
-        Message-ID) before anything new is composed for that subscriber."""
+        Message-ID) before anything new is composed for that subscriber, due or not."""
         for subscriber in subscribers:
             if subscriber.receives:
                 self.wanted[subscriber.email.casefold()] = subscriber
             else:
                 reason = "paused" if subscriber.active else "inactive (active: false)"
                 self.skipped.append(SkippedItem(subscriber.email, reason))
+        config = self.run.config
+        since = lookback_start(config, self.now)
+        self.history = self.ledger.history(self.run.retry_failed, since=since)
+        unseen = [key for key in self.wanted if key not in self.history]
+        self.ledger.record_seen(unseen, self.now)
         pending = [p for p in self.ledger.pending() if p.subscriber in self.wanted]
         waiting = {p.subscriber for p in pending}
-        fresh = [s for key, s in self.wanted.items() if key not in waiting]
-        config = self.run.config
+        fresh = self._due([s for key, s in self.wanted.items() if key not in waiting])
         retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
         for result in deliver(self.transport, outgoing, retry, stop=self.run.stop):
             self._record(result)
             if self.run.on_result:
                 self.run.on_result()
+        self.ledger.record_served(self.served, self.now)
         return SendReport(tuple(self.sent), tuple(self.skipped), tuple(self.failed))
+
+    def _due(self, subscribers: list[Subscriber]) -> list[Subscriber]:
+        """The subscribers due now (all of them when the schedule is ignored); a skip saying
+        until when for the others."""
+        if self.run.ignore_schedule:
+            return subscribers
+        timetable = self.run.config.schedule.timetable()
+        due = []
+        for subscriber in subscribers:
+            record = self.history.get(subscriber.email.casefold())
+            if timetable.is_due(subscriber, self.now, record):
+                due.append(subscriber)
+                continue
+            until = timetable.next_fire(subscriber, self.now)
+            local = until.astimezone(ZoneInfo(subscriber.timezone)) if until else None
+            reason = f"not due until {local:%a %Y-%m-%d %H:%M %Z}" if local else "never due"
+            self.skipped.append(SkippedItem(subscriber.email, reason, until))
+        return due
 
     def _outgoing(self, pending: list[Pending], fresh: list[Subscriber]) -> Iterator[Outgoing]:
         """The messages to hand over, pending ones first; each new one recorded as pending
@@ -211,23 +300,26 @@ class _Sending:
             self.resent.add(item.message_id)
             envelope = envelope_for(sender, subscriber.email)
             yield Outgoing(item.message_id, subscriber.email, envelope, item.data)
-        for email in self._produce(fresh):
-            papers = self._expect(email.message_id, email.paper_ids)
+        for rendered in self._produce(fresh):
+            papers = self._expect(rendered.message_id, rendered.paper_ids)
             self.ledger.record_pending(
-                email.message_id, email.subscriber, papers, email.data, self.now
+                rendered.message_id, rendered.subscriber, papers, rendered.data, self.now
             )
-            yield Outgoing.of(email)
+            yield Outgoing.of(rendered)
 
     def _produce(self, fresh: list[Subscriber]) -> Iterable[RenderedEmail]:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
-        history = self.ledger.history(self.run.retry_failed)
         config = self.run.config
-        papers = candidate_papers(self.store, fresh, config, self.now, history)
-        order = Order(fresh, papers, config.matching, self.renderer, self.now, history)
+        papers = self.store.papers(since=lookback_start(config, self.now)) if fresh else []
+        timetable = config.schedule.timetable()
+        order = Order(
+            fresh, papers, config.matching, self.renderer, self.now, self.history, timetable
+        )
         for item in produce(order):
             if item.email is None:
                 subscriber = self.wanted[item.subscriber.casefold()]
                 self.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))
+                self.served.append(subscriber.email)
             else:
                 yield item.email
 

@@ -13,7 +13,12 @@ from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.errors import ConfigError, KeywordError, ProfileError
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.text import Keyword, parse_keyword
-from newsletter.yamlfile import KeyPath, YamlDocument, YamlStream, did_you_mean
+from newsletter.yamlfile import (
+    KeyPath,
+    YamlDocument,
+    YamlStream,
+    did_you_mean_address,
+)
 
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
 KEYS = (
@@ -51,7 +56,7 @@ class Profiles:
             subscriber = self.find(email)
             if subscriber is None:
                 known = [s.email for s in self.subscribers]
-                hint = did_you_mean(email, known)
+                hint = did_you_mean_address(email, known)
                 raise ConfigError(f"no subscriber '{email}' in {self.path.name}{hint}")
             chosen.append(subscriber)
         return tuple(chosen)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -24,7 +25,7 @@ from newsletter.envelope import envelope_for, message_id_for
 from newsletter.errors import TemplateError
 from newsletter.links import unsubscribe_links
 from newsletter.mime import Composer, Headers, one_line
-from newsletter.models import Match, Paper, RenderedEmail, Selection
+from newsletter.models import Match, Paper, RenderedEmail, Selection, Subscriber
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -87,13 +88,16 @@ class Renderer:
         # Sent to a worker process as its sources; it compiles them again there.
         return (Renderer, (self.settings, self.templates, self.secret))
 
-    def render(self, selection: Selection, now: datetime) -> RenderedEmail | None:
-        """The email for ``selection``, or None when it has no matches and send_empty is off."""
+    def render(
+        self, selection: Selection, now: datetime, next_send: datetime | None = None
+    ) -> RenderedEmail | None:
+        """The email for ``selection``, or None when it has no matches and send_empty is off;
+        ``next_send`` (the digest after this one) tells when what did not fit will come."""
         if not selection.matches and not self.settings.send_empty:
             return None
         subscriber, sender = selection.subscriber, self.settings.sender
         links = unsubscribe_links(self.settings, subscriber.email, self.secret)
-        view, html = self._fitting_html(selection, links.preferred)
+        view, html = self._fitting_html(selection, links.preferred, next_send)
         text = self.text.render(view)
         sent = tuple(match.paper.id for match in selection.matches[: len(view.papers)])
         envelope = envelope_for(sender, subscriber.email)
@@ -116,13 +120,15 @@ class Renderer:
             envelope=envelope,
         )
 
-    def _fitting_html(self, selection: Selection, unsubscribe: str) -> tuple[DigestView, str]:
+    def _fitting_html(
+        self, selection: Selection, unsubscribe: str, next_send: datetime | None
+    ) -> tuple[DigestView, str]:
         """The view and HTML with as many papers as fit ``HTML_BUDGET``.
 
         Gmail clips bigger messages; dropping trailing papers (and saying so) is better."""
 
         def attempt(keep: int | None) -> tuple[DigestView, str]:
-            view = digest_view(selection, self.settings, unsubscribe, keep=keep)
+            view = digest_view(selection, self.settings, unsubscribe, keep, next_send)
             return view, self.html.render(view)
 
         view, html = attempt(None)
@@ -289,7 +295,11 @@ def inline_css(source: str, name: str) -> tuple[str, tuple[tuple[int, int], ...]
 
 
 def digest_view(
-    selection: Selection, settings: RenderSettings, unsubscribe: str, keep: int | None = None
+    selection: Selection,
+    settings: RenderSettings,
+    unsubscribe: str,
+    keep: int | None = None,
+    next_send: datetime | None = None,
 ) -> DigestView:
     """What the templates show for ``selection`` (its first ``keep`` papers)."""
     matches = selection.matches if keep is None else selection.matches[:keep]
@@ -307,10 +317,7 @@ def digest_view(
         summary=_summary(matches),
         papers=papers,
         left_out=left_out,
-        left_out_note=(
-            f"{_count(left_out, 'more match', 'more matches')} did not fit in this email. "
-            "Raise max_papers in your profile to see more at once."
-        ),
+        left_out_note=_left_out_note(left_out, subscriber, next_send),
         empty=not papers,
         empty_note="Nothing new matched your keywords this time. We will write when it does.",
         why_note=f"You receive this because you follow: {follows}.",
@@ -443,6 +450,20 @@ def wrap(text: str, indent: int = 0, first: bool = False) -> str:
 def _display_name(sender: str) -> str:
     name = sender.split("<")[0].strip().strip('"')
     return name or "Research digest"
+
+
+def _left_out_note(left_out: int, subscriber: Subscriber, next_send: datetime | None) -> str:
+    """What did not fit, and when it comes: it stays a candidate for the next digests."""
+    when = ""
+    if next_send is not None:
+        local = next_send.astimezone(ZoneInfo(subscriber.timezone))
+        when = f", on {local:%A} {local.day} {local:%B}"
+    them = "It stays" if left_out == 1 else "They stay"
+    return (
+        f"{_count(left_out, 'more match', 'more matches')} did not fit in this email. "
+        f"{them} in line for your next digest{when}; raise max_papers in your profile to "
+        "get more at once."
+    )
 
 
 def _count(number: int, one: str, many: str) -> str:

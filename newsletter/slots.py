@@ -9,15 +9,13 @@ before the jump, which is just after the gap. Subscribers that share a slot shar
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-
-from newsletter.models import WEEKDAYS, Subscriber
+from newsletter.models import WEEKDAYS, History, Subscriber
 
 
 @dataclass(frozen=True, order=True)
@@ -74,26 +72,25 @@ def next_fire(slot: Slot, after: datetime) -> datetime:
     raise AssertionError("a daily or weekly slot always fires within 16 days")
 
 
-class SlotTrigger(BaseTrigger):
-    """An APScheduler trigger for a slot (see ``next_fire``)."""
-
-    def __init__(self, slot: Slot) -> None:
-        self.slot = slot
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is None:
-            return next_fire(self.slot, now - timedelta(microseconds=1))
-        return next_fire(self.slot, previous_fire_time)
-
-    def __str__(self) -> str:
-        return f"slot[{self.slot.label}]"
+def previous_fire(slot: Slot, at: datetime) -> datetime:
+    """The slot's last fire time at or before ``at`` (an aware datetime), in UTC."""
+    zone = ZoneInfo(slot.timezone)
+    today = at.astimezone(zone).date() + timedelta(days=1)
+    for offset in range(16):
+        day = today - timedelta(days=offset)
+        if slot.frequency == "weekly" and WEEKDAYS[day.weekday()] != slot.day:
+            continue
+        instant = local_instant(day, slot.send_at, zone)
+        if instant <= at:
+            return instant
+    raise AssertionError("a daily or weekly slot always fired within 16 days")
 
 
-def cron_trigger(expression: str, timezone: str) -> CronTrigger:
+def cron_trigger(expression: str, timezone: str):  # -> CronTrigger
     """``minute hour day month day_of_week [second]``: crontab, with seconds as a sixth field.
     A ValueError says what is wrong (the config loader reports it with its line)."""
+    from apscheduler.triggers.cron import CronTrigger  # only where a cron is configured
+
     fields = expression.split()
     if len(fields) not in (5, 6):
         raise ValueError(
@@ -105,15 +102,107 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
     return CronTrigger(timezone=ZoneInfo(timezone), **values)
 
 
+@dataclass(frozen=True)
+class Timetable:
+    """When subscribers are due: each at their own slot, or everyone at ``cron`` times.
+
+    The one rule for ``newsletter send`` and every run of the daemon: a subscriber is due
+    when their schedule fired after they were last served. One never served is due at a
+    fire since a send first saw them, or within ``grace`` after any fire (so the daemon's
+    own run at their slot serves them, as does a crontab send shortly after it)."""
+
+    cron: str | None = None
+    timezone: str = "UTC"  # the cron's
+    grace: timedelta = timedelta(hours=1)
+
+    def last_fire(self, subscriber: Subscriber, now: datetime) -> datetime | None:
+        """The subscriber's latest scheduled time at or before ``now`` (None: never, or
+        paused)."""
+        slot = slot_of(subscriber)
+        if slot is None:
+            return None
+        if self.cron:
+            return _cron_previous(self.cron, self.timezone, now)
+        return _slot_previous(slot, now)
+
+    def next_fire(self, subscriber: Subscriber, now: datetime) -> datetime | None:
+        """The subscriber's first scheduled time after ``now`` (None: never, or paused)."""
+        slot = slot_of(subscriber)
+        if slot is None:
+            return None
+        if self.cron:
+            return _cron_next(self.cron, self.timezone, now)
+        return _slot_next(slot, now)
+
+    def is_due(self, subscriber: Subscriber, now: datetime, history: History | None) -> bool:
+        """Is ``subscriber`` due at ``now``, given what sends recorded about them?"""
+        last = self.last_fire(subscriber, now)
+        if last is None:
+            return False
+        history = history or History()
+        if history.last_served is not None:
+            return last > history.last_served
+        if history.first_seen is not None and last >= history.first_seen:
+            return True
+        return now - last <= self.grace
+
+
+# One run asks the same few questions for many subscribers: cached per (slot, moment).
+@functools.lru_cache(maxsize=4096)
+def _slot_previous(slot: Slot, now: datetime) -> datetime:
+    return previous_fire(slot, now)
+
+
+@functools.lru_cache(maxsize=4096)
+def _slot_next(slot: Slot, now: datetime) -> datetime:
+    return next_fire(slot, now)
+
+
+@functools.lru_cache(maxsize=64)
+def _cron(expression: str, timezone: str):  # -> CronTrigger
+    return cron_trigger(expression, timezone)
+
+
+@functools.lru_cache(maxsize=256)
+def _cron_next(expression: str, timezone: str, now: datetime) -> datetime | None:
+    return _first_fire(expression, timezone, now + _TICK)
+
+
+@functools.lru_cache(maxsize=256)
+def _cron_previous(expression: str, timezone: str, now: datetime) -> datetime | None:
+    """The cron's last fire at or before ``now``, by bisection over "first fire at or
+    after" (a cron has no "previous fire"; about 60 steps cover ten years)."""
+    low = _first_fire(expression, timezone, now - timedelta(days=3660))
+    if low is None or low > now:
+        return None
+    end = now + _TICK  # no fire in [end, now]: the answer lies in [low, end)
+    while (later := _first_fire(expression, timezone, low + _TICK)) and later < end:
+        middle = low + (end - low) / 2
+        found = _first_fire(expression, timezone, middle)
+        if found is not None and found < end:
+            low = found
+        else:
+            end = middle
+            low = later if later < end else low
+    return low
+
+
+def _first_fire(expression: str, timezone: str, moment: datetime) -> datetime | None:
+    """The cron's first fire at or after ``moment``, in UTC."""
+    found = _cron(expression, timezone).get_next_fire_time(None, moment)
+    return found.astimezone(UTC) if found else None
+
+
+_TICK = timedelta(microseconds=1)
+
+
 def upcoming(
-    subscribers: Sequence[Subscriber], now: datetime, cron: CronTrigger | None = None
+    subscribers: Sequence[Subscriber], now: datetime, timetable: Timetable
 ) -> list[tuple[Subscriber, datetime]]:
     """Each receiving subscriber's next send time (UTC), soonest first."""
     out = []
     for subscriber in subscribers:
-        slot = slot_of(subscriber)
-        if slot is None:
-            continue
-        when = cron.get_next_fire_time(None, now) if cron else next_fire(slot, now)
-        out.append((subscriber, when.astimezone(UTC)))
+        when = timetable.next_fire(subscriber, now)
+        if when is not None:
+            out.append((subscriber, when))
     return sorted(out, key=lambda pair: (pair[1], pair[0].email))

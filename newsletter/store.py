@@ -85,6 +85,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (subscriber, paper_id, message_id)
     ) WITHOUT ROWID;
     """,
+    # 3: when each subscriber was first seen by a send, and last served (sent a digest, or
+    # found to have nothing to send) by one: whether they are due comes from these.
+    """
+    CREATE TABLE subscribers (
+        subscriber  TEXT PRIMARY KEY,
+        first_seen  TEXT NOT NULL,
+        last_served TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO subscribers
+        SELECT subscriber, min(created_at), max(sent_at) FROM deliveries GROUP BY subscriber;
+    """,
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,

@@ -6,6 +6,7 @@
   "y" and the other replaces that "y" with "ies".
 - A keyword of several words matches them consecutively; a trailing "*" makes its last word
   a prefix.
+- A keyword may list alternatives separated by "|": it occurs when any of them does.
 
 ``newsletter.keyword_index`` applies these rules to papers; tests/matching_helpers.py states
 them again as plainly as possible, and the tests hold the index to that reference.
@@ -49,24 +50,44 @@ def word_forms(word: str) -> frozenset[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Keyword:
-    """A keyword as the subscriber wrote it, and the words it stands for."""
+class Pattern:
+    """One way a keyword can occur: its words, the last one maybe a prefix."""
 
-    text: str
     words: tuple[str, ...]
     prefix: bool  # the last word is a prefix ("compress*")
 
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """A keyword as the subscriber wrote it, and the patterns it stands for: one, or one per
+    alternative (``large language model | LLM``)."""
+
+    text: str
+    patterns: tuple[Pattern, ...]
+
     @property
-    def key(self) -> tuple[tuple[str, ...], bool]:
+    def key(self) -> tuple[Pattern, ...]:
         """Keywords with equal keys match exactly the same text."""
-        return self.words, self.prefix
+        return tuple(sorted(set(self.patterns), key=lambda p: (p.words, p.prefix)))
 
 
 @functools.lru_cache(maxsize=65536)
 def parse_keyword(text: str) -> Keyword:
-    """Parse a keyword; KeywordError for an empty one or a misplaced ``*``. Cached: profiles
-    share most keywords, and one Keyword per text keeps 100,000 profiles small."""
+    """Parse a keyword; KeywordError for an empty one, an empty alternative or a misplaced
+    ``*``. Cached: profiles share most keywords, and one Keyword per text keeps 100,000
+    profiles small."""
     stripped = text.strip()
+    parts = stripped.split("|")
+    if len(parts) > 1 and not all(part.strip() for part in parts):
+        raise KeywordError(
+            f"'{text}' has an empty alternative; separate alternatives with one '|', as in "
+            "'large language model | LLM'"
+        )
+    return Keyword(stripped, tuple(_pattern(text, part) for part in parts))
+
+
+def _pattern(text: str, part: str) -> Pattern:
+    stripped = part.strip()
     prefix = stripped.endswith("*")
     body = stripped[:-1] if prefix else stripped
     if "*" in body:
@@ -79,7 +100,7 @@ def parse_keyword(text: str) -> Keyword:
         raise KeywordError(f"'{text}' has no letters or digits to match")
     if prefix and not _WORD.fullmatch(normalize(body[-1])):
         raise KeywordError(f"'{text}': put '*' right after a word, as in 'compress*'")
-    return Keyword(stripped, found, prefix)
+    return Pattern(found, prefix)
 
 
 def word_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:

@@ -187,3 +187,19 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def did_you_mean_address(address: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a known address whose local part and domain are each
+    close to ``address``'s (a shared domain alone is no resemblance), or an empty string."""
+    local, _, domain = address.casefold().rpartition("@")
+    best, best_score = "", 0.6
+    for candidate in known:
+        their_local, _, their_domain = candidate.casefold().rpartition("@")
+        score = min(
+            difflib.SequenceMatcher(None, local, their_local).ratio(),
+            difflib.SequenceMatcher(None, domain, their_domain).ratio(),
+        )
+        if score >= best_score and (score > best_score or not best):
+            best, best_score = candidate, score
+    return f" (did you mean '{best}'?)" if best else ""

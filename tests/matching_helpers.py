@@ -76,14 +76,16 @@ def ref_word_match(keyword_word: str, text_word: str, prefix: bool) -> bool:
 
 
 def ref_occurs(keyword: Keyword, text: str) -> bool:
+    """Any of the keyword's alternatives occurs in ``text``."""
     text_words = ref_words(text)
-    n = len(keyword.words)
-    for start in range(len(text_words) - n + 1):
-        if all(
-            ref_word_match(w, text_words[start + i], keyword.prefix and i == n - 1)
-            for i, w in enumerate(keyword.words)
-        ):
-            return True
+    for pattern in keyword.patterns:
+        n = len(pattern.words)
+        for start in range(len(text_words) - n + 1):
+            if all(
+                ref_word_match(w, text_words[start + i], pattern.prefix and i == n - 1)
+                for i, w in enumerate(pattern.words)
+            ):
+                return True
     return False
 
 
@@ -96,11 +98,11 @@ def reference_select(
 ) -> list[tuple[str, int, tuple[str, ...], tuple[str, ...]]]:
     """(paper id, score, title keywords, abstract keywords) in send order."""
     history = history or History()
-    cutoff = history.last_digest_at or now - timedelta(days=settings.lookback_days)
+    cutoff = now - timedelta(days=settings.lookback_days)
     chosen = []
     for item in papers:
-        is_new = item.first_seen > cutoff if history.last_digest_at else item.first_seen >= cutoff
-        if not is_new or item.id in history.sent:
+        # New: first seen within lookback_days and never sent to them (leftovers included).
+        if item.first_seen < cutoff or item.id in history.sent:
             continue
 
         def anywhere(keyword: Keyword, item: Paper = item) -> bool:

@@ -77,6 +77,7 @@ def ada(**fields: object) -> Subscriber:
 
 
 def project_config(tmp_path: Path, extra: str = "") -> Config:
+    (tmp_path / "digests").mkdir(exist_ok=True)
     (tmp_path / "config.yaml").write_text("sender: Research digest <digest@example.org>\n" + extra)
     return load_config(tmp_path / "config.yaml")
 

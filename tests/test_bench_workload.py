@@ -9,7 +9,7 @@ from pathlib import Path
 from newsletter.config import load_config
 from newsletter.ingest import ingest
 from newsletter.parallel import Order, produce
-from newsletter.pipeline import candidate_papers, make_renderer, profiles_of
+from newsletter.pipeline import lookback_start, make_renderer, profiles_of
 from newsletter.sources import discover_digests
 from newsletter.store import open_store
 from tests.helpers import NOW, ROOT
@@ -29,7 +29,7 @@ def test_generated_project_reads_cleanly_and_everyone_gets_a_digest(tmp_path: Pa
         report = ingest(store, discover_digests(config.digests), now=NOW)
         (only,) = report.files
         assert (only.status, only.cards, only.new_papers, only.warnings) == ("ingested", 40, 40, ())
-        papers = candidate_papers(store, profiles.subscribers, config, NOW, {})
+        papers = store.papers(since=lookback_start(config, NOW))
     renderer = make_renderer(config, {})
     order = Order(profiles.subscribers, papers, config.matching, renderer, NOW, {})
     produced = list(produce(order))

@@ -76,18 +76,21 @@ def test_only_new_papers_within_lookback_for_a_first_digest() -> None:
     assert sorted(ids(longer)) == ["fresh", "stale"]
 
 
-def test_after_a_digest_only_papers_seen_since_and_never_one_sent() -> None:
+def test_candidates_are_the_papers_of_the_lookback_window_never_sent() -> None:
+    """Leftovers are kept: a paper seen before the last digest but never sent (it did not fit,
+    or did not match then) is still a candidate while it is within lookback_days."""
     last = NOW - timedelta(days=2)
     papers = [
-        paper("Pruning A", pid="before", seen=last - timedelta(minutes=1)),
-        paper("Pruning B", pid="after", seen=last + timedelta(minutes=1)),
+        paper("Pruning A", pid="before", seen=last - timedelta(minutes=1), upvotes=2),
+        paper("Pruning B", pid="after", seen=last + timedelta(minutes=1), upvotes=1),
         paper("Pruning C", pid="sent", seen=last + timedelta(minutes=2)),
-        paper("Pruning D", pid="old", seen=NOW - timedelta(days=30)),
+        paper("Pruning D", pid="old", seen=NOW - timedelta(days=7, minutes=1)),
+        paper("Pruning E", pid="edge", seen=NOW - timedelta(days=7)),
     ]
     history = {"ada@example.org": History(last, frozenset({"sent"}))}
     (selection,) = select([subscriber("pruning")], papers, history)
-    assert ids(selection) == ["after"]
-    assert selection.candidates == 1
+    assert ids(selection) == ["before", "after", "edge"]
+    assert selection.candidates == 3
 
 
 def test_order_score_upvotes_comments_date_title() -> None:
@@ -164,4 +167,32 @@ def test_history_is_keyed_by_the_casefolded_address() -> None:
     fresh = paper("Pruning fresh", pid="fresh")
     history = {"ada.lovelace@example.org": History(NOW - timedelta(hours=2), frozenset({"sent"}))}
     (selection,) = Matcher([reader], MatchSettings()).select([old, sent, fresh], NOW, history)
-    assert [m.paper.id for m in selection.matches] == ["fresh"]
+    assert sorted(m.paper.id for m in selection.matches) == ["fresh", "old"]
+
+
+def test_keyword_alternatives_match_either_and_score_once_per_field() -> None:
+    """A keyword may list alternatives separated by '|' (issue 12): acronyms."""
+    papers = [
+        paper("LLM agents and LLM tools", "A large language model plans; the LLM acts.", pid="b"),
+        paper("Scaling large language models", "Nothing else.", pid="t"),
+        paper("Other", "Nothing about them.", pid="none"),
+    ]
+    (selection,) = select([subscriber("large language model* | LLM")], papers)
+    assert [(m.paper.id, m.score) for m in selection.matches] == [("b", 3 + 1), ("t", 3)]
+    best = selection.matches[0]
+    assert best.title_keywords == ("large language model* | LLM",)
+    assert best.abstract_keywords == ("large language model* | LLM",)
+    assert best.title_spans == ((0, 3), (15, 18))
+    assert best.abstract_spans == ((2, 22), (34, 37))
+
+
+def test_alternatives_in_exclude_and_require() -> None:
+    papers = [
+        paper("Pruning for ViT", pid="vit"),
+        paper("Pruning vision transformers", pid="long"),
+        paper("Pruning CNNs", pid="cnn"),
+    ]
+    (required,) = select([subscriber("pruning", require=("ViT | vision transformer",))], papers)
+    assert sorted(ids(required)) == ["long", "vit"]
+    (excluded,) = select([subscriber("pruning", exclude=("ViT | vision transformer",))], papers)
+    assert ids(excluded) == ["cnn"]

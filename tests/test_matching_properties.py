@@ -43,11 +43,20 @@ def texts(draw) -> str:
     return out
 
 
+rarely = st.integers(0, 3).map(lambda n: n == 0)
+
+
 @st.composite
-def keywords(draw) -> str:
+def alternative(draw) -> str:
     parts = draw(st.lists(word, min_size=1, max_size=3))
     text = draw(st.sampled_from([" ", "-"])).join(parts)
     return text + ("*" if draw(st.booleans()) else "")
+
+
+@st.composite
+def keywords(draw) -> str:
+    """A keyword, sometimes with alternatives ("a b | c*")."""
+    return " | ".join(draw(st.lists(alternative(), min_size=1, max_size=1 + draw(rarely))))
 
 
 def distinct(items: list[str]) -> tuple[str, ...]:
@@ -61,9 +70,6 @@ def distinct(items: list[str]) -> tuple[str, ...]:
             seen.add(key)
             out.append(item)
     return tuple(out)
-
-
-rarely = st.integers(0, 3).map(lambda n: n == 0)
 
 
 @st.composite

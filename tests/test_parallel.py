@@ -89,7 +89,7 @@ def mistaken_project(folder: Path, readers: int) -> Path:
 def test_a_template_mistake_exits_2_below_and_above_the_parallel_threshold(
     tmp_path: Path, readers: int
 ) -> None:
-    result = invoke(mistaken_project(tmp_path, readers), "send")
+    result = invoke(mistaken_project(tmp_path, readers), "send", "--now")
     assert result.exit_code == 2, result.output
     assert "digest.txt.j2:1: template error:" in result.stderr
     assert "no_such_field" in result.stderr
@@ -104,7 +104,11 @@ def test_a_failing_worker_never_leaves_send_hanging(tmp_path: Path) -> None:
         shutil.rmtree(tmp_path / "state", ignore_errors=True)
         started = time.monotonic()
         done = subprocess.run(
-            [*command(config), "send"], capture_output=True, text=True, env=child_env(), timeout=60
+            [*command(config), "send", "--now"],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=60,
         )
         assert done.returncode == 2, (attempt, done.stderr)
         assert "no_such_field" in done.stderr

@@ -15,6 +15,7 @@ from tests.profile_samples import EXPECTED, TEN_MISTAKES
 
 
 def write_project(tmp_path: Path, profiles: str, config: str = "") -> Path:
+    (tmp_path / "digests").mkdir(exist_ok=True)
     (tmp_path / "config.yaml").write_text(config)
     (tmp_path / "subscribers.yaml").write_text(profiles)
     return tmp_path / "config.yaml"

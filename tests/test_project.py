@@ -28,7 +28,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_readme_main_command_runs_the_shipped_samples() -> None:
     main = readme_commands()[0]
     assert main.startswith("python3 -m venv .venv")
-    assert main.endswith("newsletter send")
+    assert main.endswith("newsletter send --now")
 
 
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])

@@ -98,6 +98,7 @@ def test_subscribers_sharing_a_slot_share_a_job() -> None:
 def test_the_daemons_jobs_catch_up_once_within_the_grace_time(tmp_path: Path) -> None:
     """The daemon's own jobs: one per shared slot, coalescing missed runs into one catch-up
     run, late by at most the configured grace time, never two at once."""
+    (tmp_path / "digests").mkdir()
     (tmp_path / "config.yaml").write_text("schedule:\n  misfire_grace_time: 1800\n")
     (tmp_path / "subscribers.yaml").write_text(
         "subscribers:\n"
@@ -126,6 +127,7 @@ def test_the_daemons_jobs_catch_up_once_within_the_grace_time(tmp_path: Path) ->
 
 
 def test_the_daemon_schedules_one_job_in_cron_mode(tmp_path: Path) -> None:
+    (tmp_path / "digests").mkdir()
     (tmp_path / "config.yaml").write_text("schedule:\n  cron: '30 6 * * mon-fri'\n")
     (tmp_path / "subscribers.yaml").write_text(
         "subscribers:\n  - email: ada@example.org\n    keywords: [x]\n"
@@ -157,6 +159,7 @@ def test_cron_with_seconds_as_a_sixth_field() -> None:
     [("* * *", "needs 5 fields"), ("99 * * * *", "'cron' '99 * * * *': Error validating")],
 )
 def test_a_bad_cron_is_a_config_problem_with_its_line(tmp_path: Path, cron, message) -> None:
+    (tmp_path / "digests").mkdir()
     (tmp_path / "config.yaml").write_text(f"sender: a@example.org\nschedule:\n  cron: '{cron}'\n")
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "config.yaml")
@@ -165,6 +168,7 @@ def test_a_bad_cron_is_a_config_problem_with_its_line(tmp_path: Path, cron, mess
 
 
 def test_schedule_command_lists_next_sends(tmp_path: Path) -> None:
+    (tmp_path / "digests").mkdir()
     (tmp_path / "config.yaml").write_text("schedule:\n  send_at: '06:30'\n")
     (tmp_path / "subscribers.yaml").write_text(
         "subscribers:\n"

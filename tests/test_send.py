@@ -48,7 +48,7 @@ def configure(project: Path, port: int, **smtp: object) -> None:
 
 
 def send(project: Path, *args: str, environ: dict | None = None, now=NOW) -> Result:
-    return invoke(project / "config.yaml", "send", *args, now=now, environ=environ)
+    return invoke(project / "config.yaml", "send", "--now", *args, now=now, environ=environ)
 
 
 def report(result: Result) -> dict:
@@ -78,8 +78,10 @@ def test_plain_delivery_and_nothing_twice(shop: Path) -> None:
         again = send(shop, "--json", now=NOW + timedelta(hours=1))
         assert again.exit_code == 0
         assert report(again)["sent"] == []
-        assert {s["reason"] for s in report(again)["skipped"]} == {
-            "no new papers since the last digest"
+        unsent = {s["subscriber"]: 12 - len(s["papers"]) for s in data["sent"]}  # 12 stored
+        assert {s["subscriber"]: s["reason"] for s in report(again)["skipped"]} == {
+            who: f"no new matches ({count} papers of the last 7 days not sent yet, none matching)"
+            for who, count in unsent.items()
         }
         assert len(server.sink.messages) == 3
     rows = ledger_rows(shop)
@@ -139,7 +141,7 @@ def test_a_server_that_never_answers_times_out_and_stays_pending(shop: Path) -> 
         result = send(shop, "--json", "--subscriber", "ada@example.org")
         assert result.exit_code == 1
         (failed,) = report(result)["failed"]
-        assert "timed out" in failed["error"]
+        assert "did not answer within" in failed["error"]
     rows = ledger_rows(shop)
     assert {r["status"] for r in rows} == {"pending"}  # deferred: retried on the next run
 
@@ -270,7 +272,7 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     sink = Sink(delay=0.01)
     with SmtpServer(sink) as server:
         configure(shop, server.port, connections=2)
-        send_command = [*command(shop / "config.yaml"), "send"]
+        send_command = [*command(shop / "config.yaml"), "send", "--now"]
         process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
         deadline = time.monotonic() + 60
         while len(sink.messages) < 40 and process.poll() is None and time.monotonic() < deadline:

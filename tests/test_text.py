@@ -89,6 +89,10 @@ def test_keyword_does_not_match(keyword: str, text: str) -> None:
         ("compress *", "right after a word"),
         ("!!!", "no letters or digits"),
         ("", "no letters or digits"),
+        ("LLM |", "empty alternative"),
+        ("| LLM", "empty alternative"),
+        ("a || b", "empty alternative"),
+        ("LLM | *x", "'*' may only end"),
     ],
 )
 def test_bad_keywords_are_refused_with_a_reason(keyword: str, message: str) -> None:
@@ -123,3 +127,10 @@ def test_overlapping_highlights_merge() -> None:
     text = "knowledge distillation"
     spans = highlight_spans([parse_keyword("knowledge"), parse_keyword(text)], text)
     assert spans == ((0, len(text)),)
+
+
+def test_alternatives_keep_the_text_as_written_and_share_a_key_in_any_order() -> None:
+    both = parse_keyword("large language model | LLM")
+    assert both.text == "large language model | LLM"
+    assert both.key == parse_keyword("LLM|large  language model").key
+    assert both.key != parse_keyword("LLM").key

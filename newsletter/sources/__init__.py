@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from newsletter.errors import DigestError
+from newsletter.errors import ConfigError, DigestError
 from newsletter.models import Digest
 from newsletter.sources import hf_listing
 from newsletter.sources.decode import utf8_bytes
@@ -18,12 +18,21 @@ _NOT_YET = {
 
 
 def discover_digests(folder: Path) -> list[Path]:
-    """Digest files in ``folder`` by name, leaving out hidden files and editor backups."""
-    if not folder.is_dir():
-        return []
+    """Digest files in ``folder`` by name, leaving out hidden files and editor backups;
+    ConfigError when the folder is missing or unreadable."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        reason = (
+            "does not exist"
+            if isinstance(exc, FileNotFoundError)
+            else (f"cannot be read ({exc.strerror or exc})")
+        )
+        message = f"the digests folder {folder} {reason}; create it, or fix 'digests'"
+        raise ConfigError(message) from exc
     return sorted(
         path
-        for path in folder.iterdir()
+        for path in entries
         if path.is_file() and not path.name.startswith(".") and not path.name.endswith("~")
     )
 
