@@ -33,7 +33,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_send(config: Path, skip: frozenset[int] = frozenset()) -> dict[str, float]:
     """`newsletter send` for the project of ``config``, in a child process: seconds, messages
     sent and the peak memory of the child and its workers."""
-    command = [sys.executable, "-m", "newsletter", "--config", str(config), "send", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "--config",
+        str(config),
+        "send",
+        "--now",
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:

@@ -108,12 +108,11 @@ def test_a_subscriber_who_never_got_a_digest_is_not_told_about_a_last_one(tmp_pa
 
 # -- the crontab alternative: hourly `send` against the daemon, over a week -----------------
 
-WEEK = [MONDAY - timedelta(hours=3) + timedelta(days=d) for d in range(8)]  # 03:00 UTC
-
 
 def arrivals(folder: Path, now: datetime) -> None:
-    """The digests that have arrived by ``now``: one a day at 03:00 UTC."""
-    for day in WEEK:
+    """The digests that have arrived by ``now``: one a day at 03:00 UTC, from MONDAY on."""
+    for offset in range(15):
+        day = MONDAY - timedelta(hours=3) + timedelta(days=offset)
         if day <= now and not (folder / "digests" / f"{day:%Y-%m-%d}.txt").exists():
             drop_digest(folder, day)
 
@@ -178,3 +177,20 @@ def test_cron_mode_makes_everyone_due_at_the_cron_times(tmp_path: Path) -> None:
     assert sent_to(at_five) == ["daily@example.org", "evening@example.org", "weekly@example.org"]
     after = send(config, now=MONDAY)
     assert reasons(after)["weekly@example.org"] == "not due until Tue 2026-11-24 00:00 EST"
+
+
+def test_a_daily_crontab_send_keeps_weekly_subscribers_weekly(tmp_path: Path) -> None:
+    """README's crontab line, `0 7 * * * newsletter send`: every run at 07:00 UTC."""
+    config = make_project(tmp_path)
+    runs = [MONDAY + timedelta(hours=1, days=d) for d in range(14)]
+    for when in runs:
+        arrivals(tmp_path, when)
+        send(config, now=when)
+    digests = {(who, when) for who, when, _ in deliveries(config)}
+    per_subscriber = collections.Counter(who for who, _ in digests)
+    assert per_subscriber["daily@example.org"] == 14  # one a day, at the run after 07:00 CET
+    assert per_subscriber["weekly@example.org"] == 2  # the Saturday runs after each Friday
+    assert per_subscriber["evening@example.org"] == 13  # from the day after it was first seen
+    assert "paused@example.org" not in per_subscriber
+    weekly = sorted(when for who, when in digests if who == "weekly@example.org")
+    assert [when[:10] for when in weekly] == ["2026-11-28", "2026-12-05"]

@@ -128,3 +128,25 @@ def test_did_you_mean_only_for_a_close_address(tmp_path: Path) -> None:
     assert "did you mean" not in unrelated.output
     typo = invoke(config, "send", "--subscriber", "ada@exmaple.org", now=MONDAY)
     assert "did you mean 'ada@example.org'" in typo.output
+
+
+def test_preview_shows_a_pending_digest_first_as_send_would(tmp_path: Path) -> None:
+    config = make_project(tmp_path)
+    drop_digest(tmp_path, "mon.txt", FIVE)
+    send(config, MONDAY)
+    (delivered,) = (tmp_path / "outbox" / "new").iterdir()
+    with open_store(tmp_path / "state") as store:
+        ids = [p.id for p in store.papers() if p.title == FIVE[4]]
+        Ledger(store).record_pending("<left@example.org>", "ada@example.org", ids,
+                                     delivered.read_bytes(), MONDAY)  # fmt: skip
+    later = MONDAY + timedelta(hours=1)
+    shown = preview(config, later, "--json")
+    assert json.loads(shown.stdout)["pending"] == {
+        "message_id": "<left@example.org>",
+        "papers": ids,
+    }
+    text = preview(config, later)
+    assert "from an interrupted run is pending" in text.stderr
+    assert FIVE[0] in text.stdout  # the pending message's own text, as it will go out
+    dry = json.loads(invoke(config, "send", "--json", "--dry-run", "--now", now=later).stdout)
+    assert dry["sent"][0]["message_id"] == "<left@example.org>"
