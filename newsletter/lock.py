@@ -15,24 +15,37 @@ LOCK_FILE = "newsletter.lock"
 
 @contextmanager
 def state_lock(state_dir: Path, what: str = "send") -> Iterator[None]:
-    """Hold the state folder's lock, or raise BusyError saying who holds it."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    """Hold the state folder's lock, or raise BusyError saying who holds it.
+
+    The lock is on the folder itself, which a cleaner cannot unlink from under its holder
+    while the store lives in it; the lock file only tells others who holds it."""
+    make_private_folder(state_dir)
     path = state_dir / LOCK_FILE
-    handle = path.open("a+")
+    folder = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder(path)
             raise BusyError(
                 f"{path} is held by {holder}; another send or the scheduler is running on this "
                 "state folder. Wait for it to finish (or stop it) and run again."
             ) from exc
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"newsletter {what} (pid {os.getpid()})")
-        handle.flush()
+        note = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(note, "w") as handle:
+            handle.write(f"newsletter {what} (pid {os.getpid()})")
         yield
     finally:
-        handle.close()  # closing releases the lock
+        os.close(folder)  # closing releases the lock
+
+
+def make_private_folder(folder: Path) -> None:
+    """Create ``folder`` readable by its owner only (it holds addresses and messages)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "another process"
+    except OSError:
+        return "another process"

@@ -105,7 +105,11 @@ def _entries(stream: YamlStream, problems: Problems) -> Iterator[tuple[int, obje
     """Each entry with its index, streamed; then the checks of the file's top level."""
     yield from stream.items()
     data = stream.document.data
-    if data is None:
+    nobody = "write 'subscribers: []' to send to nobody on purpose"
+    if data is None:  # an emptied file is more likely an accident than a decision
+        problems.add(
+            (), f"the file is empty: list the subscribers under 'subscribers:', or {nobody}"
+        )
         return
     if not isinstance(data, dict) or "subscribers" not in data:
         problems.add((), "the file must start with 'subscribers:' followed by a list of entries")
@@ -113,6 +117,7 @@ def _entries(stream: YamlStream, problems: Problems) -> Iterator[tuple[int, obje
     problems.unknown_keys((), data, ["subscribers"])
     entries = data["subscribers"]
     if entries is None:
+        problems.add(("subscribers",), f"'subscribers' has no entries: add some, or {nobody}")
         return
     if not isinstance(entries, list):
         problems.add(("subscribers",), "'subscribers' must be a list; start each entry with '- '")

@@ -8,6 +8,7 @@ killed ingest leaves nothing behind and the file is simply read again next time.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from newsletter.errors import StoreError
 from newsletter.identity import normalize_title, paper_id
+from newsletter.lock import make_private_folder
 from newsletter.models import Card, Paper
 
 STORE_FILE = "newsletter.sqlite3"
@@ -264,7 +266,8 @@ def open_store(state_dir: Path, migrations: Sequence[str] = MIGRATIONS) -> Store
     """Open (creating and migrating as needed) the store in ``state_dir``."""
     path = state_dir / STORE_FILE
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_folder(state_dir)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's files follow it
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open the store {path}: {exc}") from exc

@@ -120,9 +120,18 @@ def test_file_shape_mistakes(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(caught.value)
 
 
-def test_empty_file_has_no_subscribers(tmp_path: Path) -> None:
-    assert load(tmp_path, "").subscribers == ()
-    assert load(tmp_path, "subscribers:\n").subscribers == ()
+def test_nobody_must_be_said_an_emptied_file_is_an_error(tmp_path: Path) -> None:
+    """Issue 13, 5: an emptied file would silently stop all mail."""
+    assert load(tmp_path, "subscribers: []\n").subscribers == ()
+    for text, message in [
+        ("", "subscribers.yaml:1: the file is empty"),
+        ("# all gone\n", "subscribers.yaml:1: the file is empty"),
+        ("subscribers:\n", "subscribers.yaml:1: 'subscribers' has no entries"),
+    ]:
+        with pytest.raises(ProfileError) as caught:
+            load(tmp_path, text)
+        assert caught.value.problems[0].startswith(message)
+        assert "subscribers: []" in caught.value.problems[0]
 
 
 def test_shipped_profiles_are_valid() -> None:

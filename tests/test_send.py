@@ -14,6 +14,7 @@ from click.testing import Result
 from newsletter.ledger import Ledger
 from newsletter.lock import state_lock
 from newsletter.store import open_store
+from tests.digest_text import capture, card
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.smtp_server import SilentServer, Sink, SmtpServer
 
@@ -302,3 +303,27 @@ def test_invalid_profiles_send_nothing_and_exit_2(shop: Path) -> None:
         assert result.exit_code == 2
         assert "subscribers.yaml:10: invalid address 'broken@'" in result.stderr
         assert server.sink.messages == []
+
+
+def test_a_deferred_subscriber_still_gets_the_papers_of_the_run_that_resends(
+    shop: Path,
+) -> None:
+    """Issue 13, 1: the run that hands over a deferred digest also ingests a new digest; its
+    papers must still reach that subscriber (the resend's sent_at is after that ingest)."""
+    sink = Sink(refuse={"grace@example.org": (451, "4.7.1 Try again later", 1)})
+    with SmtpServer(sink) as server:
+        configure(shop, server.port, max_attempts=1)
+        first = send(shop, "--json")
+        assert [f["subscriber"] for f in report(first)["failed"]] == ["grace@example.org"]
+        (shop / "digests" / "later.txt").write_text(
+            capture(card("Zero-shot transformers for everything"), listing="Mar 12")
+        )
+        runs = [send(shop, "--json", now=NOW + timedelta(hours=h)) for h in (1, 2)]
+    resent = report(runs[0])["sent"]
+    assert [(s["subscriber"], s.get("resent")) for s in resent] == [("grace@example.org", True)]
+    received = [p for run in runs for s in report(run)["sent"] for p in s["papers"]]
+    with open_store(shop / "state") as store:
+        new = [p.id for p in store.papers() if p.title.startswith("Zero-shot transformers")]
+    assert len(new) == 1 and received.count(new[0]) == 1
+    grace = [m for m in sink.parsed() if m["To"].addresses[0].addr_spec == "grace@example.org"]
+    assert len(grace) == 2  # the deferred digest, then the new paper's

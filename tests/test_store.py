@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import subprocess
 import time
 from datetime import date, timedelta
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import StoreError
+from newsletter.errors import BusyError, StoreError
 from newsletter.ingest import ingest
+from newsletter.lock import state_lock
 from newsletter.models import Card
 from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, open_store
 from tests.digest_text import capture, card
@@ -182,3 +184,24 @@ def test_ingest_reports_each_file_and_goes_on_after_a_rejected_one(tmp_path: Pat
         again = ingest(store, [good], now=NOW)
         assert [f.status for f in again.files] == ["skipped"]
         assert store.paper_count() == 2
+
+
+def test_the_state_folder_and_its_files_are_private(tmp_path: Path) -> None:
+    """Issue 13, 11: addresses and message bodies are nobody else's business."""
+    state = tmp_path / "state"
+    with state_lock(state), open_store(state) as store:
+        store.db.execute("CREATE TABLE probe (x)")  # write something: WAL files appear
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for path in state.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_send_in(tmp_path: Path) -> None:
+    """Issue 13, 3: tmp cleaners and "rm stale lock" must not make two sends run at once."""
+    state = tmp_path / "state"
+    with state_lock(state, "send"):
+        (state / "newsletter.lock").unlink()
+        with pytest.raises(BusyError), state_lock(state, "send"):
+            pass
+    with state_lock(state, "send"):  # released: the next one gets in
+        pass
