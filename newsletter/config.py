@@ -285,8 +285,8 @@ def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
     """Settings that can only fail when the connection is made."""
     if not isinstance(data, dict):
         return
-    expected = _PORTS.get(smtp.port)
-    if smtp.port and expected and smtp.security not in expected:
+    expected = _PORTS.get(smtp.port)  # none for port 0: the port then follows the security
+    if expected and smtp.security not in expected:
         problems.add(
             ("smtp", "security"),
             f"port {smtp.port} expects security: {' or '.join(expected)}, not "

@@ -59,7 +59,9 @@ class Ledger:
             papers.setdefault(subscriber, set()).add(paper)
         seen = {
             subscriber: (_moment(first), _moment(served))
-            for subscriber, first, served in self.db.execute("SELECT * FROM subscribers")
+            for subscriber, first, served in self.db.execute(
+                "SELECT subscriber, first_seen, last_served FROM subscribers"
+            )
         }
         return {
             subscriber: History(

@@ -233,6 +233,7 @@ class _Sending:
         self.transport = transport
         self.renderer = renderer
         self.now = run.world.now()
+        self.timetable = run.config.schedule.timetable()  # who is due, when the next digest comes
         self.sent: list[SentItem] = []
         self.skipped: list[SkippedItem] = []
         self.failed: list[FailedItem] = []
@@ -277,7 +278,7 @@ class _Sending:
         until when for the others."""
         if self.run.ignore_schedule:
             return subscribers
-        timetable = self.run.config.schedule.timetable()
+        timetable = self.timetable
         due = []
         for subscriber in subscribers:
             record = self.history.get(subscriber.email.casefold())
@@ -311,9 +312,8 @@ class _Sending:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
         config = self.run.config
         papers = self.store.papers(since=lookback_start(config, self.now)) if fresh else []
-        timetable = config.schedule.timetable()
         order = Order(
-            fresh, papers, config.matching, self.renderer, self.now, self.history, timetable
+            fresh, papers, config.matching, self.renderer, self.now, self.history, self.timetable
         )
         for item in produce(order):
             if item.email is None:

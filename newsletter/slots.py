@@ -118,21 +118,17 @@ class Timetable:
     def last_fire(self, subscriber: Subscriber, now: datetime) -> datetime | None:
         """The subscriber's latest scheduled time at or before ``now`` (None: never, or
         paused)."""
-        slot = slot_of(subscriber)
-        if slot is None:
-            return None
-        if self.cron:
-            return _cron_previous(self.cron, self.timezone, now)
-        return _slot_previous(slot, now)
+        return self._fire(subscriber, now, _slot_previous, _cron_previous)
 
     def next_fire(self, subscriber: Subscriber, now: datetime) -> datetime | None:
         """The subscriber's first scheduled time after ``now`` (None: never, or paused)."""
+        return self._fire(subscriber, now, _slot_next, _cron_next)
+
+    def _fire(self, subscriber: Subscriber, now: datetime, by_slot, by_cron) -> datetime | None:
         slot = slot_of(subscriber)
         if slot is None:
             return None
-        if self.cron:
-            return _cron_next(self.cron, self.timezone, now)
-        return _slot_next(slot, now)
+        return by_cron(self.cron, self.timezone, now) if self.cron else by_slot(slot, now)
 
     def is_due(self, subscriber: Subscriber, now: datetime, history: History | None) -> bool:
         """Is ``subscriber`` due at ``now``, given what sends recorded about them?"""

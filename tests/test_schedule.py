@@ -28,6 +28,14 @@ def fires(slot: Slot, start: datetime, count: int) -> list[datetime]:
     return out
 
 
+def write_project(folder: Path, config: str, profiles: str) -> Path:
+    """A project with ``config`` and ``profiles`` and an empty digests folder."""
+    (folder / "digests").mkdir()
+    (folder / "subscribers.yaml").write_text(profiles)
+    (folder / "config.yaml").write_text(config)
+    return folder / "config.yaml"
+
+
 def test_daily_in_a_time_zone() -> None:
     slot = Slot("daily", None, time(7, 0), BERLIN)
     now = datetime(2026, 11, 21, 6, 30, tzinfo=UTC)  # 07:30 in Berlin: today's send is past
@@ -98,16 +106,16 @@ def test_subscribers_sharing_a_slot_share_a_job() -> None:
 def test_the_daemons_jobs_catch_up_once_within_the_grace_time(tmp_path: Path) -> None:
     """The daemon's own jobs: one per shared slot, coalescing missed runs into one catch-up
     run, late by at most the configured grace time, never two at once."""
-    (tmp_path / "digests").mkdir()
-    (tmp_path / "config.yaml").write_text("schedule:\n  misfire_grace_time: 1800\n")
-    (tmp_path / "subscribers.yaml").write_text(
+    config = write_project(
+        tmp_path,
+        "schedule:\n  misfire_grace_time: 1800\n",
         "subscribers:\n"
         "  - email: ada@example.org\n    keywords: [x]\n    timezone: Europe/Berlin\n"
         "  - email: bob@example.org\n    keywords: [y]\n    timezone: Europe/Berlin\n"
         "  - email: grace@example.org\n    keywords: [x]\n    frequency: weekly\n"
-        "    day: tue\n    timezone: America/New_York\n"
+        "    day: tue\n    timezone: America/New_York\n",
     )
-    daemon = Daemon(tmp_path / "config.yaml", World())
+    daemon = Daemon(config, World())
     daemon.reload()
     daemon.schedule_jobs()
     jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
@@ -168,22 +176,22 @@ def test_a_bad_cron_is_a_config_problem_with_its_line(tmp_path: Path, cron, mess
 
 
 def test_schedule_command_lists_next_sends(tmp_path: Path) -> None:
-    (tmp_path / "digests").mkdir()
-    (tmp_path / "config.yaml").write_text("schedule:\n  send_at: '06:30'\n")
-    (tmp_path / "subscribers.yaml").write_text(
+    config = write_project(
+        tmp_path,
+        "schedule:\n  send_at: '06:30'\n",
         "subscribers:\n"
         "  - email: ada@example.org\n    keywords: [x]\n    timezone: Europe/Berlin\n"
         "  - email: grace@example.org\n    keywords: [x]\n    frequency: weekly\n"
         "    day: tue\n    send_at: '08:00'\n    timezone: America/New_York\n"
-        "  - email: paused@example.org\n    keywords: [x]\n    frequency: paused\n"
+        "  - email: paused@example.org\n    keywords: [x]\n    frequency: paused\n",
     )
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # Saturday
-    result = invoke(tmp_path / "config.yaml", "schedule", "--json", now=now)
+    result = invoke(config, "schedule", "--json", now=now)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["subscriber"], r["next_local"], r["next_utc"]) for r in rows] == [
         ("ada@example.org", "2026-11-22T06:30:00+01:00", "2026-11-22T05:30:00+00:00"),
         ("grace@example.org", "2026-11-24T08:00:00-05:00", "2026-11-24T13:00:00+00:00"),
     ]
-    human = invoke(tmp_path / "config.yaml", "schedule", now=now)
+    human = invoke(config, "schedule", now=now)
     assert human.stdout.splitlines()[-1] == "2 subscribers scheduled, 1 paused or inactive"
