@@ -30,6 +30,7 @@ class KeywordIndex:
         self._identity = True  # pattern i is keyword i's only pattern, for every i
         self._first_word: dict[str, list[int]] = {}  # word form -> patterns starting with it
         self._prefixes: dict[str, list[int]] = {}  # one-word prefix patterns
+        self._longest_prefix = 0  # no word needs slicing beyond this many characters
         self._rest: list[tuple[frozenset[str] | str, ...]] = []  # later words: forms or prefix
         self._cache: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
@@ -60,6 +61,7 @@ class KeywordIndex:
         first, last = pattern.words[0], len(pattern.words) - 1
         if pattern.prefix and last == 0:
             self._prefixes.setdefault(first, []).append(pid)
+            self._longest_prefix = max(self._longest_prefix, len(first))
         else:
             for form in word_forms(first):
                 self._first_word.setdefault(form, []).append(pid)
@@ -120,8 +122,11 @@ class KeywordIndex:
         """One-word patterns this word matches, and longer ones whose first word it matches."""
         starts = self._first_word.get(word, [])
         single = [pid for pid in starts if len(self._rest[pid]) == 1]
+        # Only prefixes as long as the longest prefix keyword can match: a 1 MB "word" costs
+        # as much as a short one, not a million slices.
+        longest = min(len(word), self._longest_prefix)
         single += [
-            pid for size in range(1, len(word) + 1) for pid in self._prefixes.get(word[:size], ())
+            pid for size in range(1, longest + 1) for pid in self._prefixes.get(word[:size], ())
         ]
         return tuple(single), tuple(pid for pid in starts if len(self._rest[pid]) > 1)
 

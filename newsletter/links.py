@@ -52,13 +52,29 @@ def token_matches(secret: str, email: str, token: str) -> bool:
     return hmac.compare_digest(unsubscribe_token(secret, email), token)
 
 
+# A secret anyone can guess forges links for every address: demand what
+# ``secrets.token_urlsafe(32)`` gives, 32 random bytes (43 characters).
+SECRET_MIN_BYTES = 32
+_SECRET_MIN_DISTINCT = 10  # "aaaa…" or "changeme" four times is long, not random
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
 def unsubscribe_secret(settings: RenderSettings, environ: Mapping[str, str]) -> str:
     """The secret that signs the links, from the environment; a ConfigError when links need
-    one and it is not set."""
-    secret = environ.get(settings.unsubscribe_secret_env, "")
-    if settings.unsubscribe_url and not secret:
+    one and it is not set, or too short or too plain to be random."""
+    name = settings.unsubscribe_secret_env
+    secret = environ.get(name, "")
+    if not settings.unsubscribe_url:
+        return secret
+    if not secret:
         raise ConfigError(
-            f"unsubscribe_url is set but ${settings.unsubscribe_secret_env} is empty; "
-            "set it to a long random string (it signs the unsubscribe tokens)"
+            f"unsubscribe_url is set but ${name} is empty; set it to a random secret of at "
+            f"least {SECRET_MIN_BYTES} bytes (it signs the unsubscribe tokens): {MAKE_SECRET}"
+        )
+    if len(secret.encode("utf-8")) < SECRET_MIN_BYTES or len(set(secret)) < _SECRET_MIN_DISTINCT:
+        raise ConfigError(
+            f"${name} is too weak to sign unsubscribe links (it must be at least "
+            f"{SECRET_MIN_BYTES} random bytes; a guessed secret forges links for every "
+            f"address): make one with {MAKE_SECRET}"
         )
     return secret

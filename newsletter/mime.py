@@ -125,6 +125,14 @@ def _quoted_printable(text: str) -> bytes:
     return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"
 
 
+# C0 and C1 controls and the bidi embedding/override/isolate characters: none belongs in a
+# header (a NUL ends it early for some readers; an override makes "gpj.exe" read "exe.jpg").
+_UNSAFE = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F)], " ")
+_UNSAFE.update(dict.fromkeys(range(0x2066, 0x206A), " "))
+_UNSAFE_TABLE = str.maketrans(_UNSAFE)
+
+
 def one_line(text: str) -> str:
-    """Any CR/LF or other line break becomes a space (no header or layout injection)."""
-    return " ".join(text.split())
+    """Line breaks, control and bidi-override characters become spaces, runs of space one
+    (no header or layout injection)."""
+    return " ".join(text.translate(_UNSAFE_TABLE).split())

@@ -30,6 +30,8 @@ from newsletter.models import Match, Paper, RenderedEmail, Selection, Subscriber
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 HTML_BUDGET = 100_000  # bytes; Gmail clips messages whose HTML passes ~102 KB
+LIST_CHARS = 600  # the keywords listed in the footer, about
+NAME_CHARS = 60  # the subscriber's name in the greeting
 SUBJECT_CHARS = 100
 WIDTH = 72
 
@@ -306,14 +308,16 @@ def digest_view(
     left_out = selection.left_out + len(selection.matches) - len(matches)
     papers = tuple(paper_view(m, settings.abstract_chars) for m in matches)
     subscriber = selection.subscriber
-    follows = ", ".join(k.text for k in subscriber.keywords)
+    follows = listed([k.text for k in subscriber.keywords])
     if subscriber.exclude:
-        follows += f" (leaving out {', '.join(k.text for k in subscriber.exclude)})"
+        follows += f" (leaving out {listed([k.text for k in subscriber.exclude])})"
     return DigestView(
         subject=subject_line(matches),
         preheader=papers[0].title if papers else "Nothing new matched your keywords.",
         brand=_display_name(settings.sender),
-        greeting=f"Hi {one_line(subscriber.name)}," if subscriber.name else "Hello,",
+        greeting=f"Hi {shorten(one_line(subscriber.name), NAME_CHARS)},"
+        if subscriber.name
+        else "Hello,",
         summary=_summary(matches),
         papers=papers,
         left_out=left_out,
@@ -389,6 +393,21 @@ def segments(text: str, spans: Sequence[tuple[int, int]]) -> tuple[tuple[str, bo
     if position < len(text):
         out.append((text[position:], False))
     return tuple(out)
+
+
+def listed(texts: Sequence[str], limit: int = LIST_CHARS) -> str:
+    """``texts`` joined with commas up to about ``limit`` characters, then how many more (a
+    profile of 100,000 keywords must not blow the HTML budget in the footer)."""
+    shown: list[str] = []
+    used = 0
+    for text in texts:
+        text = shorten(text, limit // 4)
+        if shown and used + len(text) > limit:
+            break
+        shown.append(text)
+        used += len(text) + 2
+    more = len(texts) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more else "")
 
 
 def shorten(text: str, limit: int) -> str:

@@ -17,6 +17,11 @@ from newsletter.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 
+# An alias repeats its anchor's values; aliases of aliases multiply them ("billion laughs":
+# 427 bytes that expand to billions of values). One entry, or one top-level value, may stand
+# for at most this many values once aliases are expanded.
+EXPANSION_MAX = 1_000_000
+
 
 @dataclass
 class YamlDocument:
@@ -75,6 +80,10 @@ class YamlStream:
         loader = self.loader(text)
         try:
             yield from self._read(loader)
+        except RecursionError as exc:
+            raise ConfigError(
+                f"{path.name}: values nested too deeply to read; flatten the nested lists"
+            ) from exc
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
@@ -98,7 +107,7 @@ class YamlStream:
             document.data = yield from self._top_mapping(loader)
         else:
             node = loader.compose_node(None, None)
-            _collect(node, (), document)
+            _collect_bounded(node, (), document)
             document.data = loader.construct_document(node)
         loader.get_event()  # document end
         if not loader.check_event(yaml.StreamEndEvent):
@@ -128,7 +137,7 @@ class YamlStream:
                 top[key] = []
             else:
                 value_node = loader.compose_node(None, None)
-                _collect(value_node, here, document)
+                _collect_bounded(value_node, here, document)
                 document.lines[here] = key_node.start_mark.line + 1
                 top[key] = loader.construct_document(value_node)
         loader.get_event()  # mapping end
@@ -141,7 +150,7 @@ class YamlStream:
         while not loader.check_event(yaml.SequenceEndEvent):
             node = loader.compose_node(None, None)
             document.lines, document.raw = dict(top_lines), dict(top_raw)
-            _collect(node, (*here, index), document)
+            _collect_bounded(node, (*here, index), document)
             yield index, loader.construct_document(node)
             index += 1
         loader.get_event()  # sequence end
@@ -161,6 +170,57 @@ if yaml.__with_libyaml__:
 
 else:  # PyYAML built without libyaml: the same, slower
     _Loader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+
+def _collect_bounded(node: yaml.Node, here: KeyPath, document: YamlDocument) -> None:
+    """``_collect``, once ``node`` is known to expand to a bounded number of values."""
+    sizes = expanded_sizes(node)
+    if sizes[id(node)][0] > EXPANSION_MAX:
+        # Name the smallest value over the budget: the line where the multiplying starts.
+        size, culprit = min(
+            (entry for entry in sizes.values() if entry[0] > EXPANSION_MAX),
+            key=lambda entry: (entry[0], -entry[1].start_mark.line),
+        )
+        where = f"{document.path.name}:{culprit.start_mark.line + 1}"
+        if size == float("inf"):
+            raise ConfigError(
+                f"{where}: this value contains an alias of itself (*name inside &name), "
+                "which never ends; remove the alias"
+            )
+        raise ConfigError(
+            f"{where}: this value's aliases (*name) expand to more than {EXPANSION_MAX:,} "
+            "values (aliases of aliases multiply); write the values out, or use fewer "
+            "nested aliases"
+        )
+    _collect(node, here, document)
+
+
+def expanded_sizes(node: yaml.Node) -> dict[int, tuple[float, yaml.Node]]:
+    """For ``node`` and each node under it (by id): how many values it stands for with every
+    alias expanded (infinite for an alias of itself), found in time linear in the nodes."""
+    sizes: dict[int, tuple[float, yaml.Node]] = {}
+    pending = [(node, False)]
+    while pending:  # iterative, post-order: deep nesting must not exhaust the stack
+        current, children_done = pending.pop()
+        key = id(current)
+        children = _children(current)
+        if children_done:
+            sizes[key] = (1 + sum(sizes[id(child)][0] for child in children), current)
+            continue
+        if key in sizes:
+            continue
+        sizes[key] = (float("inf"), current)  # in progress: a cycle back to it is infinite
+        pending.append((current, True))
+        pending.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _collect(node: yaml.Node, here: KeyPath, document: YamlDocument) -> None:

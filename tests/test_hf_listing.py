@@ -213,3 +213,52 @@ def test_utf16_capture_is_decoded() -> None:
     text = capture(card("Wide"))
     digest = read_digest_bytes(text.encode("utf-16"), today=TODAY)
     assert [c.title for c in digest.cards] == ["Wide"]
+
+
+# -- hostile input (issue 13) -------------------------------------------------------------
+
+
+def test_a_line_far_longer_than_any_abstract_is_cut_with_a_warning_naming_it() -> None:
+    from newsletter.sources.hf_listing import ABSTRACT_MAX
+
+    huge = "compression " * 100_000  # 1.2 MB on one line
+    text = capture(card("Huge", abstract=huge), card("Normal"))
+    digest = read(text)
+    huge_card, normal = digest.cards
+    assert len(huge_card.abstract) <= ABSTRACT_MAX + 2 and huge_card.abstract.endswith(" …")
+    assert huge_card.abstract.startswith("compression compression")
+    assert normal.abstract == ABSTRACT
+    (warning,) = digest.warnings
+    assert warning.line == huge_card.line + 2 and "1,200,000 bytes" in warning.message
+
+
+def test_a_long_line_cut_inside_a_multibyte_character_is_not_called_invalid_utf8() -> None:
+    huge = "é" * 30_000  # 60,000 bytes; the byte cap falls inside no character, or in one
+    for extra in ("", "x"):
+        digest = read(capture(card("Accents", abstract=extra + huge)))
+        (only,) = digest.cards
+        assert set(only.abstract.rstrip(" …").lstrip("x")) == {"é"}
+        assert all("UTF-8" not in w.message for w in digest.warnings)
+
+
+def test_lines_too_short_to_be_abstracts_make_no_papers_and_warnings_are_capped() -> None:
+    from newsletter.sources.hf_listing import WARNINGS_MAX
+
+    stray = ["x", "a"] * 10_000
+    digest = read(capture(card("Real paper"), stray, card("Another")))
+    assert [c.title for c in digest.cards] == ["Real paper", "Another"]
+    assert len(digest.warnings) == WARNINGS_MAX + 1
+    summary = digest.warnings[-1]
+    assert summary.line is None and "19,950 more warnings" in summary.message
+
+
+def test_control_characters_and_escape_sequences_never_reach_a_paper() -> None:
+    padding = card("Padding", abstract="p " * 40_000)  # pushes the NUL past the first 64 KB
+    text = capture(
+        padding,
+        card("Bell\x07 and \x1b[31mred\x1b[0m title\x00", abstract="Null\x00bytes\x85 " + ABSTRACT),
+    )
+    _, hostile = read(text).cards
+    assert hostile.title == "Bell and red title"
+    assert hostile.abstract == "Null bytes  " + ABSTRACT
+    assert "\t" in read(capture(card("Tab", abstract="a\tb " + ABSTRACT))).cards[0].abstract

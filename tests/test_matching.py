@@ -196,3 +196,26 @@ def test_alternatives_in_exclude_and_require() -> None:
     assert sorted(ids(required)) == ["long", "vit"]
     (excluded,) = select([subscriber("pruning", exclude=("ViT | vision transformer",))], papers)
     assert ids(excluded) == ["cnn"]
+
+
+class _CountingDict(dict):
+    """A dict that counts lookups, to measure work without timing it."""
+
+    lookups = 0
+
+    def get(self, key, default=None):
+        type(self).lookups += 1
+        return super().get(key, default)
+
+
+def test_a_huge_word_costs_no_more_prefix_lookups_than_the_longest_prefix_keyword() -> None:
+    from newsletter.keyword_index import KeywordIndex
+    from newsletter.text import parse_keyword, words
+
+    index = KeywordIndex()
+    kid = index.add(parse_keyword("compress*"))
+    index._prefixes = _CountingDict(index._prefixes)
+    huge = "compress" + "x" * 200_000  # one "word" of an abstract nobody wrapped
+    assert index.hits(words(f"we {huge} caches")) == {kid}
+    # Linear in the text: a lookup per prefix length up to len("compress"), not per character.
+    assert _CountingDict.lookups <= len("compress") * 3

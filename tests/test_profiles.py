@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import time
 from pathlib import Path
 
@@ -224,3 +225,43 @@ def test_a_keyword_yaml_turned_into_a_boolean_or_number_must_be_quoted(
     assert problem.startswith("subscribers.yaml:3: ")
     assert f"'{written}'" in problem and read_as in problem
     assert f'"{written}"' in problem  # the fix: quote it
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """The classic "billion laughs": each level is nine aliases of the one before."""
+    lines = ['    lol0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, levels):
+        refs = ",".join([f"*l{level - 1}"] * 9)
+        lines.append(f"    lol{level}: &l{level} [{refs}]")
+    return "subscribers:\n  - email: a@example.org\n    keywords: [x]\n" + "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_with_its_line_not_expanded(tmp_path: Path) -> None:
+    """The line named is the first value over the budget: lol6, 9**7 values."""
+    bomb = alias_bomb()
+    assert len(bomb) < 600  # a few hundred bytes that stand for 9**9 values
+    with pytest.raises(ConfigError, match=r"subscribers.yaml:10: .*expand to more than 1,000,000"):
+        load(tmp_path, bomb)
+    recursive = "subscribers:\n  - email: a@example.org\n    keywords: &k [x, *k]\n"
+    with pytest.raises(ConfigError, match="subscribers.yaml:3: .*alias of itself"):
+        load(tmp_path, recursive)
+    config_bomb = "x:\n" + alias_bomb().split("keywords: [x]\n")[1]
+    with pytest.raises(ConfigError, match=r"config.yaml:8: .*expand to more than"):
+        load(tmp_path, "subscribers: []\n", config=config_bomb)
+    # Aliases that stay small are fine, shared keyword lists included.
+    shared = "subscribers:\n  - {email: a@example.org, keywords: &ml [llm, rlhf]}\n"
+    shared += "  - {email: b@example.org, keywords: *ml}\n"
+    assert [s.keywords for s in load(tmp_path, shared).subscribers][1][1].text == "rlhf"
+
+
+def test_the_daemon_keeps_running_the_last_good_profiles_after_a_bomb_edit(tmp_path: Path) -> None:
+    from newsletter.daemon import Daemon
+    from newsletter.pipeline import World
+
+    config = write_project(tmp_path, "subscribers:\n  - email: a@example.org\n    keywords: [x]\n")
+    daemon = Daemon(config, World(environ={}))
+    assert daemon.reload()
+    (tmp_path / "subscribers.yaml").write_text(alias_bomb())
+    os.utime(tmp_path / "subscribers.yaml", (1, 1))  # a changed stamp, whatever the clock
+    assert not daemon.reload()
+    assert [s.email for s in daemon.loaded.profiles.subscribers] == ["a@example.org"]

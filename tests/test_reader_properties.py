@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from newsletter.errors import DigestError
 from newsletter.sources import read_digest_bytes
+from newsletter.sources.decode import utf8_bytes
 from newsletter.sources.hf_listing import (
     HEADER_LINES,
     TITLE_MAX,
@@ -251,7 +252,8 @@ def test_mutated_captures_never_crash_and_papers_come_from_their_lines(
         digest = read(data)
     except DigestError:
         return
-    decoded = data.decode("utf-8-sig", errors="replace").replace("\r", "\n").split("\n")
+    # The reader's own first step (BOM, line ends, control characters), then line by line.
+    decoded = utf8_bytes(data).decode("utf-8", errors="replace").split("\n")
     nonblank = [line for line in map(clean_line, decoded) if line]
     present = set(nonblank)
     for card in digest.cards:

@@ -83,7 +83,7 @@ def test_message_id_is_the_same_for_the_same_digest(tmp_path: Path) -> None:
 
 
 def test_one_click_unsubscribe_with_a_signed_token(tmp_path: Path) -> None:
-    secret = "s3cret-for-tests"
+    secret = "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"
     rendered = render(
         tmp_path,
         extra="unsubscribe_url: https://example.org/unsubscribe\n",
@@ -106,6 +106,18 @@ def test_unsubscribe_url_without_a_secret_is_a_config_error(tmp_path: Path) -> N
         render(tmp_path, extra="unsubscribe_url: https://example.org/u\n")
 
 
+@pytest.mark.parametrize("secret", ["x", "s3cret-for-tests", "changeme" * 4, "ab" * 40])
+def test_a_short_or_plain_unsubscribe_secret_is_refused_with_how_to_make_one(
+    tmp_path: Path, secret: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"too weak.*secrets.token_urlsafe\(32\)"):
+        render(
+            tmp_path,
+            extra="unsubscribe_url: https://example.org/u\n",
+            environ={"NEWSLETTER_UNSUBSCRIBE_SECRET": secret},
+        )
+
+
 def test_no_header_injection(tmp_path: Path) -> None:
     evil = fixed_papers()
     evil[2] = replace(evil[2], title="Compress\r\nBcc: victim@example.org\r\nX-Evil: 1")
@@ -116,6 +128,19 @@ def test_no_header_injection(tmp_path: Path) -> None:
     assert message["To"].addresses[0].addr_spec == "ada@example.org"
     header_block = rendered.data.split(b"\r\n\r\n")[0].decode()
     assert not re.search(r"^(Bcc|X-Evil):", header_block, re.MULTILINE)
+
+
+def test_control_and_bidi_override_characters_never_reach_a_header(tmp_path: Path) -> None:
+    evil = fixed_papers()
+    evil[2] = replace(evil[2], title="Compress\x00ion \u202egpj.exe\u202c caches\x85")
+    rendered = render(tmp_path, subscriber=ada(name="Ada\u0000 \u2066Lovelace\u2069"), papers=evil)
+    header_block = rendered.data.split(b"\r\n\r\n")[0]
+    message = parse(rendered.data)
+    for value in (str(message["Subject"]), str(message["To"])):
+        assert not re.search("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", value), value
+    assert "Compress ion gpj.exe caches" in str(message["Subject"])
+    assert str(message["To"]) == "Ada Lovelace <ada@example.org>"
+    assert b"\x00" not in header_block
 
 
 def test_script_in_title_and_abstract_arrives_escaped(tmp_path: Path) -> None:
@@ -161,6 +186,21 @@ def test_html_stays_under_the_size_budget_with_100_papers(tmp_path: Path) -> Non
     assert f"{150 - shown} more matches did not fit" in rendered.html
     assert f"{150 - shown} more matches did not fit" in rendered.text
     assert rendered.subject.startswith(f"{shown} new papers:")
+
+
+def test_a_profile_of_100000_keywords_keeps_the_html_under_budget(tmp_path: Path) -> None:
+    from newsletter.text import parse_keyword
+
+    many = (parse_keyword("pruning"), *(parse_keyword(f"topic{i}") for i in range(100_000)))
+    long_name = "Ada " + "L" * 5000
+    rendered = render(tmp_path, subscriber=ada(keywords=many, name=long_name))
+    assert len(rendered.html.encode("utf-8")) < HTML_BUDGET
+    assert rendered.paper_ids  # the papers are there, not squeezed out by the footer
+    footer = re.search(r"you follow: (.*?)\.\n", rendered.text, re.DOTALL)
+    assert footer and "pruning, topic0, topic1" in footer.group(1)
+    more = int(re.search(r"and ([\d,]+) more", rendered.text).group(1).replace(",", ""))
+    shown = footer.group(1).count("topic")
+    assert shown + more == 100_000 and more > 99_000
 
 
 def test_no_matches_no_email_unless_send_empty(tmp_path: Path) -> None:

@@ -8,11 +8,18 @@ instead of the whole file.
 from __future__ import annotations
 
 import codecs
+import re
 
 from newsletter.errors import DigestError
 from newsletter.models import SourceWarning
 
 _MAX_BAD_LINE_WARNINGS = 5
+
+# Terminal escape sequences (CSI, as in colored terminal output pasted into a capture), then
+# single C0 and C1 control characters other than tab and line feed; as UTF-8 bytes, C1 controls
+# are 0xC2 0x80-0x9F. Controls have no place in a title or abstract and must never reach a mail
+# header or a terminal.
+_CONTROLS = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
 
 
 def utf8_bytes(data: bytes) -> bytes:
@@ -29,7 +36,15 @@ def utf8_bytes(data: bytes) -> bytes:
     if b"\r" in data:
         # CRLF and lone CR (old Mac files) end lines too, as they do in any editor.
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if _CONTROLS.search(data):
+        data = _CONTROLS.sub(_without_control, data)
     return data
+
+
+def _without_control(match: re.Match[bytes]) -> bytes:
+    # An escape sequence goes entirely; a lone control becomes a space, so that the words it
+    # separated stay apart.
+    return b"" if len(match.group()) > 2 else b" "
 
 
 def _transcode_utf16(data: bytes) -> bytes:
@@ -45,6 +60,18 @@ def decode_line(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def decode_cut(raw: bytes) -> str | None:
+    """Like ``decode_line`` for the first bytes of a longer line: a character cut in two at
+    the end is dropped."""
+    for end in range(len(raw), max(len(raw) - 4, 0), -1):
+        try:
+            return raw[:end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < end - 3:  # a bad byte well before the cut: not the cut's fault
+                return None
+    return None
 
 
 def decode_bad_line(raw: bytes) -> str:

@@ -23,13 +23,27 @@ from enum import Enum
 
 from newsletter.errors import DigestError
 from newsletter.models import Card, Digest, SourceWarning
-from newsletter.sources.decode import bad_bytes_warnings, decode_bad_line, decode_line, utf8_bytes
+from newsletter.sources.decode import (
+    bad_bytes_warnings,
+    decode_bad_line,
+    decode_cut,
+    decode_line,
+    utf8_bytes,
+)
 
 FORMAT = "hf-listing"
 
 # Real titles stay well under this; abstracts run far over it. Used only to tell a title that
 # follows a cut-short card from an abstract, never to reject text.
 TITLE_MAX = 300
+# arXiv caps abstracts at 1,920 characters; a line past this is no abstract anyone wrote (a
+# paste gone wrong, a hostile file) and is cut here, so that no later stage ever holds it.
+ABSTRACT_MAX = 10_000
+_LINE_BYTES_MAX = 4 * ABSTRACT_MAX  # enough bytes for ABSTRACT_MAX characters of any script
+# The shortest text taken as an abstract: a line of a word or two is a stray line, not one.
+ABSTRACT_MIN = 20
+# Warnings kept per file; the rest are counted in one summary line.
+WARNINGS_MAX = 50
 _HEADER_SCAN = 20
 
 HEADER_LINES = frozenset(
@@ -174,15 +188,19 @@ def split_lines(data: bytes) -> tuple[Lines, list[SourceWarning]]:
     )
     seen: dict[bytes, tuple[str, Kind, object]] = {}
     bad_lines: list[int] = []
+    cut_lines: list[SourceWarning] = []
     for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw:
             continue
         if len(raw) > _SHORT_BYTES:
-            text = decode_line(raw)
+            text = _decode_long(raw)
             if text is None:
                 bad_lines.append(number)
-                text = decode_bad_line(raw)
+                text = decode_bad_line(raw[:_LINE_BYTES_MAX])
             text = text.strip()
+            if len(text) > ABSTRACT_MAX or len(raw) > _LINE_BYTES_MAX:
+                text = _cut(text)
+                cut_lines.append(SourceWarning(number, _cut_message(len(raw))))
             if len(text) <= TITLE_MAX:
                 text = clean_line(text)
             if len(text) > _SHORT:  # a title or an abstract: unique, not worth caching
@@ -209,7 +227,27 @@ def split_lines(data: bytes) -> tuple[Lines, list[SourceWarning]]:
             add_kind(entry[1])
             add_titleish(entry[1] is TEXT)
             add_value(entry[2])
-    return lines, bad_bytes_warnings(bad_lines, len(lines))
+    return lines, [*bad_bytes_warnings(bad_lines, len(lines)), *cut_lines]
+
+
+def _decode_long(raw: bytes) -> str | None:
+    if len(raw) <= _LINE_BYTES_MAX:
+        return decode_line(raw)
+    return decode_cut(raw[:_LINE_BYTES_MAX])
+
+
+def _cut(text: str) -> str:
+    """The first ABSTRACT_MAX characters, ending at a space where there is one."""
+    kept = text[:ABSTRACT_MAX]
+    space = kept.rfind(" ", ABSTRACT_MAX // 2)
+    return (kept[:space] if space > 0 else kept).rstrip() + " …"
+
+
+def _cut_message(size: int) -> str:
+    return (
+        f"a line of {size:,} bytes, far longer than any abstract; kept its first "
+        f"{ABSTRACT_MAX:,} characters"
+    )
 
 
 def _short_line(text: str) -> tuple[str, Kind, object]:
@@ -232,7 +270,21 @@ def parse_bytes(data: bytes, *, today: date, listing_date: date | None = None) -
             "listing date, no '·' or 'N authors' lines); check that it is the right file"
         )
     digest = _Parser(lines, today, listing_date).run()
-    return replace(digest, warnings=(*warnings, *digest.warnings))
+    return replace(digest, warnings=capped_warnings([*warnings, *digest.warnings]))
+
+
+def capped_warnings(warnings: list[SourceWarning]) -> tuple[SourceWarning, ...]:
+    """The first WARNINGS_MAX warnings, then one line counting the rest (a file of a million
+    stray lines must not make a million lines of report)."""
+    if len(warnings) <= WARNINGS_MAX:
+        return tuple(warnings)
+    kept, rest = warnings[:WARNINGS_MAX], warnings[WARNINGS_MAX:]
+    lines = [w.line for w in rest if w.line is not None]
+    where = f" (lines {min(lines)}-{max(lines)})" if lines else ""
+    summary = SourceWarning(
+        None, f"{len(rest):,} more warnings{where}; fix the file or capture it again"
+    )
+    return (*kept, summary)
 
 
 def _recognizable(lines: Lines) -> bool:
@@ -385,7 +437,7 @@ class _Parser:
         """The line after the title, unless it starts the next card or byline, or repeats it."""
         index = self.pos
         text = self.texts[index]
-        if self.kinds[index] is not TEXT or text == self.texts[title]:
+        if self.kinds[index] is not TEXT or text == self.texts[title] or len(text) < ABSTRACT_MIN:
             return ""
         if self.titleish[index]:
             # A short line followed by '·'/a date is a byline; followed by a long one, a title.
