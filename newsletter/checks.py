@@ -8,6 +8,7 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from datetime import time
 
+from newsletter.text import UNSAFE_CHARACTER
 from newsletter.yamlfile import KeyPath, YamlDocument, did_you_mean
 
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -76,9 +77,18 @@ class Problems:
         return float(value)
 
     def text(self, key_path: KeyPath, value: object) -> str | None:
-        """``value`` as a non-empty string, or None after recording why not."""
+        """``value`` as a non-empty line of text, or None after recording why not."""
         if not isinstance(value, str) or not value.strip():
             self.add(key_path, f"'{key_path[-1]}' must be text, not {value!r}")
+            return None
+        unsafe = UNSAFE_CHARACTER.search(value.strip())
+        if unsafe:
+            # These end up in mail headers: a line break there is a header injection.
+            self.add(
+                key_path,
+                f"'{key_path[-1]}' must be one line of plain text, but it holds the control "
+                f"character U+{ord(unsafe.group()):04X}; remove it",
+            )
             return None
         return value.strip()
 

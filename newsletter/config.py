@@ -104,6 +104,9 @@ class SmtpSettings:
     username: str | None = setting(None, "text")
     password_env: str | None = setting(None, "text")  # the variable holding the password
     timeout: int = setting(30, "int", 1, 3600)
+    # One message may take this long in all (a server that answers a byte at a time never
+    # trips ``timeout``); past it the connection is cut and the message tried again later.
+    message_timeout: int = setting(120, "int", 1, 86400)
     connections: int = setting(2, "int", 1, 32)
     max_attempts: int = setting(3, "int", 1, 20)
     retry_delay: float = setting(1.0, "number", 0, 600)  # before the first retry; doubles

@@ -79,12 +79,13 @@ class Daemon:
         paths = [self.config_path] + ([config.subscribers] if config else [])
         return tuple(path.stat().st_mtime if path.exists() else -1.0 for path in paths)
 
-    def reload(self) -> bool:
-        """Load the files if they changed; True when a new good version took effect."""
+    def reload(self, force: bool = False) -> bool:
+        """Load the files if they changed (``force``: even if they look unchanged); True
+        when a new good version took effect."""
         with self.lock:
             current = self.loaded.config if self.loaded else None
             stamps = self._stamps(current)
-            if self.loaded and stamps == self.loaded.stamps:
+            if self.loaded and stamps == self.loaded.stamps and not force:
                 return False
             try:
                 config = load_config(self.config_path)
@@ -126,9 +127,10 @@ class Daemon:
             )
             self.log.info("scheduled: %s for %d subscribers", slot.label, len(subscribers))
 
-    def watch(self) -> None:
-        """Every few seconds: take valid edits into account without a restart."""
-        if self.reload():
+    def watch(self, force: bool = False) -> None:
+        """Every few seconds (and on SIGHUP, ``force``): take valid edits into account
+        without a restart."""
+        if self.reload(force):
             self.log.info("configuration or profiles changed; schedule rebuilt")
             self.schedule_jobs()
 
@@ -170,16 +172,22 @@ class Daemon:
 
     # -- the process ----------------------------------------------------------------------
     def serve(self) -> int:
-        """Run until SIGTERM/SIGINT; finish the message in flight; exit code 0."""
+        """Run until SIGTERM/SIGINT (SIGHUP reloads the files); finish the message in
+        flight; exit code 0."""
         self.reload()  # a ConfigError here means there is no good version to run at all
+        hangup = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: hangup.set())
         self.scheduler.start()
         self.scheduler.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch")
         self.schedule_jobs()
-        self.log.info("running; SIGTERM or Ctrl-C stops")
-        while not self.stop.wait(0.5):
-            pass
+        self.log.info("running; SIGTERM or Ctrl-C stops, SIGHUP reloads the files")
+        while not self.stop.wait(0.2):
+            if hangup.is_set():  # handled here: a signal handler must not take locks
+                hangup.clear()
+                self.log.info("SIGHUP: reading the configuration and profiles again")
+                self.watch(force=True)
         self.log.info("stopping: finishing the message in flight")
         stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True})
         stopper.start()

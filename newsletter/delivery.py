@@ -9,6 +9,7 @@ records it (SQLite stays on one thread).
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
 import queue
 import random
@@ -16,6 +17,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,12 +67,16 @@ class Connection(Protocol):
     def close(self) -> None:
         """Let go of the connection."""
 
+    def abort(self) -> None:
+        """Cut the connection from another thread: a ``send`` in progress fails at once."""
+
 
 class Transport(Protocol):
     """Something that opens connections; ``parallel`` says how many to use."""
 
     parallel: int
     where: str  # for messages: the folder or host:port
+    message_timeout: float | None  # the most one message may take in all (None: no limit)
 
     def connect(self) -> Connection:
         """A new connection (raises Fatal or Failure)."""
@@ -88,6 +94,7 @@ class DryRunTransport:
 
     parallel = 1
     where = "nowhere (dry run)"
+    message_timeout = None
 
     def connect(self) -> Connection:
         return self
@@ -98,11 +105,15 @@ class DryRunTransport:
     def close(self) -> None:
         """Nothing to let go of."""
 
+    def abort(self) -> None:
+        """Nothing to cut."""
+
 
 class OutboxTransport:
     """A Maildir folder (readable with mutt or Python's ``mailbox``)."""
 
     parallel = 1
+    message_timeout = None  # a local write: nothing to wait for
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -110,9 +121,32 @@ class OutboxTransport:
 
     def connect(self) -> Connection:
         try:
-            return _MaildirConnection(mailbox.Maildir(self.folder, create=True))
+            _make_maildir(self.folder)
+            return _MaildirConnection(mailbox.Maildir(self.folder, create=False))
         except OSError as exc:
-            raise Fatal(f"cannot open the outbox {self.folder}: {exc}") from exc
+            raise Fatal(
+                f"cannot open the outbox {self.folder}: {exc.strerror or exc}; check that "
+                "'outbox' names a folder this user can write"
+            ) from exc
+
+
+_MAILDIR_PARTS = ("tmp", "new", "cur")
+
+
+def _make_maildir(folder: Path) -> None:
+    """Make ``folder`` a Maildir: a new or empty folder gets its three subfolders (``mailbox``
+    only creates them along with the folder itself); a folder of other files is refused."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    present = [part for part in _MAILDIR_PARTS if (folder / part).is_dir()]
+    if len(present) == len(_MAILDIR_PARTS):
+        return
+    if not present and any(folder.iterdir()):
+        raise Fatal(
+            f"the outbox {folder} holds other files and is not a Maildir (no tmp/, new/, "
+            "cur/); point 'outbox' at a new or empty folder"
+        )
+    for part in _MAILDIR_PARTS:
+        (folder / part).mkdir(mode=0o700, exist_ok=True)
 
 
 class _MaildirConnection:
@@ -128,6 +162,9 @@ class _MaildirConnection:
     def close(self) -> None:
         self.box.close()
 
+    def abort(self) -> None:
+        """A local write finishes on its own."""
+
 
 class SmtpTransport:
     """An SMTP server; certificates verified, STARTTLS required when configured."""
@@ -135,6 +172,7 @@ class SmtpTransport:
     def __init__(self, settings: SmtpSettings, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.parallel = settings.connections
+        self.message_timeout = settings.message_timeout
         self.where = f"{settings.host}:{settings.effective_port}"
         self.password = (
             environ.get(settings.password_env or "", "") if settings.password_env else ""
@@ -149,12 +187,35 @@ class SmtpTransport:
         cafile = str(self.settings.ca_file) if self.settings.ca_file else None
         return ssl.create_default_context(cafile=cafile)
 
-    def connect(self) -> Connection:
+    def connect(self) -> _SmtpConnection:
+        """A connection that opens on first use (so that the whole conversation, greeting
+        and login included, runs where the pool's watchdog can cut it)."""
+        return _SmtpConnection(self)
+
+    def new_client(self) -> smtplib.SMTP:
+        """An smtplib client, not connected yet."""
+        settings = self.settings
+        client = (
+            smtplib.SMTP_SSL(timeout=settings.timeout, context=self.tls_context())
+            if settings.security == "ssl"
+            else smtplib.SMTP(timeout=settings.timeout)
+        )
+        # The name TLS verifies the certificate against; smtplib sets it only when given the
+        # host up front, which would connect at once.
+        client._host = settings.host  # type: ignore[attr-defined]
+        return client
+
+    def open(self, client: smtplib.SMTP) -> None:
+        """Connect ``client``: greeting, STARTTLS, login; Fatal or Failure when it cannot."""
         settings = self.settings
         try:
-            client = self._open()
+            code, greeting = client.connect(settings.host, settings.effective_port)
+            if code != 220:  # (smtplib checks this only when given the host up front)
+                raise smtplib.SMTPConnectError(code, greeting)
+            # Many small writes per message: do not let Nagle hold them back.
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if settings.security == "starttls":
-                client.ehlo()
+                _greet(client, self.where)
                 if not client.has_extn("starttls"):
                     client.close()
                     raise Fatal(
@@ -176,11 +237,12 @@ class SmtpTransport:
                 "set smtp.ca_file to your CA's certificate"
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            if isinstance(exc, Fatal):
-                raise
+            client.close()
             problem = self._connect_problem(exc)
-            raise Failure(f"cannot connect to {self.where}: {problem}", None, False) from exc
-        return _SmtpConnection(client, self.where)
+            code = getattr(exc, "smtp_code", None)  # a refusing greeting (421 busy) has one
+            raise Failure(
+                f"cannot connect to {self.where}: {problem}", code, False, reconnect=True
+            ) from exc
 
     def describe(self) -> str:
         """What a successful ``connect`` did, for ``validate --connect``."""
@@ -212,30 +274,45 @@ class SmtpTransport:
             return f"the connection was refused: nothing listens on port {port}; check the port"
         if isinstance(exc, socket.gaierror):
             return f"cannot find the host {settings.host!r} ({exc.strerror}); check smtp.host"
+        if isinstance(exc, smtplib.SMTPConnectError):
+            return (
+                f"the server refused the session ({exc.smtp_code} {_text(exc.smtp_error)}); "
+                "it is busy or limits connections: the message is tried again later"
+            )
         return _describe(exc)
 
-    def _open(self) -> smtplib.SMTP:
-        settings = self.settings
-        if settings.security == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host,
-                settings.effective_port,
-                timeout=settings.timeout,
-                context=self.tls_context(),
-            )
-        else:
-            client = smtplib.SMTP(settings.host, settings.effective_port, timeout=settings.timeout)
-        # Many small writes per message: do not let Nagle hold them back.
-        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return client
+
+def _greet(client: smtplib.SMTP, where: str) -> None:
+    """EHLO; a server that refuses it (421: busy, shutting down) is not one that lacks
+    STARTTLS: that is a transient failure with its code."""
+    code, reply = client.ehlo()
+    if code != 250:
+        client.close()
+        raise Failure(
+            f"cannot connect to {where}: the server refused EHLO ({code} {_text(reply)}); "
+            "the message is tried again later",
+            code,
+            permanent=False,
+            reconnect=True,
+        )
 
 
 class _SmtpConnection:
-    def __init__(self, client: smtplib.SMTP, where: str) -> None:
-        self.client = client
-        self.where = where
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+        self.where = transport.where
+        self.client = transport.new_client()
+        self.opened = False
+
+    def open(self) -> _SmtpConnection:
+        """Connect, if not yet connected."""
+        if not self.opened:
+            self.transport.open(self.client)
+            self.opened = True
+        return self
 
     def send(self, outgoing: Outgoing) -> None:
+        self.open()
         envelope = outgoing.envelope
         options = ["SMTPUTF8"] if envelope.smtputf8 else []
         if envelope.smtputf8 and not self._supports("smtputf8"):
@@ -268,6 +345,12 @@ class _SmtpConnection:
             code, reply = next(iter(refused.values()))
             raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500)
 
+    def abort(self) -> None:
+        sock = self.client.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read or write returns at once
+
     def _supports(self, extension: str) -> bool:
         try:
             self.client.ehlo_or_helo_if_needed()
@@ -276,6 +359,9 @@ class _SmtpConnection:
         return self.client.has_extn(extension)
 
     def close(self) -> None:
+        if not self.opened:
+            self.client.close()
+            return
         try:
             self.client.quit()
         except (smtplib.SMTPException, OSError):
@@ -311,6 +397,59 @@ class _Halt:
         self.own.set()
 
 
+STOP_GRACE = 5.0  # seconds a message in flight may still take once a stop is asked for
+_WATCH_EVERY = 0.1
+
+
+class _Watchdog:
+    """Cuts the connection of a message that has taken longer than the transport's
+    ``message_timeout`` in all, or that is still going ``STOP_GRACE`` after a stop: a server
+    that drips a byte a second never trips a socket timeout, and must not hold a run (or a
+    SIGTERM) for minutes."""
+
+    def __init__(self, limit: float | None, halt: _Halt) -> None:
+        self.limit = limit
+        self.halt = halt
+        self.lock = threading.Lock()
+        self.busy: dict[int, tuple[Connection, float]] = {}  # worker -> connection, start
+        self.cut: dict[int, str] = {}  # worker -> why its message was cut
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def begin(self, connection: Connection) -> None:
+        """The calling worker starts a message on ``connection``."""
+        with self.lock:
+            self.busy[threading.get_ident()] = (connection, time.monotonic())
+
+    def finish(self) -> str | None:
+        """The calling worker's message is over; why it was cut, if it was."""
+        key = threading.get_ident()
+        with self.lock:
+            self.busy.pop(key, None)
+            return self.cut.pop(key, None)
+
+    def _watch(self) -> None:
+        stopped_at: float | None = None
+        while not self.done.wait(_WATCH_EVERY):
+            now = time.monotonic()
+            if stopped_at is None and self.halt.is_set():
+                stopped_at = now
+            with self.lock:
+                for key, (connection, started) in list(self.busy.items()):
+                    reason = self._verdict(now - started, stopped_at and now - stopped_at)
+                    if reason:
+                        del self.busy[key]
+                        self.cut[key] = reason
+                        connection.abort()
+
+    def _verdict(self, running: float, since_stop: float | None) -> str | None:
+        if self.limit is not None and running > self.limit:
+            return f"the message took longer than {self.limit:g} s in all (smtp.message_timeout)"
+        if since_stop is not None and since_stop > STOP_GRACE:
+            return "the run was stopped while the message was still on its way"
+        return None
+
+
 def deliver(
     transport: Transport,
     outgoing: Iterable[Outgoing],
@@ -323,8 +462,11 @@ def deliver(
     stop = _Halt(stop)
     todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=4 * transport.parallel)
     done: queue.Queue[Result | BaseException | None] = queue.Queue()
+    watchdog = _Watchdog(getattr(transport, "message_timeout", None), stop)
+    watchdog.thread.start()
+    pool = _Pool(transport, retry, stop, watchdog)
     workers = [
-        threading.Thread(target=_worker, args=(transport, retry, todo, done, stop), daemon=True)
+        threading.Thread(target=_worker, args=(pool, todo, done), daemon=True)
         for _ in range(transport.parallel)
     ]
     for worker in workers:
@@ -355,6 +497,7 @@ def deliver(
                 yield from _report(result, stop)
     finally:
         stop.set()
+        watchdog.done.set()
 
 
 def _drain(done: queue.Queue, stop: _Halt, finished: list[int]) -> Iterator[Result]:
@@ -385,24 +528,26 @@ def _put_until(todo: queue.Queue, item: object, workers: list[threading.Thread])
             continue
 
 
-def _worker(
-    transport: Transport,
-    retry: Retry,
-    todo: queue.Queue,
-    done: queue.Queue,
-    stop: _Halt,
-) -> None:
+@dataclass(frozen=True)
+class _Pool:
+    """What every worker of one ``deliver`` shares."""
+
+    transport: Transport
+    retry: Retry
+    stop: _Halt
+    watchdog: _Watchdog
+
+
+def _worker(pool: _Pool, todo: queue.Queue, done: queue.Queue) -> None:
     """One connection: send what comes, reconnecting and retrying as needed."""
     connection: Connection | None = None
     try:
         while (item := todo.get()) is not None:
-            if stop.is_set():
-                continue  # drain quietly: nothing more goes out after a fatal error
-            connection, result = _send_with_retries(transport, connection, item, retry, stop)
+            if pool.stop.is_set():
+                continue  # drain quietly: nothing more goes out after a stop or fatal error
+            connection, result = _send_with_retries(pool, connection, item)
             done.put(result)
-    except Fatal as exc:
-        done.put(exc)
-    except BaseException as exc:  # a bug: surface it in the caller's thread
+    except BaseException as exc:  # Fatal, or a bug: surface it in the caller's thread
         done.put(exc)
     finally:
         if connection is not None:
@@ -411,18 +556,17 @@ def _worker(
 
 
 def _send_with_retries(
-    transport: Transport,
-    connection: Connection | None,
-    item: Outgoing,
-    retry: Retry,
-    stop: _Halt,
+    pool: _Pool, connection: Connection | None, item: Outgoing
 ) -> tuple[Connection | None, Result]:
+    retry, stop = pool.retry, pool.stop
     failure: Failure | None = None
-    for attempt in range(1, retry.attempts + 1):
+    attempt = 0
+    while attempt < retry.attempts:
+        attempt += 1
         try:
             if connection is None:
-                connection = transport.connect()
-            connection.send(item)
+                connection = pool.transport.connect()
+            _send_watched(pool.watchdog, connection, item)
             return connection, Result(item, True, attempt)
         except Failure as exc:
             failure = exc
@@ -432,10 +576,29 @@ def _send_with_retries(
                 connection = None
             if exc.permanent:
                 return connection, Result(item, False, attempt, str(exc), exc.code, True)
-            if attempt < retry.attempts and not stop.is_set():
+            if stop.is_set():
+                break  # the message stays pending for the next run
+            if attempt < retry.attempts:
                 retry.pause(attempt)
     assert failure is not None
-    return connection, Result(item, False, retry.attempts, str(failure), failure.code, False)
+    return connection, Result(item, False, attempt, str(failure), failure.code, False)
+
+
+def _send_watched(watchdog: _Watchdog, connection: Connection, item: Outgoing) -> None:
+    """``connection.send(item)``, cut by the watchdog if it takes too long."""
+    watchdog.begin(connection)
+    try:
+        connection.send(item)
+    except Failure as exc:
+        cut = watchdog.finish()
+        if cut:
+            message = f"{cut}; the connection was cut and the message is tried again later"
+            raise Failure(message, None, permanent=False, reconnect=True) from exc
+        raise
+    except BaseException:
+        watchdog.finish()
+        raise
+    watchdog.finish()
 
 
 def _text(reply: bytes | str) -> str:

@@ -122,6 +122,15 @@ class Ledger:
                 ((key, paper, message_id) for paper in paper_ids),
             )
 
+    def record_retry(self, message_id: str, now: datetime) -> None:
+        """A pending digest is about to be handed over again: a write that must succeed
+        first, so that a ledger that cannot be written gets no more copies out."""
+        with self._writing() as db:
+            db.execute(
+                "UPDATE deliveries SET updated_at = ? WHERE message_id = ?",
+                (now.isoformat(), message_id),
+            )
+
     def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
         """The server accepted the digest: its papers count as sent from now on."""
         with self._writing() as db:

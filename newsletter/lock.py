@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from newsletter.errors import BusyError
+from newsletter.errors import BusyError, StoreError
 
 LOCK_FILE = "newsletter.lock"
 
@@ -19,9 +19,12 @@ def state_lock(state_dir: Path, what: str = "send") -> Iterator[None]:
 
     The lock is on the folder itself, which a cleaner cannot unlink from under its holder
     while the store lives in it; the lock file only tells others who holds it."""
-    make_private_folder(state_dir)
     path = state_dir / LOCK_FILE
-    folder = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        make_private_folder(state_dir)
+        folder = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StoreError(folder_problem(state_dir, exc)) from exc
     try:
         try:
             fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -31,9 +34,12 @@ def state_lock(state_dir: Path, what: str = "send") -> Iterator[None]:
                 f"{path} is held by {holder}; another send or the scheduler is running on this "
                 "state folder. Wait for it to finish (or stop it) and run again."
             ) from exc
-        note = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(note, "w") as handle:
-            handle.write(f"newsletter {what} (pid {os.getpid()})")
+        try:
+            note = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(note, "w") as handle:
+                handle.write(f"newsletter {what} (pid {os.getpid()})")
+        except OSError as exc:
+            raise StoreError(folder_problem(state_dir, exc)) from exc
         yield
     finally:
         os.close(folder)  # closing releases the lock
@@ -42,6 +48,17 @@ def state_lock(state_dir: Path, what: str = "send") -> Iterator[None]:
 def make_private_folder(folder: Path) -> None:
     """Create ``folder`` readable by its owner only (it holds addresses and messages)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def folder_problem(folder: Path, exc: OSError) -> str:
+    """What is wrong with the state folder, and the fix."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason = "a file is in the way, where a folder should be"
+    return (
+        f"cannot use the state folder {folder}: {reason}; 'state_dir' in the config must name "
+        "a folder this user can create and write"
+    )
 
 
 def _holder(path: Path) -> str:

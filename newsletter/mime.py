@@ -21,6 +21,7 @@ from email.utils import format_datetime, formataddr, parseaddr, quote
 from newsletter.config import RenderSettings
 from newsletter.envelope import idna_address, sender_domain
 from newsletter.links import UnsubscribeLinks
+from newsletter.text import UNSAFE_CHARACTER
 
 # The legacy folding (email.header.Header) on plain strings: the same encodings and folding
 # as the header registry, without parsing every value into objects first (8x faster).
@@ -125,14 +126,7 @@ def _quoted_printable(text: str) -> bytes:
     return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"
 
 
-# C0 and C1 controls and the bidi embedding/override/isolate characters: none belongs in a
-# header (a NUL ends it early for some readers; an override makes "gpj.exe" read "exe.jpg").
-_UNSAFE = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F)], " ")
-_UNSAFE.update(dict.fromkeys(range(0x2066, 0x206A), " "))
-_UNSAFE_TABLE = str.maketrans(_UNSAFE)
-
-
 def one_line(text: str) -> str:
     """Line breaks, control and bidi-override characters become spaces, runs of space one
     (no header or layout injection)."""
-    return " ".join(text.translate(_UNSAFE_TABLE).split())
+    return " ".join(UNSAFE_CHARACTER.sub(" ", text).split())

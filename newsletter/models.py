@@ -276,7 +276,13 @@ class SendReport:
                 for s in self.skipped
             ],
             "failed": [
-                {"subscriber": f.subscriber, "error": f.error, "code": f.code} for f in self.failed
+                {
+                    "subscriber": f.subscriber,
+                    "error": f.error,
+                    "code": f.code,
+                    "permanent": f.permanent,  # false: it stays pending, the next run retries
+                }
+                for f in self.failed
             ],
             "ingest": self.ingest.to_json(),
         }

@@ -12,6 +12,7 @@ import email
 import email.message
 import email.policy
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ from newsletter.delivery import (
     make_transport,
 )
 from newsletter.envelope import envelope_for
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Ledger, Pending
 from newsletter.links import unsubscribe_secret
@@ -61,6 +62,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+# Free space kept for records before a message is handed over: its pending copy and the
+# journal's, plus this (a message handed over must be recordable as sent, or the next run
+# would hand it over again, and again: one more copy per run while the disk stays full).
+RECORD_RESERVE = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class World:
     """What the program takes from outside: the clock and the environment (tests pass
@@ -68,6 +79,7 @@ class World:
 
     now: Callable[[], datetime] = _utc_now
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    free_bytes: Callable[[Path], int] = _free_bytes  # free space on the disk holding a path
 
 
 @dataclass
@@ -132,7 +144,7 @@ def try_connection(config: Config, environ: Mapping[str, str]) -> str:
     """Connect to the configured SMTP server (TLS and login included; nothing is sent) and
     say what happened; a DeliveryError says what failed and what to check."""
     transport = SmtpTransport(config.smtp, environ)
-    transport.connect().close()
+    transport.connect().open().close()
     return transport.describe()
 
 
@@ -243,6 +255,7 @@ class _Sending:
         self.wanted: dict[str, Subscriber] = {}  # casefolded address -> receiving subscriber
         self.history: dict[str, History] = {}
         self.served: list[str] = []  # found to have nothing to send (a digest records itself)
+        self.halted: str | None = None  # why nothing more was handed over (a full disk)
 
     def send(self, subscribers: Sequence[Subscriber]) -> SendReport:
         """Send each due one of ``subscribers`` their digest; record every accepted message
@@ -270,6 +283,8 @@ class _Sending:
             self._record(result)
             if self.run.on_result:
                 self.run.on_result()
+        if self.halted:
+            raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")
         self.ledger.record_served(self.served, self.now)
         return SendReport(tuple(self.sent), tuple(self.skipped), tuple(self.failed))
 
@@ -292,21 +307,42 @@ class _Sending:
         return due
 
     def _outgoing(self, pending: list[Pending], fresh: list[Subscriber]) -> Iterator[Outgoing]:
-        """The messages to hand over, pending ones first; each new one recorded as pending
-        before it is handed over."""
+        """The messages to hand over, pending ones first; each written to the ledger before
+        it is handed over (a new one as pending, a pending one touched), and none once the
+        ledger cannot take a write: what was handed over must be recordable as sent."""
         sender = self.run.config.render.sender
-        for item in pending:
-            subscriber = self.wanted[item.subscriber]
-            self._expect(item.message_id, item.paper_ids)
-            self.resent.add(item.message_id)
-            envelope = envelope_for(sender, subscriber.email)
-            yield Outgoing(item.message_id, subscriber.email, envelope, item.data)
-        for rendered in self._produce(fresh):
-            papers = self._expect(rendered.message_id, rendered.paper_ids)
-            self.ledger.record_pending(
-                rendered.message_id, rendered.subscriber, papers, rendered.data, self.now
+        try:
+            for item in pending:
+                self._make_room(len(item.data))
+                self.ledger.record_retry(item.message_id, self.now)
+                subscriber = self.wanted[item.subscriber]
+                self._expect(item.message_id, item.paper_ids)
+                self.resent.add(item.message_id)
+                envelope = envelope_for(sender, subscriber.email)
+                yield Outgoing(item.message_id, subscriber.email, envelope, item.data)
+            for rendered in self._produce(fresh):
+                self._make_room(len(rendered.data))
+                papers = self._expect(rendered.message_id, rendered.paper_ids)
+                self.ledger.record_pending(
+                    rendered.message_id, rendered.subscriber, papers, rendered.data, self.now
+                )
+                yield Outgoing.of(rendered)
+        except StoreError as exc:
+            # Stop handing over; messages in flight still finish and are recorded.
+            self.halted = str(exc)
+
+    def _make_room(self, size: int) -> None:
+        """StoreError unless the state disk has room to record a message of ``size``."""
+        if self.run.dry_run:
+            return
+        state = self.run.config.state_dir
+        free = self.run.world.free_bytes(state)
+        if free < RECORD_RESERVE + 4 * size:
+            raise StoreError(
+                f"the disk holding {state} is full ({free // 1024:,} KB free), so nothing more "
+                "can be recorded: sending stopped before handing over more messages; free "
+                "some space and run again"
             )
-            yield Outgoing.of(rendered)
 
     def _produce(self, fresh: list[Subscriber]) -> Iterable[RenderedEmail]:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""

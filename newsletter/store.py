@@ -8,7 +8,9 @@ killed ingest leaves nothing behind and the file is simply read again next time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from newsletter.errors import StoreError
 from newsletter.identity import normalize_title, paper_id
-from newsletter.lock import make_private_folder
+from newsletter.lock import folder_problem, make_private_folder
 from newsletter.models import Card, Paper
 
 STORE_FILE = "newsletter.sqlite3"
@@ -151,19 +153,27 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
         self.close()
+        if isinstance(error, sqlite3.Error):
+            # Whatever the store was doing: say what is wrong with the file, and the fix.
+            raise store_problem(self.path, error) from error
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing: commit on success, roll back on any exception."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """All or nothing: commit on success, roll back on any exception; an SQLite error
+        becomes a StoreError saying what is wrong (a full disk, a read-only file)."""
         try:
+            self.db.execute("BEGIN IMMEDIATE")
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:  # (SQLite may have rolled back already: disk full)
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise store_problem(self.path, exc) from exc
             raise
-        self.db.execute("COMMIT")
 
     @property
     def schema_version(self) -> int:
@@ -263,29 +273,111 @@ class Store:
 
 
 def open_store(state_dir: Path, migrations: Sequence[str] = MIGRATIONS) -> Store:
-    """Open (creating and migrating as needed) the store in ``state_dir``."""
+    """Open (creating and migrating as needed) the store in ``state_dir``; StoreError when
+    the folder or the file cannot be used, saying why and what to do."""
     path = state_dir / STORE_FILE
     try:
         make_private_folder(state_dir)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's files follow it
+        if not path.exists():
+            _create(path, migrations)
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot open the store {path}: {exc}") from exc
+    except OSError as exc:
+        raise StoreError(folder_problem(state_dir, exc)) from exc
+    except sqlite3.Error as exc:
+        raise store_problem(path, exc) from exc
     try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
+        _configure(db)
         store = Store(db, path)
+        if store.schema_version == 0:
+            raise StoreError(_not_a_store(path))
         _migrate(store, migrations)
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         db.close()
-        raise StoreError(
-            f"{path} is not a usable newsletter store ({exc}); move it aside to start afresh"
-        ) from exc
+        raise store_problem(path, exc) from exc
     except BaseException:
         db.close()
         raise
     return store
+
+
+def _configure(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+
+
+def _create(path: Path, migrations: Sequence[str]) -> None:
+    """A new store, built under another name and linked into place whole: a file at ``path``
+    is always a store with a schema, so a file without one can be refused (it is not ours, or
+    it was emptied, and taking it for a new install would send everything to everyone)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    temporary.unlink(missing_ok=True)
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        db = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = DELETE")  # no -wal file to carry along
+            _migrate(Store(db, path), migrations)
+        finally:
+            db.close()
+        with contextlib.suppress(FileExistsError):  # another process got there first
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _not_a_store(path: Path) -> str:
+    size = path.stat().st_size
+    what = "is empty" if size == 0 else f"has {size:,} bytes but no newsletter schema"
+    return (
+        f"{path} {what}: it is not a newsletter store (a new install has no file there at "
+        "all). If it should hold your send history, restore it from a backup; otherwise move "
+        "it aside and a new store is made. Sending from an empty store would send every paper "
+        "again to everyone."
+    )
+
+
+def _nearly_full(path: Path) -> bool:
+    """Is the disk holding ``path`` (all but) full? A full disk shows as an I/O error when
+    SQLite's shared-memory file cannot grow."""
+    try:
+        return shutil.disk_usage(path.parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def store_problem(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A StoreError saying what an SQLite error means for the store at ``path``."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _nearly_full(path)):
+        message = (
+            f"the disk holding {path} is full, so nothing more can be recorded: sending "
+            "stopped; free some space and run again (what was sent is recorded)"
+        )
+    elif name.startswith("SQLITE_READONLY"):
+        message = (
+            f"{path} cannot be written (a read-only file, folder or disk): make "
+            f"{path.parent} writable by this user"
+        )
+    elif name == "SQLITE_NOTADB":
+        message = (
+            f"{path} is not a database, so not a newsletter store: restore it from a backup, "
+            "or move it aside to start afresh (every paper would then be sent again)"
+        )
+    elif name == "SQLITE_CORRUPT":
+        message = (
+            f"{path} is damaged ({exc}): restore it from a backup, or recover what it holds "
+            f"with: sqlite3 {path} .recover | sqlite3 recovered.sqlite3 (then move the "
+            "recovered file in its place)"
+        )
+    elif name.startswith("SQLITE_IOERR") or name.startswith("SQLITE_CANTOPEN"):
+        message = (
+            f"cannot read or write {path} ({exc}): check the disk (full, read-only, failing, "
+            "or a size limit)"
+        )
+    else:
+        message = f"the store {path} failed: {exc}"
+    return StoreError(message)
 
 
 def _migrate(store: Store, migrations: Sequence[str]) -> None:

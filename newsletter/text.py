@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from newsletter.errors import KeywordError
 
 _WORD = re.compile(r"[^\W_]+")
+# Line breaks and other C0/C1 controls, and the bidi embeddings, overrides and isolates: none
+# belongs in a keyword, a name or a header (a NUL ends a header early for some readers; an
+# override makes "gpj.exe" read "exe.jpg").
+UNSAFE_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def normalize(text: str) -> str:
@@ -77,6 +81,11 @@ def parse_keyword(text: str) -> Keyword:
     ``*``. Cached: profiles share most keywords, and one Keyword per text keeps 100,000
     profiles small."""
     stripped = text.strip()
+    unsafe = UNSAFE_CHARACTER.search(stripped)
+    if unsafe:
+        raise KeywordError(
+            f"{stripped!r} holds the control character U+{ord(unsafe.group()):04X}; remove it"
+        )
     parts = stripped.split("|")
     if len(parts) > 1 and not all(part.strip() for part in parts):
         raise KeywordError(

@@ -106,8 +106,8 @@ class _Authenticator:
         return AuthResult(success=good, handled=False)
 
 
-class SilentServer:
-    """Accepts TCP connections and never says a word (for timeouts)."""
+class _RawServer:
+    """A TCP server on loopback that hands each client to ``_handle``."""
 
     def __init__(self) -> None:
         self.socket = socket.socket()
@@ -118,18 +118,27 @@ class SilentServer:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
 
+    @property
+    def connections(self) -> int:
+        """How many clients have connected so far."""
+        return len(self.clients)
+
     def _accept(self) -> None:
         self.socket.settimeout(0.1)
         while not self.stopping.is_set():
             try:
                 client, _ = self.socket.accept()
-                self.clients.append(client)
             except TimeoutError:
                 continue
             except OSError:
                 return
+            self.clients.append(client)
+            self._handle(client)
 
-    def __enter__(self) -> SilentServer:
+    def _handle(self, client: socket.socket) -> None:
+        """Keep the client and say nothing."""
+
+    def __enter__(self):
         self.thread.start()
         return self
 
@@ -139,3 +148,56 @@ class SilentServer:
         for client in self.clients:
             client.close()
         self.socket.close()
+
+
+class SilentServer(_RawServer):
+    """Accepts TCP connections and never says a word (for timeouts)."""
+
+
+class ScriptedServer(_RawServer):
+    """A raw SMTP server that misbehaves on purpose: it greets with ``greeting``, answers each
+    command from ``replies`` (by verb; "250 OK" otherwise) and sends every reply
+    ``drip`` seconds per byte (a server that never trips a socket timeout)."""
+
+    def __init__(
+        self, greeting: str = "220 scripted", replies: dict[str, str] | None = None, drip=0.0
+    ) -> None:
+        super().__init__()
+        self.greeting = greeting
+        self.replies = {"DATA": "354 go ahead", **(replies or {})}
+        self.drip = drip
+        self.commands: list[str] = []
+
+    def _handle(self, client: socket.socket) -> None:
+        threading.Thread(target=self._converse, args=(client,), daemon=True).start()
+
+    def _say(self, client: socket.socket, line: str) -> None:
+        data = (line + "\r\n").encode()
+        if not self.drip:
+            client.sendall(data)
+            return
+        for byte in data:
+            if self.stopping.wait(self.drip):
+                return
+            client.sendall(bytes([byte]))
+
+    def _converse(self, client: socket.socket) -> None:
+        with client, client.makefile("rb") as lines:
+            try:
+                self._say(client, self.greeting)
+                for raw in lines:
+                    command = raw.decode(errors="replace").strip()
+                    verb = command.split(" ", 1)[0].upper()
+                    self.commands.append(verb)
+                    if verb == "DATA":
+                        self._say(client, self.replies["DATA"])
+                        for body in lines:
+                            if body in (b".\r\n", b".\n"):
+                                break
+                        self._say(client, self.replies.get("DATA-END", "250 accepted"))
+                        continue
+                    self._say(client, self.replies.get(verb, "250 OK"))
+                    if verb == "QUIT":
+                        return
+            except OSError:
+                return

@@ -156,7 +156,8 @@ def test_store_errors_are_messages_not_tracebacks_unless_debug(project: Path) ->
     (project / "state").write_text("a file where the state folder should be")
     result = invoke(project / "config.yaml", "papers")
     assert result.exit_code == 1
-    assert result.stderr.startswith("newsletter: error: cannot open the store")
+    assert result.stderr.startswith("newsletter: error: cannot use the state folder")
+    assert "a file is in the way" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
     debug = invoke(project / "config.yaml", "--debug", "papers")
     assert debug.exception is not None and not isinstance(debug.exception, SystemExit)

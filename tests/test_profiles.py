@@ -95,6 +95,13 @@ subscribers:
         ("keywords: [a]\n    keywords: [b]", "'keywords' is set twice"),
         ("keywords: [a]\n    max_papers: true", "'max_papers' must be a whole number"),
         ("keywords: [a]\n    name: [x]", "'name' must be text"),
+        (
+            'keywords: [a]\n    name: "Ada\\0 Lovelace"',
+            "subscribers.yaml:4: 'name' must be one line of plain text, but it holds the "
+            "control character U+0000",
+        ),
+        ('keywords: [a]\n    name: "Ada\\u202e"', "control character U+202E"),
+        ('keywords: ["prun\\x1bing"]', "subscribers.yaml:3: bad keyword 'prun\\x1bing' holds"),
     ],
 )
 def test_single_mistakes(tmp_path: Path, entry: str, message: str) -> None:
@@ -243,7 +250,7 @@ def test_a_yaml_alias_bomb_is_refused_with_its_line_not_expanded(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"subscribers.yaml:10: .*expand to more than 1,000,000"):
         load(tmp_path, bomb)
     recursive = "subscribers:\n  - email: a@example.org\n    keywords: &k [x, *k]\n"
-    with pytest.raises(ConfigError, match="subscribers.yaml:3: .*alias of itself"):
+    with pytest.raises(ConfigError, match=r"subscribers.yaml:3: .*alias of itself"):
         load(tmp_path, recursive)
     config_bomb = "x:\n" + alias_bomb().split("keywords: [x]\n")[1]
     with pytest.raises(ConfigError, match=r"config.yaml:8: .*expand to more than"):
