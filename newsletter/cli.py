@@ -46,6 +46,7 @@ from newsletter.pipeline import (
 )
 from newsletter.profiles import Profiles
 from newsletter.slots import slot_of, upcoming
+from newsletter.text import UNSAFE_CHARACTER
 
 EXIT_OK = 0
 
@@ -200,7 +201,10 @@ def _paper_line(paper: Paper) -> str:
     )
     counters = f"{paper.comments:>3}c {paper.upvotes if paper.upvotes is not None else '-':>4}↑"
     line = f"{paper.listing_date.isoformat()}  {published}  {counters}  {paper.title}"
-    return f"{line}  [{byline}]" if byline else line
+    line = f"{line}  [{byline}]" if byline else line
+    # A store filled by an older version may hold escape sequences: never send them to a
+    # terminal.
+    return UNSAFE_CHARACTER.sub(" ", line)
 
 
 @cli.command("validate")

@@ -329,8 +329,8 @@ def test_sighup_reloads_the_files_and_keeps_running(shop: Path) -> None:
         for path in (profiles, config):  # the watcher sees no change: only SIGHUP can tell
             os.utime(path, (stamp, stamp))
         process.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "schedule rebuilt" in log.read_text()), log.read_text()
-        assert "SIGHUP" in log.read_text() and "'0 6 * * *'" in log.read_text()
+        assert wait_for(lambda: "cron '0 6 * * *'" in log.read_text()), log.read_text()
+        assert "SIGHUP" in log.read_text() and "schedule rebuilt" in log.read_text()
         assert process.poll() is None  # still running
     finally:
         process.send_signal(signal.SIGTERM)
@@ -367,3 +367,27 @@ def test_a_killed_delivery_is_resent_and_the_next_digest_still_arrives(shop: Pat
     received = [p for s in sent for p in s["papers"]]
     assert received.count(new) == 1
     assert sink.recipients() == ["ada@example.org", "ada@example.org"]
+
+
+# -- 10: what a terminal is shown ------------------------------------------------------------
+
+
+def test_papers_never_prints_escape_sequences_a_store_holds(shop: Path) -> None:
+    from datetime import date
+
+    from newsletter.models import Card
+    from newsletter.store import DigestRecord
+
+    hostile = Card(
+        title="\x1b]0;pwned\x07Pruning \x1b[31mred\x1b[0m",
+        abstract="An abstract.",
+        line=1,
+        organization="Org\x9b2J",
+    )
+    with open_store(shop / "state") as store:  # as an older version could have stored it
+        record = DigestRecord("f" * 64, "old.txt", "hf-listing", date(2026, 3, 12), 1, 0)
+        store.add_digest(record, [hostile], NOW)
+    result = invoke(shop / "config.yaml", "papers")
+    assert result.exit_code == 0, result.output
+    assert not any(ch in result.stdout for ch in "\x1b\x07\x9b")
+    assert "Pruning  [31mred" in result.stdout
