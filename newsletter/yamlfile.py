@@ -17,9 +17,9 @@ from newsletter.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 
-# An alias repeats its anchor's values; aliases of aliases multiply them ("billion laughs":
-# 427 bytes that expand to billions of values). One entry, or one top-level value, may stand
-# for at most this many values once aliases are expanded.
+# An alias repeats its anchor's values; aliases of aliases multiply them ("billion laughs": a
+# few hundred bytes that stand for billions of values). One entry, or one top-level value, may
+# stand for at most this many values once aliases are expanded.
 EXPANSION_MAX = 1_000_000
 
 
@@ -107,7 +107,7 @@ class YamlStream:
             document.data = yield from self._top_mapping(loader)
         else:
             node = loader.compose_node(None, None)
-            _collect_bounded(node, (), document)
+            _collect_bounded(node, (), document, loader)
             document.data = loader.construct_document(node)
         loader.get_event()  # document end
         if not loader.check_event(yaml.StreamEndEvent):
@@ -137,7 +137,7 @@ class YamlStream:
                 top[key] = []
             else:
                 value_node = loader.compose_node(None, None)
-                _collect_bounded(value_node, here, document)
+                _collect_bounded(value_node, here, document, loader)
                 document.lines[here] = key_node.start_mark.line + 1
                 top[key] = loader.construct_document(value_node)
         loader.get_event()  # mapping end
@@ -150,7 +150,7 @@ class YamlStream:
         while not loader.check_event(yaml.SequenceEndEvent):
             node = loader.compose_node(None, None)
             document.lines, document.raw = dict(top_lines), dict(top_raw)
-            _collect_bounded(node, (*here, index), document)
+            _collect_bounded(node, (*here, index), document, loader)
             yield index, loader.construct_document(node)
             index += 1
         loader.get_event()  # sequence end
@@ -172,8 +172,13 @@ else:  # PyYAML built without libyaml: the same, slower
     _Loader = yaml.SafeLoader  # type: ignore[misc,assignment]
 
 
-def _collect_bounded(node: yaml.Node, here: KeyPath, document: YamlDocument) -> None:
+def _collect_bounded(
+    node: yaml.Node, here: KeyPath, document: YamlDocument, loader: _Loader
+) -> None:
     """``_collect``, once ``node`` is known to expand to a bounded number of values."""
+    if not loader.anchors:  # no anchor yet, so no alias: nothing can multiply (the usual case)
+        _collect(node, here, document)
+        return
     sizes = expanded_sizes(node)
     if sizes[id(node)][0] > EXPANSION_MAX:
         # Name the smallest value over the budget: the line where the multiplying starts.
