@@ -188,11 +188,12 @@ def test_stray_abstract_is_skipped_not_made_a_paper() -> None:
         (b"  \n\n \r\n", "empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
         (b"Dear diary,\n\nToday nothing happened at all.\n", "does not look like"),
-        (b'[{"paper": {"id": "2401.00001"}}]', "JSON"),
+        (b'[{"paper": {"id": "2401.00001"}}]', "none of the 1 items is a paper"),
+        (b'<?xml version="1.0"?><rss></rss>', "XML .RSS/Atom., which is not a supported"),
         (bytes(range(128, 256)) * 20, "not UTF-8"),
         ("Überblick\nÄrger\nÖl\n".encode("latin-1") * 5, "not UTF-8"),
     ],
-    ids=["empty", "blank", "png", "prose", "json", "high bytes", "latin-1"],
+    ids=["empty", "blank", "png", "prose", "json", "xml", "high bytes", "latin-1"],
 )
 def test_unreadable_files_are_rejected_with_a_reason(data: bytes, message: str) -> None:
     with pytest.raises(DigestError, match=message):

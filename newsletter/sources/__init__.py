@@ -7,14 +7,11 @@ from pathlib import Path
 
 from newsletter.errors import ConfigError, DigestError
 from newsletter.models import Digest
-from newsletter.sources import hf_listing
+from newsletter.sources import hf_daily, hf_listing
 from newsletter.sources.decode import utf8_bytes
 
-_NOT_YET = {
-    b"{": "JSON",
-    b"[": "JSON",
-    b"<": "XML (RSS/Atom)",
-}
+_NOT_YET = {b"<": "XML (RSS/Atom)"}
+_JSON_STARTS = (b"[", b"{")
 
 
 def discover_digests(folder: Path) -> list[Path]:
@@ -38,9 +35,13 @@ def discover_digests(folder: Path) -> list[Path]:
 
 
 def read_digest_bytes(data: bytes, *, today: date, listing_date: date | None = None) -> Digest:
-    """Decode and parse one digest; raise DigestError when it cannot be read at all."""
+    """Decode and parse one digest, in the format its content shows (not its name); raise
+    DigestError when it cannot be read at all."""
     data = utf8_bytes(data)
-    _reject_other_formats(data)
+    first = _first_byte(data)
+    if first in _JSON_STARTS:
+        return hf_daily.parse_bytes(data, today=today, listing_date=listing_date)
+    _reject_other_formats(first, data)
     return hf_listing.parse_bytes(data, today=today, listing_date=listing_date)
 
 
@@ -53,8 +54,17 @@ def read_digest_file(path: Path, *, today: date, listing_date: date | None = Non
     return read_digest_bytes(data, today=today, listing_date=listing_date)
 
 
-def _reject_other_formats(data: bytes) -> None:
-    first = data[: 64 * 1024].lstrip()[:1]
+def _first_byte(data: bytes) -> bytes:
+    return data[: 64 * 1024].lstrip()[:1]
+
+
+def _reject_other_formats(first: bytes, data: bytes) -> None:
+    head = data[:1024].lstrip()[:15].lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        raise DigestError(
+            "this is an HTML page, not a digest (an error or login page saved instead of the "
+            "listing?); capture or fetch it again"
+        )
     if first in _NOT_YET:
         raise DigestError(
             f"this looks like {_NOT_YET[first]}, which is not a supported digest format yet; "

@@ -1,0 +1,146 @@
+"""Reader for responses of the Hugging Face daily papers API (``/api/daily_papers``).
+
+A response is a JSON list of items, one per paper on the day's listing::
+
+    [{"paper": {"id": "2606.00467", "authors": [{"name": …}, …], "publishedAt": …,
+                "title": …, "summary": …, "upvotes": 12, "submittedOnDailyAt": …, …},
+      "title": …, "publishedAt": …, "numComments": 3, "organization": {…}?, …}, …]
+
+Both shapes seen since 2024 are read: the 2024 one (item ``title`` unwrapped, paper ``title``
+and ``summary`` hard-wrapped with "\\n  ", ``mediaUrl``) and the 2025+ one (adds
+``submittedOnDailyAt``, ``ai_keywords``, ``organization`` and more, all optional). The listing
+date is the day the papers were on the daily page (``submittedOnDailyAt``; the item's
+``publishedAt`` in the 2024 shape), not their arXiv dates, which may be months older.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from newsletter.errors import DigestError
+from newsletter.identity import canonical_arxiv_id
+from newsletter.models import Card, Digest, SourceWarning
+from newsletter.sources.hf_listing import ABSTRACT_MAX, TITLE_MAX, capped_warnings
+from newsletter.text import UNSAFE_CHARACTER
+
+FORMAT = "hf-daily"
+
+
+def parse_bytes(data: bytes, *, today: date, listing_date: date | None = None) -> Digest:
+    """Read a daily papers response (UTF-8 JSON); DigestError when it is not one."""
+    items = _items(data)
+    reader = _Reader()
+    cards = [card for number, item in enumerate(items, 1) if (card := reader.card(number, item))]
+    if items and not cards:
+        first = reader.warnings[0].message
+        raise DigestError(
+            f"none of the {len(items)} items is a paper with a title and a summary ({first}); "
+            "is this a Hugging Face daily papers response?"
+        )
+    listing = listing_date or reader.listing_date()
+    if listing is None:
+        listing = today
+        reader.warn(f"no listing date in the response; using the ingest date {today.isoformat()}")
+    return Digest(FORMAT, listing, tuple(cards), capped_warnings(reader.warnings))
+
+
+def _items(data: bytes) -> list:
+    """The response's list of items; DigestError naming what came instead."""
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as exc:
+        cut = exc.pos >= len(data.rstrip()) - 1
+        why = "it ends in the middle (a truncated download?)" if cut else exc.msg
+        raise DigestError(
+            f"not valid JSON at line {exc.lineno}, column {exc.colno}: {why}; fetch it again"
+        ) from exc
+    if isinstance(value, dict) and "error" in value:
+        raise DigestError(f"the server answered with an error instead of papers: {value['error']}")
+    if not isinstance(value, list):
+        raise DigestError(
+            "JSON, but not a Hugging Face daily papers response (expected a list of "
+            f"{{'paper': ...}} items, found {type(value).__name__})"
+        )
+    return value
+
+
+@dataclass
+class _Reader:
+    """Turns items into cards, noting warnings and the days the items were listed on."""
+
+    warnings: list[SourceWarning] = field(default_factory=list)
+    days: collections.Counter[date] = field(default_factory=collections.Counter)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(SourceWarning(None, message))
+
+    def card(self, number: int, item: object) -> Card | None:
+        """The card of item ``number``, or None (with a warning) when it has no paper."""
+        paper = item.get("paper") if isinstance(item, dict) else None
+        if not isinstance(paper, dict):
+            self.warn(f"item {number} has no 'paper' object; skipped")
+            return None
+        title = _text(item.get("title")) or _text(paper.get("title"))
+        abstract = _text(paper.get("summary")) or _text(item.get("summary"))
+        if not title or not abstract:
+            missing = "title" if not title else "summary"
+            self.warn(f"item {number} ({title or paper.get('id')}) has no {missing}; skipped")
+            return None
+        if len(title) > TITLE_MAX:
+            self.warn(f"item {number}: a title of {len(title):,} characters; skipped")
+            return None
+        if len(abstract) > ABSTRACT_MAX:
+            self.warn(f"item {number}: summary cut to {ABSTRACT_MAX:,} characters")
+            abstract = abstract[:ABSTRACT_MAX].rsplit(" ", 1)[0] + " …"
+        # The day on the daily page: since 2025 ``submittedOnDailyAt``; in the 2024 shape the
+        # item's own ``publishedAt`` (the paper's is its arXiv date in both).
+        listed = _day(paper.get("submittedOnDailyAt")) or _day(item.get("publishedAt"))
+        if listed:
+            self.days[listed] += 1
+        authors = paper.get("authors")
+        return Card(
+            title=title,
+            abstract=abstract,
+            line=number,
+            authors_count=len(authors) if isinstance(authors, list) else None,
+            organization=_organization(item) or _organization(paper),
+            published=_day(paper.get("publishedAt")) or _day(item.get("publishedAt")),
+            comments=_count(item.get("numComments")) or 0,
+            upvotes=_count(paper.get("upvotes")),
+            arxiv_id=canonical_arxiv_id(str(paper.get("id") or "")),
+        )
+
+    def listing_date(self) -> date | None:
+        """The day most items were submitted to the daily page on."""
+        return self.days.most_common(1)[0][0] if self.days else None
+
+
+def _text(value: object) -> str:
+    """One line of clean text (hard wraps and control characters gone), or ''."""
+    if not isinstance(value, str):
+        return ""
+    return " ".join(UNSAFE_CHARACTER.sub(" ", value).split())
+
+
+def _day(value: object) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _organization(holder: dict) -> str | None:
+    found = holder.get("organization")
+    if isinstance(found, dict):
+        name = _text(found.get("fullname")) or _text(found.get("name"))
+        return name[:TITLE_MAX] or None
+    return None
