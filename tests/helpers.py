@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
@@ -43,6 +44,14 @@ def command(config: Path | None) -> list[str]:
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process that imports this checkout's package."""
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def shared_sample(name: str) -> Path:
+    """A recorded real response in ../shared/samples; the test skips when it is not there."""
+    path = SHARED / "samples" / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here (../shared holds the recorded responses)")
+    return path
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:

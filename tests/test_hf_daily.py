@@ -14,7 +14,7 @@ from newsletter.errors import DigestError
 from newsletter.sources import read_digest_bytes, read_digest_file
 from newsletter.store import open_store
 from tests.digest_text import ABSTRACT, capture, card
-from tests.helpers import SHARED, invoke
+from tests.helpers import invoke, shared_sample
 
 TODAY = date(2026, 11, 23)
 
@@ -164,10 +164,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_recorded_responses_read_completely_without_warnings(name: str) -> None:
-    path = SHARED / "samples" / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here (../shared holds the recorded responses)")
-    digest = read_digest_file(path, today=TODAY)
+    digest = read_digest_file(shared_sample(name), today=TODAY)
     assert (len(digest.cards), digest.listing_date) == EXPECTED[name]
     assert digest.warnings == ()
     assert all(c.arxiv_id and c.title and c.abstract and "\n" not in c.title for c in digest.cards)

@@ -189,7 +189,7 @@ def test_stray_abstract_is_skipped_not_made_a_paper() -> None:
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
         (b"Dear diary,\n\nToday nothing happened at all.\n", "does not look like"),
         (b'[{"paper": {"id": "2401.00001"}}]', "none of the 1 items is a paper"),
-        (b'<?xml version="1.0"?><rss></rss>', "XML .RSS/Atom., which is not a supported"),
+        (b'<?xml version="1.0"?><html/>', "XML, but not an RSS or Atom feed"),
         (bytes(range(128, 256)) * 20, "not UTF-8"),
         ("Überblick\nÄrger\nÖl\n".encode("latin-1") * 5, "not UTF-8"),
     ],

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from newsletter.errors import ConfigError, DigestError
 from newsletter.models import Digest
-from newsletter.sources import hf_daily, hf_listing
+from newsletter.sources import arxiv_feed, hf_daily, hf_listing
 from newsletter.sources.decode import utf8_bytes
 
-_NOT_YET = {b"<": "XML (RSS/Atom)"}
+_NOT_YET = {b"<": "XML, but not an RSS or Atom feed"}
 _JSON_STARTS = (b"[", b"{")
 
 
@@ -41,6 +41,8 @@ def read_digest_bytes(data: bytes, *, today: date, listing_date: date | None = N
     first = _first_byte(data)
     if first in _JSON_STARTS:
         return hf_daily.parse_bytes(data, today=today, listing_date=listing_date)
+    if first == b"<" and arxiv_feed.is_feed(data):
+        return arxiv_feed.parse_bytes(data, today=today, listing_date=listing_date)
     _reject_other_formats(first, data)
     return hf_listing.parse_bytes(data, today=today, listing_date=listing_date)
 
@@ -67,6 +69,6 @@ def _reject_other_formats(first: bytes, data: bytes) -> None:
         )
     if first in _NOT_YET:
         raise DigestError(
-            f"this looks like {_NOT_YET[first]}, which is not a supported digest format yet; "
-            "only plain-text captures of the Daily Papers page are read"
+            f"this looks like {_NOT_YET[first]}; digests are captures of the Daily Papers "
+            "page, Hugging Face daily papers JSON, or arXiv RSS/Atom feeds"
         )
