@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ from newsletter.config import Config, config_path, load_config
 from newsletter.daemon import Daemon
 from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.models import (
+    FetchResult,
     FileReport,
     IngestReport,
     Paper,
@@ -37,6 +38,7 @@ from newsletter.pipeline import (
     Preview,
     Run,
     World,
+    fetch_sources,
     ingest_files,
     preview,
     profiles_of,
@@ -178,6 +180,56 @@ def _display_path(path: str) -> str:
     except ValueError:  # another drive on Windows
         return path
     return path if relative.startswith("..") else relative
+
+
+@cli.command("fetch")
+@click.option("--source", "names", multiple=True, metavar="NAME", help="Only this source.")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The listing date to fetch (default: today, UTC).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Fetch every listing date from this one to --date.",
+)
+@click.option("--refresh", is_flag=True, help="Ask again for dates already fetched.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.pass_obj
+def fetch_command(
+    session: Session,
+    names: tuple[str, ...],
+    day: datetime | None,
+    since: datetime | None,
+    refresh: bool,
+    as_json: bool,
+) -> int:
+    """Fetch the configured sources into the digests folder, then ingest it."""
+    last = day.date() if day else session.world.now().date()
+    first = since.date() if since else last
+    if first > last:
+        raise click.BadParameter("--since is after --date", param_hint="--since")
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    report = fetch_sources(session.config(), session.world, names, days, refresh)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        for result in report.results:
+            click.echo(_fetch_line(result), err=result.status == "failed")
+        _print_ingest_report(report.ingest)
+    return EXIT_FAILED if report.failed or report.ingest.rejected else EXIT_OK
+
+
+def _fetch_line(result: FetchResult) -> str:
+    if result.status == "failed":
+        return f"{result.source}: failed: {result.error}"
+    where = f" -> {_display_path(result.path)}" if result.path else ""
+    papers = f", {_plural(result.papers, 'paper')}" if result.papers else ""
+    if result.status == "empty":
+        return f"{result.source}: {result.url}: no papers (not published yet, or a day off)"
+    return f"{result.source}: {result.status}{papers}{where}"
 
 
 @cli.command("papers")

@@ -10,6 +10,7 @@ mappings of their own. Each component is given the section it uses, not the whol
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import time, timedelta
@@ -118,6 +119,40 @@ class SmtpSettings:
         return self.port or {"ssl": 465, "starttls": 587, "none": 25}[self.security]
 
 
+SOURCE_TYPES = ("hf_daily", "arxiv_rss")
+DEFAULT_URLS = {
+    "hf_daily": "https://huggingface.co/api/daily_papers",
+    "arxiv_rss": "https://rss.arxiv.org/rss",
+}
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """One place papers are fetched from (an entry of ``sources:``)."""
+
+    name: str = setting("", "text")  # used in file names, logs and --source
+    type: str = setting("hf_daily", "choice", choices=SOURCE_TYPES)
+    url: str | None = setting(None, "text")  # default: the service's own, by type
+    # arxiv_rss: the feed is <url>/<cat+cat> (read by ``_Reader._categories``)
+    categories: tuple[str, ...] = field(default=(), metadata={"list": True})
+
+    @property
+    def base_url(self) -> str:
+        """The URL requests start from."""
+        return (self.url or DEFAULT_URLS[self.type]).rstrip("/")
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """How sources are fetched."""
+
+    contact: str | None = setting(None, "text")  # an address for the User-Agent
+    timeout: float = setting(30.0, "number", 1, 600)  # seconds per request
+    max_attempts: int = setting(4, "int", 1, 20)  # tries of a 429, 5xx or dropped request
+    retry_delay: float = setting(2.0, "number", 0, 600)  # before the first retry; doubles
+    max_retry_after: float = setting(300.0, "number", 0, 3600)  # the most Retry-After waited
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings with every path made absolute."""
@@ -133,6 +168,8 @@ class Config:
     render: RenderSettings = section(RenderSettings, None)
     schedule: ScheduleDefaults = section(ScheduleDefaults, "schedule")
     smtp: SmtpSettings = section(SmtpSettings, "smtp")
+    fetch: FetchSettings = section(FetchSettings, "fetch")
+    sources: tuple[SourceSettings, ...] = field(default=(), metadata={"sources": True})
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -181,6 +218,8 @@ class _Reader:
             meta = item.metadata
             if "section" in meta:
                 values[item.name] = self._section(meta["class"], meta["section"], data, at)
+            elif "sources" in meta:
+                values[item.name] = self._sources(data.get("sources"), (*at, "sources"))
             elif "kind" in meta and data.get(item.name) is not None:
                 value = self.value((*at, item.name), data[item.name], meta["kind"])
                 if value is not None:
@@ -198,6 +237,35 @@ class _Reader:
             self.problems.add((*at, key), f"'{key}' must be a mapping ({names} ...)")
             return cls()
         return self.read(cls, inner, (*at, key))
+
+    def _sources(self, entries: object, at: KeyPath) -> tuple[SourceSettings, ...]:
+        """The ``sources:`` list: each a mapping with a unique name."""
+        if entries is None:
+            return ()
+        if not isinstance(entries, list):
+            self.problems.add(at, "'sources' must be a list; start each entry with '- name: '")
+            return ()
+        found: list[SourceSettings] = []
+        for index, entry in enumerate(entries):
+            here = (*at, index)
+            if not isinstance(entry, dict):
+                self.problems.add(here, "each source must be a mapping: name, type, ...")
+                continue
+            categories = self._categories(entry, here)
+            source = self.read(SourceSettings, entry, here, categories=categories)
+            problem = _source_problem(source, [s.name for s in found])
+            if problem:
+                self.problems.add(here, problem)
+                continue
+            found.append(source)
+        return tuple(found)
+
+    def _categories(self, entry: dict, at: KeyPath) -> tuple[str, ...]:
+        value = entry.get("categories", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problems.add((*at, "categories"), "'categories' must be a list, e.g. [cs.LG]")
+            return ()
+        return tuple(v.strip() for v in value)
 
     def value(self, at: KeyPath, value: object, kind: Kind) -> object:
         """``value`` checked as ``kind`` (None, with a problem recorded, when it is not)."""
@@ -220,6 +288,29 @@ class _Reader:
                 return None
             return self.base / value.strip()
         return problems.text(at, value)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")
+
+
+def _source_problem(source: SourceSettings, earlier: list[str]) -> str | None:
+    """What is wrong with a source entry, if anything."""
+    if not _NAME.fullmatch(source.name):
+        return "each source needs a 'name' of letters, digits, '.', '_' or '-' (it names files)"
+    if source.name in earlier:
+        return f"the source name '{source.name}' is used twice; give each its own"
+    if source.url and not source.url.startswith(("https://", "http://")):
+        return f"'url' must start with https:// (or http://), not {source.url!r}"
+    if source.type == "arxiv_rss":
+        if not source.categories:
+            return "an arxiv_rss source needs 'categories', e.g. [cs.LG, cs.CL]"
+        bad = [c for c in source.categories if not _CATEGORY.fullmatch(c)]
+        if bad:
+            return f"'{bad[0]}' is not an arXiv category (like cs.LG or math.PR)"
+    elif source.categories:
+        return f"'categories' is for arxiv_rss sources, not {source.type}"
+    return None
 
 
 def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
@@ -317,4 +408,6 @@ def _known_keys(cls: type) -> list[str]:
         elif "section" in item.metadata:
             key = item.metadata["section"]
             known.extend([key] if key else _setting_names(item.metadata["class"]))
+        elif item.metadata:  # a list read on its own (sources, categories)
+            known.append(item.name)
     return [*known, "password"] if cls is SmtpSettings else known

@@ -291,3 +291,43 @@ class SendReport:
     def not_due(self) -> int:
         """How many subscribers were skipped because they were not due."""
         return sum(1 for s in self.skipped if s.until is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What fetching one URL of a source did."""
+
+    source: str
+    url: str
+    status: str  # written, unchanged, unchanged (304), already fetched, empty, failed
+    path: str | None = None
+    papers: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter fetch --json`` prints it."""
+        return {
+            "source": self.source,
+            "url": self.url,
+            "status": self.status,
+            "path": self.path,
+            "papers": self.papers,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReport:
+    """What a fetch did: each request, then the ingest of the digests folder."""
+
+    results: tuple[FetchResult, ...]
+    ingest: IngestReport
+
+    @property
+    def failed(self) -> tuple[FetchResult, ...]:
+        """The requests that failed."""
+        return tuple(r for r in self.results if r.status == "failed")
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter fetch --json`` prints it."""
+        return {"fetched": [r.to_json() for r in self.results], "ingest": self.ingest.to_json()}

@@ -2,8 +2,8 @@
 
 ``Run`` is one send: lock the state folder, ingest new digest files, then match, render,
 deliver and record each subscriber's digest (``newsletter send`` and every run of the
-daemon). ``preview`` is one subscriber's digest as a send would make it now; ``ingest_files``
-and ``stored_papers`` serve the commands of the same names.
+daemon). ``preview`` is one subscriber's digest as a send would make it now; ``fetch_sources``,
+``ingest_files`` and ``stored_papers`` serve the commands of the same names.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ import email.policy
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.config import Config
+import httpx
+
+from newsletter.config import Config, FetchSettings, SourceSettings
 from newsletter.delivery import (
     DryRunTransport,
     Outgoing,
@@ -40,6 +43,7 @@ from newsletter.lock import state_lock
 from newsletter.matching import Matcher
 from newsletter.models import (
     FailedItem,
+    FetchReport,
     History,
     IngestReport,
     Paper,
@@ -54,6 +58,7 @@ from newsletter.parallel import Order, no_digest_reason, produce
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
 from newsletter.sources import discover_digests
+from newsletter.sources.fetch import Fetcher, make_client
 from newsletter.store import Store, open_store
 from newsletter.yamlfile import load_yaml
 
@@ -80,6 +85,8 @@ class World:
     now: Callable[[], datetime] = _utc_now
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     free_bytes: Callable[[Path], int] = _free_bytes  # free space on the disk holding a path
+    http: Callable[[FetchSettings], httpx.Client] = make_client  # for fetching sources
+    sleep: Callable[[float], None] = time.sleep  # between retries of a fetch
 
 
 @dataclass
@@ -225,6 +232,45 @@ def ingest_files(
         paths = discover_digests(config.digests)
     with open_store(config.state_dir) as store:
         return ingest(store, paths, now=world.now(), listing_date=listing_date)
+
+
+def fetch_sources(
+    config: Config,
+    world: World,
+    names: Sequence[str] = (),
+    days: Sequence[date] = (),
+    refresh: bool = False,
+) -> FetchReport:
+    """Fetch the configured sources (``names``: only these) into the digests folder, for
+    ``days`` (default: today, UTC) where a source has days; then ingest the folder. A source
+    that fails never stops the others."""
+    sources = _chosen_sources(config, names)
+    days = days or [world.now().date()]
+    with state_lock(config.state_dir, "fetch"), open_store(config.state_dir) as store:
+        discover_digests(config.digests)  # a missing folder is a ConfigError before any request
+        with world.http(config.fetch) as client:
+            fetcher = Fetcher(config.fetch, client, store, config.digests, world.now, world.sleep)
+            results = [
+                fetcher.fetch(source, day, refresh)
+                for source in sources
+                for day in (days if source.type == "hf_daily" else days[-1:])
+            ]
+        ingested = ingest(store, discover_digests(config.digests), now=world.now())
+    return FetchReport(tuple(results), ingested)
+
+
+def _chosen_sources(config: Config, names: Sequence[str]) -> list[SourceSettings]:
+    if not config.sources:
+        raise ConfigError(
+            f"{config.path.name}: no sources to fetch: add a 'sources:' list (see the README)"
+        )
+    known = {source.name: source for source in config.sources}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"no source '{unknown[0]}' in {config.path.name} (sources: {', '.join(known)})"
+        )
+    return [known[name] for name in names] if names else list(config.sources)
 
 
 def stored_papers(config: Config) -> list[Paper]:

@@ -100,6 +100,19 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO subscribers
         SELECT subscriber, min(created_at), max(sent_at) FROM deliveries GROUP BY subscriber;
     """,
+    # 4: what each fetched URL last answered: validators for conditional requests, and the
+    # last success and error of its source (``newsletter fetch``).
+    """
+    CREATE TABLE fetches (
+        url           TEXT PRIMARY KEY,
+        source        TEXT NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        last_success  TEXT,
+        last_error    TEXT,
+        last_error_at TEXT
+    ) WITHOUT ROWID;
+    """,
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,
@@ -125,6 +138,17 @@ _PAPER_COLUMNS = (
     "id, title, abstract, authors_count, organization, published, comments, upvotes, "
     "listing_date, source, first_seen, arxiv_id"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    """How one request of a source went, as the store keeps it."""
+
+    url: str
+    source: str
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +279,33 @@ class Store:
             args,
         )
         return [_paper_from_row(row) for row in cursor]
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        """The ETag and Last-Modified ``url`` last answered with (for a conditional GET)."""
+        row = self.db.execute(
+            "SELECT etag, last_modified FROM fetches WHERE url = ?", (url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def record_fetch(self, outcome: FetchOutcome, now: datetime) -> None:
+        """Note how fetching a URL went (its validators when it answered)."""
+        stamp = now.isoformat()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO fetches (url, source) VALUES (?, ?) ON CONFLICT (url) DO NOTHING",
+                (outcome.url, outcome.source),
+            )
+            if outcome.error is None:
+                db.execute(
+                    "UPDATE fetches SET etag = coalesce(?, etag),"
+                    " last_modified = coalesce(?, last_modified), last_success = ? WHERE url = ?",
+                    (outcome.etag, outcome.last_modified, stamp, outcome.url),
+                )
+            else:
+                db.execute(
+                    "UPDATE fetches SET last_error = ?, last_error_at = ? WHERE url = ?",
+                    (outcome.error, stamp, outcome.url),
+                )
 
     def paper_count(self) -> int:
         """How many papers the store holds."""

@@ -27,10 +27,11 @@ def invoke(
     *args: str,
     now: datetime = NOW,
     environ: dict[str, str] | None = None,
+    world: World | None = None,
 ) -> Result:
     """Run ``newsletter [--config CONFIG] ARGS`` in this process with a fixed clock and an
-    environment of its own (empty unless given)."""
-    world = World(now=lambda: now, environ=environ if environ is not None else {})
+    environment of its own (empty unless given), or in ``world``."""
+    world = world or World(now=lambda: now, environ=environ if environ is not None else {})
     options = ["--config", str(config)] if config is not None else []
     return CliRunner().invoke(cli, [*options, *args], obj=world)
 

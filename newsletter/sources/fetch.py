@@ -1,0 +1,184 @@
+"""Fetching sources: each response, once a reader accepts it, written into the digests folder
+as the exact bytes the server sent, where ``ingest`` reads it like any other digest file.
+
+One request per Hugging Face listing date (``?date=YYYY-MM-DD``; a date already in the folder
+is not asked again unless refreshed), one per arXiv feed. Requests are conditional (ETag,
+Last-Modified: a 304 writes nothing); 429, 5xx, timeouts and dropped connections are retried
+with backoff, honouring Retry-After; any other 4xx, and a body that is not what the source
+serves (an HTML page, an error object, a cut-off download), fail that request only, with the
+URL and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import httpx
+
+from newsletter import __version__
+from newsletter.config import FetchSettings, SourceSettings
+from newsletter.errors import DigestError
+from newsletter.models import FetchResult
+from newsletter.sources import read_digest_bytes
+from newsletter.store import FetchOutcome, Store
+
+_FORMATS = {"hf_daily": ("hf-daily", "json"), "arxiv_rss": ("arxiv-feed", "xml")}
+_RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class FetchFailure(Exception):
+    """One request failed for good; the message names the URL and why."""
+
+
+def make_client(settings: FetchSettings) -> httpx.Client:
+    """The HTTP client for fetching: timeouts, redirects, a User-Agent naming the project
+    and, when configured, a contact address (as arXiv and Hugging Face ask of robots)."""
+    agent = f"newsletter/{__version__}"
+    if settings.contact:
+        agent += f" (mailto:{settings.contact})"
+    return httpx.Client(
+        timeout=settings.timeout, follow_redirects=True, headers={"User-Agent": agent}
+    )
+
+
+@dataclass
+class Fetcher:
+    """Fetches sources over ``client`` into ``folder``, noting validators in ``store``."""
+
+    settings: FetchSettings
+    client: httpx.Client
+    store: Store
+    folder: Path
+    now: Callable[[], datetime]
+    sleep: Callable[[float], None]
+
+    def fetch(self, source: SourceSettings, day: date, refresh: bool = False) -> FetchResult:
+        """Fetch ``source`` (for ``day``, where the source has days) into the folder."""
+        url = request_url(source, day)
+        fmt, extension = _FORMATS[source.type]
+        if source.type == "hf_daily" and not refresh:
+            existing = self.folder / f"{source.name}-{day.isoformat()}.{extension}"
+            if existing.exists():
+                return FetchResult(source.name, url, "already fetched", str(existing))
+        try:
+            data = self._get(source, url, refresh)
+            if data is None:
+                return FetchResult(source.name, url, "unchanged (304)")
+            digest = _check(url, data, fmt, self.now().date())
+        except FetchFailure as exc:
+            self.store.record_fetch(FetchOutcome(url, source.name, error=str(exc)), self.now())
+            return FetchResult(source.name, url, "failed", error=str(exc))
+        if not digest.cards:
+            return FetchResult(source.name, url, "empty")
+        # A daily listing is named by the date asked for (what --refresh and "already
+        # fetched" go by); a feed by the day it says it is.
+        named = day if source.type == "hf_daily" else digest.listing_date
+        name = f"{source.name}-{named.isoformat()}.{extension}"
+        written = _write(self.folder / name, data)
+        status = "written" if written else "unchanged"
+        return FetchResult(source.name, url, status, str(self.folder / name), len(digest.cards))
+
+    def _get(self, source: SourceSettings, url: str, refresh: bool) -> bytes | None:
+        """The body of a 200 (None for a 304), after retries; FetchFailure otherwise."""
+        headers = {} if refresh else _conditional(self.store.validators(url))
+        settings, problem, wait = self.settings, "", 0.0
+        for attempt in range(1, settings.max_attempts + 1):
+            if attempt > 1:
+                self.sleep(wait)
+            try:
+                response = self.client.get(url, headers=headers)
+            except httpx.TimeoutException:
+                problem = f"no answer within {settings.timeout:g} s"
+            except httpx.TransportError as exc:
+                problem = f"the connection failed ({exc or type(exc).__name__})"
+            else:
+                if response.status_code == 304:
+                    self._remember(source, url, response)
+                    return None
+                if response.is_success:
+                    self._remember(source, url, response)
+                    return response.content
+                if response.status_code not in _RETRY:
+                    raise FetchFailure(_refusal(url, response))
+                problem = f"HTTP {response.status_code} {response.reason_phrase}"
+                retry_after = _retry_after(response, self.now())
+                if retry_after is not None:
+                    wait = min(retry_after, settings.max_retry_after)
+                    continue
+            wait = settings.retry_delay * 2 ** (attempt - 1)
+        raise FetchFailure(f"{url}: {problem} ({settings.max_attempts} attempts)")
+
+    def _remember(self, source: SourceSettings, url: str, response: httpx.Response) -> None:
+        etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        self.store.record_fetch(FetchOutcome(url, source.name, etag, modified), self.now())
+
+
+def request_url(source: SourceSettings, day: date) -> str:
+    """The URL asked for ``source`` (and ``day``, for a daily listing)."""
+    if source.type == "hf_daily":
+        return f"{source.base_url}?date={day.isoformat()}"
+    return f"{source.base_url}/{'+'.join(source.categories)}"
+
+
+def _conditional(validators: tuple[str | None, str | None]) -> dict[str, str]:
+    etag, modified = validators
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if modified:
+        headers["If-Modified-Since"] = modified
+    return headers
+
+
+def _retry_after(response: httpx.Response, now: datetime) -> float | None:
+    """Seconds the server asks us to wait (Retry-After: seconds, or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _refusal(url: str, response: httpx.Response) -> str:
+    hint = {
+        401: "the source wants a login",
+        403: "the source refuses us (check the URL, and set fetch.contact)",
+        404: "no such page: check the source's url (and the date)",
+    }.get(response.status_code, "check the source's url")
+    return f"HTTP {response.status_code} {response.reason_phrase} from {url}: {hint}"
+
+
+def _check(url: str, data: bytes, fmt: str, today: date):  # -> Digest
+    """The response read as the digest it must be; FetchFailure saying what came instead."""
+    try:
+        digest = read_digest_bytes(data, today=today)
+    except DigestError as exc:
+        raise FetchFailure(f"{url} did not answer with papers: {exc}") from exc
+    if digest.format != fmt:
+        raise FetchFailure(f"{url} answered with {digest.format}, not {fmt}")
+    return digest
+
+
+def _write(path: Path, data: bytes) -> bool:
+    """Write ``data`` at ``path`` whole or not at all; False when it is already there."""
+    if path.exists() and path.read_bytes() == data:
+        return False
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")  # hidden: never ingested
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True

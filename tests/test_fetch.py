@@ -1,0 +1,202 @@
+"""newsletter fetch against a real HTTP server on loopback playing recorded and made-up
+responses: written as sent, ingested, conditional, retried, and refused with the URL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from newsletter.pipeline import World
+from tests.digest_text import ABSTRACT
+from tests.helpers import NOW, invoke, shared_sample
+from tests.http_server import Reply, SourceServer
+from tests.test_arxiv_feed import rss2
+
+HF_PATH = "/api/daily_papers?date=2026-03-12"
+FEED_PATH = "/rss/cs.LG+cs.CL"
+
+
+def hf_day(*titles: str) -> bytes:
+    items = [
+        {
+            "paper": {
+                "id": f"2603.0000{n}",
+                "title": title,
+                "summary": ABSTRACT,
+                "authors": [{"name": "Ada"}],
+                "submittedOnDailyAt": "2026-03-12T08:00:00.000Z",
+                "upvotes": n,
+            },
+            "title": title,
+            "numComments": 0,
+        }
+        for n, title in enumerate(titles, 1)
+    ]
+    return json.dumps(items).encode()
+
+
+FEED = rss2(("2603.10001", "Pruning in the feed", "new", "A. One, B. Two"))
+
+
+class Recorder:
+    """The world's sleep: remembers the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def project(folder: Path, url: str, extra: str = "") -> Path:
+    (folder / "digests").mkdir(exist_ok=True)
+    (folder / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: ada@example.org\n    keywords: [pruning]\n"
+    )
+    (folder / "config.yaml").write_text(
+        "sender: Research digest <digest@example.org>\n"
+        "fetch:\n  contact: ops@example.org\n  retry_delay: 0.5\n  max_attempts: 3\n"
+        "  timeout: 1\n"
+        "sources:\n"
+        f"  - {{name: hf, type: hf_daily, url: '{url}/api/daily_papers'}}\n"
+        f"  - {{name: arxiv, type: arxiv_rss, url: '{url}/rss', categories: [cs.LG, cs.CL]}}\n"
+        + extra
+    )
+    return folder / "config.yaml"
+
+
+def fetch(config: Path, *args: str, sleep: Recorder | None = None):
+    world = World(now=lambda: NOW, environ={}, sleep=sleep or Recorder())
+    return invoke(config, "fetch", *args, world=world)
+
+
+def test_fetch_writes_each_response_as_sent_then_ingests_it(tmp_path: Path) -> None:
+    hf = hf_day("Pruning at scale", "Zero-shot things")
+    routes = {
+        HF_PATH: [Reply(200, hf, {"ETag": '"v1"'})],
+        FEED_PATH: [Reply(200, FEED, {"Last-Modified": "Mon, 27 Apr 2026 04:00:01 GMT"})],
+    }
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url)
+        first = fetch(config)
+        assert first.exit_code == 0, first.output
+        assert (tmp_path / "digests" / "hf-2026-03-12.json").read_bytes() == hf
+        assert (tmp_path / "digests" / "arxiv-2026-04-27.xml").read_bytes() == FEED
+        assert "hf: written, 2 papers -> " in first.stdout
+        assert "3 new papers" in first.stdout
+        agent = server.requests[0][1]["User-Agent"]
+        assert agent.startswith("newsletter/") and "mailto:ops@example.org" in agent
+        # Again: the day already fetched is not asked; the feed is asked conditionally.
+        routes[FEED_PATH] = [Reply(304)]
+        again = fetch(config)
+        assert again.exit_code == 0, again.output
+        assert server.asked(HF_PATH) == 1
+        assert "hf: already fetched" in again.stdout and "arxiv: unchanged (304)" in again.stdout
+        conditional = server.requests[-1][1]
+        assert conditional["If-Modified-Since"] == "Mon, 27 Apr 2026 04:00:01 GMT"
+        # --refresh asks again, with the ETag; a 304 writes nothing.
+        routes[HF_PATH] = [Reply(304)]
+        refreshed = fetch(config, "--refresh", "--source", "hf")
+        assert refreshed.exit_code == 0 and server.asked(HF_PATH) == 2
+        assert "If-None-Match" not in server.requests[-1][1]  # refresh: unconditional
+    sent = invoke(config, "send", "--now", "--json")
+    assert [s["subscriber"] for s in json.loads(sent.stdout)["sent"]] == ["ada@example.org"]
+
+
+def test_429_is_retried_after_the_time_the_server_asks_and_503_with_backoff(
+    tmp_path: Path,
+) -> None:
+    hf = hf_day("Pruning at scale")
+    routes = {
+        HF_PATH: [Reply(429, b"slow down", {"Retry-After": "7"}), Reply(200, hf)],
+        FEED_PATH: [Reply(503, b"busy"), Reply(502, b"busy"), Reply(200, FEED)],
+    }
+    sleep = Recorder()
+    with SourceServer(routes) as server:
+        result = fetch(project(tmp_path, server.url), sleep=sleep)
+    assert result.exit_code == 0, result.output
+    assert sleep.waits == [7.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(404, b"no"), "HTTP 404 Not Found from http://127.0.0.1"),
+        (Reply(200, b"<!DOCTYPE html><html>Sign in</html>"), "an HTML page, not a digest"),
+        (Reply(200, b'{"error": "Invalid date"}'), "answered with an error instead of papers"),
+        (Reply(200, hf_day("Pruning") * 2, cut=40), "the connection failed"),
+        (Reply(200, hf_day("Pruning"), hang=3), "no answer within 1 s"),
+        (Reply(200, FEED), "answered with arxiv-feed, not hf-daily"),
+    ],
+    ids=["404", "html", "error-object", "truncated", "silent", "wrong-format"],
+)
+def test_a_failing_source_names_the_url_and_the_others_still_arrive(
+    tmp_path: Path, reply: Reply, message: str
+) -> None:
+    routes = {HF_PATH: [reply], FEED_PATH: [Reply(200, FEED)]}
+    with SourceServer(routes) as server:
+        result = fetch(project(tmp_path, server.url))
+    assert result.exit_code == 1, result.output
+    assert "hf: failed: " in result.stderr and message in result.stderr
+    assert not (tmp_path / "digests" / "hf-2026-03-12.json").exists()
+    assert (tmp_path / "digests" / "arxiv-2026-04-27.xml").exists()
+    assert "1 new paper" in result.stdout  # the feed's, ingested
+
+
+def test_an_entity_bomb_from_a_feed_is_refused_and_never_written(tmp_path: Path) -> None:
+    bomb = b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "lol"><!ENTITY b "&a;&a;">]>'
+    bomb += b'<rss version="2.0"><channel><title>&b;</title></channel></rss>'
+    routes = {HF_PATH: [Reply(200, hf_day("Pruning"))], FEED_PATH: [Reply(200, bomb)]}
+    with SourceServer(routes) as server:
+        result = fetch(project(tmp_path, server.url))
+    assert result.exit_code == 1 and "declares entities" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "digests").iterdir()) == ["hf-2026-03-12.json"]
+
+
+def test_an_empty_day_writes_nothing_and_says_so(tmp_path: Path) -> None:
+    routes = {HF_PATH: [Reply(200, b"[]")], FEED_PATH: [Reply(200, rss2())]}
+    with SourceServer(routes) as server:
+        result = fetch(project(tmp_path, server.url))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("no papers (not published yet, or a day off)") == 2
+    assert list((tmp_path / "digests").iterdir()) == []
+
+
+def test_since_fetches_each_listing_date(tmp_path: Path) -> None:
+    days = ["2026-03-10", "2026-03-11", "2026-03-12"]
+    routes = {
+        f"/api/daily_papers?date={day}": [Reply(200, hf_day(f"Paper of {day}"))] for day in days
+    }
+    routes[FEED_PATH] = [Reply(200, FEED)]
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url)
+        result = fetch(config, "--since", "2026-03-10", "--source", "hf")
+    assert result.exit_code == 0, result.output
+    assert all(server.asked(f"/api/daily_papers?date={day}") == 1 for day in days)
+
+
+def test_fetch_without_sources_or_with_an_unknown_one_is_a_config_error(tmp_path: Path) -> None:
+    config = project(tmp_path, "http://127.0.0.1:9")
+    unknown = invoke(config, "fetch", "--source", "hff")
+    assert unknown.exit_code == 2 and "no source 'hff'" in unknown.stderr
+    (tmp_path / "config.yaml").write_text("sender: Research digest <digest@example.org>\n")
+    none = invoke(config, "fetch")
+    assert none.exit_code == 2 and "no sources to fetch" in none.stderr
+
+
+def test_recorded_responses_fetch_ingest_and_send_end_to_end(tmp_path: Path) -> None:
+    hf = shared_sample("hf_daily_papers_api.json").read_bytes()
+    feed = shared_sample("arxiv_rss.xml").read_bytes()
+    routes = {
+        "/api/daily_papers?date=2026-06-12": [Reply(200, hf)],
+        FEED_PATH: [Reply(200, feed)],
+    }
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url)
+        result = fetch(config, "--date", "2026-06-12", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(r["source"], r["papers"]) for r in report["fetched"]] == [("hf", 30), ("arxiv", 3)]
+    assert report["ingest"]["new_papers"] == 33
