@@ -168,3 +168,17 @@ def test_recorded_responses_read_completely_without_warnings(name: str) -> None:
     assert (len(digest.cards), digest.listing_date) == EXPECTED[name]
     assert digest.warnings == ()
     assert all(c.arxiv_id and c.title and c.abstract and "\n" not in c.title for c in digest.cards)
+
+
+def test_a_capture_that_starts_with_an_upvote_count_is_still_a_capture() -> None:
+    text = capture(card("Pruning things", upvotes="[-] 19"), header=[], listing="Dec 17")
+    for start in ("[-] 19\n\n", "[]\n\n"):
+        data = (start + text).encode()
+        digest = read_digest_bytes(data, today=TODAY)
+        assert digest.format == "hf-listing"
+    assert read_digest_bytes(b"[]\n", today=TODAY).format == "hf-daily"
+
+
+def test_json_with_bytes_that_are_not_utf8_is_refused_not_a_crash() -> None:
+    with pytest.raises(DigestError, match="not UTF-8"):
+        read_digest_bytes(b'[{"paper": {"title": "\x80\x81"}}]', today=TODAY)

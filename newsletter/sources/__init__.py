@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from newsletter.sources import arxiv_feed, hf_daily, hf_listing
 from newsletter.sources.decode import utf8_bytes
 
 _NOT_YET = {b"<": "XML, but not an RSS or Atom feed"}
-_JSON_STARTS = (b"[", b"{")
+# A JSON response starts with an object, or a list of objects, or is an empty list; a text
+# capture may start with "[-] 19" (an upvote count), which is none of these.
+_JSON = re.compile(rb"\s*(\{|\[\s*(\{|\]\s*$))")
 
 
 def discover_digests(folder: Path) -> list[Path]:
@@ -39,7 +42,7 @@ def read_digest_bytes(data: bytes, *, today: date, listing_date: date | None = N
     DigestError when it cannot be read at all."""
     data = utf8_bytes(data)
     first = _first_byte(data)
-    if first in _JSON_STARTS:
+    if _JSON.match(data[:4096]):
         return hf_daily.parse_bytes(data, today=today, listing_date=listing_date)
     if first == b"<" and arxiv_feed.is_feed(data):
         return arxiv_feed.parse_bytes(data, today=today, listing_date=listing_date)

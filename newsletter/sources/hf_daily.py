@@ -51,6 +51,8 @@ def _items(data: bytes) -> list:
     """The response's list of items; DigestError naming what came instead."""
     try:
         value = json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise DigestError(f"not UTF-8 JSON ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         cut = exc.pos >= len(data.rstrip()) - 1
         why = "it ends in the middle (a truncated download?)" if cut else exc.msg
