@@ -33,6 +33,7 @@ from newsletter.models import (
     RenderedEmail,
     Selection,
     SendReport,
+    SourceStatus,
 )
 from newsletter.pipeline import (
     Preview,
@@ -43,6 +44,7 @@ from newsletter.pipeline import (
     preview,
     profiles_of,
     setup_problems,
+    source_status,
     stored_papers,
     try_connection,
 )
@@ -230,6 +232,36 @@ def _fetch_line(result: FetchResult) -> str:
     if result.status == "empty":
         return f"{result.source}: {result.url}: no papers (not published yet, or a day off)"
     return f"{result.source}: {result.status}{papers}{where}"
+
+
+@cli.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def sources_command(session: Session, as_json: bool) -> None:
+    """Each configured source: last success, last error, new papers a day, stale or not."""
+    statuses = source_status(session.config(), session.world)
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in statuses], indent=2, ensure_ascii=False))
+        return
+    if not statuses:
+        click.echo("no sources configured (add a 'sources:' list to the config file)")
+    for status in statuses:
+        click.echo(_source_line(status))
+
+
+def _source_line(status: SourceStatus) -> str:
+    def when(moment: datetime | None) -> str:
+        return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "never"
+
+    line = (
+        f"{status.name} ({status.type}, {status.url}): last success {when(status.last_success)}"
+        f", {status.papers_per_day:.1f} new papers a day this week"
+    )
+    if status.last_error:
+        line += f"; last error {when(status.last_error_at)}: {status.last_error}"
+    if status.stale:
+        line += f"; STALE: nothing new since {when(status.newest_paper)}"
+    return line
 
 
 @cli.command("papers")

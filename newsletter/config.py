@@ -151,6 +151,7 @@ class FetchSettings:
     max_attempts: int = setting(4, "int", 1, 20)  # tries of a 429, 5xx or dropped request
     retry_delay: float = setting(2.0, "number", 0, 600)  # before the first retry; doubles
     max_retry_after: float = setting(300.0, "number", 0, 3600)  # the most Retry-After waited
+    stale_after: int = setting(3, "int", 1, 365)  # days without new papers: a stale source
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 Jobs are built from the config and profiles: one per shared slot (see ``slots``), or one
 global job for ``schedule.cron``. Before each run, and every few seconds, the files are
 checked: a valid edit takes effect at once, an invalid one is logged with its line numbers
-and the last good version keeps running. Each run ingests new digests and sends the due
-subscribers with the same ``pipeline.Run`` as ``newsletter send`` (same ledger, same lock,
-same rule for who is due: the jobs only decide when to look).
+and the last good version keeps running. Each run fetches the configured sources (as
+``newsletter fetch``), ingests new digests and sends the due subscribers with the same
+``pipeline.Run`` as ``newsletter send`` (same ledger, same lock, same rule for who is due: the
+jobs only decide when to look).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
-from newsletter.pipeline import Run, World, profiles_of
+from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
 from newsletter.profiles import Profiles
 from newsletter.slots import Slot, group_by_slot, next_fire
 
@@ -143,6 +144,7 @@ class Daemon:
         config, subscribers = self.loaded.config, self.loaded.profiles.subscribers
         label = slot.label if slot else "cron"
         started = time.monotonic()
+        self.fetch(config)
         try:
             report = Run(config, self.world, holder="run", stop=self.stop).once(subscribers)
         except BusyError as exc:
@@ -169,6 +171,32 @@ class Daemon:
             len(report.failed),
             time.monotonic() - started,
         )
+
+    def fetch(self, config: Config) -> None:
+        """Fetch the configured sources (before each run); a line per request, problems as
+        errors; a failure never stops the run."""
+        if not config.sources:
+            return
+        try:
+            report = fetch_sources(config, self.world)
+        except NewsletterError as exc:
+            self.log.error("fetch failed: %s", exc)
+            return
+        for result in report.results:
+            if result.status == "failed":
+                self.log.error("fetch %s: %s", result.source, result.error)
+            else:
+                self.log.info(
+                    "fetch %s: %s (%d papers)", result.source, result.status, result.papers
+                )
+        for status in source_status(config, self.world):
+            if status.stale:
+                since = f"{status.newest_paper:%Y-%m-%d}" if status.newest_paper else "ever"
+                self.log.warning(
+                    "source %s is stale: no new papers since %s (see newsletter sources)",
+                    status.name,
+                    since,
+                )
 
     # -- the process ----------------------------------------------------------------------
     def serve(self) -> int:

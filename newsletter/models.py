@@ -331,3 +331,36 @@ class FetchReport:
     def to_json(self) -> dict[str, object]:
         """As ``newsletter fetch --json`` prints it."""
         return {"fetched": [r.to_json() for r in self.results], "ingest": self.ingest.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """How a configured source has been doing (``newsletter sources``)."""
+
+    name: str
+    type: str
+    url: str
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    papers_per_day: float  # new papers a day over the last week
+    newest_paper: datetime | None  # when its newest paper was first seen
+    stale: bool  # nothing new for ``fetch.stale_after`` days
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter sources --json`` prints it."""
+
+        def stamp(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "name": self.name,
+            "type": self.type,
+            "url": self.url,
+            "last_success": stamp(self.last_success),
+            "last_error": self.last_error,
+            "last_error_at": stamp(self.last_error_at),
+            "papers_per_day": round(self.papers_per_day, 1),
+            "newest_paper": stamp(self.newest_paper),
+            "stale": self.stale,
+        }

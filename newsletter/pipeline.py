@@ -52,6 +52,7 @@ from newsletter.models import (
     SendReport,
     SentItem,
     SkippedItem,
+    SourceStatus,
     Subscriber,
 )
 from newsletter.parallel import Order, no_digest_reason, produce
@@ -257,6 +258,38 @@ def fetch_sources(
             ]
         ingested = ingest(store, discover_digests(config.digests), now=world.now())
     return FetchReport(tuple(results), ingested)
+
+
+def source_status(config: Config, world: World) -> list[SourceStatus]:
+    """Each configured source: last success and error, new papers a day over the last week,
+    and whether it has gone stale (so "I got no email" can be answered)."""
+    now = world.now()
+    week = now - timedelta(days=7)
+    statuses = []
+    with open_store(config.state_dir) as store:
+        for source in config.sources:
+            success, error, error_at = store.fetch_history(source.name)
+            recent, newest = store.papers_from(source.name, week)
+            newest_at = _moment(newest)
+            stale_since = now - timedelta(days=config.fetch.stale_after)
+            statuses.append(
+                SourceStatus(
+                    name=source.name,
+                    type=source.type,
+                    url=source.base_url,
+                    last_success=_moment(success),
+                    last_error=error,
+                    last_error_at=_moment(error_at),
+                    papers_per_day=recent / 7,
+                    newest_paper=newest_at,
+                    stale=newest_at is None or newest_at < stale_since,
+                )
+            )
+    return statuses
+
+
+def _moment(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
 
 
 def _chosen_sources(config: Config, names: Sequence[str]) -> list[SourceSettings]:

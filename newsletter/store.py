@@ -307,6 +307,27 @@ class Store:
                     (outcome.error, stamp, outcome.url),
                 )
 
+    def fetch_history(self, source: str) -> tuple[str | None, str | None, str | None]:
+        """When ``source`` last answered, and its latest error and when (ISO stamps)."""
+        success = self.db.execute(
+            "SELECT max(last_success) FROM fetches WHERE source = ?", (source,)
+        ).fetchone()[0]
+        error = self.db.execute(
+            "SELECT last_error, last_error_at FROM fetches WHERE source = ? AND last_error_at "
+            "IS NOT NULL ORDER BY last_error_at DESC LIMIT 1",
+            (source,),
+        ).fetchone()
+        return success, *(error or (None, None))
+
+    def papers_from(self, source: str, since: datetime) -> tuple[int, str | None]:
+        """How many papers the files fetched for ``source`` (``<source>-YYYY-MM-DD.*``)
+        brought first since ``since``, and when the newest of them was first seen."""
+        recent, newest = self.db.execute(
+            "SELECT sum(first_seen > ?), max(first_seen) FROM papers WHERE source GLOB ?",
+            (since.isoformat(), f"{source}-[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].*"),
+        ).fetchone()
+        return int(recent or 0), newest
+
     def paper_count(self) -> int:
         """How many papers the store holds."""
         return int(self.db.execute("SELECT count(*) FROM papers").fetchone()[0])

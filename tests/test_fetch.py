@@ -200,3 +200,43 @@ def test_recorded_responses_fetch_ingest_and_send_end_to_end(tmp_path: Path) -> 
     report = json.loads(result.stdout)
     assert [(r["source"], r["papers"]) for r in report["fetched"]] == [("hf", 30), ("arxiv", 3)]
     assert report["ingest"]["new_papers"] == 33
+
+
+def test_the_daemon_fetches_before_each_run_and_a_failure_does_not_stop_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from newsletter.daemon import Daemon
+
+    routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale"))], FEED_PATH: [Reply(500, b"")]}
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url, "schedule:\n  cron: '0 12 * * *'\n")
+        world = World(now=lambda: NOW, environ={}, sleep=Recorder())
+        daemon = Daemon(config, world)
+        daemon.reload()
+        with caplog.at_level(logging.INFO, logger="newsletter.run"):
+            daemon.run_due(None)
+    text = caplog.text
+    assert "fetch hf: written (1 papers)" in text
+    assert "fetch arxiv: " in text and "HTTP 500" in text
+    assert "1 sent" in text  # the fetched paper reached Ada in the same run
+    assert "source arxiv is stale: no new papers since ever" in text
+
+
+def test_sources_answers_i_got_no_email_with_successes_errors_and_staleness(
+    tmp_path: Path,
+) -> None:
+    routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale", "More"))], FEED_PATH: [Reply(404)]}
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url)
+        assert fetch(config).exit_code == 1
+    result = invoke(config, "sources", "--json")
+    assert result.exit_code == 0, result.output
+    hf, arxiv = json.loads(result.stdout)
+    assert hf["last_success"] == NOW.isoformat() and hf["last_error"] is None
+    assert (hf["papers_per_day"], hf["stale"]) == (0.3, False)
+    assert arxiv["last_success"] is None and "HTTP 404" in arxiv["last_error"]
+    assert arxiv["stale"] and arxiv["papers_per_day"] == 0
+    later = invoke(config, "sources", now=NOW.replace(day=20))
+    assert "hf (hf_daily" in later.stdout and "STALE: nothing new since 2026-03-12" in later.stdout
