@@ -152,6 +152,8 @@ class FetchSettings:
     retry_delay: float = setting(2.0, "number", 0, 600)  # before the first retry; doubles
     max_retry_after: float = setting(300.0, "number", 0, 3600)  # the most Retry-After waited
     stale_after: int = setting(3, "int", 1, 365)  # days without new papers: a stale source
+    every: int = setting(0, "int", 0, 7 * 24 * 60)  # minutes between fetches of `run` (0: only
+    # before each send run)
 
 
 @dataclass(frozen=True)

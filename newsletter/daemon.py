@@ -117,6 +117,11 @@ class Daemon:
             "misfire_grace_time": config.schedule.misfire_grace_time,
             "max_instances": 1,
         }
+        if config.sources and config.fetch.every:
+            self.scheduler.add_job(
+                self.fetch_job, "interval", minutes=config.fetch.every, id="fetch", **defaults
+            )
+            self.log.info("scheduled: fetching every %d minutes", config.fetch.every)
         trigger = config.schedule.trigger()
         if trigger is not None:
             self.scheduler.add_job(self.run_due, trigger, args=[None], id="cron", **defaults)
@@ -171,6 +176,12 @@ class Daemon:
             len(report.failed),
             time.monotonic() - started,
         )
+
+    def fetch_job(self) -> None:
+        """The interval fetch (``fetch.every``), between send runs."""
+        self.watch()
+        assert self.loaded is not None
+        self.fetch(self.loaded.config)
 
     def fetch(self, config: Config) -> None:
         """Fetch the configured sources (before each run); a line per request, problems as

@@ -240,3 +240,20 @@ def test_sources_answers_i_got_no_email_with_successes_errors_and_staleness(
     assert arxiv["stale"] and arxiv["papers_per_day"] == 0
     later = invoke(config, "sources", now=NOW.replace(day=20))
     assert "hf (hf_daily" in later.stdout and "STALE: nothing new since 2026-03-12" in later.stdout
+
+
+def test_the_daemon_fetches_on_its_own_interval_when_asked(tmp_path: Path) -> None:
+    from newsletter.daemon import Daemon
+
+    config = project(tmp_path, "http://127.0.0.1:9")
+    text = config.read_text()
+    config.write_text(text.replace("fetch:\n", "fetch:\n  every: 30\n"))
+    daemon = Daemon(config, World(now=lambda: NOW, environ={}))
+    daemon.reload()
+    daemon.schedule_jobs()
+    jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
+    assert jobs["fetch"].trigger.interval.total_seconds() == 30 * 60
+    config.write_text(text)  # without fetch.every: fetching only before each send run
+    daemon.reload()
+    daemon.schedule_jobs()
+    assert "fetch" not in {job.id for job in daemon.scheduler.get_jobs()}
