@@ -265,11 +265,19 @@ def _source_line(status: SourceStatus) -> str:
 
 
 @cli.command("papers")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only papers first seen on or after this date (UTC).",
+)
+@click.option("--source", metavar="NAME", help="Only papers first seen in this source (or file).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def papers_command(session: Session, as_json: bool) -> None:
+def papers_command(
+    session: Session, since: datetime | None, source: str | None, as_json: bool
+) -> None:
     """List the stored papers, newest listing first."""
-    papers = stored_papers(session.config())
+    papers = stored_papers(session.config(), since.date() if since else None, source)
     if as_json:
         click.echo(json.dumps([p.to_json() for p in papers], indent=2, ensure_ascii=False))
         return

@@ -12,6 +12,7 @@ import email
 import email.message
 import email.policy
 import os
+import re
 import shutil
 import threading
 import time
@@ -306,10 +307,20 @@ def _chosen_sources(config: Config, names: Sequence[str]) -> list[SourceSettings
     return [known[name] for name in names] if names else list(config.sources)
 
 
-def stored_papers(config: Config) -> list[Paper]:
-    """Every stored paper, newest listing first."""
+def stored_papers(
+    config: Config, since: date | None = None, source: str | None = None
+) -> list[Paper]:
+    """The stored papers, newest listing first: all, or those first seen on or after
+    ``since`` (UTC), or first seen in ``source`` (a source's name, or a digest file's)."""
+    start = None
+    if since is not None:
+        start = datetime.combine(since, datetime.min.time(), UTC) - timedelta(microseconds=1)
     with open_store(config.state_dir) as store:
-        return store.papers()
+        papers = store.papers(since=start)
+    if source is None:
+        return papers
+    fetched = re.compile(rf"{re.escape(source)}-\d{{4}}-\d{{2}}-\d{{2}}\.\w+")
+    return [p for p in papers if p.source == source or fetched.fullmatch(p.source)]
 
 
 class _Sending:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.pipeline import World
-from tests.digest_text import ABSTRACT
+from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import NOW, invoke, shared_sample
 from tests.http_server import Reply, SourceServer
 from tests.test_arxiv_feed import rss2
@@ -257,3 +257,24 @@ def test_the_daemon_fetches_on_its_own_interval_when_asked(tmp_path: Path) -> No
     daemon.reload()
     daemon.schedule_jobs()
     assert "fetch" not in {job.id for job in daemon.scheduler.get_jobs()}
+
+
+def test_papers_can_be_listed_by_source_and_by_first_sighting(tmp_path: Path) -> None:
+    routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale"))], FEED_PATH: [Reply(200, FEED)]}
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url)
+        assert fetch(config).exit_code == 0
+    (tmp_path / "digests" / "capture.txt").write_text(capture(card("Captured by hand")))
+    later = NOW.replace(day=14)
+    assert invoke(config, "ingest", now=later).exit_code == 0
+
+    def titles(*args: str) -> list[str]:
+        result = invoke(config, "papers", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return sorted(p["title"] for p in json.loads(result.stdout))
+
+    assert titles("--source", "hf") == ["Pruning at scale"]
+    assert titles("--source", "arxiv") == ["Pruning in the feed"]
+    assert titles("--source", "capture.txt") == ["Captured by hand"]
+    assert titles("--since", "2026-03-13") == ["Captured by hand"]
+    assert len(titles("--since", "2026-03-12")) == 3
