@@ -460,7 +460,10 @@ def deliver(
     comes (in the caller's thread). Once ``stop`` is set, messages in flight finish and
     nothing more is handed over. A Fatal error stops everything and is raised here."""
     stop = _Halt(stop)
-    todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=4 * transport.parallel)
+    # One message waiting per connection, no more: while the caller is busy composing (not
+    # recording), a connection can have at most one accepted and one on the wire that are not
+    # recorded yet, which bounds the copies a kill can cause to two a connection.
+    todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=transport.parallel)
     done: queue.Queue[Result | BaseException | None] = queue.Queue()
     watchdog = _Watchdog(getattr(transport, "message_timeout", None), stop)
     watchdog.thread.start()
