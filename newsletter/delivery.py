@@ -598,10 +598,8 @@ def _send_watched(watchdog: _Watchdog, connection: Connection, item: Outgoing) -
             message = f"{cut}; the connection was cut and the message is tried again later"
             raise Failure(message, None, permanent=False, reconnect=True) from exc
         raise
-    except BaseException:
-        watchdog.finish()
-        raise
-    watchdog.finish()
+    finally:
+        watchdog.finish()  # (again after a failure: nothing left to pop)
 
 
 def _text(reply: bytes | str) -> str:

@@ -58,7 +58,7 @@ class Ledger:
         ):
             papers.setdefault(subscriber, set()).add(paper)
         seen = {
-            subscriber: (_moment(first), _moment(served))
+            subscriber: (moment(first), moment(served))
             for subscriber, first, served in self.db.execute(
                 "SELECT subscriber, first_seen, last_served FROM subscribers"
             )
@@ -187,7 +187,8 @@ def _served(db, keys: Sequence[str], stamp: str) -> None:
     )
 
 
-def _moment(stamp: str | None) -> datetime | None:
+def moment(stamp: str | None) -> datetime | None:
+    """A stored ISO 8601 stamp as a datetime (None stays None)."""
     return datetime.fromisoformat(stamp) if stamp else None
 
 

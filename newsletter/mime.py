@@ -21,7 +21,7 @@ from email.utils import format_datetime, formataddr, parseaddr, quote
 from newsletter.config import RenderSettings
 from newsletter.envelope import idna_address, sender_domain
 from newsletter.links import UnsubscribeLinks
-from newsletter.text import UNSAFE_CHARACTER
+from newsletter.text import one_line
 
 # The legacy folding (email.header.Header) on plain strings: the same encodings and folding
 # as the header registry, without parsing every value into objects first (8x faster).
@@ -124,9 +124,3 @@ def _quoted_printable(text: str) -> bytes:
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
     encoded = encoded.replace(b"\n", b"\r\n")
     return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"
-
-
-def one_line(text: str) -> str:
-    """Line breaks, control and bidi-override characters become spaces, runs of space one
-    (no header or layout injection)."""
-    return " ".join(UNSAFE_CHARACTER.sub(" ", text).split())

@@ -38,7 +38,7 @@ from newsletter.delivery import (
 from newsletter.envelope import envelope_for
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
-from newsletter.ledger import DryRunLedger, Ledger, Pending
+from newsletter.ledger import DryRunLedger, Ledger, Pending, moment
 from newsletter.links import unsubscribe_secret
 from newsletter.lock import state_lock
 from newsletter.matching import Matcher
@@ -271,26 +271,22 @@ def source_status(config: Config, world: World) -> list[SourceStatus]:
         for source in config.sources:
             success, error, error_at = store.fetch_history(source.name)
             recent, newest = store.papers_from(source.name, week)
-            newest_at = _moment(newest)
+            newest_at = moment(newest)
             stale_since = now - timedelta(days=config.fetch.stale_after)
             statuses.append(
                 SourceStatus(
                     name=source.name,
                     type=source.type,
                     url=source.base_url,
-                    last_success=_moment(success),
+                    last_success=moment(success),
                     last_error=error,
-                    last_error_at=_moment(error_at),
+                    last_error_at=moment(error_at),
                     papers_per_day=recent / 7,
                     newest_paper=newest_at,
                     stale=newest_at is None or newest_at < stale_since,
                 )
             )
     return statuses
-
-
-def _moment(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp) if stamp else None
 
 
 def _chosen_sources(config: Config, names: Sequence[str]) -> list[SourceSettings]:

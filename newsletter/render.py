@@ -24,8 +24,9 @@ from newsletter.config import RenderSettings
 from newsletter.envelope import envelope_for, message_id_for
 from newsletter.errors import TemplateError
 from newsletter.links import unsubscribe_links
-from newsletter.mime import Composer, Headers, one_line
+from newsletter.mime import Composer, Headers
 from newsletter.models import Match, Paper, RenderedEmail, Selection, Subscriber
+from newsletter.text import one_line
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"

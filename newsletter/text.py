@@ -28,6 +28,12 @@ _WORD = re.compile(r"[^\W_]+")
 UNSAFE_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+def one_line(text: str) -> str:
+    """Line breaks, control and bidi-override characters become spaces, runs of space one
+    (no header or layout injection)."""
+    return " ".join(UNSAFE_CHARACTER.sub(" ", text).split())
+
+
 def normalize(text: str) -> str:
     """NFKC, then casefold."""
     return unicodedata.normalize("NFKC", text).casefold()

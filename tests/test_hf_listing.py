@@ -220,7 +220,7 @@ def test_utf16_capture_is_decoded() -> None:
 
 
 def test_a_line_far_longer_than_any_abstract_is_cut_with_a_warning_naming_it() -> None:
-    from newsletter.sources.hf_listing import ABSTRACT_MAX
+    from newsletter.sources.fields import ABSTRACT_MAX
 
     huge = "compression " * 100_000  # 1.2 MB on one line
     text = capture(card("Huge", abstract=huge), card("Normal"))
@@ -243,7 +243,7 @@ def test_a_long_line_cut_inside_a_multibyte_character_is_not_called_invalid_utf8
 
 
 def test_lines_too_short_to_be_abstracts_make_no_papers_and_warnings_are_capped() -> None:
-    from newsletter.sources.hf_listing import WARNINGS_MAX
+    from newsletter.sources.fields import WARNINGS_MAX
 
     stray = ["x", "a"] * 10_000
     digest = read(capture(card("Real paper"), stray, card("Another")))

@@ -13,16 +13,21 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
-from datetime import date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date
 
 import feedparser
 
 from newsletter.errors import DigestError
 from newsletter.identity import canonical_arxiv_id
 from newsletter.models import Card, Digest, SourceWarning
-from newsletter.sources.hf_listing import ABSTRACT_MAX, TITLE_MAX, capped_warnings
-from newsletter.text import UNSAFE_CHARACTER
+from newsletter.sources.fields import (
+    ABSTRACT_MAX,
+    TITLE_MAX,
+    capped_warnings,
+    clean,
+    cut_abstract,
+    local_date,
+)
 
 FORMAT = "arxiv-feed"
 KEEP = frozenset({"new", "cross"})  # announce types read by default
@@ -70,13 +75,13 @@ def _card(
     number: int, entry: dict, listing: date, warnings: list[SourceWarning]
 ) -> tuple[Card | None, str]:
     """The card of one entry and its announce type (None with a warning when unusable)."""
-    title = _text(entry.get("title"))
+    title = clean(html.unescape(entry.get("title") or ""))
     old = _OLD_TITLE.search(title)
     kind = entry.get("arxiv_announce_type") or "new"
     raw_id = entry.get("id") or entry.get("link") or ""
     if old:  # RSS 1.0: "Title. (arXiv:1209.2411v1 [math.PR] UPDATED)"
         title, raw_id, kind = title[: old.start()], old.group(1), _OLD_TYPES[old.group(2)]
-    abstract = _text(_TAG.sub(" ", entry.get("summary") or ""))
+    abstract = clean(html.unescape(_TAG.sub(" ", entry.get("summary") or "")))
     abstract = _ABSTRACT.sub("", abstract)
     if not title or not abstract:
         warnings.append(SourceWarning(None, f"entry {number} has no title or abstract; skipped"))
@@ -85,13 +90,13 @@ def _card(
         warnings.append(SourceWarning(None, f"entry {number}: a title too long to be one"))
         return None, kind
     if len(abstract) > ABSTRACT_MAX:
-        abstract = abstract[:ABSTRACT_MAX].rsplit(" ", 1)[0] + " …"
+        abstract = cut_abstract(abstract)
     card = Card(
         title=title.rstrip("."),
         abstract=abstract,
         line=number,
         authors_count=_authors(entry),
-        published=_day(entry.get("published")) or listing,
+        published=local_date(entry.get("published")) or listing,
         arxiv_id=canonical_arxiv_id(_id_part(str(raw_id))),
     )
     return card, kind
@@ -115,25 +120,7 @@ def _authors(entry: dict) -> int | None:
 def _listing_date(feed: dict) -> date | None:
     """The feed's own date, in the feed's time zone (arXiv's day, not UTC's)."""
     for key in ("published", "updated"):
-        found = _day(feed.get(key))
+        found = local_date(feed.get(key))
         if found:
             return found
     return None
-
-
-def _day(value: object) -> date | None:
-    """The local date of an RFC 822 or ISO 8601 timestamp."""
-    if not isinstance(value, str):
-        return None
-    for parse in (parsedate_to_datetime, datetime.fromisoformat):
-        try:
-            return parse(value.replace("Z", "+00:00")).date()
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        return ""
-    return " ".join(UNSAFE_CHARACTER.sub(" ", html.unescape(value)).split())

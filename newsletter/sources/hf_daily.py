@@ -18,13 +18,19 @@ from __future__ import annotations
 import collections
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from newsletter.errors import DigestError
 from newsletter.identity import canonical_arxiv_id
 from newsletter.models import Card, Digest, SourceWarning
-from newsletter.sources.hf_listing import ABSTRACT_MAX, TITLE_MAX, capped_warnings
-from newsletter.text import UNSAFE_CHARACTER
+from newsletter.sources.fields import (
+    ABSTRACT_MAX,
+    TITLE_MAX,
+    capped_warnings,
+    clean,
+    cut_abstract,
+    local_date,
+)
 
 FORMAT = "hf-daily"
 
@@ -85,8 +91,8 @@ class _Reader:
         if not isinstance(paper, dict):
             self.warn(f"item {number} has no 'paper' object; skipped")
             return None
-        title = _text(item.get("title")) or _text(paper.get("title"))
-        abstract = _text(paper.get("summary")) or _text(item.get("summary"))
+        title = clean(item.get("title")) or clean(paper.get("title"))
+        abstract = clean(paper.get("summary")) or clean(item.get("summary"))
         if not title or not abstract:
             missing = "title" if not title else "summary"
             self.warn(f"item {number} ({title or paper.get('id')}) has no {missing}; skipped")
@@ -96,10 +102,10 @@ class _Reader:
             return None
         if len(abstract) > ABSTRACT_MAX:
             self.warn(f"item {number}: summary cut to {ABSTRACT_MAX:,} characters")
-            abstract = abstract[:ABSTRACT_MAX].rsplit(" ", 1)[0] + " …"
+            abstract = cut_abstract(abstract)
         # The day on the daily page: since 2025 ``submittedOnDailyAt``; in the 2024 shape the
         # item's own ``publishedAt`` (the paper's is its arXiv date in both).
-        listed = _day(paper.get("submittedOnDailyAt")) or _day(item.get("publishedAt"))
+        listed = local_date(paper.get("submittedOnDailyAt")) or local_date(item.get("publishedAt"))
         if listed:
             self.days[listed] += 1
         authors = paper.get("authors")
@@ -109,7 +115,7 @@ class _Reader:
             line=number,
             authors_count=len(authors) if isinstance(authors, list) else None,
             organization=_organization(item) or _organization(paper),
-            published=_day(paper.get("publishedAt")) or _day(item.get("publishedAt")),
+            published=local_date(paper.get("publishedAt")) or local_date(item.get("publishedAt")),
             comments=_count(item.get("numComments")) or 0,
             upvotes=_count(paper.get("upvotes")),
             arxiv_id=canonical_arxiv_id(str(paper.get("id") or "")),
@@ -120,22 +126,6 @@ class _Reader:
         return self.days.most_common(1)[0][0] if self.days else None
 
 
-def _text(value: object) -> str:
-    """One line of clean text (hard wraps and control characters gone), or ''."""
-    if not isinstance(value, str):
-        return ""
-    return " ".join(UNSAFE_CHARACTER.sub(" ", value).split())
-
-
-def _day(value: object) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-    except ValueError:
-        return None
-
-
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -143,6 +133,6 @@ def _count(value: object) -> int | None:
 def _organization(holder: dict) -> str | None:
     found = holder.get("organization")
     if isinstance(found, dict):
-        name = _text(found.get("fullname")) or _text(found.get("name"))
+        name = clean(found.get("fullname")) or clean(found.get("name"))
         return name[:TITLE_MAX] or None
     return None

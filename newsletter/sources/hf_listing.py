@@ -30,20 +30,20 @@ from newsletter.sources.decode import (
     decode_line,
     utf8_bytes,
 )
+from newsletter.sources.fields import (
+    ABSTRACT_MAX,
+    TITLE_MAX,
+    capped_warnings,
+    cut_abstract,
+)
 
 FORMAT = "hf-listing"
 
-# Real titles stay well under this; abstracts run far over it. Used only to tell a title that
-# follows a cut-short card from an abstract, never to reject text.
-TITLE_MAX = 300
-# arXiv caps abstracts at 1,920 characters; a line past this is no abstract anyone wrote (a
-# paste gone wrong, a hostile file) and is cut here, so that no later stage ever holds it.
-ABSTRACT_MAX = 10_000
+# TITLE_MAX (fields.py) is used here only to tell a title that follows a cut-short card from
+# an abstract, never to reject text; lines past ABSTRACT_MAX are cut as they are read.
 _LINE_BYTES_MAX = 4 * ABSTRACT_MAX  # enough bytes for ABSTRACT_MAX characters of any script
 # The shortest text taken as an abstract: a line of a word or two is a stray line, not one.
 ABSTRACT_MIN = 20
-# Warnings kept per file; the rest are counted in one summary line.
-WARNINGS_MAX = 50
 _HEADER_SCAN = 20
 
 HEADER_LINES = frozenset(
@@ -199,7 +199,7 @@ def split_lines(data: bytes) -> tuple[Lines, list[SourceWarning]]:
                 text = decode_bad_line(raw[:_LINE_BYTES_MAX])
             text = text.strip()
             if len(text) > ABSTRACT_MAX or len(raw) > _LINE_BYTES_MAX:
-                text = _cut(text)
+                text = cut_abstract(text)
                 cut_lines.append(SourceWarning(number, _cut_message(len(raw))))
             if len(text) <= TITLE_MAX:
                 text = clean_line(text)
@@ -236,13 +236,6 @@ def _decode_long(raw: bytes) -> str | None:
     return decode_cut(raw[:_LINE_BYTES_MAX])
 
 
-def _cut(text: str) -> str:
-    """The first ABSTRACT_MAX characters, ending at a space where there is one."""
-    kept = text[:ABSTRACT_MAX]
-    space = kept.rfind(" ", ABSTRACT_MAX // 2)
-    return (kept[:space] if space > 0 else kept).rstrip() + " …"
-
-
 def _cut_message(size: int) -> str:
     return (
         f"a line of {size:,} bytes, far longer than any abstract; kept its first "
@@ -271,20 +264,6 @@ def parse_bytes(data: bytes, *, today: date, listing_date: date | None = None) -
         )
     digest = _Parser(lines, today, listing_date).run()
     return replace(digest, warnings=capped_warnings([*warnings, *digest.warnings]))
-
-
-def capped_warnings(warnings: list[SourceWarning]) -> tuple[SourceWarning, ...]:
-    """The first WARNINGS_MAX warnings, then one line counting the rest (a file of a million
-    stray lines must not make a million lines of report)."""
-    if len(warnings) <= WARNINGS_MAX:
-        return tuple(warnings)
-    kept, rest = warnings[:WARNINGS_MAX], warnings[WARNINGS_MAX:]
-    lines = [w.line for w in rest if w.line is not None]
-    where = f" (lines {min(lines)}-{max(lines)})" if lines else ""
-    summary = SourceWarning(
-        None, f"{len(rest):,} more warnings{where}; fix the file or capture it again"
-    )
-    return (*kept, summary)
 
 
 def _recognizable(lines: Lines) -> bool:

@@ -1,0 +1,57 @@
+"""What every reader does to the fields it finds: one line of clean text, abstracts cut at a
+sane length, dates in the source's own time zone, and a bounded list of warnings."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from email.utils import parsedate_to_datetime
+
+from newsletter.models import SourceWarning
+from newsletter.text import one_line
+
+# Real titles stay well under this; abstracts run far over it.
+TITLE_MAX = 300
+# arXiv caps abstracts at 1,920 characters; text past this is no abstract anyone wrote (a
+# paste gone wrong, a hostile file) and is cut, so that no later stage ever holds it.
+ABSTRACT_MAX = 10_000
+# Warnings kept per file; the rest are counted in one summary line.
+WARNINGS_MAX = 50
+
+
+def clean(value: object) -> str:
+    """A field as one line of text (wraps joined, control characters gone), or ''."""
+    return one_line(value) if isinstance(value, str) else ""
+
+
+def cut_abstract(text: str) -> str:
+    """The first ABSTRACT_MAX characters, ending at a space where there is one."""
+    kept = text[:ABSTRACT_MAX]
+    space = kept.rfind(" ", ABSTRACT_MAX // 2)
+    return (kept[:space] if space > 0 else kept).rstrip() + " …"
+
+
+def local_date(value: object) -> date | None:
+    """The date of an RFC 822 or ISO 8601 timestamp, in its own time zone (the source's
+    day, not UTC's), or None."""
+    if not isinstance(value, str):
+        return None
+    for parse in (parsedate_to_datetime, datetime.fromisoformat):
+        try:
+            return parse(value.replace("Z", "+00:00")).date()
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def capped_warnings(warnings: list[SourceWarning]) -> tuple[SourceWarning, ...]:
+    """The first WARNINGS_MAX warnings, then one line counting the rest (a file of a million
+    stray lines must not make a million lines of report)."""
+    if len(warnings) <= WARNINGS_MAX:
+        return tuple(warnings)
+    kept, rest = warnings[:WARNINGS_MAX], warnings[WARNINGS_MAX:]
+    lines = [w.line for w in rest if w.line is not None]
+    where = f" (lines {min(lines)}-{max(lines)})" if lines else ""
+    summary = SourceWarning(
+        None, f"{len(rest):,} more warnings{where}; fix the file or capture it again"
+    )
+    return (*kept, summary)
