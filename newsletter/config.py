@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -119,11 +119,13 @@ class SmtpSettings:
         return self.port or {"ssl": 465, "starttls": 587, "none": 25}[self.security]
 
 
-SOURCE_TYPES = ("hf_daily", "arxiv_rss")
+SOURCE_TYPES = ("hf_daily", "arxiv_rss", "arxiv_query")
 DEFAULT_URLS = {
     "hf_daily": "https://huggingface.co/api/daily_papers",
     "arxiv_rss": "https://rss.arxiv.org/rss",
+    "arxiv_query": "https://export.arxiv.org/api/query",
 }
+ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,31 @@ class SourceSettings:
     name: str = setting("", "text")  # used in file names, logs and --source
     type: str = setting("hf_daily", "choice", choices=SOURCE_TYPES)
     url: str | None = setting(None, "text")  # default: the service's own, by type
-    # arxiv_rss: the feed is <url>/<cat+cat> (read by ``_Reader._categories``)
+    # arxiv_rss: the feed is <url>/<cat+cat>; arxiv_query: cat:A OR cat:B (read by
+    # ``_Reader._words``, as announce_types is)
     categories: tuple[str, ...] = field(default=(), metadata={"list": True})
+    # arxiv_rss: which announcements to read (a replacement is a paper already announced)
+    announce_types: tuple[str, ...] = field(default=("new", "cross"), metadata={"list": True})
+    # arxiv_query: the API's search_query (ANDed with the categories when both are given)
+    query: str | None = setting(None, "text")
+    max_results: int = setting(500, "int", 1, 30000)  # arxiv_query: the most papers a day
+    page_size: int = setting(100, "int", 1, 2000)  # arxiv_query: papers asked per request
 
     @property
     def base_url(self) -> str:
         """The URL requests start from."""
         return (self.url or DEFAULT_URLS[self.type]).rstrip("/")
+
+    def file_name(self, day: date, page: int = 1) -> str:
+        """The name ``fetch`` gives a response: ``<name>-<day>.json`` (or ``.xml``, and
+        ``.p2.xml`` for a query's second page)."""
+        extension = "json" if self.type == "hf_daily" else "xml"
+        return f"{self.name}-{day.isoformat()}{f'.p{page}' if page > 1 else ''}.{extension}"
+
+    def fetched(self, file_name: str) -> bool:
+        """Is ``file_name`` one this source's fetches write?"""
+        pattern = rf"{re.escape(self.name)}-\d{{4}}-\d{{2}}-\d{{2}}(?:\.p\d+)?\.(?:json|xml)"
+        return re.fullmatch(pattern, file_name) is not None
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,12 @@ class Config:
     smtp: SmtpSettings = section(SmtpSettings, "smtp")
     fetch: FetchSettings = section(FetchSettings, "fetch")
     sources: tuple[SourceSettings, ...] = field(default=(), metadata={"sources": True})
+
+    def announce_types(self, file_name: str) -> tuple[str, ...]:
+        """The arXiv announce types to read from a digest file: its source's choice when a
+        source fetched it, else new and cross-lists."""
+        found = (s.announce_types for s in self.sources if s.fetched(file_name))
+        return next(found, ("new", "cross"))
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -254,8 +280,8 @@ class _Reader:
             if not isinstance(entry, dict):
                 self.problems.add(here, "each source must be a mapping: name, type, ...")
                 continue
-            categories = self._categories(entry, here)
-            source = self.read(SourceSettings, entry, here, categories=categories)
+            lists = {key: self._words(entry, key, here) for key in _LISTS}
+            source = self.read(SourceSettings, entry, here, **lists)
             problem = _source_problem(source, [s.name for s in found])
             if problem:
                 self.problems.add(here, problem)
@@ -263,10 +289,13 @@ class _Reader:
             found.append(source)
         return tuple(found)
 
-    def _categories(self, entry: dict, at: KeyPath) -> tuple[str, ...]:
-        value = entry.get("categories", [])
+    def _words(self, entry: dict, key: str, at: KeyPath) -> tuple[str, ...]:
+        """A list of words in a source entry (its default when absent)."""
+        value = entry.get(key)
+        if value is None:
+            return _LISTS[key]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problems.add((*at, "categories"), "'categories' must be a list, e.g. [cs.LG]")
+            self.problems.add((*at, key), f"'{key}' must be a list, e.g. [{_LIST_EXAMPLES[key]}]")
             return ()
         return tuple(v.strip() for v in value)
 
@@ -293,8 +322,10 @@ class _Reader:
         return problems.text(at, value)
 
 
+_LISTS = {"categories": (), "announce_types": ("new", "cross")}
+_LIST_EXAMPLES = {"categories": "cs.LG, cs.CL", "announce_types": "new, cross"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")
+ARXIV_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")
 
 
 def _source_problem(source: SourceSettings, earlier: list[str]) -> str | None:
@@ -305,14 +336,30 @@ def _source_problem(source: SourceSettings, earlier: list[str]) -> str | None:
         return f"the source name '{source.name}' is used twice; give each its own"
     if source.url and not source.url.startswith(("https://", "http://")):
         return f"'url' must start with https:// (or http://), not {source.url!r}"
-    if source.type == "arxiv_rss":
-        if not source.categories:
-            return "an arxiv_rss source needs 'categories', e.g. [cs.LG, cs.CL]"
-        bad = [c for c in source.categories if not _CATEGORY.fullmatch(c)]
-        if bad:
-            return f"'{bad[0]}' is not an arXiv category (like cs.LG or math.PR)"
-    elif source.categories:
-        return f"'categories' is for arxiv_rss sources, not {source.type}"
+    return _type_problem(source)
+
+
+def _type_problem(source: SourceSettings) -> str | None:
+    """What is wrong with the settings that depend on the source's type."""
+    bad = [c for c in source.categories if not ARXIV_CATEGORY.fullmatch(c)]
+    if bad:
+        return f"'{bad[0]}' is not an arXiv category (like cs.LG or math.PR)"
+    unknown = [t for t in source.announce_types if t not in ANNOUNCE_TYPES]
+    if unknown or not source.announce_types:
+        return f"'announce_types' takes some of {', '.join(ANNOUNCE_TYPES)}" + (
+            f", not '{unknown[0]}'" if unknown else ""
+        )
+    if source.type == "arxiv_rss" and not source.categories:
+        return "an arxiv_rss source needs 'categories', e.g. [cs.LG, cs.CL]"
+    if source.type == "arxiv_query" and not (source.categories or source.query):
+        return (
+            "an arxiv_query source needs a 'query' (the API's search_query, e.g. "
+            "'abs:diffusion') or 'categories', or both"
+        )
+    if source.type == "hf_daily" and source.categories:
+        return "'categories' is for arXiv sources; hf_daily lists every category"
+    if source.type != "arxiv_query" and source.query:
+        return f"'query' is for arxiv_query sources, not {source.type}"
     return None
 
 

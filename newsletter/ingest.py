@@ -4,27 +4,45 @@ file, so a rejected or interrupted file never stops or spoils the others."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from pathlib import Path
 
 from newsletter.errors import DigestError
 from newsletter.models import FileReport, IngestReport
 from newsletter.sources import read_digest_bytes
+from newsletter.sources.arxiv_feed import KEEP
 from newsletter.store import DigestRecord, Store
+
+# Which arXiv announce types to read from a file, by its name (a fetched file is named after
+# its source, whose config chooses them).
+KeepRule = Callable[[str], Iterable[str]]
 
 
 def ingest(
-    store: Store, paths: Iterable[Path], *, now: datetime, listing_date: date | None = None
+    store: Store,
+    paths: Iterable[Path],
+    *,
+    now: datetime,
+    listing_date: date | None = None,
+    keep: KeepRule = lambda name: KEEP,
 ) -> IngestReport:
     """Ingest each file in its own transaction; a rejected file never stops the others."""
     return IngestReport(
-        tuple(ingest_file(store, path, now=now, listing_date=listing_date) for path in paths)
+        tuple(
+            ingest_file(store, path, now=now, listing_date=listing_date, keep=keep(path.name))
+            for path in paths
+        )
     )
 
 
 def ingest_file(
-    store: Store, path: Path, *, now: datetime, listing_date: date | None = None
+    store: Store,
+    path: Path,
+    *,
+    now: datetime,
+    listing_date: date | None = None,
+    keep: Iterable[str] = KEEP,
 ) -> FileReport:
     """Read one file into the store, or report why it was skipped or rejected."""
     try:
@@ -35,7 +53,7 @@ def ingest_file(
     if store.has_digest(sha256):
         return FileReport(str(path), "skipped")
     try:
-        digest = read_digest_bytes(data, today=now.date(), listing_date=listing_date)
+        digest = read_digest_bytes(data, today=now.date(), listing_date=listing_date, keep=keep)
     except DigestError as exc:
         return FileReport(str(path), "rejected", error=str(exc))
     record = DigestRecord(

@@ -11,6 +11,7 @@ Rules: see ``newsletter.text`` and the README.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import gc
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 from newsletter.config import MatchSettings
 from newsletter.keyword_index import KeywordIndex
 from newsletter.models import History, Match, Paper, Selection, Subscriber
-from newsletter.text import merge_ranges, words
+from newsletter.text import author_keys, followed_author_key, merge_ranges, words
 
 _BLOCK = 64
 _EXPLAIN_ROWS = 512
@@ -69,7 +70,12 @@ class Matcher:
         self._required = np.array([len(set(i["require"])) for i in self._ids], dtype=np.int64)
         self._limit = max((s.max_papers for s in self.subscribers), default=1)
         most = max((len(s.keywords) for s in self.subscribers), default=0)
-        self._top_score = most * (settings.title_weight + settings.abstract_weight)
+        keyword_top = most * (settings.title_weight + settings.abstract_weight)
+        self._people = _People(self.subscribers)
+        # A followed author's paper ranks above every keyword match (so max_papers never
+        # leaves it out for a paper that merely mentions a keyword).
+        self._bonus = keyword_top + 1
+        self._top_score = keyword_top + (self._bonus if self._people.authors else 0)
 
     def select(
         self,
@@ -124,7 +130,18 @@ class Matcher:
         score = np.zeros((width, rows), dtype=np.int32)
         required = np.zeros((width, rows), dtype=np.int32) if self._require else None
         excluded = np.zeros((width, rows), dtype=bool) if self._exclude else None
+        people = self._people
+        followed = np.zeros((width, rows), dtype=bool) if people.authors else None
+        allowed = np.ones((width, rows), dtype=bool) if people.categories else None
         for column, paper in enumerate(block):
+            if followed is not None:
+                _add(
+                    followed[column], people.authors, people.paper_authors(scan.papers[paper]), True
+                )
+            if allowed is not None and scan.papers[paper].details.categories:
+                allowed[column] = ~people.filtered
+                found = people.paper_categories(scan.papers[paper])
+                _add(allowed[column], people.categories, found, True)
             title, abstract = scan.title_hits[paper], scan.abstract_hits[paper]
             _add(score[column], self._keywords, title, weights.title_weight)
             _add(score[column], self._keywords, abstract, weights.abstract_weight)
@@ -148,6 +165,12 @@ class Matcher:
             eligible &= required == self._required[:, None]
         if excluded is not None:
             eligible &= ~excluded
+        if followed is not None:
+            # A followed author's paper is selected whatever its keywords.
+            eligible |= candidates & followed.T
+            score = score + followed.T * np.int32(self._bonus)
+        if allowed is not None:
+            eligible &= allowed.T
         state.add(block, score, eligible, candidates)
 
     def _selections(self, rows: range, scan: _Scan, state: _Ranking) -> Iterator[Selection]:
@@ -170,19 +193,67 @@ class Matcher:
             row, stop = rows.start + offset, start + count
             texts, kids = self._texts[row], self._ids[row]["keywords"]
             matches = tuple(
-                _match(
-                    scan,
-                    texts,
-                    kids,
-                    chosen_papers[i],
-                    chosen_scores[i],
-                    in_title[i],
-                    in_abstract[i],
+                self._explain(
+                    _match(
+                        scan,
+                        texts,
+                        kids,
+                        chosen_papers[i],
+                        chosen_scores[i],
+                        in_title[i],
+                        in_abstract[i],
+                    ),
+                    row,
                 )
                 for i in range(start, stop)
             )
             start = stop
             yield Selection(self.subscribers[row], matches, candidates[offset], matched[offset])
+
+    def _explain(self, match: Match, row: int) -> Match:
+        """``match`` with the followed authors who wrote it (and its keyword score alone)."""
+        if not self._people.authors:
+            return match
+        written = self._people.written[row]
+        keys = {key for name in match.paper.details.authors for key in author_keys(name)}
+        authors = tuple(name for key, name in written.items() if key in keys)
+        if not authors:
+            return match
+        return dataclasses.replace(match, authors=authors, score=match.score - self._bonus)
+
+
+class _People:
+    """Followed authors and category filters of all subscribers, as postings by id."""
+
+    def __init__(self, subscribers: Sequence[Subscriber]) -> None:
+        self.author_ids: dict[str, int] = {}
+        self.category_ids: dict[str, int] = {}
+        by_author: dict[int, list[int]] = {}
+        by_category: dict[int, list[int]] = {}
+        self.written: list[dict[str, str]] = []  # per row: author key -> name as written
+        for row, subscriber in enumerate(subscribers):
+            written = {followed_author_key(name): name for name in subscriber.authors}
+            self.written.append(written)
+            for key in written:
+                aid = self.author_ids.setdefault(key, len(self.author_ids))
+                by_author.setdefault(aid, []).append(row)
+            for category in subscriber.categories:
+                cid = self.category_ids.setdefault(category, len(self.category_ids))
+                by_category.setdefault(cid, []).append(row)
+        self.authors = _Postings(by_author)
+        self.categories = _Postings(by_category)
+        self.filtered = np.array([bool(s.categories) for s in subscribers], dtype=bool)
+
+    def paper_authors(self, paper: Paper) -> set[int]:
+        """Ids of the followed authors who wrote ``paper``."""
+        keys = {key for name in paper.details.authors for key in author_keys(name)}
+        return {self.author_ids[key] for key in keys if key in self.author_ids}
+
+    def paper_categories(self, paper: Paper) -> set[int]:
+        """Ids of the filter categories ``paper`` is in (its categories and their archives:
+        cs.LG is in cs)."""
+        names = {part for c in paper.details.categories for part in (c, c.split(".")[0])}
+        return {self.category_ids[name] for name in names if name in self.category_ids}
 
 
 @contextmanager

@@ -19,6 +19,26 @@ class SourceWarning:
     message: str
 
 
+LINK_KINDS = ("hf", "arxiv", "pdf", "github", "project")
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    """What the richer sources (HF JSON, arXiv feeds) tell about a paper beyond its title and
+    abstract; text captures leave it empty."""
+
+    authors: tuple[str, ...] = ()  # names, in the paper's order
+    categories: tuple[str, ...] = ()  # arXiv categories, the primary one first
+    links: tuple[tuple[str, str], ...] = ()  # (kind, https URL); kinds from LINK_KINDS
+    ai_keywords: tuple[str, ...] = ()
+    ai_summary: str | None = None
+    announce_type: str | None = None  # arXiv: new | cross | replace | replace-cross
+
+    def link(self, kind: str) -> str | None:
+        """The URL of ``kind`` (see LINK_KINDS), if a source gave one."""
+        return next((url for known, url in self.links if known == kind), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Card:
     """One paper as a source listed it, before the store gives it an identity."""
@@ -32,6 +52,7 @@ class Card:
     comments: int = 0
     upvotes: int | None = None
     arxiv_id: str | None = None
+    details: Details = Details()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +81,21 @@ class Paper:
     source: str
     first_seen: datetime
     arxiv_id: str | None = None
+    details: Details = Details()
+
+    @property
+    def links(self) -> dict[str, str]:
+        """Its links by kind: those the sources gave, and the arXiv abstract and PDF of its
+        arXiv id (every arXiv paper has both)."""
+        found = dict(self.details.links)
+        if self.arxiv_id:
+            found.setdefault("arxiv", f"https://arxiv.org/abs/{self.arxiv_id}")
+            found.setdefault("pdf", f"https://arxiv.org/pdf/{self.arxiv_id}")
+        return {kind: found[kind] for kind in LINK_KINDS if kind in found}
 
     def to_json(self) -> dict[str, object]:
         """The paper as the JSON object of ``newsletter papers --json``."""
+        details = self.details
         return {
             "id": self.id,
             "arxiv_id": self.arxiv_id,
@@ -76,6 +109,12 @@ class Paper:
             "listing_date": self.listing_date.isoformat(),
             "source": self.source,
             "first_seen": self.first_seen.isoformat(),
+            "authors": list(details.authors),
+            "categories": list(details.categories),
+            "links": self.links,
+            "ai_keywords": list(details.ai_keywords),
+            "ai_summary": details.ai_summary,
+            "announce_type": details.announce_type,
         }
 
 
@@ -140,6 +179,8 @@ class Subscriber:
     keywords: tuple[Keyword, ...]
     exclude: tuple[Keyword, ...] = ()
     require: tuple[Keyword, ...] = ()
+    authors: tuple[str, ...] = ()  # followed people, as written
+    categories: tuple[str, ...] = ()  # arXiv categories or archives ("cs"); () = all
     name: str | None = None
     max_papers: int = 10
     min_score: int = 1
@@ -177,6 +218,7 @@ class Match:
     abstract_keywords: tuple[str, ...]
     title_spans: tuple[tuple[int, int], ...]  # character ranges of paper.title to highlight
     abstract_spans: tuple[tuple[int, int], ...]
+    authors: tuple[str, ...] = ()  # followed authors of the paper, as the subscriber wrote them
 
 
 @dataclass(frozen=True)

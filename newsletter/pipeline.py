@@ -12,7 +12,6 @@ import email
 import email.message
 import email.policy
 import os
-import re
 import shutil
 import threading
 import time
@@ -119,7 +118,12 @@ class Run:
         )
         state = self.config.state_dir
         with state_lock(state, self.holder), open_store(state) as store:
-            ingested = ingest(store, discover_digests(self.config.digests), now=self.world.now())
+            ingested = ingest(
+                store,
+                discover_digests(self.config.digests),
+                now=self.world.now(),
+                keep=self.config.announce_types,
+            )
             ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
             report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
         return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
@@ -233,7 +237,13 @@ def ingest_files(
     if not paths:
         paths = discover_digests(config.digests)
     with open_store(config.state_dir) as store:
-        return ingest(store, paths, now=world.now(), listing_date=listing_date)
+        return ingest(
+            store,
+            paths,
+            now=world.now(),
+            listing_date=listing_date,
+            keep=config.announce_types,
+        )
 
 
 def fetch_sources(
@@ -253,11 +263,14 @@ def fetch_sources(
         with world.http(config.fetch) as client:
             fetcher = Fetcher(config.fetch, client, store, config.digests, world.now, world.sleep)
             results = [
-                fetcher.fetch(source, day, refresh)
+                result
                 for source in sources
-                for day in (days if source.type == "hf_daily" else days[-1:])
+                for day in (days if source.type != "arxiv_rss" else days[-1:])
+                for result in fetcher.fetch(source, day, refresh)
             ]
-        ingested = ingest(store, discover_digests(config.digests), now=world.now())
+        ingested = ingest(
+            store, discover_digests(config.digests), now=world.now(), keep=config.announce_types
+        )
     return FetchReport(tuple(results), ingested)
 
 
@@ -315,8 +328,8 @@ def stored_papers(
         papers = store.papers(since=start)
     if source is None:
         return papers
-    fetched = re.compile(rf"{re.escape(source)}-\d{{4}}-\d{{2}}-\d{{2}}\.\w+")
-    return [p for p in papers if p.source == source or fetched.fullmatch(p.source)]
+    fetches = SourceSettings(name=source)
+    return [p for p in papers if p.source == source or fetches.fetched(p.source)]
 
 
 class _Sending:

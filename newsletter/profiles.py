@@ -9,10 +9,10 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.checks import Problems
-from newsletter.config import MatchSettings, ScheduleDefaults
+from newsletter.config import ARXIV_CATEGORY, MatchSettings, ScheduleDefaults
 from newsletter.errors import ConfigError, KeywordError, ProfileError
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
-from newsletter.text import Keyword, parse_keyword
+from newsletter.text import Keyword, followed_author_key, parse_keyword
 from newsletter.yamlfile import (
     KeyPath,
     YamlDocument,
@@ -27,6 +27,8 @@ KEYS = (
     "keywords",
     "exclude",
     "require",
+    "authors",
+    "categories",
     "max_papers",
     "min_score",
     "frequency",
@@ -162,10 +164,12 @@ class _ProfileReader:
         if any(key not in KEYS for key in entry):
             self.ok = False
         email = self.address = self.email(entry.get("email"))
-        keywords = self.keywords(entry, "keywords", required=True)
+        authors = self.authors(entry)
+        keywords = self.keywords(entry, "keywords", required=not authors)
         exclude = self.keywords(entry, "exclude")
         require = self.keywords(entry, "require")
         self.conflicts(keywords, exclude, require)
+        categories = self.categories(entry)
         options = self.options(entry, len(keywords))
         if not self.ok or email is None:
             return None
@@ -174,9 +178,57 @@ class _ProfileReader:
             keywords=keywords,
             exclude=exclude,
             require=require,
+            authors=authors,
+            categories=categories,
             line=self.document.line(self.at),
             **options,
         )
+
+    def strings(self, entry: dict, key: str, example: str) -> list[tuple[int, str]]:
+        """The (index, text) items of the list under ``key``; problems for anything else."""
+        value = entry.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.add(key, f"'{key}' must be a list, e.g. {key}: [{example}]")
+            return []
+        found = []
+        for index, item in enumerate(value):
+            text = self.checked(self.problems.text((*self.at, key, index), item))
+            if isinstance(text, str):
+                found.append((index, text.strip()))
+        return found
+
+    def authors(self, entry: dict) -> tuple[str, ...]:
+        """Followed people: each a full name, or initials and a last name."""
+        kept: dict[str, str] = {}
+        for index, name in self.strings(entry, "authors", '"Yann LeCun", "Y. Bengio"'):
+            key = followed_author_key(name)
+            if len(key.split()) < 2:
+                self.add(
+                    ("authors", index),
+                    f"author '{name}': give a first name (or its initial) and a last name, "
+                    'as in "Yann LeCun" or "Y. LeCun" (a last name alone would match strangers)',
+                )
+            elif key in kept:
+                self.add(("authors", index), f"'{name}' repeats '{kept[key]}'; list it once")
+            else:
+                kept[key] = name
+        return tuple(kept.values())
+
+    def categories(self, entry: dict) -> tuple[str, ...]:
+        """arXiv categories (cs.LG) or whole archives (cs) to keep papers from."""
+        kept: list[str] = []
+        for index, category in self.strings(entry, "categories", "cs.LG, stat.ML"):
+            if not ARXIV_CATEGORY.fullmatch(category):
+                self.add(
+                    ("categories", index),
+                    f"'{category}' is not an arXiv category: write it as cs.LG, math.PR or "
+                    "a whole archive such as cs",
+                )
+            elif category not in kept:
+                kept.append(category)
+        return tuple(kept)
 
     def email(self, value: object) -> str | None:
         if value is None:
@@ -195,7 +247,11 @@ class _ProfileReader:
         value = entry.get(key)
         if value is None:
             if required:
-                self.add((), f"missing '{key}': give a list, e.g. {key}: [pruning, \"zero-shot\"]")
+                self.add(
+                    (),
+                    f"missing '{key}': give a list, e.g. {key}: [pruning, \"zero-shot\"] "
+                    "(or follow people with authors:)",
+                )
             return ()
         if not isinstance(value, list):
             self.add(key, f"'{key}' must be a list, e.g. {key}: [{value!r}]")

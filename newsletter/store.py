@@ -9,6 +9,7 @@ killed ingest leaves nothing behind and the file is simply read again next time.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -21,7 +22,7 @@ from pathlib import Path
 from newsletter.errors import StoreError
 from newsletter.identity import normalize_title, paper_id
 from newsletter.lock import folder_problem, make_private_folder
-from newsletter.models import Card, Paper
+from newsletter.models import Card, Details, Paper
 
 STORE_FILE = "newsletter.sqlite3"
 
@@ -113,6 +114,16 @@ MIGRATIONS: tuple[str, ...] = (
         last_error_at TEXT
     ) WITHOUT ROWID;
     """,
+    # 5: what the richer sources tell (HF JSON, arXiv feeds): author names, categories and
+    # AI keywords as JSON lists, links as a JSON object by kind; NULL where none said.
+    """
+    ALTER TABLE papers ADD COLUMN authors TEXT;
+    ALTER TABLE papers ADD COLUMN categories TEXT;
+    ALTER TABLE papers ADD COLUMN links TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE papers ADD COLUMN ai_keywords TEXT;
+    ALTER TABLE papers ADD COLUMN ai_summary TEXT;
+    ALTER TABLE papers ADD COLUMN announce_type TEXT;
+    """,
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,
@@ -120,8 +131,9 @@ MIGRATIONS: tuple[str, ...] = (
 _UPSERT = """
 INSERT INTO papers (id, arxiv_id, title_key, title, abstract, authors_count, organization,
                     published, comments, upvotes, listing_date, source, position, first_seen,
-                    counters_date)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    counters_date, authors, categories, links, ai_keywords, ai_summary,
+                    announce_type)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     comments = iif(excluded.counters_date >= counters_date, excluded.comments, comments),
     upvotes = iif(excluded.counters_date >= counters_date,
@@ -131,12 +143,19 @@ ON CONFLICT (id) DO UPDATE SET
     authors_count = coalesce(authors_count, excluded.authors_count),
     organization = coalesce(organization, excluded.organization),
     published = coalesce(published, excluded.published),
-    arxiv_id = coalesce(arxiv_id, excluded.arxiv_id)
+    arxiv_id = coalesce(arxiv_id, excluded.arxiv_id),
+    authors = coalesce(authors, excluded.authors),
+    categories = coalesce(categories, excluded.categories),
+    links = json_patch(excluded.links, links),
+    ai_keywords = coalesce(ai_keywords, excluded.ai_keywords),
+    ai_summary = coalesce(ai_summary, excluded.ai_summary),
+    announce_type = coalesce(announce_type, excluded.announce_type)
 """
 
 _PAPER_COLUMNS = (
     "id, title, abstract, authors_count, organization, published, comments, upvotes, "
-    "listing_date, source, first_seen, arxiv_id"
+    "listing_date, source, first_seen, arxiv_id, authors, categories, links, ai_keywords, "
+    "ai_summary, announce_type"
 )
 
 
@@ -306,6 +325,11 @@ class Store:
                     "UPDATE fetches SET last_error = ?, last_error_at = ? WHERE url = ?",
                     (outcome.error, stamp, outcome.url),
                 )
+
+    def last_success(self, url: str) -> datetime | None:
+        """When ``url`` last answered (200 or 304), if it ever did."""
+        row = self.db.execute("SELECT last_success FROM fetches WHERE url = ?", (url,)).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     def fetch_history(self, source: str) -> tuple[str | None, str | None, str | None]:
         """When ``source`` last answered, and its latest error and when (ISO stamps)."""
@@ -493,12 +517,45 @@ def _paper_row(
         position,
         seen_at,
         listing,
+        *_details_row(card.details),
+    )
+
+
+def _details_row(details: Details) -> tuple[object, ...]:
+    """The details columns: JSON lists (NULL when empty), links as a JSON object."""
+
+    def listed(values: tuple[str, ...]) -> str | None:
+        return json.dumps(values, ensure_ascii=False) if values else None
+
+    return (
+        listed(details.authors),
+        listed(details.categories),
+        json.dumps(dict(details.links), ensure_ascii=False),
+        listed(details.ai_keywords),
+        details.ai_summary,
+        details.announce_type,
+    )
+
+
+def _details_from_row(row: Sequence[str | None]) -> Details:
+    authors, categories, links, ai_keywords, ai_summary, announce_type = row
+
+    def unlisted(text: str | None) -> tuple[str, ...]:
+        return tuple(json.loads(text)) if text else ()
+
+    return Details(
+        authors=unlisted(authors),
+        categories=unlisted(categories),
+        links=tuple(json.loads(links or "{}").items()),
+        ai_keywords=unlisted(ai_keywords),
+        ai_summary=ai_summary,
+        announce_type=announce_type,
     )
 
 
 def _paper_from_row(row: tuple) -> Paper:
     (pid, title, abstract, authors, org, published, comments, upvotes, listing, source,
-     first_seen, arxiv_id) = row  # fmt: skip
+     first_seen, arxiv_id) = row[:12]  # fmt: skip
     return Paper(
         id=pid,
         title=title,
@@ -512,4 +569,5 @@ def _paper_from_row(row: tuple) -> Paper:
         source=source,
         first_seen=datetime.fromisoformat(first_seen),
         arxiv_id=arxiv_id,
+        details=_details_from_row(row[12:]),
     )

@@ -161,3 +161,29 @@ def merge_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
         else:
             merged.append((start, end))
     return tuple(merged)
+
+
+_NAME_SEPARATORS = re.compile(r"[\s.\-‐,]+")
+
+
+def author_keys(name: str) -> tuple[str, ...]:
+    """The keys a name is known by: all its names (accents and case aside, dots and hyphens
+    as spaces), and its initials with the last name ("Yann LeCun": "yann lecun", "y lecun")."""
+    stripped = "".join(
+        ch for ch in unicodedata.normalize("NFKD", name) if not unicodedata.combining(ch)
+    )
+    parts = [part for part in _NAME_SEPARATORS.split(stripped.casefold()) if part]
+    if not parts:
+        return ()
+    full = " ".join(parts)
+    initials = " ".join([*(part[0] for part in parts[:-1]), parts[-1]])
+    return (full,) if full == initials else (full, initials)
+
+
+def followed_author_key(name: str) -> str:
+    """The key a followed name matches by: initials and last name when only initials are
+    given ("Y. LeCun"), else all its names."""
+    keys = author_keys(name)
+    if not keys:
+        return ""
+    return keys[-1] if all(len(part) == 1 for part in keys[0].split()[:-1]) else keys[0]

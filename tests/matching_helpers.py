@@ -7,7 +7,7 @@ import unicodedata
 from datetime import date, datetime, timedelta
 
 from newsletter.config import MatchSettings
-from newsletter.models import History, Paper, Subscriber
+from newsletter.models import Details, History, Paper, Subscriber
 from newsletter.text import Keyword, parse_keyword
 from tests.helpers import NOW
 
@@ -21,6 +21,8 @@ def paper(
     comments: int = 0,
     published: date | None = None,
     seen: datetime | None = None,
+    authors: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
 ) -> Paper:
     return Paper(
         id=pid or f"p-{title}",
@@ -34,6 +36,7 @@ def paper(
         listing_date=date(2026, 3, 12),
         source="test.txt",
         first_seen=seen or NOW - timedelta(hours=1),
+        details=Details(authors=authors, categories=categories),
     )
 
 
@@ -44,6 +47,8 @@ def subscriber(
     require: tuple[str, ...] = (),
     max_papers: int = 10,
     min_score: int = 1,
+    authors: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
 ) -> Subscriber:
     return Subscriber(
         email=email,
@@ -52,6 +57,8 @@ def subscriber(
         require=tuple(parse_keyword(k) for k in require),
         max_papers=max_papers,
         min_score=min_score,
+        authors=authors,
+        categories=categories,
     )
 
 

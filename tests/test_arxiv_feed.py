@@ -68,6 +68,11 @@ ATOM = f"""<?xml version="1.0" encoding="UTF-8"?>
 <summary>  {ABSTRACT}
   Second line.</summary>
 <author><name>Helge Spieker</name></author><author><name>Nassim Belmecheri</name></author>
+<arxiv:comment>10 pages. Code: https://github.com/example/testing. Project page:
+ https://example.org/testing</arxiv:comment>
+<category term="cs.LG" scheme="http://arxiv.org/schemas/atom"/>
+<arxiv:primary_category term="cs.SE" scheme="http://arxiv.org/schemas/atom"/>
+<category term="cs.SE" scheme="http://arxiv.org/schemas/atom"/>
 </entry></feed>""".encode()
 
 
@@ -90,6 +95,15 @@ def test_the_listing_rss_keeps_new_and_cross_lists_not_replacements() -> None:
     first = digest.cards[0]
     assert first.title == "Accelerating Foundation Models" and first.abstract == ABSTRACT
     assert first.authors_count == 3
+    assert first.details.authors == ("A. One", "B. Two", "C. Three")
+    assert (first.details.categories, first.details.announce_type) == (("cs.LG",), "new")
+    assert digest.cards[1].details.announce_type == "cross"
+
+
+def test_config_chooses_the_announce_types_kept() -> None:
+    feed = rss2(("2604.00001", "New one", "new", "A"), ("2501.00002", "Replaced", "replace", "B"))
+    kept = read_digest_bytes(feed, today=TODAY, keep={"replace"})
+    assert [c.title for c in kept.cards] == ["Replaced"]
 
 
 def test_an_empty_weekend_feed_is_no_papers_and_no_error() -> None:
@@ -110,6 +124,8 @@ def test_the_old_rss_1_0_listing_reads_types_from_titles() -> None:
         == "This work deals with first hitting times of Ito processes, in some detail."
     )
     assert first.authors_count == 2
+    assert first.details.authors == ("G. Hernandez", "A. Other")  # the links taken off
+    assert digest.cards[1].details.categories == ("cs.IT",)  # from the title
 
 
 def test_an_arxiv_api_response_reads_every_entry() -> None:
@@ -120,6 +136,12 @@ def test_an_arxiv_api_response_reads_every_entry() -> None:
         2,
     )
     assert only.published == date(2022, 2, 24) and only.abstract.endswith("Second line.")
+    assert only.details.authors == ("Helge Spieker", "Nassim Belmecheri")
+    assert only.details.categories == ("cs.SE", "cs.LG")  # the primary one first
+    assert dict(only.details.links) == {
+        "github": "https://github.com/example/testing",
+        "project": "https://example.org/testing",
+    }
 
 
 def test_an_entity_bomb_is_refused_before_parsing() -> None:
@@ -141,12 +163,21 @@ def test_one_paper_from_a_capture_the_hf_api_and_arxiv(project: Path) -> None:
     (digests / "a-capture.txt").write_text(capture(card(title)))
     paper = {"id": "2604.21952", "title": title, "summary": ABSTRACT, "authors": []}
     (digests / "b-hf.json").write_text(json.dumps([{"paper": paper, "title": title}]))
-    (digests / "c-arxiv.xml").write_bytes(rss2(("2604.21952v1", title, "new", "A. One")))
+    (digests / "c-arxiv.xml").write_bytes(rss2(("2604.21952", title, "new", "A. One")))
     result = invoke(project / "config.yaml", "ingest")
     assert result.exit_code == 0, result.output
     with open_store(project / "state") as store:
         (only,) = store.papers()
     assert (only.title, only.arxiv_id) == (title, "2604.21952")
+    # Each source adds what it knows: the HF page from the API, authors from arXiv.
+    assert only.details.authors == ("A. One",) and only.details.categories == ("cs.LG",)
+    (shown,) = json.loads(invoke(project / "config.yaml", "papers", "--json").stdout)
+    assert shown["authors"] == ["A. One"] and shown["announce_type"] == "new"
+    assert shown["links"] == {
+        "hf": "https://huggingface.co/papers/2604.21952",
+        "arxiv": "https://arxiv.org/abs/2604.21952",
+        "pdf": "https://arxiv.org/pdf/2604.21952",
+    }
 
 
 EXPECTED = {

@@ -4,7 +4,9 @@ responses: written as sent, ingested, conditional, retried, and refused with the
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -67,8 +69,8 @@ def project(folder: Path, url: str, extra: str = "") -> Path:
     return folder / "config.yaml"
 
 
-def fetch(config: Path, *args: str, sleep: Recorder | None = None):
-    world = World(now=lambda: NOW, environ={}, sleep=sleep or Recorder())
+def fetch(config: Path, *args: str, sleep: Recorder | None = None, now: datetime = NOW):
+    world = World(now=lambda: now, environ={}, sleep=sleep or Recorder())
     return invoke(config, "fetch", *args, world=world)
 
 
@@ -88,19 +90,25 @@ def test_fetch_writes_each_response_as_sent_then_ingests_it(tmp_path: Path) -> N
         assert "3 new papers" in first.stdout
         agent = server.requests[0][1]["User-Agent"]
         assert agent.startswith("newsletter/") and "mailto:ops@example.org" in agent
-        # Again: the day already fetched is not asked; the feed is asked conditionally.
+        # Again, the same day: the listing may have grown, so both are asked, conditionally.
         routes[FEED_PATH] = [Reply(304)]
+        routes[HF_PATH] = [Reply(304)]
         again = fetch(config)
         assert again.exit_code == 0, again.output
-        assert server.asked(HF_PATH) == 1
-        assert "hf: already fetched" in again.stdout and "arxiv: unchanged (304)" in again.stdout
-        conditional = server.requests[-1][1]
-        assert conditional["If-Modified-Since"] == "Mon, 27 Apr 2026 04:00:01 GMT"
-        # --refresh asks again, with the ETag; a 304 writes nothing.
-        routes[HF_PATH] = [Reply(304)]
-        refreshed = fetch(config, "--refresh", "--source", "hf")
-        assert refreshed.exit_code == 0 and server.asked(HF_PATH) == 2
-        assert "If-None-Match" not in server.requests[-1][1]  # refresh: unconditional
+        assert "hf: unchanged (304)" in again.stdout and "arxiv: unchanged (304)" in again.stdout
+        assert server.asked(HF_PATH) == 2
+        headers = {path: sent for path, sent in server.requests[-2:]}
+        assert headers[HF_PATH]["If-None-Match"] == '"v1"'
+        assert headers[FEED_PATH]["If-Modified-Since"] == "Mon, 27 Apr 2026 04:00:01 GMT"
+        # Two days on, the day is asked once more; once fetched complete, never again.
+        later = "--source", "hf", "--date", "2026-03-12"
+        assert fetch(config, *later, now=NOW + timedelta(days=2)).exit_code == 0
+        settled = fetch(config, *later, now=NOW + timedelta(days=3))
+        assert "hf: already fetched" in settled.stdout and server.asked(HF_PATH) == 3
+        # --refresh asks again, unconditionally; a 304 writes nothing.
+        refreshed = fetch(config, "--refresh", *later, now=NOW + timedelta(days=3))
+        assert refreshed.exit_code == 0 and server.asked(HF_PATH) == 4
+        assert "If-None-Match" not in server.requests[-1][1]
     sent = invoke(config, "send", "--now", "--json")
     assert [s["subscriber"] for s in json.loads(sent.stdout)["sent"]] == ["ada@example.org"]
 
@@ -278,3 +286,140 @@ def test_papers_can_be_listed_by_source_and_by_first_sighting(tmp_path: Path) ->
     assert titles("--source", "capture.txt") == ["Captured by hand"]
     assert titles("--since", "2026-03-13") == ["Captured by hand"]
     assert len(titles("--since", "2026-03-12")) == 3
+
+
+def api_feed(*ids: str) -> bytes:
+    """An arXiv API answer with one entry per id, submitted on 2026-03-12."""
+    entries = "".join(
+        f"""<entry><id>http://arxiv.org/abs/{pid}v1</id><title>Pruning paper {pid}</title>
+<published>2026-03-12T10:00:00Z</published><updated>2026-03-12T10:00:00Z</updated>
+<summary>{ABSTRACT}</summary><author><name>Ada Lovelace</name></author>
+<arxiv:primary_category term="cs.LG"/><category term="cs.LG"/></entry>"""
+        for pid in ids
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom"
+ xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/"><id>https://arxiv.org/api/x</id>
+<title>arXiv Query</title><updated>2026-03-20T02:00:00Z</updated>
+<opensearch:totalResults>{len(ids)}</opensearch:totalResults>{entries}</feed>""".encode()
+
+
+API_ERROR = b"""<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>arXiv Query</title>
+<entry><id>http://arxiv.org/api/errors#incorrect_id_format_for_1234</id><title>Error</title>
+<summary>incorrect id format for 1234</summary><updated>2026-03-12T00:00:00Z</updated>
+</entry></feed>"""
+
+
+def api_path(start: int, size: int) -> str:
+    query = (
+        "(abs:pruning) AND (cat:cs.LG OR cat:stat.ML) "
+        "AND submittedDate:[202603120000 TO 202603122359]"
+    )
+    return "/api/query?" + urlencode(
+        {
+            "search_query": query,
+            "sortBy": "submittedDate",
+            "sortOrder": "descending",
+            "start": start,
+            "max_results": size,
+        }
+    )
+
+
+QUERY_SOURCE = (
+    "  - {name: q, type: arxiv_query, url: '%s/api/query', query: 'abs:pruning',\n"
+    "     categories: [cs.LG, stat.ML], page_size: 2, max_results: 5}\n"
+)
+
+
+def test_an_arxiv_query_pages_through_the_day_one_request_every_three_seconds(
+    tmp_path: Path,
+) -> None:
+    routes = {
+        api_path(0, 2): [Reply(200, api_feed("2603.00001", "2603.00002"))],
+        api_path(2, 2): [Reply(200, api_feed("2603.00003", "2603.00004"))],
+        api_path(4, 1): [Reply(200, api_feed())],  # nothing more: no file
+    }
+    sleep = Recorder()
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
+        result = fetch(config, "--source", "q", "--json", sleep=sleep)
+    assert result.exit_code == 0, result.output
+    assert [path for path, _ in server.requests] == [api_path(0, 2), api_path(2, 2), api_path(4, 1)]
+    assert sleep.waits == [3.0, 3.0]  # the clock stands still: each wait is the full interval
+    report = json.loads(result.stdout)
+    assert [r["status"] for r in report["fetched"]] == ["written", "written", "empty"]
+    assert sorted(p.name for p in (tmp_path / "digests").iterdir()) == [
+        "q-2026-03-12.p2.xml",
+        "q-2026-03-12.xml",
+    ]
+    assert report["ingest"]["new_papers"] == 4
+    papers = json.loads(invoke(config, "papers", "--json", "--source", "q").stdout)
+    assert {p["listing_date"] for p in papers} == {"2026-03-12"}  # the day, not the asking
+    assert {tuple(p["categories"]) for p in papers} == {("cs.LG",)}
+
+
+def test_an_arxiv_api_error_names_the_url_and_what_arxiv_said(tmp_path: Path) -> None:
+    routes = {api_path(0, 2): [Reply(200, API_ERROR)]}
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
+        result = fetch(config, "--source", "q")
+    assert result.exit_code == 1
+    assert "q: failed: " in result.stderr and "/api/query?search_query=" in result.stderr
+    assert "arXiv API answered with an error instead of papers: incorrect id format" in (
+        result.stderr
+    )
+
+
+def test_a_source_can_keep_replacements_when_its_config_asks(tmp_path: Path) -> None:
+    feed = rss2(
+        ("2603.10001", "Pruning anew", "new", "A"), ("2501.00002", "Pruning v2", "replace", "B")
+    )
+    routes = {FEED_PATH: [Reply(200, feed)]}
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url)
+        text = config.read_text().replace(
+            "categories: [cs.LG, cs.CL]}",
+            "categories: [cs.LG, cs.CL],\n     announce_types: [new, replace]}",
+        )
+        config.write_text(text)
+        assert fetch(config, "--source", "arxiv").exit_code == 0
+    titles = sorted(p["title"] for p in json.loads(invoke(config, "papers", "--json").stdout))
+    assert titles == ["Pruning anew", "Pruning v2"]
+    copied = rss2(
+        ("2603.20001", "Copied anew", "new", "A"), ("2501.20002", "Copied v2", "replace", "B")
+    )
+    (tmp_path / "digests" / "copied.xml").write_bytes(copied)
+    invoke(config, "ingest")  # a file no source fetched: new and cross-lists only
+    titles = sorted(p["title"] for p in json.loads(invoke(config, "papers", "--json").stdout))
+    assert titles == ["Copied anew", "Pruning anew", "Pruning v2"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{name: a, type: arxiv_rss}", "an arxiv_rss source needs 'categories'"),
+        ("{name: a, type: arxiv_rss, categories: [CS LG]}", "'CS LG' is not an arXiv category"),
+        ("{name: a, type: arxiv_query}", "an arxiv_query source needs a 'query'"),
+        ("{name: a, type: hf_daily, categories: [cs.LG]}", "'categories' is for arXiv sources"),
+        ("{name: a, type: hf_daily, query: 'x'}", "'query' is for arxiv_query sources"),
+        (
+            "{name: a, type: arxiv_rss, categories: [cs.LG], announce_types: [new, updated]}",
+            "'announce_types' takes some of new, cross, replace, replace-cross, not 'updated'",
+        ),
+        ("{name: a, type: arxiv_rss, categories: cs.LG}", "'categories' must be a list"),
+        ("{name: a b, type: hf_daily}", "each source needs a 'name' of letters"),
+        ("{name: a, type: rss}", "hf_daily, arxiv_rss, arxiv_query"),
+        ("{name: a, url: 'ftp://x'}", "'url' must start with https://"),
+    ],
+)
+def test_a_wrong_source_entry_names_its_line_and_the_fix(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    (tmp_path / "digests").mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"sender: Digest <d@example.org>\nsources:\n  - {entry}\n")
+    result = invoke(config, "fetch")
+    assert result.exit_code == 2
+    assert "config.yaml:3" in result.stderr and message in result.stderr, result.stderr

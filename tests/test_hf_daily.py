@@ -94,6 +94,27 @@ def test_the_2025_shape_with_optional_fields_here_and_there() -> None:
     assert digest.listing_date == date(2026, 8, 21) and digest.warnings == ()
     assert [c.arxiv_id for c in digest.cards] == ["2608.19881", "2512.18181", "2608.19883"]
     assert [c.organization for c in digest.cards] == ["Google", "Google", None]
+    first = digest.cards[0].details
+    assert (first.authors, first.ai_keywords, first.ai_summary) == (
+        ("Grace Hopper",),
+        ("agents",),
+        "A summary.",
+    )
+    assert dict(first.links) == {
+        "hf": "https://huggingface.co/papers/2608.19881",
+        "github": "https://github.com/example/repo",
+    }
+    assert digest.cards[1].details.ai_keywords == ()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["javascript:alert(1)", "https://x.org/a b", "https://x.org/\x07", "x" * 3000, 42, None],
+)
+def test_a_link_that_is_no_web_link_is_dropped_not_mailed(forged: object) -> None:
+    (card,) = read([new_item(1, githubRepo=forged, projectPage="https://ok.example/p")]).cards
+    assert card.details.link("github") is None
+    assert card.details.link("project") == "https://ok.example/p"
 
 
 @pytest.mark.parametrize(

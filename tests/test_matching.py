@@ -219,3 +219,56 @@ def test_a_huge_word_costs_no_more_prefix_lookups_than_the_longest_prefix_keywor
     assert index.hits(words(f"we {huge} caches")) == {kid}
     # Linear in the text: a lookup per prefix length up to len("compress"), not per character.
     assert _CountingDict.lookups <= len("compress") * 3
+
+
+def test_a_followed_author_is_sent_whatever_the_keywords_and_ranks_first() -> None:
+    papers = [
+        paper("Pruning networks", "pruning", pid="keyword", upvotes=99),
+        paper("Medical robots", "x", pid="by-lecun", authors=("Yann LeCun", "A. Other")),
+        paper("Médical", "y", pid="by-initials", authors=("Y. Bengio",)),
+        paper("Nothing", "z", pid="stranger", authors=("Yann LeCunn",)),
+    ]
+    follower = subscriber(
+        "pruning",
+        exclude=("medical",),
+        require=("pruning",),
+        min_score=3,
+        max_papers=2,
+        authors=("yann lecun", "Yoshua Bengio"),
+    )
+    (selection,) = select([follower], papers)
+    # Followed authors first (beyond exclude, require and min_score), then the keywords;
+    # "Yoshua Bengio" does not claim "Y. Bengio" (who may be another Y.); max_papers holds.
+    assert ids(selection) == ["by-lecun", "keyword"]
+    by_lecun, keyword = selection.matches
+    assert (by_lecun.authors, by_lecun.score, by_lecun.title_keywords) == (("yann lecun",), 0, ())
+    assert (keyword.authors, keyword.score) == ((), 4)
+    assert selection.matched == 2 and selection.candidates == 4
+    (initials,) = select([subscriber(authors=("Y. Bengio",))], papers)
+    assert ids(initials) == ["by-initials"]
+
+
+def test_categories_filter_papers_that_have_categories() -> None:
+    papers = [
+        paper("Pruning A", pid="lg", categories=("cs.LG", "stat.ML")),
+        paper("Pruning B", pid="cv", categories=("cs.CV",)),
+        paper("Pruning C", pid="math", categories=("math.OC",)),
+        paper("Pruning D", pid="unknown"),  # a text capture: categories unknown, kept
+    ]
+    learner, archive, everyone = select(
+        [
+            subscriber("pruning", email="a@x.org", categories=("stat.ML",)),
+            subscriber("pruning", email="b@x.org", categories=("cs",)),
+            subscriber("pruning", email="c@x.org"),
+        ],
+        papers,
+    )
+    assert sorted(ids(learner)) == ["lg", "unknown"]
+    assert sorted(ids(archive)) == ["cv", "lg", "unknown"]
+    assert sorted(ids(everyone)) == ["cv", "lg", "math", "unknown"]
+    followed = subscriber(categories=("cs.LG",), authors=("Ada Lovelace",))
+    by_ada = paper(
+        "Analytical engines", pid="ada", authors=("Ada Lovelace",), categories=("math.HO",)
+    )
+    (only_in_filter,) = select([followed], [*papers, by_ada])
+    assert ids(only_in_filter) == []  # the filter holds for followed authors too

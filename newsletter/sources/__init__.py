@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -37,15 +38,21 @@ def discover_digests(folder: Path) -> list[Path]:
     )
 
 
-def read_digest_bytes(data: bytes, *, today: date, listing_date: date | None = None) -> Digest:
+def read_digest_bytes(
+    data: bytes,
+    *,
+    today: date,
+    listing_date: date | None = None,
+    keep: Iterable[str] = arxiv_feed.KEEP,
+) -> Digest:
     """Decode and parse one digest, in the format its content shows (not its name); raise
-    DigestError when it cannot be read at all."""
+    DigestError when it cannot be read at all. ``keep``: the arXiv announce types read."""
     data = utf8_bytes(data)
     first = _first_byte(data)
     if _JSON.match(data[:4096]):
         return hf_daily.parse_bytes(data, today=today, listing_date=listing_date)
     if first == b"<" and arxiv_feed.is_feed(data):
-        return arxiv_feed.parse_bytes(data, today=today, listing_date=listing_date)
+        return arxiv_feed.parse_bytes(data, today=today, listing_date=listing_date, keep=keep)
     _reject_other_formats(first, data)
     return hf_listing.parse_bytes(data, today=today, listing_date=listing_date)
 

@@ -19,22 +19,31 @@ import feedparser
 
 from newsletter.errors import DigestError
 from newsletter.identity import canonical_arxiv_id
-from newsletter.models import Card, Digest, SourceWarning
+from newsletter.models import Card, Details, Digest, SourceWarning
 from newsletter.sources.fields import (
     ABSTRACT_MAX,
+    AUTHORS_MAX,
     TITLE_MAX,
     capped_warnings,
     clean,
     cut_abstract,
+    links,
     local_date,
+    texts,
 )
 
 FORMAT = "arxiv-feed"
 KEEP = frozenset({"new", "cross"})  # announce types read by default
 _ROOTS = (b"<rss", b"<rdf:RDF", b"<feed")
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_OLD_TITLE = re.compile(r"\s*\(arXiv:(\S+)\s+\[[^\]]*\](?:\s+(UPDATED|CROSS LISTED))?\)\s*$")
+_OLD_TITLE = re.compile(r"\s*\(arXiv:(\S+)\s+\[([^\]]*)\](?:\s+(UPDATED|CROSS LISTED))?\)\s*$")
 _OLD_TYPES = {None: "new", "UPDATED": "replace", "CROSS LISTED": "cross"}
+_NAME_SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+# In the API's free-text comment: "Code: https://github.com/…", "Project page: https://…".
+_GITHUB = re.compile(r"https?://github\.com/[\w.-]+/[\w.-]+", re.IGNORECASE)
+_PROJECT = re.compile(
+    r"project\s*(?:page|website|site)?\s*(?:is\s+at|at|:)?\s*(https?://\S+)", re.IGNORECASE
+)
 _ABSTRACT = re.compile(r"^\s*arXiv:\S+\s+Announce Type:\s*\S+\s*Abstract:\s*", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 
@@ -57,8 +66,9 @@ def parse_bytes(
     parsed = feedparser.parse(data)
     if parsed.bozo and not parsed.entries:
         raise DigestError(f"not a readable feed: {parsed.get('bozo_exception', 'invalid XML')}")
+    _refuse_api_error(parsed.entries)
     warnings: list[SourceWarning] = []
-    listing = listing_date or _listing_date(parsed.feed)
+    listing = listing_date or _listing_date(parsed)
     if listing is None:
         listing = today
         warnings.append(SourceWarning(None, f"no feed date; using {today.isoformat()}"))
@@ -79,8 +89,10 @@ def _card(
     old = _OLD_TITLE.search(title)
     kind = entry.get("arxiv_announce_type") or "new"
     raw_id = entry.get("id") or entry.get("link") or ""
+    categories = _categories(entry)
     if old:  # RSS 1.0: "Title. (arXiv:1209.2411v1 [math.PR] UPDATED)"
-        title, raw_id, kind = title[: old.start()], old.group(1), _OLD_TYPES[old.group(2)]
+        title, raw_id, kind = title[: old.start()], old.group(1), _OLD_TYPES[old.group(3)]
+        categories = categories or tuple(old.group(2).replace(",", " ").split())
     abstract = clean(html.unescape(_TAG.sub(" ", entry.get("summary") or "")))
     abstract = _ABSTRACT.sub("", abstract)
     if not title or not abstract:
@@ -91,13 +103,26 @@ def _card(
         return None, kind
     if len(abstract) > ABSTRACT_MAX:
         abstract = cut_abstract(abstract)
+    arxiv_id = canonical_arxiv_id(_id_part(str(raw_id)))
+    authors = _authors(entry)
+    comment = entry.get("arxiv_comment") or ""
     card = Card(
         title=title.rstrip("."),
         abstract=abstract,
         line=number,
-        authors_count=_authors(entry),
+        authors_count=len(authors) or None,
         published=local_date(entry.get("published")) or listing,
-        arxiv_id=canonical_arxiv_id(_id_part(str(raw_id))),
+        arxiv_id=arxiv_id,
+        details=Details(
+            authors=authors,
+            categories=categories,
+            links=links(
+                ("arxiv", None if arxiv_id else entry.get("link")),
+                ("github", _first(_GITHUB, comment, 0)),
+                ("project", _first(_PROJECT, comment, 1)),
+            ),
+            announce_type=kind,
+        ),
     )
     return card, kind
 
@@ -107,18 +132,44 @@ def _id_part(raw: str) -> str:
     return raw.rsplit("/abs/", 1)[-1].rsplit("oai:arXiv.org:", 1)[-1]
 
 
-def _authors(entry: dict) -> int | None:
-    names = entry.get("authors") or []
-    if len(names) > 1:  # Atom: one element per author
-        return len(names)
-    text = entry.get("author")  # RSS: one element, comma-joined (or links, in RSS 1.0)
-    if not text:
-        return None
-    return len([name for name in _TAG.sub("", text).split(",") if name.strip()])
+def _authors(entry: dict) -> tuple[str, ...]:
+    """Author names: one element each (Atom), or one comma-joined element (RSS; links
+    around each name in RSS 1.0)."""
+    found = entry.get("authors") or []
+    if len(found) > 1:
+        names = [author.get("name") for author in found]
+    else:
+        text = html.unescape(_TAG.sub("", entry.get("author") or ""))
+        names = _NAME_SEPARATOR.split(text)
+    return texts(names, AUTHORS_MAX)
 
 
-def _listing_date(feed: dict) -> date | None:
-    """The feed's own date, in the feed's time zone (arXiv's day, not UTC's)."""
+def _categories(entry: dict) -> tuple[str, ...]:
+    """Its arXiv categories, the primary one first (the API names it; feeds list it first)."""
+    primary = (entry.get("arxiv_primary_category") or {}).get("term")
+    terms = [primary, *(tag.get("term") for tag in entry.get("tags") or [])]
+    return tuple(dict.fromkeys(clean(term) for term in terms if clean(term)))[:20]
+
+
+def _first(pattern: re.Pattern[str], text: str, group: int) -> str | None:
+    found = pattern.search(text)
+    return found.group(group).rstrip(".,;)") if found else None
+
+
+def _refuse_api_error(entries: list) -> None:
+    """The arXiv API answers a bad query with a feed of one entry, the error."""
+    if len(entries) == 1 and "/api/errors" in str(entries[0].get("id", "")):
+        message = clean(entries[0].get("summary")) or "no message"
+        raise DigestError(f"the arXiv API answered with an error instead of papers: {message}")
+
+
+def _listing_date(parsed: dict) -> date | None:
+    """The feed's own date, in the feed's time zone (arXiv's day, not UTC's); for an API
+    response (whose date is when it was asked), the day of its newest paper."""
+    feed = parsed.feed
+    if "opensearch_totalresults" in feed:
+        days = [local_date(entry.get("published")) for entry in parsed.entries]
+        return max((day for day in days if day), default=None) or local_date(feed.get("updated"))
     for key in ("published", "updated"):
         found = local_date(feed.get(key))
         if found:

@@ -1,8 +1,10 @@
 """Fetching sources: each response, once a reader accepts it, written into the digests folder
 as the exact bytes the server sent, where ``ingest`` reads it like any other digest file.
 
-One request per Hugging Face listing date (``?date=YYYY-MM-DD``; a date already in the folder
-is not asked again unless refreshed), one per arXiv feed. Requests are conditional (ETag,
+One request per Hugging Face listing date (``?date=YYYY-MM-DD``), one per arXiv feed, and for
+an arXiv API query one per page of the day's submissions, at most one every three seconds. A
+day fetched once it was complete is not asked again unless refreshed; a day that may still
+grow (today, yesterday) is asked again, conditionally. Requests are conditional (ETag,
 Last-Modified: a 304 writes nothing); 429, 5xx, timeouts and dropped connections are retried
 with backoff, honouring Retry-After; any other 4xx, and a body that is not what the source
 serves (an HTML page, an error object, a cut-off download), fail that request only, with the
@@ -14,21 +16,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
 from newsletter import __version__
 from newsletter.config import FetchSettings, SourceSettings
 from newsletter.errors import DigestError
-from newsletter.models import FetchResult
+from newsletter.models import Digest, FetchResult
 from newsletter.sources import read_digest_bytes
 from newsletter.store import FetchOutcome, Store
 
-_FORMATS = {"hf_daily": ("hf-daily", "json"), "arxiv_rss": ("arxiv-feed", "xml")}
+_FORMATS = {"hf_daily": "hf-daily", "arxiv_rss": "arxiv-feed", "arxiv_query": "arxiv-feed"}
 _RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
+# arXiv asks API clients for at most one request every three seconds.
+QUERY_INTERVAL = 3.0
+# A day's listing may still grow until the day after it is over; fetched later than this
+# after its start, it is complete and is not asked again (unless refreshed).
+SETTLED_AFTER = timedelta(days=2)
 
 
 class FetchFailure(Exception):
@@ -56,32 +64,55 @@ class Fetcher:
     folder: Path
     now: Callable[[], datetime]
     sleep: Callable[[float], None]
+    last_query: datetime | None = None  # when the arXiv API was last asked
 
-    def fetch(self, source: SourceSettings, day: date, refresh: bool = False) -> FetchResult:
-        """Fetch ``source`` (for ``day``, where the source has days) into the folder."""
-        url = request_url(source, day)
-        fmt, extension = _FORMATS[source.type]
-        if source.type == "hf_daily" and not refresh:
-            existing = self.folder / f"{source.name}-{day.isoformat()}.{extension}"
-            if existing.exists():
-                return FetchResult(source.name, url, "already fetched", str(existing))
+    def fetch(self, source: SourceSettings, day: date, refresh: bool = False) -> list[FetchResult]:
+        """Fetch ``source`` (for ``day``, where the source has days) into the folder: one
+        result per request."""
+        if source.type == "arxiv_rss":
+            return [self._request(source, request_url(source, day), None, refresh)]
+        if not refresh and self._settled(source, day):
+            path = str(self.folder / source.file_name(day))
+            return [FetchResult(source.name, request_url(source, day), "already fetched", path)]
+        if source.type == "hf_daily":
+            return [self._request(source, request_url(source, day), day, refresh)]
+        return self._pages(source, day, refresh)
+
+    def _settled(self, source: SourceSettings, day: date) -> bool:
+        """Was ``day`` fetched once it could no longer change (so asking again is useless)?"""
+        fetched_at = self.store.last_success(request_url(source, day))
+        start = datetime.combine(day, datetime.min.time(), UTC)
+        complete = fetched_at is not None and fetched_at >= start + SETTLED_AFTER
+        return complete and (self.folder / source.file_name(day)).exists()
+
+    def _pages(self, source: SourceSettings, day: date, refresh: bool) -> list[FetchResult]:
+        """An arXiv API query for ``day``, page by page until a short page or max_results."""
+        results = []
+        for page, start in enumerate(range(0, source.max_results, source.page_size), 1):
+            size = min(source.page_size, source.max_results - start)
+            result = self._request(source, query_url(source, day, start, size), day, refresh, page)
+            results.append(result)
+            if result.papers < size:
+                break
+        return results
+
+    def _request(
+        self, source: SourceSettings, url: str, day: date | None, refresh: bool, page: int = 1
+    ) -> FetchResult:
+        """Ask ``url``; write what it answers (named by ``day``, else by the feed's own day)."""
         try:
             data = self._get(source, url, refresh)
             if data is None:
                 return FetchResult(source.name, url, "unchanged (304)")
-            digest = _check(url, data, fmt, self.now().date())
+            digest = _check(url, data, _FORMATS[source.type], self.now().date(), source)
         except FetchFailure as exc:
             self.store.record_fetch(FetchOutcome(url, source.name, error=str(exc)), self.now())
             return FetchResult(source.name, url, "failed", error=str(exc))
         if not digest.cards:
             return FetchResult(source.name, url, "empty")
-        # A daily listing is named by the date asked for (what --refresh and "already
-        # fetched" go by); a feed by the day it says it is.
-        named = day if source.type == "hf_daily" else digest.listing_date
-        name = f"{source.name}-{named.isoformat()}.{extension}"
-        written = _write(self.folder / name, data)
-        status = "written" if written else "unchanged"
-        return FetchResult(source.name, url, status, str(self.folder / name), len(digest.cards))
+        path = self.folder / source.file_name(day or digest.listing_date, page)
+        status = "written" if _write(path, data) else "unchanged"
+        return FetchResult(source.name, url, status, str(path), len(digest.cards))
 
     def _get(self, source: SourceSettings, url: str, refresh: bool) -> bytes | None:
         """The body of a 200 (None for a 304), after retries; FetchFailure otherwise."""
@@ -91,6 +122,7 @@ class Fetcher:
             if attempt > 1:
                 self.sleep(wait)
             try:
+                self._pace(source)
                 response = self.client.get(url, headers=headers)
             except httpx.TimeoutException:
                 problem = f"no answer within {settings.timeout:g} s"
@@ -113,16 +145,46 @@ class Fetcher:
             wait = settings.retry_delay * 2 ** (attempt - 1)
         raise FetchFailure(f"{url}: {problem} ({settings.max_attempts} attempts)")
 
+    def _pace(self, source: SourceSettings) -> None:
+        """Keep requests to the arXiv API at least QUERY_INTERVAL apart, as arXiv asks."""
+        if source.type != "arxiv_query":
+            return
+        if self.last_query is not None:
+            wait = QUERY_INTERVAL - (self.now() - self.last_query).total_seconds()
+            if wait > 0:
+                self.sleep(wait)
+        self.last_query = self.now()
+
     def _remember(self, source: SourceSettings, url: str, response: httpx.Response) -> None:
         etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
         self.store.record_fetch(FetchOutcome(url, source.name, etag, modified), self.now())
 
 
 def request_url(source: SourceSettings, day: date) -> str:
-    """The URL asked for ``source`` (and ``day``, for a daily listing)."""
+    """The (first) URL asked for ``source`` (and ``day``, where the source has days)."""
     if source.type == "hf_daily":
         return f"{source.base_url}?date={day.isoformat()}"
+    if source.type == "arxiv_query":
+        return query_url(source, day, 0, min(source.page_size, source.max_results))
     return f"{source.base_url}/{'+'.join(source.categories)}"
+
+
+def query_url(source: SourceSettings, day: date, start: int, size: int) -> str:
+    """An arXiv API request for the papers submitted on ``day`` that ``source`` asks for,
+    newest first, ``size`` of them from ``start``."""
+    terms = [f"({source.query})"] if source.query else []
+    if source.categories:
+        terms.append("(" + " OR ".join(f"cat:{c}" for c in source.categories) + ")")
+    stamp = day.strftime("%Y%m%d")
+    terms.append(f"submittedDate:[{stamp}0000 TO {stamp}2359]")
+    query = {
+        "search_query": " AND ".join(terms),
+        "sortBy": "submittedDate",
+        "sortOrder": "descending",
+        "start": start,
+        "max_results": size,
+    }
+    return f"{source.base_url}?{urlencode(query)}"
 
 
 def _conditional(validators: tuple[str | None, str | None]) -> dict[str, str]:
@@ -157,10 +219,10 @@ def _refusal(url: str, response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase} from {url}: {hint}"
 
 
-def _check(url: str, data: bytes, fmt: str, today: date):  # -> Digest
+def _check(url: str, data: bytes, fmt: str, today: date, source: SourceSettings) -> Digest:
     """The response read as the digest it must be; FetchFailure saying what came instead."""
     try:
-        digest = read_digest_bytes(data, today=today)
+        digest = read_digest_bytes(data, today=today, keep=source.announce_types)
     except DigestError as exc:
         raise FetchFailure(f"{url} did not answer with papers: {exc}") from exc
     if digest.format != fmt:

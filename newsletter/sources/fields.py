@@ -3,6 +3,7 @@ sane length, dates in the source's own time zone, and a bounded list of warnings
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 
@@ -55,3 +56,42 @@ def capped_warnings(warnings: list[SourceWarning]) -> tuple[SourceWarning, ...]:
         None, f"{len(rest):,} more warnings{where}; fix the file or capture it again"
     )
     return (*kept, summary)
+
+
+# A link longer than this is no link a paper page has (and would bloat every digest).
+URL_MAX = 2000
+# Authors kept per paper: collaborations list thousands; nobody follows the 3,000th name.
+AUTHORS_MAX = 500
+# AI keywords kept per paper, and the longest summary kept.
+AI_KEYWORDS_MAX = 30
+
+
+def web_link(value: object) -> str | None:
+    """``value`` when it is an http(s) URL fit to put in an email (no spaces, no controls,
+    a sane length), else None: a source's "githubRepo" could be anything, even javascript:."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url.lower().startswith(("https://", "http://")) or len(url) > URL_MAX:
+        return None
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return None
+    return url
+
+
+def texts(values: object, limit: int) -> tuple[str, ...]:
+    """The first ``limit`` non-empty strings of a list, each as one clean line."""
+    if not isinstance(values, list):
+        return ()
+    found = (clean(value)[:TITLE_MAX] for value in values)
+    return tuple(itertools.islice((text for text in found if text), limit))
+
+
+def links(*pairs: tuple[str, object]) -> tuple[tuple[str, str], ...]:
+    """The (kind, URL) pairs whose URL is a usable web link, first of each kind kept."""
+    kept: dict[str, str] = {}
+    for kind, value in pairs:
+        url = web_link(value)
+        if url and kind not in kept:
+            kept[kind] = url
+    return tuple(kept.items())

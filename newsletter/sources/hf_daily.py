@@ -22,14 +22,18 @@ from datetime import date
 
 from newsletter.errors import DigestError
 from newsletter.identity import canonical_arxiv_id
-from newsletter.models import Card, Digest, SourceWarning
+from newsletter.models import Card, Details, Digest, SourceWarning
 from newsletter.sources.fields import (
     ABSTRACT_MAX,
+    AI_KEYWORDS_MAX,
+    AUTHORS_MAX,
     TITLE_MAX,
     capped_warnings,
     clean,
     cut_abstract,
+    links,
     local_date,
+    texts,
 )
 
 FORMAT = "hf-daily"
@@ -109,6 +113,7 @@ class _Reader:
         if listed:
             self.days[listed] += 1
         authors = paper.get("authors")
+        arxiv_id = canonical_arxiv_id(str(paper.get("id") or ""))
         return Card(
             title=title,
             abstract=abstract,
@@ -118,12 +123,31 @@ class _Reader:
             published=local_date(paper.get("publishedAt")) or local_date(item.get("publishedAt")),
             comments=_count(item.get("numComments")) or 0,
             upvotes=_count(paper.get("upvotes")),
-            arxiv_id=canonical_arxiv_id(str(paper.get("id") or "")),
+            arxiv_id=arxiv_id,
+            details=_details(paper, arxiv_id),
         )
 
     def listing_date(self) -> date | None:
         """The day most items were submitted to the daily page on."""
         return self.days.most_common(1)[0][0] if self.days else None
+
+
+def _details(paper: dict, arxiv_id: str | None) -> Details:
+    """Authors, links and the AI keywords and summary of one paper object."""
+    authors = paper.get("authors")
+    listed = authors if isinstance(authors, list) else []
+    names = [author.get("name") for author in listed if isinstance(author, dict)]
+    summary = clean(paper.get("ai_summary"))
+    return Details(
+        authors=texts(names, AUTHORS_MAX),
+        links=links(
+            ("hf", f"https://huggingface.co/papers/{arxiv_id}" if arxiv_id else None),
+            ("github", paper.get("githubRepo")),
+            ("project", paper.get("projectPage")),
+        ),
+        ai_keywords=texts(paper.get("ai_keywords"), AI_KEYWORDS_MAX),
+        ai_summary=cut_abstract(summary) if len(summary) > ABSTRACT_MAX else summary or None,
+    )
 
 
 def _count(value: object) -> int | None:
