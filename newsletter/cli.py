@@ -49,6 +49,7 @@ from newsletter.pipeline import (
     try_connection,
 )
 from newsletter.profiles import Profiles
+from newsletter.render import byline
 from newsletter.slots import slot_of, upcoming
 from newsletter.text import UNSAFE_CHARACTER
 
@@ -288,12 +289,14 @@ def papers_command(
 
 def _paper_line(paper: Paper) -> str:
     published = paper.published.isoformat() if paper.published else "-" * 10
-    byline = paper.organization or (
-        _plural(paper.authors_count, "author") if paper.authors_count is not None else ""
+    credit = (
+        paper.organization
+        or byline(paper.details.authors)
+        or (_plural(paper.authors_count, "author") if paper.authors_count is not None else "")
     )
     counters = f"{paper.comments:>3}c {paper.upvotes if paper.upvotes is not None else '-':>4}↑"
     line = f"{paper.listing_date.isoformat()}  {published}  {counters}  {paper.title}"
-    line = f"{line}  [{byline}]" if byline else line
+    line = f"{line}  [{credit}]" if credit else line
     # A store filled by an older version may hold escape sequences: never send them to a
     # terminal.
     return UNSAFE_CHARACTER.sub(" ", line)
@@ -422,6 +425,7 @@ def _selection_json(selection: Selection) -> dict[str, object]:
                 "title": match.paper.title,
                 "score": match.score,
                 "matched": {
+                    "authors": list(match.authors),
                     "title": list(match.title_keywords),
                     "abstract": list(match.abstract_keywords),
                 },

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -52,6 +52,8 @@ class PaperView:
     abstract_segments: tuple[tuple[str, bool], ...]
     abstract_text: str
     matched: str  # "pruning (title), distillation (abstract)"
+    authors: str = ""  # "Ada Lovelace, Grace Hopper, Alan Turing et al." ("" when unknown)
+    links: tuple[tuple[str, str], ...] = ()  # (label, URL): arXiv, PDF, Code, Project page
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,11 @@ def digest_view(
     papers = tuple(paper_view(m, settings.abstract_chars) for m in matches)
     subscriber = selection.subscriber
     follows = listed([k.text for k in subscriber.keywords])
+    if subscriber.authors:
+        people = listed(list(subscriber.authors))
+        follows = f"{follows}; and the authors {people}" if follows else f"the authors {people}"
+    if subscriber.categories:
+        follows += f" (in {listed(list(subscriber.categories))})"
     if subscriber.exclude:
         follows += f" (leaving out {listed([k.text for k in subscriber.exclude])})"
     return DigestView(
@@ -336,32 +343,70 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
     """One match as the templates show it. Cached: subscribers with the same keywords get
     equal matches for a paper, and a large send renders each such view once."""
     paper = match.paper
-    url, meta, abstract = _paper_parts(paper, abstract_chars)
-    reasons = [f"{k} (title)" for k in match.title_keywords]
+    parts = _paper_parts(paper, abstract_chars)
+    reasons = [f"{name} (an author you follow)" for name in match.authors]
+    reasons += [f"{k} (title)" for k in match.title_keywords]
     reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
     return PaperView(
         title=paper.title,
-        url=url,
-        meta=meta,
+        url=parts.url,
+        meta=parts.meta,
         title_segments=segments(paper.title, match.title_spans),
-        abstract_segments=segments(abstract, match.abstract_spans),
-        abstract_text=abstract,
+        abstract_segments=segments(parts.abstract, match.abstract_spans),
+        abstract_text=parts.abstract,
         matched=", ".join(reasons),
+        authors=parts.authors,
+        links=parts.links,
     )
 
 
+@dataclass(frozen=True)
+class _PaperParts:
+    """What a paper shows whoever gets it."""
+
+    url: str
+    meta: str
+    abstract: str
+    authors: str
+    links: tuple[tuple[str, str], ...]
+
+
 @functools.lru_cache(maxsize=8192)
-def _paper_parts(paper: Paper, abstract_chars: int) -> tuple[str, str, str]:
-    """What a paper shows whoever gets it: its URL, meta line and shortened abstract."""
-    abstract = shorten(paper.abstract, abstract_chars)
-    return paper_url(paper.title, paper.arxiv_id), " · ".join(_meta(paper)), abstract
+def _paper_parts(paper: Paper, abstract_chars: int) -> _PaperParts:
+    """A paper's URL, meta line, shortened abstract, author line and other links."""
+    links = paper.links
+    url = paper_url(paper.title, links)
+    labelled = tuple(
+        (label, links[kind]) for kind, label in _LINK_LABELS if kind in links and links[kind] != url
+    )
+    return _PaperParts(
+        url=url,
+        meta=" · ".join(_meta(paper)),
+        abstract=shorten(paper.abstract, abstract_chars),
+        authors=byline(paper.details.authors),
+        links=labelled,
+    )
 
 
-def paper_url(title: str, arxiv_id: str | None) -> str:
-    """The Hugging Face paper page, or a Hugging Face papers search for the title."""
-    if arxiv_id:
-        return f"https://huggingface.co/papers/{quote(arxiv_id)}"
-    return f"https://huggingface.co/papers?q={quote(title)}"
+# The links shown under a paper, in this order (the title already links to its page).
+_LINK_LABELS = (("arxiv", "arXiv"), ("pdf", "PDF"), ("github", "Code"), ("project", "Project"))
+# Names shown before "et al."
+AUTHORS_SHOWN = 3
+
+
+def paper_url(title: str, links: Mapping[str, str]) -> str:
+    """The paper's page: on Hugging Face when it is there, else on arXiv, else a Hugging Face
+    papers search for the title (a text capture knows no more)."""
+    return (
+        links.get("hf") or links.get("arxiv") or f"https://huggingface.co/papers?q={quote(title)}"
+    )
+
+
+def byline(authors: Sequence[str]) -> str:
+    """The first few author names, then "et al." when there are more."""
+    if len(authors) <= AUTHORS_SHOWN + 1:  # "et al." would hide no more than one name
+        return ", ".join(authors)
+    return ", ".join(authors[:AUTHORS_SHOWN]) + " et al."
 
 
 def _meta(paper: Paper) -> list[str]:

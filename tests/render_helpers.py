@@ -7,7 +7,7 @@ from pathlib import Path
 
 from newsletter.config import Config, load_config
 from newsletter.matching import Matcher
-from newsletter.models import Paper, Selection, Subscriber
+from newsletter.models import Details, Paper, Selection, Subscriber
 from newsletter.text import parse_keyword
 from tests.helpers import NOW
 
@@ -45,6 +45,20 @@ def fixed_papers() -> list[Paper]:
             arxiv_id="2603.01234",
             upvotes=42,
             comments=3,
+            authors_count=5,
+            details=Details(
+                authors=(
+                    "Ada Lovelace",
+                    "Grace Hopper",
+                    "Alan Turing",
+                    "Emmy Noether",
+                    "Kurt Gödel",
+                ),
+                links=(
+                    ("hf", "https://huggingface.co/papers/2603.01234"),
+                    ("github", "https://github.com/example/prune-early"),
+                ),
+            ),
         ),
         paper(
             "t-distil",
@@ -59,6 +73,9 @@ def fixed_papers() -> list[Paper]:
             "Compressing KV Caches with Learned Low-Rank Projections",
             abstract="We compress key-value caches. " + ABSTRACT,
             upvotes=0,
+            authors_count=1,
+            arxiv_id="2603.05555",
+            details=Details(authors=("Barbara Liskov",), categories=("cs.LG",)),
         ),
     ]
 

@@ -4,6 +4,7 @@ responses: written as sent, ingested, conditional, retried, and refused with the
 from __future__ import annotations
 
 import json
+import mailbox
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -423,3 +424,24 @@ def test_a_wrong_source_entry_names_its_line_and_the_fix(
     result = invoke(config, "fetch")
     assert result.exit_code == 2
     assert "config.yaml:3" in result.stderr and message in result.stderr, result.stderr
+
+
+def test_a_followed_author_fetched_from_arxiv_arrives_explained_and_linked(
+    tmp_path: Path,
+) -> None:
+    routes = {api_path(0, 2): [Reply(200, api_feed("2603.00007"))]}
+    with SourceServer(routes) as server:
+        config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
+        assert fetch(config, "--source", "q").exit_code == 0
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: bo@example.org\n    authors: [A. Lovelace]\n"
+        "    categories: [cs]\n"
+    )
+    sent = invoke(config, "send", "--now")
+    assert sent.exit_code == 0, sent.output
+    (message,) = mailbox.Maildir(tmp_path / "outbox", create=False)
+    text = message.get_payload()[0].get_payload(decode=True).decode()
+    assert (
+        "Pruning paper 2603.00007\n   https://arxiv.org/abs/2603.00007\n   Ada Lovelace\n" in text
+    )
+    assert "Matched: A. Lovelace (an author you follow)" in text

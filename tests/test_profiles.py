@@ -84,6 +84,18 @@ subscribers:
     assert not grace.active and not grace.receives
 
 
+def test_following_authors_needs_no_keywords_and_categories_filter(tmp_path: Path) -> None:
+    text = """\
+subscribers:
+  - email: grace@example.org
+    authors: ["Yann LeCun", Y. Bengio]
+    categories: [cs.LG, stat]
+"""
+    (grace,) = load(tmp_path, text).subscribers
+    assert grace.keywords == () and grace.authors == ("Yann LeCun", "Y. Bengio")
+    assert grace.categories == ("cs.LG", "stat")
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
@@ -102,6 +114,11 @@ subscribers:
         ),
         ('keywords: [a]\n    name: "Ada\\u202e"', "control character U+202E"),
         ('keywords: ["prun\\x1bing"]', "subscribers.yaml:3: bad keyword 'prun\\x1bing' holds"),
+        ("authors: [LeCun]", "subscribers.yaml:3: author 'LeCun': give a first name"),
+        ("authors: [Yann LeCun, yann lecun]", "'yann lecun' repeats 'Yann LeCun'"),
+        ("authors: Yann LeCun", "'authors' must be a list"),
+        ("keywords: [a]\n    categories: [CS.LG]", "subscribers.yaml:4: 'CS.LG' is not an arXiv"),
+        ("categories: [cs.LG]", "missing 'keywords'"),
     ],
 )
 def test_single_mistakes(tmp_path: Path, entry: str, message: str) -> None:

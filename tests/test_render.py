@@ -220,6 +220,9 @@ def test_text_is_wrapped_at_72_and_urls_are_never_broken(tmp_path: Path) -> None
         assert len(line) <= 72 or "://" in line, line
     urls = re.findall(r"https?://\S+", text)
     assert "https://huggingface.co/papers/2603.01234" in urls
+    assert "https://arxiv.org/abs/2603.05555" in urls  # not on Hugging Face: its arXiv page
+    assert "   Code: https://github.com/example/prune-early" in text
+    assert "   Ada Lovelace, Grace Hopper, Alan Turing et al.\n" in text
     assert any(
         u.startswith("https://huggingface.co/papers?q=Knowledge%20distillation") for u in urls
     )
@@ -228,6 +231,12 @@ def test_text_is_wrapped_at_72_and_urls_are_never_broken(tmp_path: Path) -> None
 def test_html_content_and_highlights(tmp_path: Path) -> None:
     html = render(tmp_path).html
     assert 'href="https://huggingface.co/papers/2603.01234"' in html
+    assert re.search(
+        r'<a class="link" href="https://github.com/example/prune-early"[^>]*>Code</a>', html
+    )
+    assert 'href="https://arxiv.org/pdf/2603.01234"' in html
+    assert "Ada Lovelace, Grace Hopper, Alan Turing et al.</p>" in html
+    assert "Barbara Liskov</p>" in html
     assert "https://huggingface.co/papers?q=Teacher%2C%20Interrupted" in html
     assert re.search(r'<mark class="hit" style="[^"]*background-color:#fff1b8', html)
     assert html.count('class="card"') == 3
@@ -235,6 +244,16 @@ def test_html_content_and_highlights(tmp_path: Path) -> None:
     assert "Matched:</span> pruning (title), pruning (abstract)" in html
     assert '<meta name="color-scheme" content="light dark">' in html
     assert "@media (max-width: 480px)" in html and "@media (prefers-color-scheme: dark)" in html
+
+
+def test_a_followed_author_is_named_in_the_explanation_and_the_footer(tmp_path: Path) -> None:
+    follower = ada(authors=("Barbara Liskov",), categories=("cs",))
+    rendered = render(tmp_path, subscriber=follower)
+    assert "Barbara Liskov (an author you follow), compress* (title)" in rendered.text
+    footer = (
+        "follow: pruning, knowledge distillation, compress*; and the authors Barbara Liskov (in cs)"
+    )
+    assert footer in " ".join(rendered.text.split())
 
 
 def test_every_text_colour_comes_with_a_background_colour() -> None:

@@ -14,7 +14,7 @@ import pytest
 from newsletter.errors import BusyError, StoreError
 from newsletter.ingest import ingest
 from newsletter.lock import state_lock
-from newsletter.models import Card
+from newsletter.models import Card, Details
 from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, open_store
 from tests.digest_text import capture, card
 from tests.helpers import NOW, child_env, command
@@ -205,3 +205,18 @@ def test_deleting_the_lock_file_does_not_let_a_second_send_in(tmp_path: Path) ->
             pass
     with state_lock(state, "send"):  # released: the next one gets in
         pass
+
+
+def test_papers_stored_before_schema_5_read_with_empty_details(tmp_path: Path) -> None:
+    with open_store(tmp_path, migrations=MIGRATIONS[:4]) as store, store.transaction() as db:
+        db.execute(
+            "INSERT INTO papers (id, arxiv_id, title_key, title, abstract, listing_date, source,"
+            " position, first_seen, counters_date) VALUES ('2601.00001', '2601.00001', 'old',"
+            " 'Old', 'An abstract.', '2026-01-01', 'a.txt', 0, ?, '2026-01-01')",
+            (NOW.isoformat(),),
+        )
+    with open_store(tmp_path) as store:
+        (old,) = store.papers()
+        assert store.schema_version == 5
+    assert old.details == Details() and old.links["arxiv"] == "https://arxiv.org/abs/2601.00001"
+    assert old.to_json()["authors"] == [] and old.to_json()["links"]["pdf"].endswith("2601.00001")
