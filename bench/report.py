@@ -43,6 +43,22 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str, str, str]]:
                 f"target 20,000/s: {rate['parse+store'] / 20_000:.2f}x",
             )
         )
+        for reader, floor_name, label in (
+            ("json", "floor-json", "json.loads"),
+            ("rss", "floor-feed", "feedparser.parse"),
+        ):
+            if f"parse-{reader}" in rate:  # (results from before the JSON and RSS readers)
+                ours = rate[f"parse-{reader}"]
+                rows.append(
+                    (
+                        f"ingest: {reader.upper()} reader / + store",
+                        f"{ours:,.0f} / {rate[f'store-{reader}']:,.0f} cards/s",
+                        "—",
+                        f"{rate[floor_name]:,.0f} cards/s ({label} only)",
+                        f"limit/ours {rate[floor_name] / ours:.2f}; "
+                        f"text reader/ours {rate['parse'] / ours:.2f}",
+                    )
+                )
     if "match" in stages:
         match = stages["match"]
         seconds = match["seconds"]

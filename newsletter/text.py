@@ -31,6 +31,9 @@ UNSAFE_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def one_line(text: str) -> str:
     """Line breaks, control and bidi-override characters become spaces, runs of space one
     (no header or layout injection)."""
+    # Most fields already are one line (printable: no controls and no whitespace but " ").
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
     return " ".join(UNSAFE_CHARACTER.sub(" ", text).split())
 
 

@@ -74,9 +74,8 @@ def web_link(value: object) -> str | None:
     url = value.strip()
     if not url.lower().startswith(("https://", "http://")) or len(url) > URL_MAX:
         return None
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        return None
-    return url
+    # Printable means no controls, no bidi overrides and no whitespace but " ".
+    return url if url.isprintable() and " " not in url else None
 
 
 def texts(values: object, limit: int) -> tuple[str, ...]:
