@@ -54,6 +54,7 @@ def test_preview_json(samples_project: Path, run_cli: RunCli) -> None:
     first = data["papers"][0]
     assert first["score"] == 3 + 1 + 1
     assert first["matched"] == {
+        "authors": [],
         "title": ["knowledge distillation"],
         "abstract": ["knowledge distillation", "compress*"],
     }

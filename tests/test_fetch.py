@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from newsletter.config import load_config
 from newsletter.pipeline import World
 from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import NOW, invoke, shared_sample
@@ -445,3 +446,32 @@ def test_a_followed_author_fetched_from_arxiv_arrives_explained_and_linked(
         "Pruning paper 2603.00007\n   https://arxiv.org/abs/2603.00007\n   Ada Lovelace\n" in text
     )
     assert "Matched: A. Lovelace (an author you follow)" in text
+
+
+def test_the_readme_sources_example_is_a_valid_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\nsources:", 1)[1].split("```", 1)[0]
+    (tmp_path / "digests").mkdir()
+    (tmp_path / "config.yaml").write_text("sender: D <d@example.org>\nsources:" + example)
+    config = load_config(tmp_path / "config.yaml")
+    assert [(s.name, s.type) for s in config.sources] == [
+        ("hf", "hf_daily"),
+        ("arxiv-ml", "arxiv_rss"),
+        ("pruning", "arxiv_query"),
+    ]
+    query = config.sources[2]
+    assert query.base_url == "https://export.arxiv.org/api/query" and query.query
+
+
+def test_a_recorded_arxiv_api_answer_fetches_and_ingests(tmp_path: Path) -> None:
+    body = shared_sample("arxiv_api/arxivpy_2026_q_testing_s0_m10.body.DERIVED.xml").read_bytes()
+    source = QUERY_SOURCE.replace("page_size: 2, max_results: 5", "page_size: 10, max_results: 10")
+    with SourceServer({api_path(0, 10): [Reply(200, body)]}) as server:
+        config = project(tmp_path, server.url, source % server.url)
+        result = fetch(config, "--source", "q", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(r["status"], r["papers"]) for r in report["fetched"]] == [("written", 10)]
+    assert report["ingest"]["new_papers"] == 10
+    papers = json.loads(invoke(config, "papers", "--json").stdout)
+    assert all(p["authors"] and p["categories"] and p["links"]["pdf"] for p in papers)
