@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -191,7 +191,8 @@ def _display_path(path: str) -> str:
     "--date",
     "day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="The listing date to fetch (default: today, UTC).",
+    help="The listing date to fetch (default: the source's recent days, UTC: today and "
+    "yesterday for hf_daily, the last 4 days for arxiv_query).",
 )
 @click.option(
     "--since",
@@ -210,11 +211,13 @@ def fetch_command(
     as_json: bool,
 ) -> int:
     """Fetch the configured sources into the digests folder, then ingest it."""
-    last = day.date() if day else session.world.now().date()
-    first = since.date() if since else last
-    if first > last:
-        raise click.BadParameter("--since is after --date", param_hint="--since")
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    days: list[date] = []  # none given: each source's recent days
+    if day or since:
+        last = day.date() if day else session.world.now().date()
+        first = since.date() if since else last
+        if first > last:
+            raise click.BadParameter("--since is after --date", param_hint="--since")
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     report = fetch_sources(session.config(), session.world, names, days, refresh)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))

@@ -126,6 +126,10 @@ DEFAULT_URLS = {
     "arxiv_query": "https://export.arxiv.org/api/query",
 }
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+# Days a fetch asks by default, today included: a Hugging Face listing still grows the day
+# after; the arXiv API shows a day's submissions only once announced, up to three days later
+# over a weekend. Days fetched complete are not asked again, so this costs few requests.
+RECENT_DAYS = {"hf_daily": 2, "arxiv_query": 4, "arxiv_rss": 1}
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,10 @@ class SourceSettings:
     def base_url(self) -> str:
         """The URL requests start from."""
         return (self.url or DEFAULT_URLS[self.type]).rstrip("/")
+
+    def recent_days(self, today: date) -> list[date]:
+        """The days a fetch asks when none are given, oldest first (see RECENT_DAYS)."""
+        return [today - timedelta(days=back) for back in reversed(range(RECENT_DAYS[self.type]))]
 
     def file_name(self, day: date, page: int = 1) -> str:
         """The name ``fetch`` gives a response: ``<name>-<day>.json`` (or ``.xml``, and

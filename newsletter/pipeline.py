@@ -254,10 +254,10 @@ def fetch_sources(
     refresh: bool = False,
 ) -> FetchReport:
     """Fetch the configured sources (``names``: only these) into the digests folder, for
-    ``days`` (default: today, UTC) where a source has days; then ingest the folder. A source
-    that fails never stops the others."""
+    ``days`` where a source has days (default: its recent days, UTC); then ingest the folder.
+    A source that fails never stops the others."""
     sources = _chosen_sources(config, names)
-    days = days or [world.now().date()]
+    today = world.now().date()
     with state_lock(config.state_dir, "fetch"), open_store(config.state_dir) as store:
         discover_digests(config.digests)  # a missing folder is a ConfigError before any request
         with world.http(config.fetch) as client:
@@ -265,13 +265,21 @@ def fetch_sources(
             results = [
                 result
                 for source in sources
-                for day in (days if source.type != "arxiv_rss" else days[-1:])
+                for day in _days_for(source, days, today)
                 for result in fetcher.fetch(source, day, refresh)
             ]
         ingested = ingest(
             store, discover_digests(config.digests), now=world.now(), keep=config.announce_types
         )
     return FetchReport(tuple(results), ingested)
+
+
+def _days_for(source: SourceSettings, days: Sequence[date], today: date) -> Sequence[date]:
+    """The days to ask ``source`` for: those given (a feed has one: its latest), else its
+    recent days."""
+    if not days:
+        return source.recent_days(today)
+    return days[-1:] if source.type == "arxiv_rss" else days
 
 
 def source_status(config: Config, world: World) -> list[SourceStatus]:

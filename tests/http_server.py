@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,9 +24,14 @@ class Reply:
 
 class SourceServer:
     """``routes`` maps "/path?query" to the replies for successive requests (the last one
-    repeats). ``requests`` lists (target, headers) of every request."""
+    repeats); a target not in it gets ``otherwise(target)`` when given, else a 404.
+    ``requests`` lists (target, headers) of every request."""
 
-    def __init__(self, routes: dict[str, list[Reply]]) -> None:
+    def __init__(
+        self,
+        routes: dict[str, list[Reply]],
+        otherwise: Callable[[str], Reply | None] = lambda target: None,
+    ) -> None:
         self.routes = routes
         self.requests: list[tuple[str, dict[str, str]]] = []
         server = self
@@ -33,7 +39,8 @@ class SourceServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append((self.path, dict(self.headers)))
-                replies = server.routes.get(self.path) or [Reply(404, b"not found")]
+                fallback = otherwise(self.path) or Reply(404, b"not found")
+                replies = server.routes.get(self.path) or [fallback]
                 reply = replies.pop(0) if len(replies) > 1 else replies[0]
                 if reply.hang:
                     time.sleep(reply.hang)

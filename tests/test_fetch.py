@@ -41,6 +41,15 @@ def hf_day(*titles: str) -> bytes:
     return json.dumps(items).encode()
 
 
+def empty_days(target: str) -> Reply | None:
+    """Other days than the one a test is about: nothing listed (the fetch asks recent days)."""
+    if target.startswith("/api/daily_papers?date="):
+        return Reply(200, b"[]")
+    if target.startswith("/api/query?"):
+        return Reply(200, api_feed())
+    return None
+
+
 FEED = rss2(("2603.10001", "Pruning in the feed", "new", "A. One, B. Two"))
 
 
@@ -82,7 +91,7 @@ def test_fetch_writes_each_response_as_sent_then_ingests_it(tmp_path: Path) -> N
         HF_PATH: [Reply(200, hf, {"ETag": '"v1"'})],
         FEED_PATH: [Reply(200, FEED, {"Last-Modified": "Mon, 27 Apr 2026 04:00:01 GMT"})],
     }
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url)
         first = fetch(config)
         assert first.exit_code == 0, first.output
@@ -124,7 +133,7 @@ def test_429_is_retried_after_the_time_the_server_asks_and_503_with_backoff(
         FEED_PATH: [Reply(503, b"busy"), Reply(502, b"busy"), Reply(200, FEED)],
     }
     sleep = Recorder()
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         result = fetch(project(tmp_path, server.url), sleep=sleep)
     assert result.exit_code == 0, result.output
     assert sleep.waits == [7.0, 0.5, 1.0]
@@ -146,7 +155,7 @@ def test_a_failing_source_names_the_url_and_the_others_still_arrive(
     tmp_path: Path, reply: Reply, message: str
 ) -> None:
     routes = {HF_PATH: [reply], FEED_PATH: [Reply(200, FEED)]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         result = fetch(project(tmp_path, server.url))
     assert result.exit_code == 1, result.output
     assert "hf: failed: " in result.stderr and message in result.stderr
@@ -159,7 +168,7 @@ def test_an_entity_bomb_from_a_feed_is_refused_and_never_written(tmp_path: Path)
     bomb = b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "lol"><!ENTITY b "&a;&a;">]>'
     bomb += b'<rss version="2.0"><channel><title>&b;</title></channel></rss>'
     routes = {HF_PATH: [Reply(200, hf_day("Pruning"))], FEED_PATH: [Reply(200, bomb)]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         result = fetch(project(tmp_path, server.url))
     assert result.exit_code == 1 and "declares entities" in result.stderr
     assert sorted(p.name for p in (tmp_path / "digests").iterdir()) == ["hf-2026-03-12.json"]
@@ -167,11 +176,46 @@ def test_an_entity_bomb_from_a_feed_is_refused_and_never_written(tmp_path: Path)
 
 def test_an_empty_day_writes_nothing_and_says_so(tmp_path: Path) -> None:
     routes = {HF_PATH: [Reply(200, b"[]")], FEED_PATH: [Reply(200, rss2())]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         result = fetch(project(tmp_path, server.url))
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("no papers (not published yet, or a day off)") == 2
+    assert result.stdout.count("no papers (not published yet, or a day off)") == 3  # 2 hf days
     assert list((tmp_path / "digests").iterdir()) == []
+
+
+def test_without_a_date_each_source_asks_its_recent_days(tmp_path: Path) -> None:
+    routes = {
+        FEED_PATH: [Reply(200, rss2())],
+        HF_PATH: [Reply(200, hf_day("Pruning today"))],
+        "/api/daily_papers?date=2026-03-11": [
+            Reply(200, hf_day("Pruning yesterday").replace(b"2603.00001", b"2603.00099"))
+        ],
+        api_path(0, 2).replace("20260312", "20260310"): [Reply(200, api_feed("2603.00010"))],
+    }
+    with SourceServer(routes, empty_days) as server:
+        config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
+        first = fetch(config, "--json")
+        assert first.exit_code == 0, first.output
+        asked = [path for path, _ in server.requests]
+        # hf: yesterday and today; arXiv API: the last four days (announced up to 3 days late).
+        assert [p for p in asked if "daily_papers" in p] == [
+            "/api/daily_papers?date=2026-03-11",
+            HF_PATH,
+        ]
+        days = [p.split("submittedDate%3A%5B")[1][:8] for p in asked if "/api/query" in p]
+        assert days == ["20260309", "20260310", "20260311", "20260312"]
+        assert json.loads(first.stdout)["ingest"]["new_papers"] == 3
+        # Two days on, the windows have moved: hf asks the 13th and 14th, the API the 11th
+        # to the 14th (the days before were fetched, and left the window).
+        server.requests.clear()
+        assert fetch(config, now=NOW + timedelta(days=2)).exit_code == 0
+        asked = [path for path, _ in server.requests]
+    assert [p.rsplit("=", 1)[1] for p in asked if "daily_papers" in p] == [
+        "2026-03-13",
+        "2026-03-14",
+    ]
+    days = [p.split("submittedDate%3A%5B")[1][:8] for p in asked if "/api/query" in p]
+    assert days == ["20260311", "20260312", "20260313", "20260314"]
 
 
 def test_since_fetches_each_listing_date(tmp_path: Path) -> None:
@@ -180,7 +224,7 @@ def test_since_fetches_each_listing_date(tmp_path: Path) -> None:
         f"/api/daily_papers?date={day}": [Reply(200, hf_day(f"Paper of {day}"))] for day in days
     }
     routes[FEED_PATH] = [Reply(200, FEED)]
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url)
         result = fetch(config, "--since", "2026-03-10", "--source", "hf")
     assert result.exit_code == 0, result.output
@@ -203,7 +247,7 @@ def test_recorded_responses_fetch_ingest_and_send_end_to_end(tmp_path: Path) -> 
         "/api/daily_papers?date=2026-06-12": [Reply(200, hf)],
         FEED_PATH: [Reply(200, feed)],
     }
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url)
         result = fetch(config, "--date", "2026-06-12", "--json")
     assert result.exit_code == 0, result.output
@@ -220,7 +264,7 @@ def test_the_daemon_fetches_before_each_run_and_a_failure_does_not_stop_it(
     from newsletter.daemon import Daemon
 
     routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale"))], FEED_PATH: [Reply(500, b"")]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url, "schedule:\n  cron: '0 12 * * *'\n")
         world = World(now=lambda: NOW, environ={}, sleep=Recorder())
         daemon = Daemon(config, world)
@@ -238,7 +282,7 @@ def test_sources_answers_i_got_no_email_with_successes_errors_and_staleness(
     tmp_path: Path,
 ) -> None:
     routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale", "More"))], FEED_PATH: [Reply(404)]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url)
         assert fetch(config).exit_code == 1
     result = invoke(config, "sources", "--json")
@@ -271,7 +315,7 @@ def test_the_daemon_fetches_on_its_own_interval_when_asked(tmp_path: Path) -> No
 
 def test_papers_can_be_listed_by_source_and_by_first_sighting(tmp_path: Path) -> None:
     routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale"))], FEED_PATH: [Reply(200, FEED)]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url)
         assert fetch(config).exit_code == 0
     (tmp_path / "digests" / "capture.txt").write_text(capture(card("Captured by hand")))
@@ -344,9 +388,9 @@ def test_an_arxiv_query_pages_through_the_day_one_request_every_three_seconds(
         api_path(4, 1): [Reply(200, api_feed())],  # nothing more: no file
     }
     sleep = Recorder()
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
-        result = fetch(config, "--source", "q", "--json", sleep=sleep)
+        result = fetch(config, "--source", "q", "--date", "2026-03-12", "--json", sleep=sleep)
     assert result.exit_code == 0, result.output
     assert [path for path, _ in server.requests] == [api_path(0, 2), api_path(2, 2), api_path(4, 1)]
     assert sleep.waits == [3.0, 3.0]  # the clock stands still: each wait is the full interval
@@ -364,7 +408,7 @@ def test_an_arxiv_query_pages_through_the_day_one_request_every_three_seconds(
 
 def test_an_arxiv_api_error_names_the_url_and_what_arxiv_said(tmp_path: Path) -> None:
     routes = {api_path(0, 2): [Reply(200, API_ERROR)]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
         result = fetch(config, "--source", "q")
     assert result.exit_code == 1
@@ -379,7 +423,7 @@ def test_a_source_can_keep_replacements_when_its_config_asks(tmp_path: Path) -> 
         ("2603.10001", "Pruning anew", "new", "A"), ("2501.00002", "Pruning v2", "replace", "B")
     )
     routes = {FEED_PATH: [Reply(200, feed)]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url)
         text = config.read_text().replace(
             "categories: [cs.LG, cs.CL]}",
@@ -431,9 +475,9 @@ def test_a_followed_author_fetched_from_arxiv_arrives_explained_and_linked(
     tmp_path: Path,
 ) -> None:
     routes = {api_path(0, 2): [Reply(200, api_feed("2603.00007"))]}
-    with SourceServer(routes) as server:
+    with SourceServer(routes, empty_days) as server:
         config = project(tmp_path, server.url, QUERY_SOURCE % server.url)
-        assert fetch(config, "--source", "q").exit_code == 0
+        assert fetch(config, "--source", "q", "--date", "2026-03-12").exit_code == 0
     (tmp_path / "subscribers.yaml").write_text(
         "subscribers:\n  - email: bo@example.org\n    authors: [A. Lovelace]\n"
         "    categories: [cs]\n"
@@ -466,9 +510,9 @@ def test_the_readme_sources_example_is_a_valid_config(tmp_path: Path) -> None:
 def test_a_recorded_arxiv_api_answer_fetches_and_ingests(tmp_path: Path) -> None:
     body = shared_sample("arxiv_api/arxivpy_2026_q_testing_s0_m10.body.DERIVED.xml").read_bytes()
     source = QUERY_SOURCE.replace("page_size: 2, max_results: 5", "page_size: 10, max_results: 10")
-    with SourceServer({api_path(0, 10): [Reply(200, body)]}) as server:
+    with SourceServer({api_path(0, 10): [Reply(200, body)]}, empty_days) as server:
         config = project(tmp_path, server.url, source % server.url)
-        result = fetch(config, "--source", "q", "--json")
+        result = fetch(config, "--source", "q", "--date", "2026-03-12", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [(r["status"], r["papers"]) for r in report["fetched"]] == [("written", 10)]
