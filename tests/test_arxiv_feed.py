@@ -200,3 +200,36 @@ def test_recorded_feeds_read_completely_without_warnings(name: str) -> None:
     assert len(digest.cards) == EXPECTED[name] and digest.warnings == ()
     assert all(c.arxiv_id and c.title and c.abstract for c in digest.cards)
     assert all("Announce Type" not in c.abstract and "<p>" not in c.abstract for c in digest.cards)
+
+
+ATOM_LISTING = f"""<?xml version='1.0' encoding='UTF-8'?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom"
+ xmlns:dc="http://purl.org/dc/elements/1.1/">
+<id>http://rss.arxiv.org/atom/cs.LG</id><title>cs.LG updates on arXiv.org</title>
+<updated>2026-04-27T04:00:00.000000+00:00</updated>
+<entry><id>oai:arXiv.org:2604.21952v1</id><title>Accelerating Foundation Models</title>
+<updated>2026-04-27T04:00:00.000000+00:00</updated>
+<link href="https://arxiv.org/abs/2604.21952" rel="alternate" type="text/html"/>
+<summary>arXiv:2604.21952v1 Announce Type: new
+Abstract: {ABSTRACT}</summary><category term="cs.LG"/><category term="cs.AR"/>
+<published>2026-04-27T00:00:00-04:00</published>
+<arxiv:announce_type>new</arxiv:announce_type>
+<dc:creator>A. One, B. Two</dc:creator></entry>
+<entry><id>oai:arXiv.org:2501.00002v3</id><title>Replaced again</title>
+<summary>arXiv:2501.00002v3 Announce Type: replace
+Abstract: {ABSTRACT}</summary><arxiv:announce_type>replace</arxiv:announce_type>
+<dc:creator>E. Five</dc:creator></entry>
+</feed>""".encode()
+
+
+def test_the_atom_flavour_of_the_listing_reads_like_the_rss() -> None:
+    digest = read(ATOM_LISTING)
+    (only,) = digest.cards
+    assert digest.listing_date == date(2026, 4, 27) and digest.warnings == ()
+    assert (only.arxiv_id, only.title, only.abstract) == (
+        "2604.21952",
+        "Accelerating Foundation Models",
+        ABSTRACT,
+    )
+    assert only.details.authors == ("A. One", "B. Two")
+    assert only.details.categories == ("cs.LG", "cs.AR")
