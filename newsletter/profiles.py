@@ -194,9 +194,12 @@ class _ProfileReader:
             return []
         found = []
         for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.add((key, index), f"each of '{key}' must be text, e.g. {key}: [{example}]")
+                continue
             text = self.checked(self.problems.text((*self.at, key, index), item))
             if isinstance(text, str):
-                found.append((index, text.strip()))
+                found.append((index, text))
         return found
 
     def authors(self, entry: dict) -> tuple[str, ...]:

@@ -117,6 +117,7 @@ subscribers:
         ("authors: [LeCun]", "subscribers.yaml:3: author 'LeCun': give a first name"),
         ("authors: [Yann LeCun, yann lecun]", "'yann lecun' repeats 'Yann LeCun'"),
         ("authors: Yann LeCun", "'authors' must be a list"),
+        ("authors: [2024]", "each of 'authors' must be text"),
         ("keywords: [a]\n    categories: [CS.LG]", "subscribers.yaml:4: 'CS.LG' is not an arXiv"),
         ("categories: [cs.LG]", "missing 'keywords'"),
     ],

@@ -10,7 +10,9 @@ Both shapes seen since 2024 are read: the 2024 one (item ``title`` unwrapped, pa
 and ``summary`` hard-wrapped with "\\n  ", ``mediaUrl``) and the 2025+ one (adds
 ``submittedOnDailyAt``, ``ai_keywords``, ``organization`` and more, all optional). The listing
 date is the day the papers were on the daily page (``submittedOnDailyAt``; the item's
-``publishedAt`` in the 2024 shape), not their arXiv dates, which may be months older.
+``publishedAt`` in the 2024 shape), not their arXiv dates, which may be months older. Author
+names, the AI keywords and summary, and the HF page, GitHub and project links go into the
+card's ``Details`` (a link only when it is a plain http(s) URL).
 """
 
 from __future__ import annotations
