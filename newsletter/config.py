@@ -22,6 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.checks import Problems
 from newsletter.errors import ConfigError
+from newsletter.models import ANNOUNCE_TYPES, DEFAULT_ANNOUNCE_TYPES
 from newsletter.slots import Timetable, cron_trigger
 from newsletter.yamlfile import KeyPath, load_yaml
 
@@ -125,7 +126,6 @@ DEFAULT_URLS = {
     "arxiv_rss": "https://rss.arxiv.org/rss",
     "arxiv_query": "https://export.arxiv.org/api/query",
 }
-ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 # Days a fetch asks by default, today included: a Hugging Face listing still grows the day
 # after; the arXiv API shows a day's submissions only once announced, up to three days later
 # over a weekend. Days fetched complete are not asked again, so this costs few requests.
@@ -143,7 +143,7 @@ class SourceSettings:
     # ``_Reader._words``, as announce_types is)
     categories: tuple[str, ...] = field(default=(), metadata={"list": True})
     # arxiv_rss: which announcements to read (a replacement is a paper already announced)
-    announce_types: tuple[str, ...] = field(default=("new", "cross"), metadata={"list": True})
+    announce_types: tuple[str, ...] = field(default=DEFAULT_ANNOUNCE_TYPES, metadata={"list": True})
     # arxiv_query: the API's search_query (ANDed with the categories when both are given)
     query: str | None = setting(None, "text")
     max_results: int = setting(500, "int", 1, 30000)  # arxiv_query: the most papers a day
@@ -206,7 +206,7 @@ class Config:
         """The arXiv announce types to read from a digest file: its source's choice when a
         source fetched it, else new and cross-lists."""
         found = (s.announce_types for s in self.sources if s.fetched(file_name))
-        return next(found, ("new", "cross"))
+        return next(found, DEFAULT_ANNOUNCE_TYPES)
 
 
 def config_path(option: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -330,7 +330,7 @@ class _Reader:
         return problems.text(at, value)
 
 
-_LISTS = {"categories": (), "announce_types": ("new", "cross")}
+_LISTS = {"categories": (), "announce_types": DEFAULT_ANNOUNCE_TYPES}
 _LIST_EXAMPLES = {"categories": "cs.LG, cs.CL", "announce_types": "new, cross"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ARXIV_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")

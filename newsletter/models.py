@@ -9,6 +9,10 @@ from newsletter.text import Keyword
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 FREQUENCIES = ("daily", "weekly", "paused")
+# arXiv's announce types, and those read unless a source says otherwise: a replacement (v2,
+# v3) is a paper already announced, never a new one to send.
+ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+DEFAULT_ANNOUNCE_TYPES = ("new", "cross")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import feedparser
 
 from newsletter.errors import DigestError
 from newsletter.identity import canonical_arxiv_id
-from newsletter.models import Card, Details, Digest, SourceWarning
+from newsletter.models import DEFAULT_ANNOUNCE_TYPES, Card, Details, Digest, SourceWarning
 from newsletter.sources.fields import (
     ABSTRACT_MAX,
     AUTHORS_MAX,
@@ -33,7 +33,7 @@ from newsletter.sources.fields import (
 )
 
 FORMAT = "arxiv-feed"
-KEEP = frozenset({"new", "cross"})  # announce types read by default
+KEEP = frozenset(DEFAULT_ANNOUNCE_TYPES)
 _ROOTS = (b"<rss", b"<rdf:RDF", b"<feed")
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _OLD_TITLE = re.compile(r"\s*\(arXiv:(\S+)\s+\[([^\]]*)\](?:\s+(UPDATED|CROSS LISTED))?\)\s*$")
