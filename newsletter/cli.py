@@ -51,6 +51,13 @@ from newsletter.pipeline import (
 from newsletter.profiles import Profiles
 from newsletter.render import byline
 from newsletter.slots import slot_of, upcoming
+from newsletter.subscribers import (
+    HOWS,
+    resubscribe,
+    subscriber_history,
+    subscriber_statuses,
+    unsubscribe,
+)
 from newsletter.text import UNSAFE_CHARACTER
 
 EXIT_OK = 0
@@ -378,13 +385,14 @@ def preview_command(
         if out is None:
             return
     if rendered is None:
-        reason = (
-            "nothing ingested yet: run `newsletter ingest`"
-            if not shown.digests
-            else (
+        if shown.selection is None:  # suppressed: the reason says since when and how
+            reason = f"{shown.reason} (newsletter resubscribe {subscriber.email} lifts it)"
+        elif not shown.digests:
+            reason = "nothing ingested yet: run `newsletter ingest`"
+        else:
+            reason = (
                 f"{shown.reason} (set send_empty: true in the config to send a short note instead)"
             )
-        )
         click.echo(f"no email for {subscriber.email}: {reason}", err=as_json)
         return
     if shown.pending:
@@ -401,6 +409,8 @@ def preview_command(
 
 
 def _preview_json(shown: Preview, address: str) -> dict[str, object]:
+    if shown.selection is None and shown.email is None:
+        return {"subscriber": address, "suppressed": shown.reason}
     if shown.selection is None:
         assert shown.email is not None
         pending = {"message_id": shown.email.message_id, "papers": list(shown.email.paper_ids)}
@@ -580,6 +590,91 @@ def schedule_command(session: Session, as_json: bool) -> None:
         )
     skipped = len(profiles.subscribers) - len(rows)
     click.echo(f"{_plural(len(rows), 'subscriber')} scheduled, {skipped} paused or inactive")
+
+
+@cli.command("subscribers")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def subscribers_command(session: Session, as_json: bool) -> None:
+    """Each address with its status (active, paused, unsubscribed, bounced, complained) and
+    why, its last digest and how many papers it was sent."""
+    rows = subscriber_statuses(session.config())
+    if as_json:
+        click.echo(json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        last = f"{row.last_digest:%Y-%m-%d %H:%M} UTC" if row.last_digest else "never"
+        click.echo(
+            f"{row.address}  {row.status}  ({row.why}); last digest {last}, "
+            f"{_plural(row.papers_sent, 'paper')} sent"
+        )
+    counts = {status: sum(1 for r in rows if r.status == status) for status in _STATUSES}
+    click.echo(", ".join(f"{count} {status}" for status, count in counts.items() if count))
+
+
+_STATUSES = ("active", "paused", "unsubscribed", "bounced", "complained")
+
+
+@cli.command("unsubscribe")
+@click.argument("email")
+@click.option(
+    "--via",
+    type=click.Choice(HOWS),
+    default="cli",
+    show_default=True,
+    help="How the subscriber asked (mailto: they wrote to the unsubscribe address).",
+)
+@click.pass_obj
+def unsubscribe_command(session: Session, email: str, via: str) -> None:
+    """Never mail EMAIL again, whatever subscribers.yaml says (until resubscribe)."""
+    suppression = unsubscribe(session.config(), session.world, email, via)
+    click.echo(f"{suppression.address}: {suppression.describe()}")
+
+
+@cli.command("resubscribe")
+@click.argument("email")
+@click.pass_obj
+def resubscribe_command(session: Session, email: str) -> int:
+    """Lift EMAIL's suppression (unsubscribed, bounced or complained)."""
+    lifted = resubscribe(session.config(), session.world, email)
+    if lifted is None:
+        click.echo(f"{email}: not suppressed; nothing to lift", err=True)
+        return EXIT_FAILED
+    click.echo(f"{lifted.address}: resubscribed (was {lifted.describe()})")
+    return EXIT_OK
+
+
+@cli.command("history")
+@click.option("--subscriber", "email", required=True, metavar="EMAIL", help="Whose history.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def history_command(session: Session, email: str, as_json: bool) -> None:
+    """Each digest EMAIL was sent (when, papers, Message-ID, status), feedback and events."""
+    history = subscriber_history(session.config(), email)
+    if as_json:
+        click.echo(json.dumps(history.to_json(), indent=2, ensure_ascii=False))
+        return
+    if history.suppression:
+        click.echo(f"{history.address}: {history.suppression.describe()}")
+    clicks = {(c.digest, c.paper_id): c for c in history.feedback}
+    for digest in history.digests:
+        when = digest.sent_at or digest.created_at
+        click.echo(
+            f"{when:%Y-%m-%d %H:%M} UTC  {digest.status}  {digest.message_id}  "
+            f"{_plural(len(digest.papers), 'paper')}"
+            + (f"  ({digest.error})" if digest.error else "")
+        )
+        for paper in digest.papers:
+            click.echo(f"    {paper}  {UNSAFE_CHARACTER.sub(' ', history.titles.get(paper, ''))}")
+            click_ = clicks.get((digest.key, paper))
+            if click_:
+                label = "more like this" if click_.kind == "more" else "not relevant"
+                click.echo(f"      feedback: {label} ({click_.at:%Y-%m-%d %H:%M} UTC)")
+    for event in history.events:
+        detail = f": {event.detail}" if event.detail else ""
+        click.echo(f"{event.at:%Y-%m-%d %H:%M} UTC  {event.event} ({event.how}){detail}")
+    if not history.digests and not history.events:
+        click.echo(f"nothing sent to {history.address} yet")
 
 
 def main() -> None:

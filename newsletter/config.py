@@ -17,6 +17,7 @@ from datetime import date, time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -89,8 +90,18 @@ class RenderSettings:
     send_empty: bool = setting(False, "flag")  # a short "nothing matched" note, not nothing
     list_id: str | None = setting(None, "text")  # default: from the sender's address
     unsubscribe_mailto: str | None = setting(None, "text")  # default: unsubscribe@<domain>
-    unsubscribe_url: str | None = setting(None, "text")  # https one-click endpoint, if any
+    # Where `newsletter serve` is reached (behind the proxy): the links of every digest
+    # (unsubscribe, preferences, web copy, feed, feedback) start with it.
+    public_url: str | None = setting(None, "text")
+    unsubscribe_url: str | None = setting(None, "text")  # default: <public_url>/unsubscribe
     unsubscribe_secret_env: str = setting("NEWSLETTER_UNSUBSCRIBE_SECRET", "text")
+    # After rotating the secret: the variable holding the old one, honoured for links
+    # issued up to secret_grace_days before.
+    previous_secret_env: str | None = setting(None, "text")
+    secret_grace_days: int = setting(60, "int", 0, 3650)
+    # The return path of every digest becomes <local>+<token>@<domain> (VERP): a bounce
+    # then names its subscriber even when the report does not.
+    bounce_address: str | None = setting(None, "text")
     profile_help: str = setting(
         "To change your keywords or how often you hear from us, reply to this email.", "text"
     )
@@ -118,6 +129,26 @@ class SmtpSettings:
     def effective_port(self) -> int:
         """The port to connect to."""
         return self.port or {"ssl": 465, "starttls": 587, "none": 25}[self.security]
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """``newsletter serve``: where it listens (behind a reverse proxy doing TLS)."""
+
+    host: str = setting("127.0.0.1", "text")
+    port: int = setting(8080, "int", 1, 65535)
+    threads: int = setting(4, "int", 1, 64)
+    max_body: int = setting(65536, "int", 1024, 10_000_000)  # bytes a request may send
+
+
+@dataclass(frozen=True)
+class BounceSettings:
+    """How bounces are counted, and where ``newsletter run`` collects them."""
+
+    soft_limit: int = setting(3, "int", 1, 100)  # temporary failures that suppress ...
+    soft_days: int = setting(30, "int", 1, 3650)  # ... within this many days
+    maildir: Path | None = setting(None, "path")  # read by `run` every `every` minutes
+    every: int = setting(60, "int", 1, 7 * 24 * 60)
 
 
 SOURCE_TYPES = ("hf_daily", "arxiv_rss", "arxiv_query")
@@ -200,6 +231,8 @@ class Config:
     schedule: ScheduleDefaults = section(ScheduleDefaults, "schedule")
     smtp: SmtpSettings = section(SmtpSettings, "smtp")
     fetch: FetchSettings = section(FetchSettings, "fetch")
+    serve: ServeSettings = section(ServeSettings, "serve")
+    bounce: BounceSettings = section(BounceSettings, "bounce")
     sources: tuple[SourceSettings, ...] = field(default=(), metadata={"sources": True})
 
     def announce_types(self, file_name: str) -> tuple[str, ...]:
@@ -376,11 +409,14 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
     _check_digests_folder(problems, config.digests)
     _check_smtp(problems, data.get("smtp"), config.smtp)
     render, smtp = config.render, data.get("smtp")
-    url = render.unsubscribe_url
-    if url and not url.startswith("https://"):
-        problems.add(
-            ("unsubscribe_url",), f"'unsubscribe_url' must start with https://, not {url!r}"
-        )
+    for key in ("public_url", "unsubscribe_url"):
+        problem = public_url_problem(key, getattr(render, key))
+        if problem:
+            problems.add((key,), problem)
+    if render.bounce_address:
+        problem = bounce_address_problem(render.bounce_address)
+        if problem:
+            problems.add(("bounce_address",), problem)
     sender_problem = check_sender(render.sender)
     if sender_problem:
         problems.add(("sender",), sender_problem)
@@ -398,6 +434,41 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
             schedule.trigger()
         except ValueError as exc:
             problems.add(("schedule", "cron"), f"'cron' {schedule.cron!r}: {exc}")
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def public_url_problem(key: str, url: str | None) -> str | None:
+    """Why ``url`` cannot start the links of digests: https is required (links carry
+    tokens), except on a loopback host (tests, a proxy on the same machine)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return None
+    return f"'{key}' must start with https:// (links carry tokens), not {url!r}"
+
+
+# The token VERP adds to the local part: "+" and 20 characters; local parts hold 64 at most.
+VERP_LOCAL_MAX = 64 - 21
+
+
+def bounce_address_problem(address: str) -> str | None:
+    """What is wrong with ``bounce_address``, or None."""
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"'bounce_address' {address!r} is not a valid address: {exc}"
+    local = address.rpartition("@")[0]
+    if "+" in local or len(local) > VERP_LOCAL_MAX:
+        return (
+            f"'bounce_address' needs a local part without '+' of at most {VERP_LOCAL_MAX} "
+            f"characters (a token is added to it), e.g. bounces@example.org, not {address!r}"
+        )
+    return None
 
 
 def digests_folder_problem(folder: Path) -> str | None:

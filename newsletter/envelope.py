@@ -24,9 +24,11 @@ def idna_address(address: str) -> str:
     return f"{local}{at}{domain}"
 
 
-def envelope_for(sender: str, recipient: str) -> Envelope:
-    """The envelope from ``sender`` (a From header value, ``Name <addr>``) to ``recipient``."""
-    return Envelope(_wire_address(sender), idna_address(recipient))
+def envelope_for(sender: str, recipient: str, return_path: str | None = None) -> Envelope:
+    """The envelope from ``sender`` (a From header value, ``Name <addr>``), or from
+    ``return_path`` when bounces go elsewhere, to ``recipient``."""
+    origin = idna_address(return_path) if return_path else _wire_address(sender)
+    return Envelope(origin, idna_address(recipient))
 
 
 @functools.lru_cache(maxsize=64)
@@ -41,6 +43,11 @@ def message_id_for(sender: str, subscriber: str, paper_ids: Iterable[str]) -> st
     digest_key = "\n".join([subscriber.casefold(), *sorted(paper_ids)])
     digest_hash = hashlib.sha256(digest_key.encode("utf-8")).hexdigest()[:32]
     return f"<digest.{digest_hash}@{sender_domain(sender)}>"
+
+
+def digest_key(message_id: str) -> str:
+    """The key of a digest in links and the web app: its Message-ID's hash part."""
+    return message_id.strip("<>").partition("@")[0].removeprefix("digest.")
 
 
 @functools.lru_cache(maxsize=64)

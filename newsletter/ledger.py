@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from newsletter.models import History
+from newsletter.envelope import digest_key
+from newsletter.models import History, SentDigest
 from newsletter.store import Store
 
 
@@ -118,8 +119,8 @@ class Ledger:
                 (message_id, key, stamp, stamp, data),
             )
             db.executemany(
-                "INSERT OR IGNORE INTO delivery_papers VALUES (?, ?, ?)",
-                ((key, paper, message_id) for paper in paper_ids),
+                "INSERT OR IGNORE INTO delivery_papers VALUES (?, ?, ?, ?)",
+                ((key, paper, message_id, position) for position, paper in enumerate(paper_ids)),
             )
 
     def record_retry(self, message_id: str, now: datetime) -> None:
@@ -163,6 +164,52 @@ class Ledger:
     def _writing(self) -> AbstractContextManager:
         """Where the record methods write: one transaction of the store each."""
         return self.store.transaction()
+
+    def digests_of(self, subscriber: str) -> list[SentDigest]:
+        """``subscriber``'s digests, newest first, each with its papers in the order sent."""
+        rows = self.db.execute(
+            "SELECT message_id, status, created_at, sent_at, last_error FROM deliveries "
+            "WHERE subscriber = ? ORDER BY created_at DESC, message_id",
+            (subscriber.casefold(),),
+        ).fetchall()
+        return [self._digest(*row) for row in rows]
+
+    def digest(self, key: str) -> tuple[str, SentDigest] | None:
+        """The digest whose key (``envelope.digest_key``) is ``key``, with its subscriber."""
+        row = self.db.execute(
+            "SELECT subscriber, message_id, status, created_at, sent_at, last_error "
+            "FROM deliveries WHERE message_id >= ? AND message_id < ? LIMIT 1",
+            (f"<digest.{key}@", f"<digest.{key}A"),  # "A" sorts after "@"
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], self._digest(*row[1:])
+
+    def _digest(
+        self, message_id: str, status: str, created: str, sent: str | None, error: str | None
+    ) -> SentDigest:
+        papers = self.db.execute(
+            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY position, paper_id",
+            (message_id,),
+        )
+        return SentDigest(
+            message_id=message_id,
+            key=digest_key(message_id),
+            status=status,
+            created_at=datetime.fromisoformat(created),
+            sent_at=moment(sent),
+            papers=tuple(row[0] for row in papers),
+            error=error,
+        )
+
+    def totals(self) -> dict[str, tuple[datetime | None, int]]:
+        """Per subscriber: when their last digest was accepted, and how many papers sent."""
+        rows = self.db.execute(
+            "SELECT d.subscriber, max(d.sent_at), count(p.paper_id) FROM deliveries d "
+            "LEFT JOIN delivery_papers p USING (message_id) WHERE d.status = 'sent' "
+            "GROUP BY d.subscriber"
+        )
+        return {key: (moment(last), count) for key, last, count in rows}
 
     def rows(self, subscriber: str | None = None) -> list[dict[str, object]]:
         """Ledger rows per subscriber and paper (for reports and tests)."""

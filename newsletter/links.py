@@ -1,55 +1,95 @@
-"""Links in a digest that act for its subscriber, and the tokens that sign them.
+"""Links in a digest that act for its subscriber, and the secrets that sign them.
 
-A token is an HMAC-SHA256 of the address under the operator's secret, so a link works for
-that address alone and cannot be forged without the secret; the web endpoint checks tokens
-here too (``token_matches``, constant time).
+Every link of ``newsletter serve`` carries a token (``newsletter.tokens``) for its purpose:
+unsubscribe (also the one-click ``List-Unsubscribe`` URL), preferences, the web copy of this
+digest, the subscriber's feed, and feedback on each paper. Without ``public_url`` (and
+``unsubscribe_url``) a digest has only the mailto unsubscribe link.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlencode, urlsplit
 
 from newsletter.config import RenderSettings
 from newsletter.envelope import sender_domain
 from newsletter.errors import ConfigError
+from newsletter.tokens import Signer
+
+FEEDBACK_KINDS = ("more", "less")  # "more like this", "not relevant"
 
 
 @dataclass(frozen=True)
-class UnsubscribeLinks:
-    """Where a subscriber can unsubscribe: always by mail, by https when configured."""
+class DigestLinks:
+    """The links of one subscriber's digest (None: the web app is not configured)."""
 
     mailto: str
-    https: str | None
+    https: str | None  # the one-click unsubscribe URL (List-Unsubscribe, RFC 8058)
+    preferences: str | None = None
+    archive: str | None = None  # this digest in a browser
+    feed: str | None = None  # the subscriber's Atom feed
+    feedback: tuple[tuple[str, str], ...] = ()  # per paper: (more like this, not relevant)
 
     @property
     def preferred(self) -> str:
-        """The link to show in the email."""
+        """The unsubscribe link to show in the email."""
         return self.https or self.mailto
 
 
-def unsubscribe_links(settings: RenderSettings, email: str, secret: str) -> UnsubscribeLinks:
-    """The mailto and (when ``unsubscribe_url`` is set) the signed https unsubscribe links."""
-    mailbox = settings.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings.sender)}"
-    https = None
-    if settings.unsubscribe_url:
-        joiner = "&" if "?" in settings.unsubscribe_url else "?"
-        https = f"{settings.unsubscribe_url}{joiner}token={unsubscribe_token(secret, email)}"
-    return UnsubscribeLinks(f"mailto:{mailbox}?subject=unsubscribe", https)
+class Links:
+    """Makes the links of digests: the settings and the signer, once per run."""
+
+    def __init__(self, settings: RenderSettings, signer: Signer | None) -> None:
+        self.settings = settings
+        self.signer = signer
+        self.public = settings.public_url.rstrip("/") if settings.public_url else None
+        self.unsubscribe_base = settings.unsubscribe_url or (
+            f"{self.public}/unsubscribe" if self.public else None
+        )
+        mailbox = settings.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings.sender)}"
+        self.mailto = f"mailto:{mailbox}?subject=unsubscribe"
+
+    def for_digest(
+        self, email: str, digest: str, papers: tuple[str, ...], today: date
+    ) -> DigestLinks:
+        """The links of ``email``'s digest ``digest`` (its key) carrying ``papers``."""
+        signer = self.signer
+        if signer is None or self.unsubscribe_base is None:
+            return DigestLinks(self.mailto, None)
+
+        def token(purpose: str, *parts: str) -> str:
+            return signer.sign(purpose, email, *parts, day=today)
+
+        https = with_query(self.unsubscribe_base, t=token("unsubscribe"))
+        if self.public is None:
+            return DigestLinks(self.mailto, https)
+        public = self.public
+        feedback = tuple(
+            tuple(
+                f"{public}/feedback?"
+                + urlencode(
+                    {"t": token("feedback", digest, paper), "d": digest, "p": paper, "k": k}
+                )
+                for k in FEEDBACK_KINDS
+            )
+            for paper in papers
+        )
+        return DigestLinks(
+            self.mailto,
+            https,
+            preferences=f"{public}/preferences?t={token('preferences')}",
+            archive=f"{public}/digest/{digest}?t={token('archive', digest)}",
+            feed=f"{public}/feed?t={token('feed')}",
+            feedback=tuple(feedback(paper) for paper in papers),  # type: ignore[misc]
+        )
 
 
-def unsubscribe_token(secret: str, email: str) -> str:
-    """An opaque per-subscriber token: HMAC-SHA256 of the address under ``secret``."""
-    mac = hmac.new(secret.encode("utf-8"), email.casefold().encode("utf-8"), hashlib.sha256)
-    return base64.urlsafe_b64encode(mac.digest()).decode("ascii").rstrip("=")
-
-
-def token_matches(secret: str, email: str, token: str) -> bool:
-    """Does ``token`` belong to ``email`` (constant-time comparison)?"""
-    return hmac.compare_digest(unsubscribe_token(secret, email), token)
+def with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` added to its query."""
+    joiner = "&" if urlsplit(url).query else "?"
+    return f"{url}{joiner}{urlencode(params)}"
 
 
 # A secret anyone can guess forges links for every address: demand what
@@ -59,22 +99,46 @@ _SECRET_MIN_DISTINCT = 10  # "aaaa…" or "changeme" four times is long, not ran
 MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
-def unsubscribe_secret(settings: RenderSettings, environ: Mapping[str, str]) -> str:
-    """The secret that signs the links, from the environment; a ConfigError when links need
-    one and it is not set, or too short or too plain to be random."""
+def needs_secret(settings: RenderSettings) -> bool:
+    """Do digests carry signed links or a VERP return path (so a secret is required)?"""
+    return bool(settings.unsubscribe_url or settings.public_url or settings.bounce_address)
+
+
+def make_signer(settings: RenderSettings, environ: Mapping[str, str]) -> Signer | None:
+    """The signer of links from the secrets in the environment (None when nothing needs
+    one); a ConfigError when one is needed and missing, or too short or plain to be random."""
     name = settings.unsubscribe_secret_env
     secret = environ.get(name, "")
-    if not settings.unsubscribe_url:
-        return secret
+    if not needs_secret(settings):
+        return Signer(secret) if secret else None
+    why = "unsubscribe_url, public_url or bounce_address is set"
     if not secret:
         raise ConfigError(
-            f"unsubscribe_url is set but ${name} is empty; set it to a random secret of at "
-            f"least {SECRET_MIN_BYTES} bytes (it signs the unsubscribe tokens): {MAKE_SECRET}"
+            f"{why} but ${name} is empty; set it to a random secret of at least "
+            f"{SECRET_MIN_BYTES} bytes (it signs the links and unsubscribe tokens): {MAKE_SECRET}"
         )
+    _check_strength(name, secret)
+    previous = None
+    if settings.previous_secret_env:
+        previous = environ.get(settings.previous_secret_env) or None
+        if previous:
+            _check_strength(settings.previous_secret_env, previous)
+    return Signer(secret, previous, settings.secret_grace_days)
+
+
+def _check_strength(name: str, secret: str) -> None:
     if len(secret.encode("utf-8")) < SECRET_MIN_BYTES or len(set(secret)) < _SECRET_MIN_DISTINCT:
         raise ConfigError(
             f"${name} is too weak to sign unsubscribe links (it must be at least "
             f"{SECRET_MIN_BYTES} random bytes; a guessed secret forges links for every "
             f"address): make one with {MAKE_SECRET}"
         )
-    return secret
+
+
+def return_path(settings: RenderSettings, signer: Signer | None, email: str) -> str | None:
+    """The VERP return path of ``email``'s digests (``bounces+<token>@domain``), so that a
+    bounce names its subscriber even when the report does not; None without bounce_address."""
+    if not settings.bounce_address or signer is None:
+        return None
+    local, _, domain = settings.bounce_address.rpartition("@")
+    return f"{local}+{signer.verp(email)}@{domain}"

@@ -20,7 +20,7 @@ from email.utils import format_datetime, formataddr, parseaddr, quote
 
 from newsletter.config import RenderSettings
 from newsletter.envelope import idna_address, sender_domain
-from newsletter.links import UnsubscribeLinks
+from newsletter.links import DigestLinks
 from newsletter.text import one_line
 
 # The legacy folding (email.header.Header) on plain strings: the same encodings and folding
@@ -60,7 +60,7 @@ class Composer:
             ]
         )
 
-    def compose(self, headers: Headers, text: str, html: str, links: UnsubscribeLinks) -> bytes:
+    def compose(self, headers: Headers, text: str, html: str, links: DigestLinks) -> bytes:
         """The message as the exact bytes to send."""
         boundary = "=_" + headers.message_id.strip("<>").split("@")[0]
         targets = [f"<{links.mailto}>"] + ([f"<{links.https}>"] if links.https else [])

@@ -410,3 +410,117 @@ class SourceStatus:
             "newest_paper": stamp(self.newest_paper),
             "stale": self.stale,
         }
+
+
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained")
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address never to be mailed, whatever the profile file says, until it is lifted."""
+
+    address: str
+    reason: str  # unsubscribed | bounced | complained
+    how: str  # one-click, web, mailto, cli, bounce, complaint
+    at: datetime
+    detail: str | None = None
+
+    def describe(self) -> str:
+        """ "unsubscribed on 2026-03-12 (one-click)" and the detail, if any."""
+        text = f"{self.reason} on {self.at:%Y-%m-%d} ({self.how})"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberEvent:
+    """One change of a subscriber's state, or a bounce that counts towards one."""
+
+    at: datetime
+    event: str  # unsubscribed, resubscribed, bounced, soft-bounce, complained
+    how: str
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """As ``--json`` prints it."""
+        return {"at": self.at.isoformat(), "event": self.event, "how": self.how} | (
+            {"detail": self.detail} if self.detail else {}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A subscriber's click on "more like this" (more) or "not relevant" (less)."""
+
+    paper_id: str
+    digest: str
+    kind: str  # more | less
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStatus:
+    """An address as ``newsletter subscribers`` shows it: its effective status and why."""
+
+    address: str
+    status: str  # active | paused | unsubscribed | bounced | complained
+    why: str
+    in_profiles: bool
+    last_digest: datetime | None
+    papers_sent: int
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter subscribers --json`` prints it."""
+        return {
+            "address": self.address,
+            "status": self.status,
+            "why": self.why,
+            "in_profiles": self.in_profiles,
+            "last_digest": self.last_digest.isoformat() if self.last_digest else None,
+            "papers_sent": self.papers_sent,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SentDigest:
+    """One digest of a subscriber's history (``newsletter history``)."""
+
+    message_id: str
+    key: str  # its key in links (``envelope.digest_key``)
+    status: str  # pending | sent | failed
+    created_at: datetime
+    sent_at: datetime | None
+    papers: tuple[str, ...]  # in the order sent
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter history --json`` prints it."""
+        return {
+            "message_id": self.message_id,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "papers": list(self.papers),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BounceDecision:
+    """What one bounce (or complaint) message made of one address."""
+
+    source: str  # the file (and message number) it came from
+    address: str | None  # None: no address could be found or attributed
+    kind: str  # permanent | temporary | complaint | none
+    action: str  # suppressed | counted | ignored | unsubscribed
+    detail: str  # the status and diagnostic, or why nothing was done
+    subscriber: bool = True  # is the address ours (profiles or ledger)?
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter bounces --json`` prints it."""
+        return {
+            "source": self.source,
+            "address": self.address,
+            "kind": self.kind,
+            "action": self.action,
+            "detail": self.detail,
+        }

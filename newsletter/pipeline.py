@@ -34,11 +34,10 @@ from newsletter.delivery import (
     deliver,
     make_transport,
 )
-from newsletter.envelope import envelope_for
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Ledger, Pending, moment
-from newsletter.links import unsubscribe_secret
+from newsletter.links import make_signer
 from newsletter.lock import state_lock
 from newsletter.matching import Matcher
 from newsletter.models import (
@@ -61,6 +60,7 @@ from newsletter.render import Renderer, load_templates
 from newsletter.sources import discover_digests
 from newsletter.sources.fetch import Fetcher, make_client
 from newsletter.store import Store, open_store
+from newsletter.suppression import SubscriberState
 from newsletter.yamlfile import load_yaml
 
 
@@ -130,9 +130,9 @@ class Run:
 
 
 def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
-    """The renderer for ``config``: templates compiled, unsubscribe secret from ``environ``."""
-    secret = unsubscribe_secret(config.render, environ)
-    return Renderer(config.render, load_templates(config.templates), secret)
+    """The renderer for ``config``: templates compiled, link secrets from ``environ``."""
+    signer = make_signer(config.render, environ)
+    return Renderer(config.render, load_templates(config.templates), signer)
 
 
 def setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
@@ -191,6 +191,9 @@ def preview(
     now = world.now()
     with open_store(config.state_dir) as store:
         digests = len(store.digests())
+        suppression = SubscriberState(store).suppression(subscriber.email)
+        if suppression is not None:  # the next send skips them
+            return Preview(None, None, False, suppression.describe(), digests)
         ledger = Ledger(store)
         key = subscriber.email.casefold()
         pending = (
@@ -199,7 +202,8 @@ def preview(
             else next((item for item in ledger.pending() if item.subscriber == key), None)
         )
         if pending is not None:
-            return Preview(None, _as_rendered(pending, subscriber, config), True, None, digests)
+            shown = _as_rendered(pending, subscriber, renderer)
+            return Preview(None, shown, True, None, digests)
         since = lookback_start(config, now)
         history = {} if everything else ledger.history(since=since)
         papers = store.papers(since=since)
@@ -212,7 +216,7 @@ def preview(
     return Preview(selection, rendered, False, reason, digests)
 
 
-def _as_rendered(pending: Pending, subscriber: Subscriber, config: Config) -> RenderedEmail:
+def _as_rendered(pending: Pending, subscriber: Subscriber, renderer: Renderer) -> RenderedEmail:
     """A pending digest as a RenderedEmail, its parts read back from its bytes."""
     message = email.message_from_bytes(pending.data, policy=email.policy.default)
     assert isinstance(message, email.message.EmailMessage)
@@ -226,7 +230,7 @@ def _as_rendered(pending: Pending, subscriber: Subscriber, config: Config) -> Re
         message_id=pending.message_id,
         paper_ids=pending.paper_ids,
         data=pending.data,
-        envelope=envelope_for(config.render.sender, subscriber.email),
+        envelope=renderer.envelope(subscriber.email),
     )
 
 
@@ -370,8 +374,12 @@ class _Sending:
 
         A digest left pending by an interrupted run is sent again as it was (same bytes, same
         Message-ID) before anything new is composed for that subscriber, due or not."""
+        suppressed = SubscriberState(self.store).suppressed()
         for subscriber in subscribers:
-            if subscriber.receives:
+            suppression = suppressed.get(subscriber.email.casefold())
+            if suppression is not None:
+                self.skipped.append(SkippedItem(subscriber.email, suppression.describe()))
+            elif subscriber.receives:
                 self.wanted[subscriber.email.casefold()] = subscriber
             else:
                 reason = "paused" if subscriber.active else "inactive (active: false)"
@@ -417,7 +425,6 @@ class _Sending:
         """The messages to hand over, pending ones first; each written to the ledger before
         it is handed over (a new one as pending, a pending one touched), and none once the
         ledger cannot take a write: what was handed over must be recordable as sent."""
-        sender = self.run.config.render.sender
         try:
             for item in pending:
                 self._make_room(len(item.data))
@@ -425,7 +432,7 @@ class _Sending:
                 subscriber = self.wanted[item.subscriber]
                 self._expect(item.message_id, item.paper_ids)
                 self.resent.add(item.message_id)
-                envelope = envelope_for(sender, subscriber.email)
+                envelope = self.renderer.envelope(subscriber.email)
                 yield Outgoing(item.message_id, subscriber.email, envelope, item.data)
             for rendered in self._produce(fresh):
                 self._make_room(len(rendered.data))

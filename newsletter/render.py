@@ -21,12 +21,13 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from newsletter.config import RenderSettings
-from newsletter.envelope import envelope_for, message_id_for
+from newsletter.envelope import digest_key, envelope_for, message_id_for
 from newsletter.errors import TemplateError
-from newsletter.links import unsubscribe_links
+from newsletter.links import DigestLinks, Links, return_path
 from newsletter.mime import Composer, Headers
-from newsletter.models import Match, Paper, RenderedEmail, Selection, Subscriber
+from newsletter.models import Envelope, Match, Paper, RenderedEmail, Selection, Subscriber
 from newsletter.text import one_line
+from newsletter.tokens import Signer
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -73,14 +74,21 @@ class DigestView:
     why_note: str
     profile_help: str
     unsubscribe_link: str
+    preferences_link: str = ""  # "" when the web app is not configured (public_url)
+    archive_link: str = ""  # this digest in a browser
+    feed_link: str = ""
+    feedback: tuple[tuple[str, str], ...] = ()  # per paper: (more like this, not relevant)
 
 
 class Renderer:
     """Compiled templates for one look; ``render`` turns a Selection into an email."""
 
-    def __init__(self, settings: RenderSettings, templates: Templates, secret: str = "") -> None:
+    def __init__(
+        self, settings: RenderSettings, templates: Templates, signer: Signer | None = None
+    ) -> None:
         self.settings = settings
-        self.secret = secret
+        self.signer = signer
+        self.links = Links(settings, signer)
         self.templates = templates
         loader = _loader(templates.folder)  # for templates that {% include %} others
         html_env = _environment(loader, autoescape=True)
@@ -91,7 +99,12 @@ class Renderer:
 
     def __reduce__(self) -> tuple:
         # Sent to a worker process as its sources; it compiles them again there.
-        return (Renderer, (self.settings, self.templates, self.secret))
+        return (Renderer, (self.settings, self.templates, self.signer))
+
+    def envelope(self, email: str) -> Envelope:
+        """The SMTP envelope of ``email``'s digests (a VERP return path when configured)."""
+        path = return_path(self.settings, self.signer, email)
+        return envelope_for(self.settings.sender, email, path)
 
     def render(
         self, selection: Selection, now: datetime, next_send: datetime | None = None
@@ -101,39 +114,40 @@ class Renderer:
         if not selection.matches and not self.settings.send_empty:
             return None
         subscriber, sender = selection.subscriber, self.settings.sender
-        links = unsubscribe_links(self.settings, subscriber.email, self.secret)
-        view, html = self._fitting_html(selection, links.preferred, next_send)
+        chosen = tuple(match.paper.id for match in selection.matches)
+        message_id = message_id_for(sender, subscriber.email, chosen)
+        links = self.links.for_digest(subscriber.email, digest_key(message_id), chosen, now.date())
+        view, html = self._fitting_html(selection, links, next_send)
         text = self.text.render(view)
-        sent = tuple(match.paper.id for match in selection.matches[: len(view.papers)])
-        envelope = envelope_for(sender, subscriber.email)
-        chosen = (match.paper.id for match in selection.matches)
+        sent = chosen[: len(view.papers)]
+        envelope = self.envelope(subscriber.email)
         headers = Headers(
             to_name=one_line(subscriber.name or ""),
             to_address=envelope.recipient,
             subject=view.subject,
             date=now,
-            message_id=message_id_for(sender, subscriber.email, chosen),
+            message_id=message_id,
         )
         return RenderedEmail(
             subscriber=subscriber.email,
             subject=view.subject,
             html=html,
             text=text,
-            message_id=headers.message_id,
+            message_id=message_id,
             paper_ids=sent,
             data=self.composer.compose(headers, text, html, links),
             envelope=envelope,
         )
 
     def _fitting_html(
-        self, selection: Selection, unsubscribe: str, next_send: datetime | None
+        self, selection: Selection, links: DigestLinks, next_send: datetime | None
     ) -> tuple[DigestView, str]:
         """The view and HTML with as many papers as fit ``HTML_BUDGET``.
 
         Gmail clips bigger messages; dropping trailing papers (and saying so) is better."""
 
         def attempt(keep: int | None) -> tuple[DigestView, str]:
-            view = digest_view(selection, self.settings, unsubscribe, keep, next_send)
+            view = digest_view(selection, self.settings, links, keep, next_send)
             return view, self.html.render(view)
 
         view, html = attempt(None)
@@ -302,7 +316,7 @@ def inline_css(source: str, name: str) -> tuple[str, tuple[tuple[int, int], ...]
 def digest_view(
     selection: Selection,
     settings: RenderSettings,
-    unsubscribe: str,
+    links: DigestLinks,
     keep: int | None = None,
     next_send: datetime | None = None,
 ) -> DigestView:
@@ -334,7 +348,11 @@ def digest_view(
         empty_note="Nothing new matched your keywords this time. We will write when it does.",
         why_note=f"You receive this because you follow: {follows}.",
         profile_help=settings.profile_help,
-        unsubscribe_link=unsubscribe,
+        unsubscribe_link=links.preferred,
+        preferences_link=links.preferences or "",
+        archive_link=links.archive or "",
+        feed_link=links.feed or "",
+        feedback=links.feedback[: len(papers)],
     )
 
 

@@ -124,6 +124,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE papers ADD COLUMN ai_summary TEXT;
     ALTER TABLE papers ADD COLUMN announce_type TEXT;
     """,
+    # 6: what subscribers decide, which must survive any edit of subscribers.yaml: the
+    # suppression list (unsubscribed, bounced, complained), every event that changed it or
+    # counts towards it (a soft bounce), feedback on papers, and each digest's paper order
+    # (its web copy shows them as sent).
+    """
+    CREATE TABLE suppressions (
+        subscriber  TEXT PRIMARY KEY,
+        address     TEXT NOT NULL,
+        reason      TEXT NOT NULL CHECK (reason IN ('unsubscribed', 'bounced', 'complained')),
+        how         TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        detail      TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE subscriber_events (
+        id          INTEGER PRIMARY KEY,
+        subscriber  TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        how         TEXT NOT NULL,
+        detail      TEXT
+    );
+    CREATE INDEX subscriber_events_by_subscriber ON subscriber_events (subscriber, at);
+    CREATE TABLE feedback (
+        id          INTEGER PRIMARY KEY,
+        subscriber  TEXT NOT NULL,
+        paper_id    TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('more', 'less')),
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX feedback_by_subscriber ON feedback (subscriber, at);
+    ALTER TABLE delivery_papers ADD COLUMN position INTEGER;
+    """,
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,
@@ -298,6 +331,19 @@ class Store:
             args,
         )
         return [_paper_from_row(row) for row in cursor]
+
+    def papers_by_id(self, ids: Iterable[str]) -> list[Paper]:
+        """The stored papers with these ids (those the store has), in no particular order."""
+        ids = list(ids)
+        found: list[Paper] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            cursor = self.db.execute(
+                f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id IN ({marks})", chunk
+            )
+            found.extend(_paper_from_row(row) for row in cursor)
+        return found
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """The ETag and Last-Modified ``url`` last answered with (for a conditional GET)."""

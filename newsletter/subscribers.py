@@ -1,0 +1,143 @@
+"""The subscriber side's use cases: who is receiving and why not, unsubscribe and resubscribe,
+and each subscriber's history (``newsletter subscribers``, ``unsubscribe``, ``resubscribe``,
+``history``; the web app calls the same functions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.config import Config
+from newsletter.errors import ConfigError
+from newsletter.ledger import Ledger
+from newsletter.models import (
+    Feedback,
+    SentDigest,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    Suppression,
+)
+from newsletter.pipeline import World, profiles_of
+from newsletter.store import open_store
+from newsletter.suppression import SubscriberState
+
+HOWS = ("one-click", "web", "mailto", "cli")
+
+
+def subscriber_statuses(config: Config) -> list[SubscriberStatus]:
+    """Every address of the profile file, then every suppressed address no longer in it:
+    its effective status and why, its last digest and how many papers it was sent."""
+    profiles = profiles_of(config)
+    with open_store(config.state_dir) as store:
+        suppressed = SubscriberState(store).suppressed()
+        totals = Ledger(store).totals()
+    rows = []
+    for subscriber in profiles.subscribers:
+        key = subscriber.email.casefold()
+        status, why = _status(subscriber, suppressed.get(key), profiles.path.name)
+        last, count = totals.get(key, (None, 0))
+        rows.append(SubscriberStatus(subscriber.email, status, why, True, last, count))
+    listed = {s.email.casefold() for s in profiles.subscribers}
+    for key, suppression in sorted(suppressed.items()):
+        if key not in listed:
+            last, count = totals.get(key, (None, 0))
+            why = f"{suppression.describe()}; not in {profiles.path.name}"
+            rows.append(
+                SubscriberStatus(suppression.address, suppression.reason, why, False, last, count)
+            )
+    return rows
+
+
+def _status(subscriber: Subscriber, suppression: Suppression | None, file: str) -> tuple[str, str]:
+    if suppression is not None:
+        return suppression.reason, suppression.describe()
+    where = f"{file}:{subscriber.line}"
+    if not subscriber.active:
+        return "paused", f"active: false in {where}"
+    if subscriber.frequency == "paused":
+        return "paused", f"frequency: paused in {where}"
+    when = f"{subscriber.send_at:%H:%M} {subscriber.timezone}"
+    if subscriber.frequency == "weekly":
+        return "active", f"weekly on {(subscriber.day or 'monday').title()} at {when}"
+    return "active", f"daily at {when}"
+
+
+def checked_address(email: str) -> str:
+    """``email`` as a normalized address; a ConfigError (exit 2) when it is not one."""
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ConfigError(f"'{email}' is not an address: {exc}") from exc
+
+
+def unsubscribe(config: Config, world: World, email: str, how: str = "cli") -> Suppression:
+    """Put ``email`` on the suppression list (unsubscribed); the suppression in force (an
+    earlier one stays as it was)."""
+    address = checked_address(email)
+    with open_store(config.state_dir) as store:
+        state = SubscriberState(store)
+        state.suppress(address, "unsubscribed", how, world.now())
+        suppression = state.suppression(address)
+    assert suppression is not None
+    return suppression
+
+
+def resubscribe(config: Config, world: World, email: str, how: str = "cli") -> Suppression | None:
+    """Lift ``email``'s suppression, whatever its reason; the one lifted, or None."""
+    address = checked_address(email)
+    with open_store(config.state_dir) as store:
+        return SubscriberState(store).lift(address, how, world.now())
+
+
+@dataclass(frozen=True)
+class SubscriberHistory:
+    """What a subscriber was sent and did (``newsletter history``)."""
+
+    address: str
+    digests: tuple[SentDigest, ...]  # newest first
+    titles: dict[str, str]  # paper id -> title, for the papers of those digests
+    events: tuple[SubscriberEvent, ...]
+    feedback: tuple[Feedback, ...]
+    suppression: Suppression | None
+
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter history --json`` prints it."""
+        clicks: dict[str, list[Feedback]] = {}
+        for click in self.feedback:
+            clicks.setdefault(click.digest, []).append(click)
+        return {
+            "subscriber": self.address,
+            "suppressed": self.suppression.describe() if self.suppression else None,
+            "digests": [
+                digest.to_json()
+                | {
+                    "titles": [self.titles.get(p, "") for p in digest.papers],
+                    "feedback": [
+                        {"paper": c.paper_id, "kind": c.kind, "at": c.at.isoformat()}
+                        for c in clicks.get(digest.key, [])
+                    ],
+                }
+                for digest in self.digests
+            ],
+            "events": [event.to_json() for event in self.events],
+        }
+
+
+def subscriber_history(config: Config, email: str) -> SubscriberHistory:
+    """``email``'s digests (with their papers' titles), events and feedback."""
+    address = checked_address(email)
+    with open_store(config.state_dir) as store:
+        digests = Ledger(store).digests_of(address)
+        state = SubscriberState(store)
+        wanted = {paper for digest in digests for paper in digest.papers}
+        titles = {p.id: p.title for p in store.papers_by_id(wanted)}
+        return SubscriberHistory(
+            address,
+            tuple(digests),
+            titles,
+            tuple(state.events(address)),
+            tuple(state.feedback(address)),
+            state.suppression(address),
+        )
