@@ -677,6 +677,21 @@ def history_command(session: Session, email: str, as_json: bool) -> None:
         click.echo(f"nothing sent to {history.address} yet")
 
 
+@cli.command("serve")
+@click.option("--port", type=int, help="Listen on this port (0: any free one); default serve.port.")
+@click.pass_obj
+def serve_command(session: Session, port: int | None) -> None:
+    """Serve the subscriber pages (unsubscribe, preferences, web copies, feeds, feedback)
+    until stopped; put it behind a reverse proxy doing TLS."""
+    from newsletter.web.app import serve_app  # Flask only for this command
+
+    def ready(url: str) -> None:
+        click.echo(f"serving on {url} (public_url: {config.render.public_url})", err=True)
+
+    config = session.config()
+    serve_app(config, session.world, port, ready)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -154,8 +154,10 @@ class _MaildirConnection:
         self.box = box
 
     def send(self, outgoing: Outgoing) -> None:
+        # As a delivering server would: the envelope sender becomes the Return-Path.
+        stamped = b"Return-Path: <%s>\r\n%s" % (outgoing.envelope.sender.encode(), outgoing.data)
         try:
-            self.box.add(outgoing.data)
+            self.box.add(stamped)
         except OSError as exc:
             raise Failure(f"cannot write to the outbox: {exc}", None, permanent=False) from exc
 

@@ -87,5 +87,9 @@ class DeliveryFailure(DeliveryError):
         return (type(self), (str(self), self.code, self.permanent, self.reconnect))
 
 
+class ServeError(NewsletterError):
+    """The web app cannot listen where it was told to."""
+
+
 class WorkerError(NewsletterError):
     """A worker process failed with something that is not a NewsletterError (a bug)."""

@@ -66,23 +66,19 @@ class Links:
         if self.public is None:
             return DigestLinks(self.mailto, https)
         public = self.public
-        feedback = tuple(
-            tuple(
-                f"{public}/feedback?"
-                + urlencode(
-                    {"t": token("feedback", digest, paper), "d": digest, "p": paper, "k": k}
-                )
-                for k in FEEDBACK_KINDS
-            )
-            for paper in papers
-        )
+
+        def feedback(paper: str) -> tuple[str, str]:
+            signed = urlencode({"t": token("feedback", digest, paper), "d": digest, "p": paper})
+            more, less = (f"{public}/feedback?{signed}&k={kind}" for kind in FEEDBACK_KINDS)
+            return more, less
+
         return DigestLinks(
             self.mailto,
             https,
             preferences=f"{public}/preferences?t={token('preferences')}",
             archive=f"{public}/digest/{digest}?t={token('archive', digest)}",
             feed=f"{public}/feed?t={token('feed')}",
-            feedback=tuple(feedback(paper) for paper in papers),  # type: ignore[misc]
+            feedback=tuple(feedback(paper) for paper in papers),
         )
 
 

@@ -336,7 +336,7 @@ def digest_view(
     return DigestView(
         subject=subject_line(matches),
         preheader=papers[0].title if papers else "Nothing new matched your keywords.",
-        brand=_display_name(settings.sender),
+        brand=display_name(settings.sender),
         greeting=f"Hi {shorten(one_line(subscriber.name), NAME_CHARS)},"
         if subscriber.name
         else "Hello,",
@@ -530,7 +530,8 @@ def wrap(text: str, indent: int = 0, first: bool = False) -> str:
     return (pad if first else "") + ("\n" + pad).join(lines)
 
 
-def _display_name(sender: str) -> str:
+def display_name(sender: str) -> str:
+    """The name part of the sender (``Research digest`` when it has none)."""
     name = sender.split("<")[0].strip().strip('"')
     return name or "Research digest"
 

@@ -1,0 +1,1 @@
+"""``newsletter serve``: the subscriber-facing web app."""

@@ -1,0 +1,369 @@
+"""The subscriber-facing web app of ``newsletter serve`` (Flask; served by waitress).
+
+Every page needs a token made for its purpose (``newsletter.tokens``); anything else gets
+one generic page, so nobody can learn which addresses exist. A GET never changes anything
+(mail scanners open links); changes are POSTs carrying the token, which a foreign site does
+not have (so no CSRF). One-click unsubscribe is RFC 8058: a POST of
+``List-Unsubscribe=One-Click`` to the List-Unsubscribe URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, time, timedelta
+
+import jinja2
+from flask import Flask, Response, abort, render_template, request
+
+from newsletter.config import Config
+from newsletter.errors import ConfigError, ServeError
+from newsletter.ledger import Ledger
+from newsletter.links import FEEDBACK_KINDS, make_signer
+from newsletter.matching import Matcher
+from newsletter.models import FREQUENCIES, WEEKDAYS, Match, Paper, Selection, Subscriber
+from newsletter.pipeline import World, make_renderer
+from newsletter.profile_edit import PreferenceChange, edit_profile
+from newsletter.profiles import Profiles, load_profiles
+from newsletter.render import Renderer, display_name
+from newsletter.store import open_store
+from newsletter.suppression import SubscriberState
+from newsletter.tokens import Signer
+from newsletter.web.feed import atom_feed
+
+_FREQUENCY_TEXT = {"daily": "Daily", "weekly": "Weekly", "paused": "Paused (no digests)"}
+_KIND_TEXT = {"more": "more like this", "less": "not relevant"}
+FEED_DIGESTS = 30  # the feed holds the papers of this many recent digests
+SECURITY_HEADERS = {
+    # Nothing from elsewhere; inline styles only (the digest's are inlined for mail clients).
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class Site:
+    """What the pages share: the config, the clock, the signer, and the profile file and
+    renderer loaded once (the profiles again when the file changes)."""
+
+    def __init__(self, config: Config, world: World) -> None:
+        signer = make_signer(config.render, world.environ)
+        if signer is None or not config.render.public_url:
+            raise ConfigError(
+                "newsletter serve needs 'public_url' (where the proxy reaches it) and the "
+                f"secret in ${config.render.unsubscribe_secret_env} that signs the links"
+            )
+        self.config = config
+        self.world = world
+        self.signer: Signer = signer
+        self.brand = display_name(config.render.sender)
+        self._lock = threading.Lock()
+        self._profiles: tuple[tuple[int, int], Profiles] | None = None
+        self._renderer: Renderer | None = None
+
+    def now(self) -> datetime:
+        """The clock."""
+        return self.world.now()
+
+    def address(self, purpose: str, *parts: str) -> str:
+        """The address the request's token is for, or the generic page (403)."""
+        token = request.values.get("t", "")
+        verdict = self.signer.check(token, purpose, *parts, today=self.now().date())
+        if verdict.address is None:
+            abort(403)
+        return verdict.address
+
+    def profiles(self) -> Profiles:
+        """The profile file, loaded again when it changed (an edit, the operator)."""
+        path = self.config.subscribers
+        status = path.stat()
+        stamp = (status.st_mtime_ns, status.st_size)
+        with self._lock:
+            if self._profiles is None or self._profiles[0] != stamp:
+                profiles = load_profiles(path, self.config.schedule, self.config.matching)
+                self._profiles = (stamp, profiles)
+            return self._profiles[1]
+
+    def renderer(self) -> Renderer:
+        """The digest renderer (for web copies), made on first use."""
+        with self._lock:
+            if self._renderer is None:
+                self._renderer = make_renderer(self.config, self.world.environ)
+            return self._renderer
+
+
+def create_app(config: Config, world: World) -> Flask:
+    """The web app for ``config``; a ConfigError when it cannot sign or check links."""
+    site = Site(config, world)
+    app = Flask(__name__, template_folder=None, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = config.serve.max_body
+    app.config["MAX_FORM_MEMORY_SIZE"] = config.serve.max_body
+    app.jinja_options = {
+        "autoescape": True,
+        "undefined": jinja2.StrictUndefined,
+        "loader": jinja2.ChoiceLoader(
+            [
+                jinja2.FileSystemLoader(config.templates / "web"),
+                jinja2.PackageLoader("newsletter", "templates/web"),
+            ]
+        ),
+    }
+
+    def page(name: str, title: str, status: int = 200, **values: object) -> tuple[str, int]:
+        return render_template(name, title=title, brand=site.brand, **values), status
+
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def invalid(error: Exception) -> tuple[str, int]:
+        # One page for every refusal: it tells nothing about any address.
+        return page("invalid.html.j2", "Link not valid", 403)
+
+    @app.errorhandler(413)
+    def too_large(error: Exception) -> tuple[str, int]:
+        return page("invalid.html.j2", "Request too large", 413)
+
+    @app.after_request
+    def secure(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    _unsubscribe_routes(app, site, page)
+    _preference_routes(app, site, page)
+    _digest_routes(app, site, page)
+    return app
+
+
+Page = Callable[..., tuple[str, int]]
+
+
+def _unsubscribe_routes(app: Flask, site: Site, page: Page) -> None:
+    @app.get("/unsubscribe")
+    def unsubscribe_page() -> tuple[str, int]:
+        address = site.address("unsubscribe")
+        with open_store(site.config.state_dir) as store:
+            suppressed = SubscriberState(store).suppression(address) is not None
+        state = "unsubscribed" if suppressed else "confirm"
+        title = "Unsubscribed" if suppressed else "Unsubscribe"
+        return page("unsubscribe.html.j2", title, state=state, address=address, token=_token())
+
+    @app.post("/unsubscribe")
+    def unsubscribe_post() -> tuple[str, int] | Response:
+        address = site.address("unsubscribe")
+        now = site.now()
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        action = "unsubscribe" if one_click else request.form.get("action", "")
+        if action not in ("unsubscribe", "resubscribe"):
+            abort(403)
+        with open_store(site.config.state_dir) as store:
+            state = SubscriberState(store)
+            if action == "unsubscribe":
+                state.suppress(address, "unsubscribed", "one-click" if one_click else "web", now)
+            else:
+                state.lift(address, "web", now)
+        if one_click:  # RFC 8058: the mail client only needs a 2xx
+            return Response("unsubscribed\n", 200, mimetype="text/plain")
+        if action == "unsubscribe":
+            return page(
+                "unsubscribe.html.j2", "Unsubscribed", state="unsubscribed", address=address,
+                token=_token(),
+            )  # fmt: skip
+        return page(
+            "unsubscribe.html.j2", "Subscribed again", state="resubscribed", address=address,
+            token=_token(),
+        )  # fmt: skip
+
+
+def _token() -> str:
+    return request.values.get("t", "")
+
+
+def _preference_routes(app: Flask, site: Site, page: Page) -> None:
+    def show(address: str, status: int = 200, **values: object) -> tuple[str, int]:
+        subscriber = site.profiles().find(address)
+        return page(
+            "preferences.html.j2",
+            "Your preferences",
+            status,
+            address=address,
+            subscriber=subscriber,
+            token=_token(),
+            frequencies=[(f, _FREQUENCY_TEXT[f]) for f in FREQUENCIES],
+            weekdays=WEEKDAYS,
+            timezones=_zones(),
+            **({"saved": False, "problems": []} | values),
+        )
+
+    @app.get("/preferences")
+    def preferences_page() -> tuple[str, int]:
+        return show(site.address("preferences"))
+
+    @app.post("/preferences")
+    def preferences_post() -> tuple[str, int]:
+        address = site.address("preferences")
+        try:
+            change = _change_from_form()
+            edit_profile(site.config, address, change)
+        except ConfigError as exc:
+            return show(address, 400, problems=[_for_reader(p) for p in exc.problems])
+        return show(address, saved=True)
+
+
+def _change_from_form() -> PreferenceChange:
+    """The change the form asks for; a ConfigError for a value no profile may hold."""
+    form = request.form
+    frequency = form.get("frequency") or None
+    if frequency is not None and frequency not in FREQUENCIES:
+        raise ConfigError(f"'{frequency}' is not a frequency")
+    day = form.get("day") or None
+    if day is not None and day not in WEEKDAYS:
+        raise ConfigError(f"'{day}' is not a day of the week")
+    send_at = None
+    if form.get("send_at"):
+        try:
+            send_at = time.fromisoformat(form["send_at"][:5])
+        except ValueError as exc:
+            raise ConfigError(f"'{form['send_at']}' is not a time like 07:30") from exc
+    zone = form.get("timezone") or None
+    if zone is not None and zone not in _zones():
+        raise ConfigError(f"'{zone}' is not a time zone")
+    max_papers = None
+    if form.get("max_papers"):
+        try:
+            max_papers = int(form["max_papers"])
+        except ValueError as exc:
+            raise ConfigError("the number of papers must be a whole number") from exc
+    added = tuple(k.strip() for k in form.get("add", "").split(",") if k.strip())
+    return PreferenceChange(
+        frequency=frequency,
+        day=day,
+        send_at=send_at,
+        timezone=zone,
+        max_papers=max_papers,
+        add_keywords=added,
+        remove_keywords=tuple(form.getlist("remove")),
+    )
+
+
+def _for_reader(problem: str) -> str:
+    """A profile problem as a subscriber reads it: without the file name and line."""
+    head, colon, rest = problem.partition(": ")
+    return rest if colon and ".yaml:" in head else problem
+
+
+_ZONES: list[str] = []
+
+
+def _zones() -> list[str]:
+    if not _ZONES:
+        _ZONES.extend(sorted(zoneinfo.available_timezones() | {"UTC"}))
+    return _ZONES
+
+
+def _digest_routes(app: Flask, site: Site, page: Page) -> None:
+    @app.get("/digest/<key>")
+    def web_copy(key: str) -> Response:
+        address = site.address("archive", key)
+        with open_store(site.config.state_dir) as store:
+            found = Ledger(store).digest(key)
+            if found is None or found[0] != address.casefold():
+                abort(403)
+            digest = found[1]
+            papers = _in_order(store.papers_by_id(digest.papers), digest.papers)
+        subscriber = site.profiles().find(address) or Subscriber(address, ())
+        when = digest.sent_at or digest.created_at
+        selection = _explained(subscriber, papers, when, site.config)
+        rendered = site.renderer().render(selection, when)
+        assert rendered is not None  # send_empty or not, a sent digest has papers
+        return Response(rendered.html, 200, mimetype="text/html")
+
+    @app.get("/feed")
+    def feed() -> Response:
+        address = site.address("feed")
+        with open_store(site.config.state_dir) as store:
+            digests = [d for d in Ledger(store).digests_of(address) if d.status == "sent"]
+            digests = digests[:FEED_DIGESTS]
+            wanted = {paper for digest in digests for paper in digest.papers}
+            papers = {p.id: p for p in store.papers_by_id(wanted)}
+        body = atom_feed(site.brand, address, request.url, digests, papers, site.now())
+        return Response(body, 200, mimetype="application/atom+xml")
+
+    @app.route("/feedback", methods=["GET", "POST"])
+    def feedback() -> tuple[str, int]:
+        digest, paper = request.values.get("d", ""), request.values.get("p", "")
+        address = site.address("feedback", digest, paper)
+        kind = request.values.get("k", "")
+        if kind not in FEEDBACK_KINDS:
+            abort(403)
+        with open_store(site.config.state_dir) as store:
+            known = store.papers_by_id([paper])
+            if request.method == "POST":
+                SubscriberState(store).record_feedback(address, paper, digest, kind, site.now())
+        title = known[0].title if known else paper
+        return page(
+            "feedback.html.j2",
+            "Thank you" if request.method == "POST" else "Your feedback",
+            paper_title=title,
+            recorded=request.method == "POST",
+            label=_KIND_TEXT[kind],
+            kind=kind,
+            token=_token(),
+            digest=digest,
+            paper=paper,
+        )
+
+
+def _in_order(papers: list[Paper], ids: tuple[str, ...]) -> list[Paper]:
+    by_id = {paper.id: paper for paper in papers}
+    return [by_id[pid] for pid in ids if pid in by_id]
+
+
+def _explained(
+    subscriber: Subscriber, papers: list[Paper], when: datetime, config: Config
+) -> Selection:
+    """The papers of a sent digest in their order, each explained by the profile as it is
+    now (one that no longer matches shows no reason; nothing is left out)."""
+    relaxed = replace(
+        subscriber, exclude=(), require=(), categories=(), min_score=1, max_papers=100
+    )
+    settings = replace(config.matching, lookback_days=3650)
+    (selection,) = Matcher([relaxed], settings).select(papers, when + timedelta(seconds=1))
+    found = {match.paper.id: match for match in selection.matches}
+    matches = tuple(found.get(p.id) or Match(p, 0, (), (), (), ()) for p in papers)
+    return Selection(subscriber, matches, len(papers), len(papers))
+
+
+def serve_app(config: Config, world: World, port: int | None, ready: Callable[[str], None]) -> None:
+    """Serve the web app with waitress until the process is stopped; ``ready`` is told the
+    URL once the socket listens (port 0: a free port)."""
+    import waitress.server
+
+    settings = config.serve
+    app = create_app(config, world)
+    port = settings.port if port is None else port
+    try:
+        server = waitress.server.create_server(
+            app,
+            host=settings.host,
+            port=port,
+            threads=settings.threads,
+            max_request_body_size=settings.max_body,
+            max_request_header_size=16384,
+            ident="newsletter",
+            clear_untrusted_proxy_headers=True,
+        )
+    except OSError as exc:
+        raise ServeError(
+            f"cannot listen on {settings.host}:{port}: {exc.strerror or exc}; another program "
+            "(or another newsletter serve) may use that port: stop it, or set serve.port"
+        ) from exc
+    ready(f"http://{settings.host}:{server.effective_port}")  # type: ignore[union-attr]
+    server.run()
