@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from newsletter import __version__
+from newsletter.bounces import process_bounces
 from newsletter.config import Config, config_path, load_config
 from newsletter.daemon import Daemon
 from newsletter.errors import EXIT_FAILED, NewsletterError
@@ -675,6 +676,47 @@ def history_command(session: Session, email: str, as_json: bool) -> None:
         click.echo(f"{event.at:%Y-%m-%d %H:%M} UTC  {event.event} ({event.how}){detail}")
     if not history.digests and not history.events:
         click.echo(f"nothing sent to {history.address} yet")
+
+
+@cli.command("bounces")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--maildir",
+    "maildirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A Maildir of bounces: its unseen messages are read, then marked seen.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@click.pass_obj
+def bounces_command(
+    session: Session, paths: tuple[Path, ...], maildirs: tuple[Path, ...], as_json: bool
+) -> None:
+    """Read bounce and complaint messages (files, mboxes, Maildirs) and act on them:
+    suppress permanent failures, count temporary ones, unsubscribe complaints."""
+    config = session.config()
+    if not paths and not maildirs and config.bounce.maildir is not None:
+        maildirs = (config.bounce.maildir,)
+    if not paths and not maildirs:
+        raise click.UsageError("give bounce files or --maildir DIR (or set bounce.maildir)")
+    decisions = process_bounces(config, session.world, paths, maildirs)
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in decisions], indent=2, ensure_ascii=False))
+        return
+    for decision in decisions:
+        who = decision.address or "-"
+        click.echo(
+            f"{_display_path(decision.source)}: {who}: {decision.kind}, {decision.action}"
+            f" ({UNSAFE_CHARACTER.sub(' ', decision.detail)})"
+        )
+    acted = {action: sum(1 for d in decisions if d.action == action) for action in _ACTIONS}
+    click.echo(
+        f"{_plural(len(decisions), 'decision')}: "
+        + ", ".join(f"{count} {action}" for action, count in acted.items())
+    )
+
+
+_ACTIONS = ("suppressed", "unsubscribed", "counted", "ignored")
 
 
 @cli.command("serve")

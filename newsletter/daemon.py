@@ -23,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from newsletter.bounces import process_bounces
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
 from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
@@ -122,6 +123,15 @@ class Daemon:
                 self.fetch_job, "interval", minutes=config.fetch.every, id="fetch", **defaults
             )
             self.log.info("scheduled: fetching every %d minutes", config.fetch.every)
+        if config.bounce.maildir is not None:
+            self.scheduler.add_job(
+                self.bounce_job, "interval", minutes=config.bounce.every, id="bounces", **defaults
+            )
+            self.log.info(
+                "scheduled: reading bounces in %s every %d minutes",
+                config.bounce.maildir,
+                config.bounce.every,
+            )
         trigger = config.schedule.trigger()
         if trigger is not None:
             self.scheduler.add_job(self.run_due, trigger, args=[None], id="cron", **defaults)
@@ -182,6 +192,23 @@ class Daemon:
         self.watch()
         assert self.loaded is not None
         self.fetch(self.loaded.config)
+
+    def bounce_job(self) -> None:
+        """Read new bounce and complaint messages of ``bounce.maildir``; a line per action."""
+        self.watch()
+        assert self.loaded is not None
+        config = self.loaded.config
+        assert config.bounce.maildir is not None
+        try:
+            decisions = process_bounces(config, self.world, maildirs=[config.bounce.maildir])
+        except NewsletterError as exc:
+            self.log.error("reading bounces failed: %s", exc)
+            return
+        for decision in decisions:
+            if decision.action != "ignored":
+                self.log.info(
+                    "bounce: %s %s (%s)", decision.address, decision.action, decision.detail
+                )
 
     def fetch(self, config: Config) -> None:
         """Fetch the configured sources (before each run); a line per request, problems as

@@ -126,8 +126,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 6: what subscribers decide, which must survive any edit of subscribers.yaml: the
     # suppression list (unsubscribed, bounced, complained), every event that changed it or
-    # counts towards it (a soft bounce), feedback on papers, and each digest's paper order
-    # (its web copy shows them as sent).
+    # counts towards it (a soft bounce), feedback on papers, the bounce messages already
+    # read (read twice, they count once), and each digest's paper order (its web copy shows
+    # them as sent).
     """
     CREATE TABLE suppressions (
         subscriber  TEXT PRIMARY KEY,
@@ -155,6 +156,10 @@ MIGRATIONS: tuple[str, ...] = (
         at          TEXT NOT NULL
     );
     CREATE INDEX feedback_by_subscriber ON feedback (subscriber, at);
+    CREATE TABLE bounce_reports (
+        message_id  TEXT PRIMARY KEY,
+        at          TEXT NOT NULL
+    ) WITHOUT ROWID;
     ALTER TABLE delivery_papers ADD COLUMN position INTEGER;
     """,
 )

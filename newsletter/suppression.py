@@ -81,6 +81,15 @@ class SubscriberState:
         ).fetchone()
         return int(row[0])
 
+    def first_report(self, message_id: str, now: datetime) -> bool:
+        """Note a bounce or complaint message as read; False when it was read before."""
+        with self.store.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO bounce_reports VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (message_id, now.isoformat()),
+            )
+            return cursor.rowcount == 1
+
     def events(self, email: str) -> list[SubscriberEvent]:
         """``email``'s events, oldest first."""
         rows = self.db.execute(

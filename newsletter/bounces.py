@@ -1,0 +1,174 @@
+"""``newsletter bounces``: read bounce and complaint messages, and act on them.
+
+A permanent failure suppresses the address (bounced); a temporary one is counted, and
+``bounce.soft_limit`` of them within ``bounce.soft_days`` suppress it; a complaint
+unsubscribes it. Only our subscribers' addresses are acted on (those of the profile file,
+the ledger and the suppression list); the VERP token names the subscriber when the report
+names nobody we know. Each message counts once, however often it is read.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from newsletter.bounce_reports import Failure, Report, classify, parse_message
+from newsletter.config import Config
+from newsletter.errors import ConfigError
+from newsletter.links import make_signer
+from newsletter.models import BounceDecision
+from newsletter.pipeline import World, profiles_of
+from newsletter.store import open_store
+from newsletter.suppression import SubscriberState
+
+
+def process_bounces(
+    config: Config, world: World, paths: Sequence[Path] = (), maildirs: Sequence[Path] = ()
+) -> list[BounceDecision]:
+    """Read the messages of ``paths`` (files or mboxes; a folder is read as a Maildir) and
+    ``maildirs`` (only messages not yet seen, marked seen after), and act on each."""
+    sources = [*paths, *maildirs]
+    for path in sources:
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file or folder of bounce messages")
+    signer = make_signer(config.render, world.environ)
+    bounce_address = config.render.bounce_address
+    local = bounce_address.rpartition("@")[0] if bounce_address else None
+    decisions: list[BounceDecision] = []
+    with open_store(config.state_dir) as store:
+        state = SubscriberState(store)
+        known = _known_addresses(config, store, state)
+        tokens = {
+            token: address
+            for address in known.values()
+            for token in (signer.verp_candidates(address) if signer else [])
+        }
+        judge = _Judge(state, known, tokens, config, world.now())
+        for source, data in _messages(paths, maildirs):
+            try:
+                report = classify(parse_message(data), local)
+            except Exception as exc:  # one unreadable message never stops the others
+                decisions.append(_ignored(source, f"cannot read it: {type(exc).__name__}: {exc}"))
+                continue
+            decisions.extend(judge.decide(source, report))
+    return decisions
+
+
+def _known_addresses(config: Config, store, state: SubscriberState) -> dict[str, str]:
+    """Our subscribers' addresses by casefolded form: profiles, ledger, suppressions."""
+    known: dict[str, str] = {}
+    try:
+        for subscriber in profiles_of(config).subscribers:
+            known[subscriber.email.casefold()] = subscriber.email
+    except ConfigError:
+        pass  # a broken profile file: the ledger and the suppression list still know them
+    for (key,) in store.db.execute("SELECT subscriber FROM subscribers"):
+        known.setdefault(key, key)
+    for key, suppression in state.suppressed().items():
+        known.setdefault(key, suppression.address)
+    return known
+
+
+def _ignored(
+    source: str, why: str, address: str | None = None, kind: str = "none"
+) -> BounceDecision:
+    return BounceDecision(source, address, kind, "ignored", why, subscriber=False)
+
+
+class _Judge:
+    """Turns reports into decisions, recording them in the store."""
+
+    def __init__(
+        self,
+        state: SubscriberState,
+        known: dict[str, str],
+        tokens: dict[str, str],
+        config: Config,
+        now: datetime,
+    ) -> None:
+        self.state = state
+        self.known = known
+        self.tokens = tokens
+        self.settings = config.bounce
+        self.now = now
+
+    def decide(self, source: str, report: Report) -> list[BounceDecision]:
+        """What to do about ``report`` (read from ``source``); done, and returned."""
+        if report.kind == "none":
+            return [_ignored(source, "not a bounce or complaint report")]
+        if report.message_id and not self.state.first_report(report.message_id, self.now):
+            return [_ignored(source, f"already read ({report.message_id})")]
+        verp = self.tokens.get(report.verp or "")
+        failures = list(report.failures)
+        if verp and not any(self._ours(f) for f in failures):
+            # The report names nobody we know (or nobody at all): the VERP token does.
+            base = failures[0] if failures else Failure(verp, False, None, "no report to read")
+            failures = [Failure(verp, base.permanent, base.status, base.diagnostic)]
+        if not failures:
+            return [_ignored(source, "a bounce naming no address, without a VERP token")]
+        return [self._act(source, report.kind, failure) for failure in failures]
+
+    def _ours(self, failure: Failure) -> str | None:
+        for name in (failure.address, *failure.also):
+            if name.casefold() in self.known:
+                return self.known[name.casefold()]
+        return None
+
+    def _act(self, source: str, kind: str, failure: Failure) -> BounceDecision:
+        address = self._ours(failure)
+        said = " ".join(filter(None, [failure.status, failure.diagnostic]))[:300]
+        if address is None:
+            kind = "complaint" if kind == "complaint" else _permanence(failure)
+            return _ignored(source, f"not a subscriber ({said})", failure.address, kind)
+        state, now = self.state, self.now
+        if kind == "complaint":
+            state.suppress(address, "complained", "complaint", now, said)
+            return BounceDecision(source, address, "complaint", "unsubscribed", said)
+        if failure.permanent:
+            state.suppress(address, "bounced", "bounce", now, said)
+            return BounceDecision(source, address, "permanent", "suppressed", said)
+        days = self.settings.soft_days
+        count = state.soft_bounce(address, now, said, days)
+        if count >= self.settings.soft_limit:
+            detail = f"{count} temporary failures in {days} days; the last: {said}"
+            state.suppress(address, "bounced", "bounce", now, detail)
+            return BounceDecision(source, address, "temporary", "suppressed", detail)
+        note = f"temporary failure {count} of {self.settings.soft_limit} in {days} days: {said}"
+        return BounceDecision(source, address, "temporary", "counted", note)
+
+
+def _permanence(failure: Failure) -> str:
+    return "permanent" if failure.permanent else "temporary"
+
+
+def _messages(paths: Sequence[Path], maildirs: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
+    """(where, bytes) of each message to read."""
+    for path in paths:
+        if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
+            yield from _maildir(path)
+        elif path.is_dir():  # a folder of message files
+            yield from _messages(sorted(p for p in path.iterdir() if p.is_file()), ())
+        elif path.read_bytes()[:5] == b"From ":
+            box = mailbox.mbox(path, create=False)
+            keys = list(box.keys())
+            for number, key in enumerate(keys, 1):
+                yield (f"{path}#{number}" if len(keys) > 1 else str(path)), box.get_bytes(key)
+        else:
+            yield str(path), path.read_bytes()
+    for folder in maildirs:
+        yield from _maildir(folder)
+
+
+def _maildir(folder: Path) -> Iterator[tuple[str, bytes]]:
+    """The unseen messages of a Maildir, each marked seen (moved to cur/) once read."""
+    box = mailbox.Maildir(folder, factory=None, create=False)
+    for key in list(box.keys()):
+        message = box.get_message(key)
+        if "S" in message.get_flags():
+            continue
+        yield f"{folder}/{message.get_subdir()}/{key}", box.get_bytes(key)
+        message.set_subdir("cur")
+        message.add_flag("S")
+        box[key] = message
