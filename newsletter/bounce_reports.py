@@ -49,6 +49,7 @@ class Report:
     failures: tuple[Failure, ...]
     verp: str | None  # the token of our bounce address it was sent to
     message_id: str | None  # the report's own Message-ID (read twice, it counts once)
+    status: str | None = None  # the status code of its text, for a report naming nobody
 
 
 def parse_message(data: bytes) -> email.message.EmailMessage:
@@ -69,7 +70,8 @@ def classify(message: email.message.EmailMessage, bounce_local: str | None) -> R
         return Report("complaint", _complainants(message), verp, message_id)
     failures = _dsn_failures(message) or _detected_failures(message)
     kind = "bounce" if failures or verp else "none"
-    return Report(kind, tuple(failures), verp, message_id)
+    status = _STATUS.search(_diagnostic_text(message)) if verp and not failures else None
+    return Report(kind, tuple(failures), verp, message_id, status.group(0) if status else None)
 
 
 def _verp_token(message: email.message.EmailMessage, local: str) -> str | None:

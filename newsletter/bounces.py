@@ -104,7 +104,7 @@ class _Judge:
         failures = list(report.failures)
         if verp and not any(self._ours(f) for f in failures):
             # The report names nobody we know (or nobody at all): the VERP token does.
-            base = failures[0] if failures else Failure(verp, False, None, "no report to read")
+            base = failures[0] if failures else _unnamed(report)
             failures = [Failure(verp, base.permanent, base.status, base.diagnostic)]
         if not failures:
             return [_ignored(source, "a bounce naming no address, without a VERP token")]
@@ -137,6 +137,14 @@ class _Judge:
             return BounceDecision(source, address, "temporary", "suppressed", detail)
         note = f"temporary failure {count} of {self.settings.soft_limit} in {days} days: {said}"
         return BounceDecision(source, address, "temporary", "counted", note)
+
+
+def _unnamed(report: Report) -> Failure:
+    """The failure of a report that names no address: permanent when its text gives a 5.x.x
+    status, else counted as temporary."""
+    status = report.status
+    said = f"the report names no address (status {status})" if status else "no report to read"
+    return Failure("", bool(status and status.startswith("5")), status, said)
 
 
 def _permanence(failure: Failure) -> str:

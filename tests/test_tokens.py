@@ -1,0 +1,59 @@
+"""Signed link tokens: bound to their purpose, address and parts; old secrets for a while."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from newsletter.tokens import Signer
+
+SECRET = "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"
+OLD = "Zr7Vn4bYc8uHs1eDf6gPm3-k2Jx9-TqLw_0a"
+TODAY = date(2026, 3, 12)
+
+
+def test_a_token_proves_its_address_for_its_purpose_and_parts_only() -> None:
+    signer = Signer(SECRET)
+    token = signer.sign("archive", "Ada@example.org", "digest1", day=TODAY)
+    assert signer.check(token, "archive", "digest1", today=TODAY).address == "Ada@example.org"
+    assert signer.check(token, "unsubscribe", today=TODAY).address is None  # purpose swapped
+    assert signer.check(token, "archive", "digest2", today=TODAY).address is None  # digest
+    assert Signer(OLD).check(token, "archive", "digest1", today=TODAY).address is None
+
+
+def test_a_forged_token_is_refused_whatever_its_shape() -> None:
+    signer = Signer(SECRET)
+    token = signer.sign("unsubscribe", "ada@example.org", day=TODAY)
+    address, day, mac = token.split(".")
+    bob = Signer("x" * 40).sign("unsubscribe", "bob@example.org", day=TODAY).split(".")[0]
+    for forged in [
+        f"{bob}.{day}.{mac}",  # another address under this MAC
+        f"{address}.{int(day) + 1}.{mac}",  # another day
+        f"{address}.{day}.{mac[:-2]}AA",
+        f"{address}.{day}",
+        "",
+        "....",
+        "%%%.1.%%%",
+        "a" * 5000,
+    ]:
+        assert signer.check(forged, "unsubscribe", today=TODAY).address is None, forged
+
+
+def test_after_rotation_old_links_work_for_the_grace_period_then_expire() -> None:
+    issued = TODAY - timedelta(days=10)
+    token = Signer(OLD).sign("unsubscribe", "ada@example.org", day=issued)
+    rotated = Signer(SECRET, previous=OLD, grace_days=30)
+    assert rotated.check(token, "unsubscribe", today=TODAY).address == "ada@example.org"
+    late = rotated.check(token, "unsubscribe", today=issued + timedelta(days=31))
+    assert late.address is None and late.expired
+    # The current secret's links never expire.
+    fresh = rotated.sign("unsubscribe", "ada@example.org", day=issued)
+    assert rotated.check(fresh, "unsubscribe", today=TODAY + timedelta(days=3000)).address
+
+
+def test_verp_tokens_are_short_lowercase_and_follow_the_secret() -> None:
+    signer = Signer(SECRET, previous=OLD)
+    token = signer.verp("Ada@Example.org")
+    assert len(token) == 20 and token == token.lower()
+    assert token == signer.verp("ada@example.org")  # case does not matter
+    assert token != signer.verp("bob@example.org")
+    assert Signer(OLD).verp("ada@example.org") in signer.verp_candidates("ada@example.org")
