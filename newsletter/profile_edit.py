@@ -21,6 +21,7 @@ from datetime import time
 from pathlib import Path
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
@@ -99,11 +100,34 @@ def _edited(text: str, path: Path, current: Subscriber, change: PreferenceChange
     }
     for key, value in wanted.items():
         if value is not None and value != effective[key]:
-            entry[key] = DoubleQuotedScalarString(value) if key == "send_at" else value
+            _set(entry, key, DoubleQuotedScalarString(value) if key == "send_at" else value)
     _edit_keywords(entry, change)
     out = io.StringIO()
     yaml.dump(document, out)
     return out.getvalue()
+
+
+# Where a key the entry lacks goes: after the first of these it has.
+_AFTER = {
+    "frequency": ("max_papers", "keywords"),
+    "day": ("frequency",),
+    "send_at": ("day", "frequency"),
+    "timezone": ("send_at", "day", "frequency"),
+    "max_papers": ("keywords",),
+    "keywords": ("email",),
+}
+
+
+def _set(entry, key: str, value: object) -> None:
+    """Set ``key`` of ``entry``; a new key goes after its neighbour, and never last: a
+    comment below an entry belongs, for ruamel, to its last key, and must stay below it."""
+    if key in entry:
+        entry[key] = value
+        return
+    keys = list(entry)
+    anchor = next((k for k in _AFTER.get(key, ()) if k in keys), keys[-1] if keys else None)
+    position = keys.index(anchor) + 1 if anchor is not None else 0
+    entry.insert(min(position, max(len(keys) - 1, 0)), key, value)
 
 
 def _edit_keywords(entry: dict, change: PreferenceChange) -> None:
@@ -111,7 +135,9 @@ def _edit_keywords(entry: dict, change: PreferenceChange) -> None:
         return
     keywords = entry.get("keywords")
     if keywords is None:
-        keywords = entry["keywords"] = []
+        keywords = CommentedSeq()
+        keywords.fa.set_flow_style()
+        _set(entry, "keywords", keywords)
     gone = {k.strip().casefold() for k in change.remove_keywords}
     for item in [k for k in keywords if isinstance(k, str) and k.strip().casefold() in gone]:
         keywords.remove(item)

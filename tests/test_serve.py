@@ -1,0 +1,263 @@
+"""``newsletter serve`` as a real process on a loopback port, driven over HTTP: one-click
+unsubscribe, pages that never change anything on GET, refused tokens, preferences saved
+into the profile file, web copies, the feed and feedback."""
+
+from __future__ import annotations
+
+import email
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke
+from tests.smtp_server import free_port
+
+SECRET = "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"
+ENV = {"NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET}
+PROFILES = """\
+# The operator's file: these comments must survive every edit from the web.
+subscribers:
+  - email: ada@example.org
+    name: Ada
+    keywords: [pruning, "knowledge distillation", "compress*"]  # her research
+    max_papers: 10
+    frequency: daily
+    send_at: "07:00"
+    timezone: Europe/Berlin
+
+  # Grace reads on Mondays.
+  - email: grace@example.org
+    keywords: [transformer, "diffusion model*"]
+    frequency: weekly
+    day: monday
+"""
+
+
+@dataclass
+class Site:
+    """A project that sent its digests, and its web app serving at ``url``."""
+
+    folder: Path
+    url: str
+    links: dict[str, dict[str, str]]  # address -> link name -> URL (from the sent emails)
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.yaml"
+
+    def send(self, *args: str) -> str:
+        result = invoke(self.config, "send", *args, environ=ENV, now=NOW)
+        return result.output
+
+    def statuses(self) -> dict[str, str]:
+        result = invoke(self.config, "subscribers", "--json", environ=ENV)
+        return {row["address"]: row["status"] for row in json.loads(result.output)}
+
+
+def sent_links(outbox: Path) -> dict[str, dict[str, str]]:
+    """Each recipient's links, read from the text part of the delivered messages."""
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted((outbox / "new").iterdir()):
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        text = message.get_body(("plain",)).get_content()
+        links = dict(re.findall(r"^ *([A-Z][a-z ]+): (http\S+)", text, re.M))
+        links["List-Unsubscribe"] = str(message["List-Unsubscribe"]).split(", ")[1].strip("<>")
+        found[message["To"].addresses[0].addr_spec] = links
+    return found
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("serve")
+    shutil.copytree(SAMPLES, folder / "digests")
+    port = free_port()
+    (folder / "config.yaml").write_text(
+        "digests: digests\nstate_dir: state\noutbox_dir: outbox\n"
+        f"public_url: http://127.0.0.1:{port}\nbounce_address: bounces@example.org\n"
+    )
+    (folder / "subscribers.yaml").write_text(PROFILES)
+    result = invoke(folder / "config.yaml", "send", "--now", environ=ENV, now=NOW)
+    assert "2 sent" in result.output, result.output
+    process = subprocess.Popen(
+        [*command(folder / "config.yaml"), "serve", "--port", str(port)],
+        env=child_env(**ENV),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "serving on http://127.0.0.1:" in line, line + process.stderr.read()
+        yield Site(folder, f"http://127.0.0.1:{port}", sent_links(folder / "outbox"))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10, follow_redirects=False) as client:
+        yield client
+
+
+def token_of(url: str) -> str:
+    return re.search(r"[?&]t=([^&]+)", url).group(1)  # type: ignore[union-attr]
+
+
+def test_every_page_carries_strict_security_headers(site: Site, http: httpx.Client) -> None:
+    response = http.get(site.links["ada@example.org"]["Preferences"])
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "http" not in csp  # no external source at all
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_get_of_the_unsubscribe_link_changes_nothing(site: Site, http: httpx.Client) -> None:
+    url = site.links["grace@example.org"]["List-Unsubscribe"]
+    for _ in range(3):  # a mail scanner prefetching it, again and again
+        page = http.get(url)
+        assert page.status_code == 200 and 'value="unsubscribe"' in page.text
+    assert site.statuses()["grace@example.org"] == "active"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda url: url.replace("t=", "t=x"),  # forged
+        lambda url: re.sub(r"(t=[^.]+)\.\d+\.", r"\1.19000.", url),  # the MAC fails
+        lambda url: url.split("?")[0],  # no token
+    ],
+    ids=["forged", "redated", "missing"],
+)
+def test_bad_tokens_get_one_generic_page_and_change_nothing(
+    site: Site, http: httpx.Client, mangle
+) -> None:
+    url = mangle(site.links["grace@example.org"]["List-Unsubscribe"])
+    generic = http.post(url, data={"List-Unsubscribe": "One-Click"})
+    unknown = http.get(
+        f"{site.url}/unsubscribe?t=Ym9iQGV4YW1wbGUub3Jn.20000.AAAAAAAAAAAAAAAAAAAAAA"
+    )
+    assert generic.status_code == unknown.status_code == 403
+    assert generic.text == unknown.text  # nothing tells one address from another
+    assert "grace" not in generic.text
+    assert site.statuses()["grace@example.org"] == "active"
+
+
+def test_a_token_for_another_purpose_or_digest_is_refused(site: Site, http: httpx.Client) -> None:
+    links = site.links["grace@example.org"]
+    archive_token = token_of(links["View in your browser"])
+    swapped = f"{site.url}/unsubscribe?t={archive_token}"
+    assert http.post(swapped, data={"List-Unsubscribe": "One-Click"}).status_code == 403
+    ada_digest = site.links["ada@example.org"]["View in your browser"].split("?")[0]
+    assert http.get(f"{ada_digest}?t={archive_token}").status_code == 403
+    assert site.statuses()["grace@example.org"] == "active"
+
+
+def test_the_web_copy_and_the_feed(site: Site, http: httpx.Client) -> None:
+    links = site.links["ada@example.org"]
+    copy = http.get(links["View in your browser"])
+    assert copy.status_code == 200 and "Teacher, Interrupted" in copy.text
+    assert "Matched:" in copy.text and "pruning" in copy.text
+    feed = feedparser.parse(http.get(links["Your feed"]).content)
+    assert not feed.bozo, feed.bozo_exception
+    history = invoke(site.config, "history", "--subscriber", "ada@example.org", "--json")
+    (digest,) = json.loads(history.output)["digests"]
+    titles = [entry.title for entry in feed.entries]
+    assert titles == digest["titles"] and "Teacher, Interrupted" in titles[0]
+    assert all(entry.link.startswith("https://") for entry in feed.entries)
+    assert "ada@" not in " ".join(entry.id for entry in feed.entries)
+
+
+def test_feedback_is_confirmed_by_a_post_and_shows_in_history(
+    site: Site, http: httpx.Client
+) -> None:
+    url = site.links["ada@example.org"]["Not relevant"]
+    assert "Not relevant" in http.get(url).text  # a GET only asks
+    history = invoke(site.config, "history", "--subscriber", "ada@example.org", environ=ENV)
+    assert "feedback:" not in history.output
+    params = dict(httpx.URL(url).params)
+    page = http.post(f"{site.url}/feedback", data=params)
+    assert page.status_code == 200 and "recorded as “not relevant”" in page.text
+    history = invoke(site.config, "history", "--subscriber", "ada@example.org", environ=ENV)
+    assert "feedback: not relevant" in history.output
+    forged = params | {"p": "another-paper"}
+    assert http.post(f"{site.url}/feedback", data=forged).status_code == 403
+
+
+def test_preferences_are_saved_into_the_file_keeping_its_comments(
+    site: Site, http: httpx.Client
+) -> None:
+    url = site.links["ada@example.org"]["Preferences"]
+    before = site.config.with_name("subscribers.yaml").read_text()
+    form = {
+        "t": token_of(url),
+        "frequency": "weekly",
+        "day": "friday",
+        "send_at": "08:30",
+        "timezone": "Europe/Paris",
+        "max_papers": "5",
+        "remove": "compress*",
+        "add": "sparse attention, yes",
+    }
+    page = http.post(url.split("?")[0], data=form)
+    assert page.status_code == 200 and "Saved." in page.text
+    after = site.config.with_name("subscribers.yaml").read_text()
+    assert "# The operator's file" in after and "# her research" in after
+    assert "# Grace reads on Mondays." in after
+    assert 'keywords: [pruning, "knowledge distillation", "sparse attention", "yes"]' in after
+    assert 'send_at: "08:30"' in after and "timezone: Europe/Paris" in after
+    assert "day: friday" in after and "max_papers: 5" in after
+    assert after.split("# Grace")[1] == before.split("# Grace")[1]  # her entry untouched
+    check = invoke(site.config, "validate", environ=ENV)
+    assert check.exit_code == 0, check.output
+
+
+def test_an_invalid_preference_is_refused_and_the_file_kept(site: Site, http: httpx.Client) -> None:
+    url = site.links["grace@example.org"]["Preferences"]
+    before = site.config.with_name("subscribers.yaml").read_text()
+    everything = ["transformer", "diffusion model*"]
+    page = http.post(url.split("?")[0], data={"t": token_of(url), "remove": everything})
+    assert page.status_code == 400 and "give at least one keyword" in page.text
+    bad_zone = http.post(url.split("?")[0], data={"t": token_of(url), "timezone": "Mars/Base"})
+    assert bad_zone.status_code == 400 and "not a time zone" in bad_zone.text
+    assert site.config.with_name("subscribers.yaml").read_text() == before
+
+
+def test_one_click_unsubscribes_and_survives_the_operator_re_adding_the_address(
+    site: Site, http: httpx.Client
+) -> None:
+    url = site.links["grace@example.org"]["List-Unsubscribe"]
+    response = http.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert site.statuses()["grace@example.org"] == "unsubscribed"
+    # The operator deletes her entry, then restores the file from a backup: still suppressed.
+    profiles = site.config.with_name("subscribers.yaml")
+    saved = profiles.read_text()
+    profiles.write_text(saved.split("  # Grace")[0])
+    profiles.write_text(saved)
+    output = site.send("--now", "--dry-run")
+    assert "skipped: grace@example.org: unsubscribed on" in output and "(one-click)" in output
+    # Her own click brings her back.
+    page = http.post(url, data={"t": token_of(url), "action": "resubscribe"})
+    assert page.status_code == 200 and "Welcome back" in page.text
+    assert site.statuses()["grace@example.org"] == "active"
+
+
+def test_a_request_too_large_is_refused(site: Site, http: httpx.Client) -> None:
+    url = site.links["ada@example.org"]["Preferences"]
+    response = http.post(url.split("?")[0], data={"t": token_of(url), "add": "x" * 200_000})
+    assert response.status_code == 413
+    time.sleep(0)  # (the server stays up for the next test)
+    assert http.get(url).status_code == 200
