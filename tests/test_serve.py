@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from pathlib import Path
@@ -78,7 +79,13 @@ def sent_links(outbox: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    folder = tmp_path_factory.mktemp("serve")
+    with served_project(tmp_path_factory.mktemp("serve")) as served:
+        yield served
+
+
+@contextmanager
+def served_project(folder: Path) -> Iterator[Site]:
+    """A project in ``folder`` that sent its digests, with ``newsletter serve`` running."""
     shutil.copytree(SAMPLES, folder / "digests")
     port = free_port()
     (folder / "config.yaml").write_text(
