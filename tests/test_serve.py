@@ -165,8 +165,9 @@ def test_bad_tokens_get_one_generic_page_and_change_nothing(
 def test_a_token_for_another_purpose_or_digest_is_refused(site: Site, http: httpx.Client) -> None:
     links = site.links["grace@example.org"]
     archive_token = token_of(links["View in your browser"])
-    swapped = f"{site.url}/unsubscribe?t={archive_token}"
-    assert http.post(swapped, data={"List-Unsubscribe": "One-Click"}).status_code == 403
+    for token in (archive_token, token_of(links["Preferences"])):
+        swapped = f"{site.url}/unsubscribe?t={token}"
+        assert http.post(swapped, data={"List-Unsubscribe": "One-Click"}).status_code == 403
     ada_digest = site.links["ada@example.org"]["View in your browser"].split("?")[0]
     assert http.get(f"{ada_digest}?t={archive_token}").status_code == 403
     assert site.statuses()["grace@example.org"] == "active"

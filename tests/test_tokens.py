@@ -18,6 +18,9 @@ def test_a_token_proves_its_address_for_its_purpose_and_parts_only() -> None:
     assert signer.check(token, "unsubscribe", today=TODAY).address is None  # purpose swapped
     assert signer.check(token, "archive", "digest2", today=TODAY).address is None  # digest
     assert Signer(OLD).check(token, "archive", "digest1", today=TODAY).address is None
+    preferences = signer.sign("preferences", "ada@example.org", day=TODAY)
+    for other in ("unsubscribe", "feed"):  # the same parts (none), another purpose
+        assert signer.check(preferences, other, today=TODAY).address is None
 
 
 def test_a_forged_token_is_refused_whatever_its_shape() -> None:
