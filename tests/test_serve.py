@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 
@@ -20,11 +21,13 @@ import feedparser
 import httpx
 import pytest
 
+from newsletter.tokens import Signer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.smtp_server import free_port
 
 SECRET = "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"
-ENV = {"NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET}
+OLD_SECRET = "Zr7Vn4bYc8uHs1eDf6gPm3-k2Jx9-TqLw_0a"  # rotated out; honoured for 60 days
+ENV = {"NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET, "NEWSLETTER_OLD_SECRET": OLD_SECRET}
 PROFILES = """\
 # The operator's file: these comments must survive every edit from the web.
 subscribers:
@@ -91,6 +94,7 @@ def served_project(folder: Path) -> Iterator[Site]:
     (folder / "config.yaml").write_text(
         "digests: digests\nstate_dir: state\noutbox_dir: outbox\n"
         f"public_url: http://127.0.0.1:{port}\nbounce_address: bounces@example.org\n"
+        "previous_secret_env: NEWSLETTER_OLD_SECRET\n"
     )
     (folder / "subscribers.yaml").write_text(PROFILES)
     result = invoke(folder / "config.yaml", "send", "--now", environ=ENV, now=NOW)
@@ -160,6 +164,18 @@ def test_bad_tokens_get_one_generic_page_and_change_nothing(
     assert generic.text == unknown.text  # nothing tells one address from another
     assert "grace" not in generic.text
     assert site.statuses()["grace@example.org"] == "active"
+
+
+def test_links_signed_by_the_previous_secret_work_for_the_grace_period_only(
+    site: Site, http: httpx.Client
+) -> None:
+    old = Signer(OLD_SECRET)
+    today = datetime.now(UTC).date()  # the server runs on the real clock
+    recent = old.sign("preferences", "ada@example.org", day=today - timedelta(days=10))
+    expired = old.sign("preferences", "ada@example.org", day=today - timedelta(days=61))
+    assert http.get(f"{site.url}/preferences?t={recent}").status_code == 200
+    refused = http.get(f"{site.url}/preferences?t={expired}")
+    assert refused.status_code == 403 and "This link is not valid" in refused.text
 
 
 def test_a_token_for_another_purpose_or_digest_is_refused(site: Site, http: httpx.Client) -> None:
