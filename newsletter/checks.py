@@ -121,13 +121,13 @@ class Problems:
     def timezone(self, key_path: KeyPath, value: object) -> str | None:
         """An IANA time zone name, or None after recording why not."""
         name = str(value).strip()
-        if name in _time_zones():
+        if name in time_zones():
             return name
-        hint = did_you_mean(name, _time_zones()) or " (an IANA name such as 'Europe/Berlin')"
+        hint = did_you_mean(name, time_zones()) or " (an IANA name such as 'Europe/Berlin')"
         self.add(key_path, f"unknown time zone '{name}'{hint}")
         return None
 
 
 @functools.cache
-def _time_zones() -> frozenset[str]:
+def time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}

@@ -318,9 +318,9 @@ class Store:
     def _ids_by_arxiv(self, arxiv_ids: Iterable[str]) -> dict[str, str]:
         return dict(self._select_in("SELECT arxiv_id, id FROM papers WHERE arxiv_id IN", arxiv_ids))
 
-    def _select_in(self, query: str, values: Iterable[str]) -> list[tuple[str, str]]:
+    def _select_in(self, query: str, values: Iterable[str]) -> list[tuple]:
         values = list(values)
-        rows: list[tuple[str, str]] = []
+        rows: list[tuple] = []
         for start in range(0, len(values), 500):
             chunk = values[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -339,16 +339,8 @@ class Store:
 
     def papers_by_id(self, ids: Iterable[str]) -> list[Paper]:
         """The stored papers with these ids (those the store has), in no particular order."""
-        ids = list(ids)
-        found: list[Paper] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            cursor = self.db.execute(
-                f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id IN ({marks})", chunk
-            )
-            found.extend(_paper_from_row(row) for row in cursor)
-        return found
+        rows = self._select_in(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id IN", ids)
+        return [_paper_from_row(row) for row in rows]
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """The ETag and Last-Modified ``url`` last answered with (for a conditional GET)."""

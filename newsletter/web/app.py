@@ -9,8 +9,8 @@ not have (so no CSRF). One-click unsubscribe is RFC 8058: a POST of
 
 from __future__ import annotations
 
+import functools
 import threading
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, time, timedelta
@@ -18,6 +18,7 @@ from datetime import datetime, time, timedelta
 import jinja2
 from flask import Flask, Response, abort, render_template, request
 
+from newsletter.checks import time_zones
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ServeError
 from newsletter.ledger import Ledger
@@ -233,7 +234,7 @@ def _change_from_form() -> PreferenceChange:
         except ValueError as exc:
             raise ConfigError(f"'{form['send_at']}' is not a time like 07:30") from exc
     zone = form.get("timezone") or None
-    if zone is not None and zone not in _zones():
+    if zone is not None and zone not in time_zones():
         raise ConfigError(f"'{zone}' is not a time zone")
     max_papers = None
     if form.get("max_papers"):
@@ -259,13 +260,10 @@ def _for_reader(problem: str) -> str:
     return rest if colon and ".yaml:" in head else problem
 
 
-_ZONES: list[str] = []
-
-
+@functools.cache
 def _zones() -> list[str]:
-    if not _ZONES:
-        _ZONES.extend(sorted(zoneinfo.available_timezones() | {"UTC"}))
-    return _ZONES
+    """The time zones the form offers, sorted (the set the profile check accepts)."""
+    return sorted(time_zones())
 
 
 def _digest_routes(app: Flask, site: Site, page: Page) -> None:
