@@ -11,6 +11,7 @@ from pathlib import Path
 from newsletter.errors import BusyError, StoreError
 
 LOCK_FILE = "newsletter.lock"
+PROFILES_LOCK = "profiles.lock"
 
 
 @contextmanager
@@ -43,6 +44,29 @@ def state_lock(state_dir: Path, what: str = "send") -> Iterator[None]:
         yield
     finally:
         os.close(folder)  # closing releases the lock
+
+
+@contextmanager
+def profiles_lock(state_dir: Path, exclusive: bool) -> Iterator[None]:
+    """Hold the profile file's lock: exclusive to edit it, shared to read it for a send.
+
+    An edit and a send's reading of subscribers.yaml never overlap. This lock is held for
+    milliseconds, so a visitor saving preferences waits for a send's read, never for a
+    whole send (which holds the state lock for minutes)."""
+    path = state_dir / PROFILES_LOCK
+    try:
+        make_private_folder(state_dir)
+        handle = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)  # flock needs no write access
+    except OSError as exc:
+        if not exclusive and not path.exists():
+            yield  # a lock file nobody could create: nobody is editing (a read-only disk)
+            return
+        raise StoreError(folder_problem(state_dir, exc)) from exc
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def make_private_folder(folder: Path) -> None:

@@ -38,7 +38,7 @@ from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Ledger, Pending, moment
 from newsletter.links import make_signer
-from newsletter.lock import state_lock
+from newsletter.lock import profiles_lock, state_lock
 from newsletter.matching import Matcher
 from newsletter.models import (
     FailedItem,
@@ -162,8 +162,12 @@ def try_connection(config: Config, environ: Mapping[str, str]) -> str:
 
 
 def profiles_of(config: Config) -> Profiles:
-    """The profile file ``config`` names, loaded with its defaults."""
-    return load_profiles(config.subscribers, config.schedule, config.matching)
+    """The profile file ``config`` names, loaded with its defaults (never while a
+    preferences edit is replacing it)."""
+    if not config.state_dir.is_dir():  # no state yet, so no edit either: create nothing
+        return load_profiles(config.subscribers, config.schedule, config.matching)
+    with profiles_lock(config.state_dir, exclusive=False):
+        return load_profiles(config.subscribers, config.schedule, config.matching)
 
 
 def lookback_start(config: Config, now: datetime) -> datetime:

@@ -3,23 +3,23 @@
 The file stays the operator's: ruamel.yaml edits it round-trip, so comments, key order,
 quoting and layout survive; only the keys that changed are touched. The new text is checked
 by the same loader as every send before it replaces the file (a temporary file, then a
-rename: a reader sees the old file or the new one, never half of one). Edits take a lock of
-their own, and the file is re-read if it changed while the edit was being made (an operator
-saving by hand at the same moment is not overwritten).
+rename: a reader sees the old file or the new one, never half of one). Edits take the
+profile file's lock, which a send also takes to read the file, and the file is re-read if it
+changed while the edit was being made (an operator saving by hand is not overwritten).
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 
+import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -27,11 +27,10 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProfileError
-from newsletter.lock import make_private_folder
+from newsletter.lock import profiles_lock
 from newsletter.models import Subscriber
 from newsletter.profiles import Profiles, load_profiles
 
-EDIT_LOCK = "profiles.lock"
 _ATTEMPTS = 3
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
@@ -54,28 +53,203 @@ def edit_profile(config: Config, email: str, change: PreferenceChange) -> Subscr
     now says. ProfileError (nothing written) when the result would not be a valid file, or
     the address is not in it."""
     path = config.subscribers
-    with _edit_lock(config.state_dir):
+    with profiles_lock(config.state_dir, exclusive=True):
         for _ in range(_ATTEMPTS):
             before = _stamp(path)
             text = path.read_text(encoding="utf-8-sig")
-            current = _profiles(config).find(email)
+            target = _target(config, text, email)
+            current = target.subscriber(email)
             if current is None:
                 raise ProfileError(f"{email} is not in {path.name}")
-            new_text = _edited(text, path, current, change)
+            new_text = target.edited(current, change)
             if new_text == text:
                 return current
             if _stamp(path) != before:
                 continue  # edited meanwhile (by hand): start again from the new text
-            return _replace(config, path, new_text, email)
+            subscriber = target.checked(new_text, email)
+            _write(path, new_text)
+            return subscriber
     raise ProfileError(f"{path.name} kept changing while it was being edited; try again")
+
+
+def read_profile(config: Config, email: str) -> Subscriber | None:
+    """``email``'s profile as the file says now (None if not there): only their entry is
+    read when the file's layout allows, so a page stays quick in a file of 100,000."""
+    path = config.subscribers
+    return _target(config, path.read_text(encoding="utf-8-sig"), email).subscriber(email)
+
+
+class _WholeFile:
+    """The whole profile file, round-tripped and checked as one (the general case)."""
+
+    def __init__(self, config: Config, text: str) -> None:
+        self.config, self.text = config, text
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        return _load_text(self.config, self.text, email, lambda line: line)
+
+    def edited(self, current: Subscriber, change: PreferenceChange) -> str:
+        return _edited(self.text, self.config.subscribers, current, change)
+
+    def checked(self, new_text: str, email: str) -> Subscriber:
+        subscriber = _load_text(self.config, new_text, email, lambda line: line)
+        assert subscriber is not None
+        return subscriber
+
+
+class _OneEntry:
+    """One entry of a block list, found in the text: only it is parsed, edited and checked
+    (with the file's head, where the top-level settings are), the rest kept byte for byte.
+    A round trip of the whole file costs minutes at 100,000 entries; this, a second."""
+
+    _DOCUMENT = "subscribers:\n"
+
+    def __init__(self, config: Config, text: str, start: int, end: int, head: int) -> None:
+        self.config, self.text = config, text
+        self.start, self.end, self.head = start, end, head  # entry [start, end); head [0, head)
+        head_lines, before_lines = text.count("\n", 0, head), text.count("\n", 0, start)
+        self.shift = before_lines - head_lines  # mini file line -> line in the real file
+        self.head_lines = head_lines
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        return self._load(self.text[self.start : self.end], email)
+
+    def edited(self, current: Subscriber, change: PreferenceChange) -> str:
+        entry = self.text[self.start : self.end]
+        path = self.config.subscribers
+        document = _edited(self._DOCUMENT + entry, path, current, change, last_ok=True)
+        new_entry = document.removeprefix(self._DOCUMENT)
+        return self.text[: self.start] + new_entry + self.text[self.end :]
+
+    def checked(self, new_text: str, email: str) -> Subscriber:
+        entry = new_text[self.start : len(new_text) - (len(self.text) - self.end)]
+        subscriber = self._load(entry, email)
+        assert subscriber is not None
+        return subscriber
+
+    def _load(self, entry: str, email: str) -> Subscriber | None:
+        def real_line(line: int) -> int:
+            return line + self.shift if line > self.head_lines else line
+
+        return _load_text(self.config, self.text[: self.head] + entry, email, real_line)
+
+
+def _target(config: Config, text: str, email: str) -> _WholeFile | _OneEntry:
+    """The cheapest sound way to work on ``email``'s entry of ``text``."""
+    span = _entry_span(text, email)
+    if span is not None:
+        entry = _OneEntry(config, text, *span)
+        try:
+            if entry.subscriber(email) is not None:
+                return entry
+        except ConfigError:
+            pass  # cut wrongly (an unusual layout): the whole file decides
+    return _WholeFile(config, text)
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LIST_KEY = re.compile(r"^subscribers[ \t]*:[ \t]*(?:#[^\n]*)?\n", re.M)
+_FIRST_ITEM = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*?( *)-[ \t\n]")
+
+
+def _entry_span(text: str, email: str) -> tuple[int, int, int] | None:
+    """(start, end, head) of ``email``'s entry in a block list ``subscribers:`` written one
+    entry after another (None for anything else: flow style, anchors, the address twice).
+    The entry ends at its last line of content: comments below it stay where they are."""
+    keys = _LIST_KEY.findall(text)
+    found = _LIST_KEY.search(text)
+    if len(keys) != 1 or found is None:
+        return None
+    first = _FIRST_ITEM.match(text, found.end())
+    if first is None:
+        return None
+    head, indent = first.start(1), first.group(1)
+    head = text.rfind("\n", 0, head) + 1
+    address = re.compile(
+        rf"^{indent}(?:- +| +)email[ \t]*:[ \t]*(['\"]?){re.escape(email)}\1[ \t]*(?:#.*)?$",
+        re.M | re.I,
+    )
+    matches = [m.start() for m in address.finditer(text, head)]
+    if len(matches) != 1:
+        return None
+    item = re.compile(rf"{indent}-[ \t\n]")
+    start = matches[0]
+    while not item.match(text, start):
+        if start <= head:
+            return None
+        start = text.rfind("\n", 0, start - 1) + 1
+    end = _entry_end(text, matches[0], len(indent))
+    if _has_anchors(text[start:end]):
+        return None  # anchors and aliases reach other entries: round-trip the whole file
+    return start, end, head
+
+
+def _has_anchors(entry: str) -> bool:
+    """Whether ``entry`` defines or uses an anchor (``&name``, ``*name``; not inside quotes).
+    Unreadable YAML counts too: the whole file's round trip will say what is wrong."""
+    try:
+        return any(
+            isinstance(token, yaml.AnchorToken | yaml.AliasToken)
+            for token in yaml.scan("subscribers:\n" + entry, Loader=_Loader)
+        )
+    except yaml.YAMLError:
+        return True
+
+
+def _entry_end(text: str, position: int, indent: int) -> int:
+    """Where the entry holding ``position`` ends: after its last line of content before a
+    line of content indented no deeper than the list's dashes (or the end of the file)."""
+    end = text.find("\n", position)
+    end = len(text) if end < 0 else end + 1
+    line = end
+    while line < len(text):
+        stop = text.find("\n", line)
+        stop = len(text) if stop < 0 else stop + 1
+        content = text[line:stop].strip()
+        if content and not content.startswith("#"):
+            if len(text[line:stop]) - len(text[line:stop].lstrip(" ")) <= indent:
+                break
+            end = stop
+        line = stop
+    return end
+
+
+def _load_text(
+    config: Config, text: str, email: str, real_line: Callable[[int], int]
+) -> Subscriber | None:
+    """``email``'s subscriber in ``text`` read as the profile file (beside it, so it reads
+    the same way); ProfileError naming the real file and, through ``real_line``, its lines."""
+    path = config.subscribers
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.edit")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        try:
+            return _profiles(config, temporary).find(email)
+        except ConfigError as exc:
+            problems = [_renamed(p, temporary.name, path.name, real_line) for p in exc.problems]
+            raise ProfileError(problems) from exc
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _renamed(problem: str, old: str, new: str, real_line: Callable[[int], int]) -> str:
+    """``problem`` naming ``new`` and its real line instead of the temporary file's."""
+    return re.sub(
+        rf"{re.escape(old)}(?::(\d+))?",
+        lambda m: new + (f":{real_line(int(m.group(1)))}" if m.group(1) else ""),
+        problem,
+    )
 
 
 def _profiles(config: Config, path: Path | None = None) -> Profiles:
     return load_profiles(path or config.subscribers, config.schedule, config.matching)
 
 
-def _edited(text: str, path: Path, current: Subscriber, change: PreferenceChange) -> str:
-    """``text`` with ``change`` applied to ``current``'s entry."""
+def _edited(
+    text: str, path: Path, current: Subscriber, change: PreferenceChange, last_ok: bool = False
+) -> str:
+    """``text`` with ``change`` applied to ``current``'s entry (``last_ok``: no comment
+    follows the entry in ``text``, so a new key may go last)."""
     yaml = _round_trip(text)
     try:
         document = yaml.load(text)
@@ -100,8 +274,9 @@ def _edited(text: str, path: Path, current: Subscriber, change: PreferenceChange
     }
     for key, value in wanted.items():
         if value is not None and value != effective[key]:
-            _set(entry, key, DoubleQuotedScalarString(value) if key == "send_at" else value)
-    _edit_keywords(entry, change)
+            written = DoubleQuotedScalarString(value) if key == "send_at" else value
+            _set(entry, key, written, last_ok)
+    _edit_keywords(entry, change, last_ok)
     out = io.StringIO()
     yaml.dump(document, out)
     return out.getvalue()
@@ -118,26 +293,29 @@ _AFTER = {
 }
 
 
-def _set(entry, key: str, value: object) -> None:
-    """Set ``key`` of ``entry``; a new key goes after its neighbour, and never last: a
-    comment below an entry belongs, for ruamel, to its last key, and must stay below it."""
+def _set(entry, key: str, value: object, last_ok: bool) -> None:
+    """Set ``key`` of ``entry``; a new key goes after its neighbour, but not last unless
+    ``last_ok``: a comment below an entry belongs, for ruamel, to its last key, and must
+    stay below the entry."""
     if key in entry:
         entry[key] = value
         return
     keys = list(entry)
     anchor = next((k for k in _AFTER.get(key, ()) if k in keys), keys[-1] if keys else None)
     position = keys.index(anchor) + 1 if anchor is not None else 0
-    entry.insert(min(position, max(len(keys) - 1, 0)), key, value)
+    if not last_ok:
+        position = min(position, max(len(keys) - 1, 0))
+    entry.insert(position, key, value)
 
 
-def _edit_keywords(entry: dict, change: PreferenceChange) -> None:
+def _edit_keywords(entry: dict, change: PreferenceChange, last_ok: bool) -> None:
     if not (change.add_keywords or change.remove_keywords):
         return
     keywords = entry.get("keywords")
     if keywords is None:
         keywords = CommentedSeq()
         keywords.fa.set_flow_style()
-        _set(entry, "keywords", keywords)
+        _set(entry, "keywords", keywords, last_ok)
     gone = {k.strip().casefold() for k in change.remove_keywords}
     for item in [k for k in keywords if isinstance(k, str) and k.strip().casefold() in gone]:
         keywords.remove(item)
@@ -175,38 +353,20 @@ def _entry(document: object, email: str) -> dict | None:
     return None
 
 
-def _replace(config: Config, path: Path, text: str, email: str) -> Subscriber:
-    """Check ``text`` as the profile file, then put it in place atomically."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.edit")
+def _write(path: Path, text: str) -> None:
+    """Put ``text`` in place of the file at ``path`` atomically, with its permissions."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
-        temporary.write_text(text, encoding="utf-8")
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        try:
-            subscriber = _profiles(config, temporary).find(email)
-        except ConfigError as exc:
-            problems = [p.replace(temporary.name, path.name) for p in exc.problems]
-            raise ProfileError(problems) from exc
-        assert subscriber is not None
-        with open(temporary, "rb") as handle:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, path.stat().st_mode & 0o7777)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-    return subscriber
 
 
 def _stamp(path: Path) -> tuple[int, int]:
     status = path.stat()
     return status.st_mtime_ns, status.st_size
-
-
-@contextmanager
-def _edit_lock(state_dir: Path) -> Iterator[None]:
-    """One edit at a time (a short wait: an edit takes milliseconds)."""
-    make_private_folder(state_dir)
-    with open(state_dir / EDIT_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import mailbox
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from newsletter.bounce_reports import classify, parse_message
+from newsletter.daemon import Daemon
+from newsletter.pipeline import World
 from newsletter.tokens import Signer
-from tests.helpers import NOW, SAMPLES, SHARED, invoke
+from tests.helpers import NOW, SHARED, invoke
 
 HERE = Path(__file__).parent / "bounces"
 MANIFEST = SHARED / "samples" / "MANIFEST.md"
@@ -164,5 +168,23 @@ def test_a_missing_path_is_a_clear_error(project: Path) -> None:
     assert result.exit_code == 2 and "nowhere.eml: no such file" in result.output
 
 
-def test_the_shipped_samples_folder_is_not_touched() -> None:
-    assert SAMPLES.is_dir() and NOW  # (the bounce tests use files of their own)
+def test_the_daemon_reads_the_configured_maildir_on_its_interval(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = project / "config.yaml"
+    config.write_text(config.read_text() + "  maildir: bounces\n  every: 15\n")
+    box = mailbox.Maildir(project / "bounces", create=True)
+    box.add((HERE / "arf-complaint.eml").read_bytes())
+    daemon = Daemon(config, World(now=lambda: NOW, environ=ENV))
+    daemon.reload()
+    daemon.schedule_jobs()
+    jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
+    assert jobs["bounces"].trigger.interval.total_seconds() == 15 * 60
+    with caplog.at_level(logging.INFO, logger="newsletter.run"):
+        jobs["bounces"].func()
+        shutil.rmtree(project / "bounces")
+        jobs["bounces"].func()  # a problem is logged; the daemon goes on
+    assert "bounce: ada@example.org unsubscribed (" in caplog.text
+    missing = f"reading bounces failed: {project / 'bounces'}: no such file or folder"
+    assert missing in caplog.text
+    assert statuses(project)["ada@example.org"] == "complained"

@@ -26,8 +26,7 @@ from newsletter.links import FEEDBACK_KINDS, make_signer
 from newsletter.matching import Matcher
 from newsletter.models import FREQUENCIES, WEEKDAYS, Match, Paper, Selection, Subscriber
 from newsletter.pipeline import World, make_renderer
-from newsletter.profile_edit import PreferenceChange, edit_profile
-from newsletter.profiles import Profiles, load_profiles
+from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render import Renderer, display_name
 from newsletter.store import open_store
 from newsletter.suppression import SubscriberState
@@ -52,8 +51,8 @@ SECURITY_HEADERS = {
 
 
 class Site:
-    """What the pages share: the config, the clock, the signer, and the profile file and
-    renderer loaded once (the profiles again when the file changes)."""
+    """What the pages share: the config, the clock, the signer, and the renderer made once.
+    A subscriber's profile is read from the file on each request (their entry only)."""
 
     def __init__(self, config: Config, world: World) -> None:
         signer = make_signer(config.render, world.environ)
@@ -67,7 +66,6 @@ class Site:
         self.signer: Signer = signer
         self.brand = display_name(config.render.sender)
         self._lock = threading.Lock()
-        self._profiles: tuple[tuple[int, int], Profiles] | None = None
         self._renderer: Renderer | None = None
 
     def now(self) -> datetime:
@@ -82,16 +80,9 @@ class Site:
             abort(403)
         return verdict.address
 
-    def profiles(self) -> Profiles:
-        """The profile file, loaded again when it changed (an edit, the operator)."""
-        path = self.config.subscribers
-        status = path.stat()
-        stamp = (status.st_mtime_ns, status.st_size)
-        with self._lock:
-            if self._profiles is None or self._profiles[0] != stamp:
-                profiles = load_profiles(path, self.config.schedule, self.config.matching)
-                self._profiles = (stamp, profiles)
-            return self._profiles[1]
+    def subscriber(self, address: str) -> Subscriber | None:
+        """``address``'s profile as the file says now (an edit, the operator's)."""
+        return read_profile(self.config, address)
 
     def renderer(self) -> Renderer:
         """The digest renderer (for web copies), made on first use."""
@@ -189,7 +180,7 @@ def _token() -> str:
 
 def _preference_routes(app: Flask, site: Site, page: Page) -> None:
     def show(address: str, status: int = 200, **values: object) -> tuple[str, int]:
-        subscriber = site.profiles().find(address)
+        subscriber = site.subscriber(address)
         return page(
             "preferences.html.j2",
             "Your preferences",
@@ -276,7 +267,7 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
                 abort(403)
             digest = found[1]
             papers = _in_order(store.papers_by_id(digest.papers), digest.papers)
-        subscriber = site.profiles().find(address) or Subscriber(address, ())
+        subscriber = site.subscriber(address) or Subscriber(address, ())
         when = digest.sent_at or digest.created_at
         selection = _explained(subscriber, papers, when, site.config)
         rendered = site.renderer().render(selection, when)
