@@ -28,7 +28,7 @@ import premailer
 
 from newsletter.config import load_config
 from newsletter.envelope import message_id_for
-from newsletter.links import unsubscribe_links
+from newsletter.links import Links
 from newsletter.matching import Matcher
 from newsletter.mime import Composer, Headers
 from newsletter.models import Paper, Selection, Subscriber
@@ -94,6 +94,7 @@ def load_config_for_bench():
     global _CONFIG
     if _CONFIG is None:
         folder = Path(tempfile.mkdtemp())
+        (folder / "digests").mkdir()  # the config must name a folder that exists
         (folder / "config.yaml").write_text("sender: Research digest <digest@example.org>\n")
         _CONFIG = load_config(folder / "config.yaml")
     return _CONFIG
@@ -114,8 +115,8 @@ def naive_renderer():
     composer = Composer(config.render)
 
     def render(selection: Selection) -> bytes:
-        links = unsubscribe_links(config.render, selection.subscriber.email, "")
-        view = digest_view(selection, config.render, links.preferred)
+        links = Links(config.render, None).for_digest(selection.subscriber.email, "", (), NOW)
+        view = digest_view(selection, config.render, links)
         html = premailer.transform(
             html_template.render(digest=view), allow_network=False, strip_important=False
         )
@@ -141,7 +142,7 @@ def framing(count: int) -> dict[str, float]:
     items = []
     for selection in selections(count):
         email = renderer.render(selection, NOW)
-        links = unsubscribe_links(config.render, selection.subscriber.email, "")
+        links = Links(config.render, None).for_digest(selection.subscriber.email, "", (), NOW)
         items.append((headers_for(selection, email.subject), email.text, email.html, links))
     composer = Composer(config.render)
     start = time.perf_counter()

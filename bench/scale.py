@@ -16,7 +16,6 @@ import argparse
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from match import NOW, build
 from measure import PeakMemory, rss_mb
+from render import load_config_for_bench
 
-from newsletter.config import load_config
 from newsletter.parallel import Order, default_workers, produce
 from newsletter.pipeline import make_renderer
 
@@ -38,9 +37,7 @@ def measure(subscribers: int = 100_000, papers: int = 1_000, workers: int | None
     """Produce every email (bytes counted, then dropped) and measure time, memory, CPU."""
     workers = workers or default_workers()
     subs, items = build(subscribers, papers)
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "config.yaml").write_text("sender: Research digest <digest@example.org>\n")
-        config = load_config(Path(folder) / "config.yaml")
+    config = load_config_for_bench()
     before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     parent_mb = rss_mb(os.getpid())
     emails = size = 0

@@ -1,9 +1,12 @@
-"""The delivery ledger: what was sent to whom, in the store's file, one commit per change.
+"""The delivery ledger: what was sent to whom, in the store's file.
 
-A digest is recorded as *pending* with its exact bytes before it is handed over, and as
-*sent* once the server accepted it; so a crash leaves at most the digests that were on their
-way, and the next run hands those over again byte for byte. ``DryRunLedger`` reads the same
-history and records nothing, which is all a dry run needs.
+A digest is recorded as *pending* (its Message-ID, subscriber and papers in order) before it
+is handed over, a batch of them in one commit, and as *sent* once the server accepted it, one
+commit each; so a crash leaves at most the digests that were on their way, and the next run
+hands those over again: the same Message-ID, the same papers, rendered again from the record
+(``pipeline``). The bytes themselves are not stored: writing ~50 KB per message twice cost
+more than rendering it (bench/ledger.py). Rows written before that keep their bytes and are
+resent byte for byte. ``DryRunLedger`` reads the same history and records nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ class Pending:
 
     message_id: str
     subscriber: str  # casefolded address
-    data: bytes
-    paper_ids: tuple[str, ...]
+    data: bytes | None  # the bytes, for rows recorded before schema 7; None: render again
+    paper_ids: tuple[str, ...]  # in the order sent
     attempts: int
+    created_at: datetime  # the digest's Date
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A new digest about to be handed over, as the ledger records it first."""
+
+    message_id: str
+    subscriber: str
+    paper_ids: tuple[str, ...]
 
 
 class Ledger:
@@ -89,38 +102,49 @@ class Ledger:
     def pending(self) -> list[Pending]:
         """Digests recorded as pending (crashed or deferred runs), oldest first."""
         rows = self.db.execute(
-            "SELECT message_id, subscriber, data, attempts FROM deliveries "
+            "SELECT message_id, subscriber, data, attempts, created_at FROM deliveries "
             "WHERE status = 'pending' ORDER BY created_at, message_id"
         ).fetchall()
         return [
-            Pending(message_id, subscriber, bytes(data), self._papers(message_id), attempts)
-            for message_id, subscriber, data, attempts in rows
+            Pending(
+                message_id,
+                subscriber,
+                bytes(data) if data is not None else None,
+                self._papers(message_id),
+                attempts,
+                datetime.fromisoformat(created),
+            )
+            for message_id, subscriber, data, attempts, created in rows
         ]
 
     def _papers(self, message_id: str) -> tuple[str, ...]:
         rows = self.db.execute(
-            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY paper_id",
+            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY position, paper_id",
             (message_id,),
         )
         return tuple(row[0] for row in rows)
 
-    def record_pending(
-        self, message_id: str, subscriber: str, paper_ids: Sequence[str], data: bytes, now: datetime
-    ) -> None:
-        """Before handing a digest to the server: it, its papers and its exact bytes (and
-        the subscriber counts as served)."""
-        key, stamp = subscriber.casefold(), now.isoformat()
+    def record_pending(self, digests: Sequence[Handover], now: datetime) -> None:
+        """Before handing digests to the server: each, with its papers in order, in one
+        commit (and their subscribers count as served)."""
+        stamp = now.isoformat()
+        keys = [digest.subscriber.casefold() for digest in digests]
         with self._writing() as db:
-            _served(db, [key], stamp)
-            db.execute(
-                "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
-                " data) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
-                " status = 'pending', updated_at = excluded.updated_at, data = excluded.data",
-                (message_id, key, stamp, stamp, data),
+            _served(db, keys, stamp)
+            db.executemany(
+                "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at)"
+                " VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
+                " status = 'pending', created_at = excluded.created_at,"
+                " updated_at = excluded.updated_at, data = NULL",
+                ((d.message_id, key, stamp, stamp) for d, key in zip(digests, keys, strict=True)),
             )
             db.executemany(
                 "INSERT OR IGNORE INTO delivery_papers VALUES (?, ?, ?, ?)",
-                ((key, paper, message_id, position) for position, paper in enumerate(paper_ids)),
+                (
+                    (key, paper, digest.message_id, position)
+                    for digest, key in zip(digests, keys, strict=True)
+                    for position, paper in enumerate(digest.paper_ids)
+                ),
             )
 
     def record_retry(self, message_id: str, now: datetime) -> None:

@@ -447,3 +447,19 @@ class _Ranking:
 
 
 __all__ = ["Matcher"]
+
+
+def explain_sent(
+    subscriber: Subscriber, papers: Sequence[Paper], when: datetime, settings: MatchSettings
+) -> Selection:
+    """The papers of a digest already chosen (recorded in the ledger), in their order, each
+    explained by the profile as it is now: one that no longer matches shows no reason, and
+    nothing is left out (a web copy, a resend)."""
+    relaxed = dataclasses.replace(
+        subscriber, exclude=(), require=(), categories=(), min_score=1, max_papers=100
+    )
+    wide = dataclasses.replace(settings, lookback_days=3650)
+    (selection,) = Matcher([relaxed], wide).select(papers, when + timedelta(seconds=1))
+    found = {match.paper.id: match for match in selection.matches}
+    matches = tuple(found.get(p.id) or Match(p, 0, (), (), (), ()) for p in papers)
+    return Selection(subscriber, matches, len(papers), len(papers))

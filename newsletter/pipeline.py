@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,10 +37,10 @@ from newsletter.delivery import (
 )
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
-from newsletter.ledger import DryRunLedger, Ledger, Pending, moment
+from newsletter.ledger import DryRunLedger, Handover, Ledger, Pending, moment
 from newsletter.links import make_signer
 from newsletter.lock import profiles_lock, state_lock
-from newsletter.matching import Matcher
+from newsletter.matching import Matcher, explain_sent
 from newsletter.models import (
     FailedItem,
     FetchReport,
@@ -72,10 +73,15 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-# Free space kept for records before a message is handed over: its pending copy and the
-# journal's, plus this (a message handed over must be recordable as sent, or the next run
-# would hand it over again, and again: one more copy per run while the disk stays full).
+# Free space kept for records before messages are handed over: their pending rows and the
+# journal's copies, plus this (a message handed over must be recordable as sent, or the next
+# run would hand it over again, and again: one more copy per run while the disk stays full).
 RECORD_RESERVE = 1024 * 1024
+RECORD_SIZE = 4096  # what one digest's rows take, at most (message id, ~10 papers, journal)
+# New digests recorded as pending in one commit before any of them is handed over: a commit
+# per digest cost more than the rest of its recording (bench/ledger.py), and a batch must
+# stay small, or delivery idles while it fills at the start of a run.
+PENDING_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,7 @@ def preview(
             else next((item for item in ledger.pending() if item.subscriber == key), None)
         )
         if pending is not None:
-            shown = _as_rendered(pending, subscriber, renderer)
+            shown = resent_copy(pending, subscriber, store, renderer, config)
             return Preview(None, shown, True, None, digests)
         since = lookback_start(config, now)
         history = {} if everything else ledger.history(since=since)
@@ -220,8 +226,32 @@ def preview(
     return Preview(selection, rendered, False, reason, digests)
 
 
-def _as_rendered(pending: Pending, subscriber: Subscriber, renderer: Renderer) -> RenderedEmail:
-    """A pending digest as a RenderedEmail, its parts read back from its bytes."""
+def batched(items: Iterable[RenderedEmail], size: int) -> Iterator[list[RenderedEmail]]:
+    """``items`` in lists of ``size`` (the last may be shorter); itertools.batched, 3.12+."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def resent_copy(
+    pending: Pending, subscriber: Subscriber, store: Store, renderer: Renderer, config: Config
+) -> RenderedEmail:
+    """A pending digest as it is handed over again: the same Message-ID, papers (in their
+    order) and Date, rendered again from the ledger's record (each paper explained by the
+    profile as it is now); a row from before schema 7 gives back its stored bytes."""
+    if pending.data is not None:
+        return _from_bytes(pending, subscriber, renderer)
+    papers = store.papers_in_order(pending.paper_ids)
+    when = pending.created_at
+    selection = explain_sent(subscriber, papers, when, config.matching)
+    rendered = renderer.render(selection, when, message_id=pending.message_id)
+    assert rendered is not None  # a recorded digest has papers
+    return rendered
+
+
+def _from_bytes(pending: Pending, subscriber: Subscriber, renderer: Renderer) -> RenderedEmail:
+    """A pending digest of stored bytes as a RenderedEmail, its parts read back."""
+    assert pending.data is not None
     message = email.message_from_bytes(pending.data, policy=email.policy.default)
     assert isinstance(message, email.message.EmailMessage)
     parts = [message.get_body((kind,)) for kind in ("plain", "html")]
@@ -427,35 +457,37 @@ class _Sending:
 
     def _outgoing(self, pending: list[Pending], fresh: list[Subscriber]) -> Iterator[Outgoing]:
         """The messages to hand over, pending ones first; each written to the ledger before
-        it is handed over (a new one as pending, a pending one touched), and none once the
-        ledger cannot take a write: what was handed over must be recordable as sent."""
+        it is handed over (new ones as pending, a batch per commit; a pending one touched),
+        and none once the ledger cannot take a write: what was handed over must be
+        recordable as sent."""
         try:
             for item in pending:
-                self._make_room(len(item.data))
+                self._make_room(1)
                 self.ledger.record_retry(item.message_id, self.now)
                 subscriber = self.wanted[item.subscriber]
                 self._expect(item.message_id, item.paper_ids)
                 self.resent.add(item.message_id)
-                envelope = self.renderer.envelope(subscriber.email)
-                yield Outgoing(item.message_id, subscriber.email, envelope, item.data)
-            for rendered in self._produce(fresh):
-                self._make_room(len(rendered.data))
-                papers = self._expect(rendered.message_id, rendered.paper_ids)
-                self.ledger.record_pending(
-                    rendered.message_id, rendered.subscriber, papers, rendered.data, self.now
-                )
-                yield Outgoing.of(rendered)
+                again = resent_copy(item, subscriber, self.store, self.renderer, self.run.config)
+                yield Outgoing.of(again)
+            for batch in batched(self._produce(fresh), PENDING_BATCH):
+                self._make_room(len(batch))
+                handovers = [
+                    Handover(r.message_id, r.subscriber, self._expect(r.message_id, r.paper_ids))
+                    for r in batch
+                ]
+                self.ledger.record_pending(handovers, self.now)
+                yield from map(Outgoing.of, batch)
         except StoreError as exc:
             # Stop handing over; messages in flight still finish and are recorded.
             self.halted = str(exc)
 
-    def _make_room(self, size: int) -> None:
-        """StoreError unless the state disk has room to record a message of ``size``."""
+    def _make_room(self, digests: int) -> None:
+        """StoreError unless the state disk has room to record ``digests`` more."""
         if self.run.dry_run:
             return
         state = self.run.config.state_dir
         free = self.run.world.free_bytes(state)
-        if free < RECORD_RESERVE + 4 * size:
+        if free < RECORD_RESERVE + digests * RECORD_SIZE:
             raise StoreError(
                 f"the disk holding {state} is full ({free // 1024:,} KB free), so nothing more "
                 "can be recorded: sending stopped before handing over more messages; free "

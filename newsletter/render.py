@@ -107,15 +107,20 @@ class Renderer:
         return envelope_for(self.settings.sender, email, path)
 
     def render(
-        self, selection: Selection, now: datetime, next_send: datetime | None = None
+        self,
+        selection: Selection,
+        now: datetime,
+        next_send: datetime | None = None,
+        message_id: str | None = None,
     ) -> RenderedEmail | None:
         """The email for ``selection``, or None when it has no matches and send_empty is off;
-        ``next_send`` (the digest after this one) tells when what did not fit will come."""
+        ``next_send`` (the digest after this one) tells when what did not fit will come.
+        ``message_id``: the recorded one, when a pending digest is rendered again."""
         if not selection.matches and not self.settings.send_empty:
             return None
         subscriber, sender = selection.subscriber, self.settings.sender
         chosen = tuple(match.paper.id for match in selection.matches)
-        message_id = message_id_for(sender, subscriber.email, chosen)
+        message_id = message_id or message_id_for(sender, subscriber.email, chosen)
         links = self.links.for_digest(subscriber.email, digest_key(message_id), chosen, now.date())
         view, html = self._fitting_html(selection, links, next_send)
         text = self.text.render(view)

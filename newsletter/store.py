@@ -66,9 +66,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (paper_id, digest)
     ) WITHOUT ROWID;
     """,
-    # 2: the delivery ledger. A digest is recorded as pending (with its exact bytes) before it
-    # is handed to the server, and as sent once the server accepted it; its papers are listed
-    # per subscriber. Pending rows are resent as they are, so a resend has the same bytes.
+    # 2: the delivery ledger. A digest is recorded as pending before it is handed to the
+    # server, and as sent once the server accepted it; its papers are listed per subscriber.
+    # (Until issue 16 a pending row held the message's bytes; now ``data`` stays NULL and a
+    # resend is rendered again from the record, see ledger.py.)
     """
     CREATE TABLE deliveries (
         message_id  TEXT PRIMARY KEY,
@@ -337,10 +338,11 @@ class Store:
         )
         return [_paper_from_row(row) for row in cursor]
 
-    def papers_by_id(self, ids: Iterable[str]) -> list[Paper]:
-        """The stored papers with these ids (those the store has), in no particular order."""
+    def papers_in_order(self, ids: Sequence[str]) -> list[Paper]:
+        """The stored papers with these ids (those the store has), in the order of ``ids``."""
         rows = self._select_in(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id IN", ids)
-        return [_paper_from_row(row) for row in rows]
+        by_id = {paper.id: paper for paper in map(_paper_from_row, rows)}
+        return [by_id[paper_id] for paper_id in ids if paper_id in by_id]
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """The ETag and Last-Modified ``url`` last answered with (for a conditional GET)."""

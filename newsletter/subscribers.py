@@ -131,8 +131,8 @@ def subscriber_history(config: Config, email: str) -> SubscriberHistory:
     with open_store(config.state_dir) as store:
         digests = Ledger(store).digests_of(address)
         state = SubscriberState(store)
-        wanted = {paper for digest in digests for paper in digest.papers}
-        titles = {p.id: p.title for p in store.papers_by_id(wanted)}
+        wanted = sorted({paper for digest in digests for paper in digest.papers})
+        titles = {p.id: p.title for p in store.papers_in_order(wanted)}
         return SubscriberHistory(
             address,
             tuple(digests),

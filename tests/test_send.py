@@ -295,6 +295,67 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     assert len(sink.messages) <= count + 2 * 2
 
 
+@pytest.mark.slow
+def test_twenty_kills_of_a_2000_subscriber_send_lose_and_change_nothing(shop: Path) -> None:
+    """Issue 16: SIGKILL at 20 random points (start-up, matching, delivery); after the last
+    run each subscriber has exactly one digest, and any copy handed over twice (the window
+    between the server's 250 and the ledger's record) is the same message: same Message-ID,
+    same papers, same bytes, rendered again from the ledger's record."""
+    import collections
+    import random
+    import signal
+    import subprocess
+    import time
+
+    count, rng = 2000, random.Random(16)
+    keywords = ["pruning", "transformer", "distillation", "diffusion"]
+    (shop / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        + "".join(
+            f"  - email: reader{i}@example.org\n    keywords: [{keywords[i % 4]}]\n"
+            for i in range(count)
+        )
+    )
+    sink = Sink()
+    with SmtpServer(sink) as server:
+        configure(shop, server.port, connections=2)
+        send_command = [*command(shop / "config.yaml"), "send", "--now"]
+        targets = sorted(rng.sample(range(1, count), 15))
+        kills = [("after", rng.uniform(0.05, 1.5)) for _ in range(5)]
+        kills += [("accepted", target) for target in targets]
+        interrupted = 0
+        for kind, point in kills:
+            process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
+            started = time.monotonic()
+            while process.poll() is None and time.monotonic() - started < 60:
+                if kind == "after" and time.monotonic() - started >= point:
+                    break
+                if kind == "accepted" and len(sink.messages) >= point:
+                    break
+                time.sleep(0.002)
+            interrupted += process.poll() is None
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        finish = subprocess.run(send_command, capture_output=True, text=True, env=child_env())
+        assert finish.returncode == 0, finish.stderr
+    copies: dict[str, set[str]] = collections.defaultdict(set)
+    bodies: dict[str, set[bytes]] = collections.defaultdict(set)
+    for _, recipients, data in sink.messages:
+        message_id = data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
+        copies[recipients[0]].add(message_id.decode())
+        bodies[message_id.decode()].add(data)
+    assert len(copies) == count  # nobody lost
+    assert all(len(ids) == 1 for ids in copies.values())  # nobody got two different digests
+    assert all(len(versions) == 1 for versions in bodies.values())  # a copy is the same bytes
+    duplicates = len(sink.messages) - count
+    assert duplicates <= len(kills) * 2 * 2, duplicates  # per kill: 2 a connection at most
+    print(f"{interrupted} kills interrupted a run; {duplicates} copies handed over twice")
+    assert interrupted >= 15  # the kills landed in runs, not after them
+    with open_store(shop / "state") as store:
+        sent = Ledger(store).totals()
+    assert len(sent) == count  # the ledger agrees
+
+
 def test_invalid_profiles_send_nothing_and_exit_2(shop: Path) -> None:
     (shop / "subscribers.yaml").write_text(PROFILES + "  - email: broken@\n    keywords: [x]\n")
     with SmtpServer() as server:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 import jinja2
 from flask import Flask, Response, abort, render_template, request
@@ -23,8 +22,8 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError, ServeError
 from newsletter.ledger import Ledger
 from newsletter.links import FEEDBACK_KINDS, make_signer
-from newsletter.matching import Matcher
-from newsletter.models import FREQUENCIES, WEEKDAYS, Match, Paper, Selection, Subscriber
+from newsletter.matching import explain_sent
+from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.pipeline import World, make_renderer
 from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render import Renderer, display_name
@@ -266,10 +265,10 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
             if found is None or found[0] != address.casefold():
                 abort(403)
             digest = found[1]
-            papers = _in_order(store.papers_by_id(digest.papers), digest.papers)
+            papers = store.papers_in_order(digest.papers)
         subscriber = site.subscriber(address) or Subscriber(address, ())
         when = digest.sent_at or digest.created_at
-        selection = _explained(subscriber, papers, when, site.config)
+        selection = explain_sent(subscriber, papers, when, site.config.matching)
         rendered = site.renderer().render(selection, when)
         assert rendered is not None  # send_empty or not, a sent digest has papers
         return Response(rendered.html, 200, mimetype="text/html")
@@ -280,8 +279,8 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
         with open_store(site.config.state_dir) as store:
             digests = [d for d in Ledger(store).digests_of(address) if d.status == "sent"]
             digests = digests[:FEED_DIGESTS]
-            wanted = {paper for digest in digests for paper in digest.papers}
-            papers = {p.id: p for p in store.papers_by_id(wanted)}
+            wanted = sorted({paper for digest in digests for paper in digest.papers})
+            papers = {p.id: p for p in store.papers_in_order(wanted)}
         body = atom_feed(site.brand, address, request.url, digests, papers, site.now())
         return Response(body, 200, mimetype="application/atom+xml")
 
@@ -293,7 +292,7 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
         if kind not in FEEDBACK_KINDS:
             abort(403)
         with open_store(site.config.state_dir) as store:
-            known = store.papers_by_id([paper])
+            known = store.papers_in_order([paper])
             if request.method == "POST":
                 SubscriberState(store).record_feedback(address, paper, digest, kind, site.now())
         title = known[0].title if known else paper
@@ -308,26 +307,6 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
             digest=digest,
             paper=paper,
         )
-
-
-def _in_order(papers: list[Paper], ids: tuple[str, ...]) -> list[Paper]:
-    by_id = {paper.id: paper for paper in papers}
-    return [by_id[pid] for pid in ids if pid in by_id]
-
-
-def _explained(
-    subscriber: Subscriber, papers: list[Paper], when: datetime, config: Config
-) -> Selection:
-    """The papers of a sent digest in their order, each explained by the profile as it is
-    now (one that no longer matches shows no reason; nothing is left out)."""
-    relaxed = replace(
-        subscriber, exclude=(), require=(), categories=(), min_score=1, max_papers=100
-    )
-    settings = replace(config.matching, lookback_days=3650)
-    (selection,) = Matcher([relaxed], settings).select(papers, when + timedelta(seconds=1))
-    found = {match.paper.id: match for match in selection.matches}
-    matches = tuple(found.get(p.id) or Match(p, 0, (), (), (), ()) for p in papers)
-    return Selection(subscriber, matches, len(papers), len(papers))
 
 
 def serve_app(config: Config, world: World, port: int | None, ready: Callable[[str], None]) -> None:
