@@ -102,6 +102,8 @@ class RenderSettings:
     # The return path of every digest becomes <local>+<token>@<domain> (VERP): a bounce
     # then names its subscriber even when the report does not.
     bounce_address: str | None = setting(None, "text")
+    # Gmail's feedback loop groups complaints by this header ("campaign:customer:type:sender").
+    feedback_id: str | None = setting(None, "text")
     profile_help: str = setting(
         "To change your keywords or how often you hear from us, reply to this email.", "text"
     )

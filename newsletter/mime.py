@@ -56,6 +56,13 @@ class Composer:
             [
                 _FOLD.fold_binary("From", formataddr((name, idna_address(address)))),
                 _FOLD.fold_binary("List-Id", f"{name} <{list_id}>"),
+                # Bulk mail, written by a program: no vacation or out-of-office replies
+                # (RFC 3834), and the class mailbox providers expect of a list.
+                b"Precedence: bulk\r\n",
+                b"Auto-Submitted: auto-generated\r\n",
+                _header("Feedback-ID", one_line(settings.feedback_id))
+                if settings.feedback_id
+                else b"",
                 b"MIME-Version: 1.0\r\n",
             ]
         )

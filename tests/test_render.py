@@ -68,6 +68,8 @@ def test_message_structure_and_headers(tmp_path: Path) -> None:
     assert message["List-Id"] == "Research digest <digest.example.org>"
     assert message["List-Unsubscribe"] == "<mailto:unsubscribe@example.org?subject=unsubscribe>"
     assert "List-Unsubscribe-Post" not in message
+    assert (message["Precedence"], message["Auto-Submitted"]) == ("bulk", "auto-generated")
+    assert "Feedback-ID" not in message
     text, html = parts(message)
     assert text.replace("\r\n", "\n") == rendered.text
     assert html.replace("\r\n", "\n") == rendered.html
@@ -397,3 +399,8 @@ def test_wrap_is_greedy_filling_like_textwrap(text: str, indent: int, first: boo
     )
     expected = "\n".join(lines) if lines else (pad if first else "")
     assert wrap(text, indent, first) == expected
+
+
+def test_a_configured_feedback_id_is_carried(tmp_path: Path) -> None:
+    message = parse(render(tmp_path, extra="feedback_id: 'digest:research:newsletter'\n").data)
+    assert message["Feedback-ID"] == "digest:research:newsletter"
