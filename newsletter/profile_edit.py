@@ -156,11 +156,10 @@ def _entry_span(text: str, email: str) -> tuple[int, int, int] | None:
     """(start, end, head) of ``email``'s entry in a block list ``subscribers:`` written one
     entry after another (None for anything else: flow style, anchors, the address twice).
     The entry ends at its last line of content: comments below it stay where they are."""
-    keys = _LIST_KEY.findall(text)
-    found = _LIST_KEY.search(text)
-    if len(keys) != 1 or found is None:
+    keys = list(_LIST_KEY.finditer(text))
+    if len(keys) != 1:
         return None
-    first = _FIRST_ITEM.match(text, found.end())
+    first = _FIRST_ITEM.match(text, keys[0].end())
     if first is None:
         return None
     head, indent = first.start(1), first.group(1)
