@@ -86,7 +86,7 @@ class _WholeFile:
         self.config, self.text = config, text
 
     def subscriber(self, email: str) -> Subscriber | None:
-        return _load_text(self.config, self.text, email, lambda line: line)
+        return _profiles(self.config).find(email)  # the file itself: no copy of it to write
 
     def edited(self, current: Subscriber, change: PreferenceChange) -> str:
         return _edited(self.text, self.config.subscribers, current, change)
