@@ -540,6 +540,13 @@ def _print_send_report(report: SendReport) -> None:
         f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
         f"{len(report.failed)} failed"
     )
+    if report.capped is not None:
+        cap = report.capped
+        click.echo(
+            f"{_plural(report.held, 'due subscriber')} held back: {cap.describe()} is reached; "
+            f"it lets more go from {cap.resets_at:%Y-%m-%d %H:%M %Z}, and the next run from "
+            "then on sends them"
+        )
 
 
 @cli.command("run")

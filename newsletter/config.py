@@ -110,6 +110,28 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class RateSettings:
+    """How fast the SMTP server is fed: a pace, and the caps the provider counts (over a
+    rolling hour and day, with what earlier runs sent)."""
+
+    per_second: float | None = setting(None, "number", 0.001, 100000)
+    per_hour: int | None = setting(None, "int", 1, 10**9)
+    per_day: int | None = setting(None, "int", 1, 10**9)
+
+
+@dataclass(frozen=True)
+class DomainLimit:
+    """For one recipient domain (or ``default``: each domain not named): messages on their
+    way to it at once, and a pace."""
+
+    connections: int | None = setting(None, "int", 1, 32)
+    per_minute: float | None = setting(None, "number", 0.01, 10**6)
+
+
+DEFAULT_DOMAIN = "default"
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     """How to reach the SMTP server (the password itself only ever comes from the env)."""
 
@@ -126,6 +148,9 @@ class SmtpSettings:
     max_attempts: int = setting(3, "int", 1, 20)
     retry_delay: float = setting(1.0, "number", 0, 600)  # before the first retry; doubles
     ca_file: Path | None = setting(None, "path")
+    rate: RateSettings = section(RateSettings, "rate")
+    # recipient domain (casefolded) or "default" -> its limits
+    domains: Mapping[str, DomainLimit] = field(default_factory=dict, metadata={"domains": True})
 
     @property
     def effective_port(self) -> int:
@@ -292,6 +317,8 @@ class _Reader:
                 values[item.name] = self._section(meta["class"], meta["section"], data, at)
             elif "sources" in meta:
                 values[item.name] = self._sources(data.get("sources"), (*at, "sources"))
+            elif "domains" in meta:
+                values[item.name] = self._domains(data.get("domains"), (*at, "domains"))
             elif "kind" in meta and data.get(item.name) is not None:
                 value = self.value((*at, item.name), data[item.name], meta["kind"])
                 if value is not None:
@@ -332,6 +359,31 @@ class _Reader:
             found.append(source)
         return tuple(found)
 
+    def _domains(self, entries: object, at: KeyPath) -> dict[str, DomainLimit]:
+        """The ``domains:`` mapping: a recipient domain (or ``default``) to its limits."""
+        if entries is None:
+            return {}
+        example = "gmail.com: {connections: 2, per_minute: 600}"
+        if not isinstance(entries, dict):
+            self.problems.add(at, f"'domains' must map domains to limits, e.g. {example}")
+            return {}
+        found: dict[str, DomainLimit] = {}
+        for name, entry in entries.items():
+            here = (*at, name)
+            if not isinstance(name, str) or not (name == DEFAULT_DOMAIN or _DOMAIN.fullmatch(name)):
+                self.problems.add(
+                    here, f"{name!r} is not a domain name (like gmail.com) or 'default'"
+                )
+            elif not isinstance(entry, dict) or not entry:
+                self.problems.add(
+                    here,
+                    f"the limits of {name} must be a mapping, e.g. {{connections: 2, "
+                    "per_minute: 600}",
+                )
+            else:
+                found[_wire_domain(name)] = self.read(DomainLimit, entry, here)
+        return found
+
     def _words(self, entry: dict, key: str, at: KeyPath) -> tuple[str, ...]:
         """A list of words in a source entry (its default when absent)."""
         value = entry.get(key)
@@ -367,8 +419,17 @@ class _Reader:
 
 _LISTS = {"categories": (), "announce_types": DEFAULT_ANNOUNCE_TYPES}
 _LIST_EXAMPLES = {"categories": "cs.LG, cs.CL", "announce_types": "new, cross"}
+_DOMAIN = re.compile(r"(?:[^\s.@]+\.)+[^\s.@]+")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ARXIV_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")
+
+
+def _wire_domain(name: str) -> str:
+    """A domain as recipients carry it on the wire: IDNA, lower case."""
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return name.casefold()  # (never matches; a name IDNA refuses is no real domain)
 
 
 def _source_problem(source: SourceSettings, earlier: list[str]) -> str | None:

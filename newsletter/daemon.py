@@ -26,12 +26,14 @@ from apscheduler.triggers.base import BaseTrigger
 from newsletter.bounces import process_bounces
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
+from newsletter.models import SendReport
 from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
 from newsletter.profiles import Profiles
 from newsletter.slots import Slot, group_by_slot, next_fire
 
 WATCH_SECONDS = 2.0
 STOP_SECONDS = 10.0
+AFTER_CAP = "after-cap"  # the job that runs again once a cap of smtp.rate lets more go
 
 
 class SlotTrigger(BaseTrigger):
@@ -111,7 +113,7 @@ class Daemon:
         assert self.loaded is not None
         config = self.loaded.config
         for job in self.scheduler.get_jobs():
-            if job.id != "watch":
+            if job.id not in ("watch", AFTER_CAP):
                 job.remove()
         defaults = {
             "coalesce": True,  # after a sleep: one catch-up run, not one per missed slot
@@ -171,6 +173,8 @@ class Daemon:
         ingested = report.ingest
         for file in ingested.rejected:
             self.log.error("%s: rejected: %s", file.path, file.error)
+        if report.capped is not None:
+            self.after_cap(slot, report)
         receiving = sum(1 for s in subscribers if s.receives)
         self.log.info(
             "run %s: %d due, %d files ingested (%d new papers), %d rejected, %d warnings, "
@@ -185,6 +189,20 @@ class Daemon:
             len(report.skipped) - report.not_due,
             len(report.failed),
             time.monotonic() - started,
+        )
+
+    def after_cap(self, slot: Slot | None, report: SendReport) -> None:
+        """A cap of smtp.rate stopped the run: run again once it lets more go."""
+        assert report.capped is not None
+        when = report.capped.resets_at
+        self.scheduler.add_job(
+            self.run_due, "date", run_date=when, args=[slot], id=AFTER_CAP, replace_existing=True
+        )
+        self.log.warning(
+            "%d due subscribers held back: %s is reached; running again at %s",
+            report.held,
+            report.capped.describe(),
+            f"{when:%Y-%m-%d %H:%M %Z}",
         )
 
     def fetch_job(self) -> None:

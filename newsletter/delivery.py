@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import mailbox
+import math
 import queue
 import random
 import smtplib
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +29,7 @@ from newsletter.config import Config, SmtpSettings
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
+from newsletter.pacing import Clock, Pacer, unlimited
 
 AUTH_HINT = "use an app password or the provider's SMTP authorization code"
 
@@ -77,6 +80,7 @@ class Transport(Protocol):
     parallel: int
     where: str  # for messages: the folder or host:port
     message_timeout: float | None  # the most one message may take in all (None: no limit)
+    rate_limited: bool  # smtp.rate and smtp.domains apply (not to a folder)
 
     def connect(self) -> Connection:
         """A new connection (raises Fatal or Failure)."""
@@ -95,6 +99,7 @@ class DryRunTransport:
     parallel = 1
     where = "nowhere (dry run)"
     message_timeout = None
+    rate_limited = False
 
     def connect(self) -> Connection:
         return self
@@ -114,6 +119,7 @@ class OutboxTransport:
 
     parallel = 1
     message_timeout = None  # a local write: nothing to wait for
+    rate_limited = False
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -170,6 +176,8 @@ class _MaildirConnection:
 
 class SmtpTransport:
     """An SMTP server; certificates verified, STARTTLS required when configured."""
+
+    rate_limited = True
 
     def __init__(self, settings: SmtpSettings, environ: Mapping[str, str]) -> None:
         self.settings = settings
@@ -457,71 +465,117 @@ def deliver(
     outgoing: Iterable[Outgoing],
     retry: Retry,
     stop: threading.Event | None = None,
+    pacer: Pacer | None = None,
 ) -> Iterator[Result]:
-    """Send every message over ``transport.parallel`` connections; yield each Result as it
-    comes (in the caller's thread). Once ``stop`` is set, messages in flight finish and
-    nothing more is handed over. A Fatal error stops everything and is raised here."""
+    """Send every message over ``transport.parallel`` connections, as fast as ``pacer``
+    allows; yield each Result as it comes (in the caller's thread). Once ``stop`` is set,
+    or a cap of the pacer is reached, messages in flight finish and nothing more is handed
+    over. A Fatal error stops everything and is raised here."""
     stop = _Halt(stop)
+    pacer = pacer or unlimited(Clock(time.monotonic, retry.sleep), datetime.now(UTC))
     # One message waiting per connection, no more: while the caller is busy composing (not
     # recording), a connection can have at most one accepted and one on the wire that are not
     # recorded yet, which bounds the copies a kill can cause to two a connection.
     todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=transport.parallel)
-    done: queue.Queue[Result | BaseException | None] = queue.Queue()
     watchdog = _Watchdog(getattr(transport, "message_timeout", None), stop)
     watchdog.thread.start()
     pool = _Pool(transport, retry, stop, watchdog)
     workers = [
-        threading.Thread(target=_worker, args=(pool, todo, done), daemon=True)
+        threading.Thread(target=_worker, args=(pool, todo, pool.done), daemon=True)
         for _ in range(transport.parallel)
     ]
     for worker in workers:
         worker.start()
-    finished = [0]  # workers that have said goodbye (their None), counted wherever seen
+    flow = _Flow(pool, pacer, workers)
     try:
-        for item in outgoing:
-            while True:  # hand over the next message, reporting results meanwhile
-                yield from _drain(done, stop, finished)
-                try:
-                    todo.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    if stop.is_set() or not any(w.is_alive() for w in workers):
-                        break
-            # Report what was accepted while we waited before the caller composes the next
-            # message: an accepted message is unrecorded only until the next hand-over.
-            yield from _drain(done, stop, finished)
-            if stop.is_set():
+        waiting: list[Outgoing] = []  # taken from ``outgoing``, not handed over yet
+        items = iter(outgoing)
+        more = True
+        while not stop.is_set() and not pacer.check_caps():
+            while more and len(waiting) < pacer.lookahead:
+                # Report what was accepted before the caller composes the next message: an
+                # accepted message is unrecorded only until the next hand-over.
+                yield from flow.drain()
+                item = next(items, None)
+                if item is None:
+                    more = False
+                else:
+                    waiting.append(item)
+            if not waiting:
                 break
+            index, wait = pacer.next_ready(waiting)
+            if index is None:
+                yield from flow.pause(wait)
+                continue
+            item = waiting.pop(index)
+            pacer.handed(item)
+            yield from flow.hand_over(todo, item)
         for _ in workers:
             _put_until(todo, None, workers)
-        while finished[0] < len(workers):
-            result = done.get()
-            if result is None:
-                finished[0] += 1
-            else:
-                yield from _report(result, stop)
+        yield from flow.wait_for_workers()
     finally:
         stop.set()
         watchdog.done.set()
 
 
-def _drain(done: queue.Queue, stop: _Halt, finished: list[int]) -> Iterator[Result]:
-    while True:
-        try:
-            result = done.get_nowait()
-        except queue.Empty:
-            return
+PAUSE_SLICE = 0.05  # seconds: results are reported (recorded) at least this often
+
+
+class _Flow:
+    """The caller's side of one ``deliver``: hands over, and reports results as they come."""
+
+    def __init__(self, pool: _Pool, pacer: Pacer, workers: list[threading.Thread]) -> None:
+        self.done = pool.done
+        self.stop = pool.stop
+        self.pacer = pacer
+        self.workers = workers
+        self.finished = 0  # workers that have said goodbye (their None)
+
+    def hand_over(self, todo: queue.Queue, item: Outgoing) -> Iterator[Result]:
+        """Put ``item`` in the queue (reporting results while it is full), then report."""
+        while True:
+            yield from self.drain()
+            try:
+                todo.put(item, timeout=PAUSE_SLICE)
+                break
+            except queue.Full:
+                if self.stop.is_set() or not any(w.is_alive() for w in self.workers):
+                    break
+        yield from self.drain()
+
+    def pause(self, seconds: float) -> Iterator[Result]:
+        """Wait up to ``seconds`` on the pacer's clock (for ever: until a result comes),
+        reporting results meanwhile."""
+        if math.isinf(seconds):
+            with contextlib.suppress(queue.Empty):
+                yield from self._take(self.done.get(timeout=PAUSE_SLICE))
+        else:
+            self.pacer.sleep(min(seconds, PAUSE_SLICE))
+        yield from self.drain()
+
+    def drain(self) -> Iterator[Result]:
+        """Report every result that has come."""
+        while True:
+            try:
+                result = self.done.get_nowait()
+            except queue.Empty:
+                return
+            yield from self._take(result)
+
+    def wait_for_workers(self) -> Iterator[Result]:
+        """Report results until every worker has said goodbye."""
+        while self.finished < len(self.workers):
+            yield from self._take(self.done.get())
+
+    def _take(self, result: Result | BaseException | None) -> Iterator[Result]:
         if result is None:
-            finished[0] += 1
-            continue
-        yield from _report(result, stop)
-
-
-def _report(result: Result | BaseException, stop: _Halt) -> Iterator[Result]:
-    if isinstance(result, BaseException):
-        stop.set()
-        raise result
-    yield result
+            self.finished += 1
+            return
+        if isinstance(result, BaseException):
+            self.stop.set()
+            raise result
+        self.pacer.finished(result.outgoing)
+        yield result
 
 
 def _put_until(todo: queue.Queue, item: object, workers: list[threading.Thread]) -> None:
@@ -541,6 +595,7 @@ class _Pool:
     retry: Retry
     stop: _Halt
     watchdog: _Watchdog
+    done: queue.Queue[Result | BaseException | None] = field(default_factory=queue.Queue)
 
 
 def _worker(pool: _Pool, todo: queue.Queue, done: queue.Queue) -> None:

@@ -117,6 +117,15 @@ class Ledger:
             for message_id, subscriber, data, attempts, created in rows
         ]
 
+    def sent_since(self, start: datetime) -> list[datetime]:
+        """When each digest accepted after ``start`` was accepted, oldest first (what the
+        caps of ``smtp.rate`` count)."""
+        rows = self.db.execute(
+            "SELECT sent_at FROM deliveries WHERE status = 'sent' AND sent_at > ? ORDER BY sent_at",
+            (start.isoformat(),),
+        )
+        return [datetime.fromisoformat(row[0]) for row in rows]
+
     def _papers(self, message_id: str) -> tuple[str, ...]:
         rows = self.db.execute(
             "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY position, paper_id",

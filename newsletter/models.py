@@ -287,6 +287,21 @@ class SkippedItem:
 
 
 @dataclass(frozen=True, slots=True)
+class CapReached:
+    """A cap of ``smtp.rate`` that stopped a send: nothing more goes out before
+    ``resets_at`` (a rolling window: when the oldest message it counts leaves it)."""
+
+    limit: str  # "per_hour" or "per_day"
+    cap: int
+    resets_at: datetime
+
+    def describe(self) -> str:
+        """The cap in words, e.g. "the cap of 500 messages per hour (smtp.rate.per_hour)"."""
+        unit = self.limit.removeprefix("per_")
+        return f"the cap of {self.cap} messages per {unit} (smtp.rate.{self.limit})"
+
+
+@dataclass(frozen=True, slots=True)
 class FailedItem:
     """A subscriber whose digest was not accepted."""
 
@@ -306,6 +321,8 @@ class SendReport:
     dry_run: bool = False
     ingest: IngestReport = IngestReport(())  # the digest files read before the send
     where: str = ""  # where the messages went: the outbox folder or host:port
+    capped: CapReached | None = None  # the cap that stopped the send, if one did
+    held: int = 0  # due subscribers left for a later run by ``capped``
 
     def to_json(self) -> dict[str, object]:
         """The report as ``newsletter send --json`` prints it."""
@@ -331,6 +348,17 @@ class SendReport:
                 for f in self.failed
             ],
             "ingest": self.ingest.to_json(),
+            "held": self._held_json(),
+        }
+
+    def _held_json(self) -> dict[str, object] | None:
+        if self.capped is None:
+            return None
+        return {
+            "count": self.held,
+            "limit": self.capped.limit,
+            "cap": self.capped.cap,
+            "resets_at": self.capped.resets_at.isoformat(),
         }
 
     @property

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from newsletter.config import Config, FetchSettings, SourceSettings
+from newsletter.config import Config, FetchSettings, SmtpSettings, SourceSettings
 from newsletter.delivery import (
     DryRunTransport,
     Outgoing,
@@ -55,6 +55,7 @@ from newsletter.models import (
     SourceStatus,
     Subscriber,
 )
+from newsletter.pacing import Clock, Pacer
 from newsletter.parallel import Order, no_digest_reason, produce
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
@@ -93,7 +94,8 @@ class World:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     free_bytes: Callable[[Path], int] = _free_bytes  # free space on the disk holding a path
     http: Callable[[FetchSettings], httpx.Client] = make_client  # for fetching sources
-    sleep: Callable[[float], None] = time.sleep  # between retries of a fetch
+    sleep: Callable[[float], None] = time.sleep  # between retries of a fetch; pacing sends
+    monotonic: Callable[[], float] = time.monotonic  # pacing sends (smtp.rate)
 
 
 @dataclass
@@ -428,14 +430,43 @@ class _Sending:
         fresh = self._due([s for key, s in self.wanted.items() if key not in waiting])
         retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
-        for result in deliver(self.transport, outgoing, retry, stop=self.run.stop):
+        pacer = self._pacer()
+        for result in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
             self._record(result)
             if self.run.on_result:
                 self.run.on_result()
+        outgoing.close()  # (after a cap: the rest is neither rendered nor recorded)
         if self.halted:
             raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")
         self.ledger.record_served(self.served, self.now)
-        return SendReport(tuple(self.sent), tuple(self.skipped), tuple(self.failed))
+        held = self._hold([p.subscriber for p in pending] + [s.email for s in fresh], pacer)
+        lists = tuple(self.sent), tuple(self.skipped), tuple(self.failed)
+        return SendReport(*lists, capped=pacer.capped, held=held)
+
+    def _pacer(self) -> Pacer:
+        """The limits of ``smtp.rate`` and ``smtp.domains`` (none for the outbox; a dry run
+        counts the caps but does not wait)."""
+        world, smtp = self.run.world, self.run.config.smtp
+        limited = self.run.dry_run or getattr(self.transport, "rate_limited", False)
+        settings = smtp if limited else SmtpSettings()
+        capped = settings.rate.per_hour or settings.rate.per_day
+        earlier = self.ledger.sent_since(self.now - timedelta(days=1)) if capped else []
+        clock = Clock(world.monotonic, world.sleep)
+        return Pacer(settings, clock, self.now, earlier, pace=not self.run.dry_run)
+
+    def _hold(self, due: list[str], pacer: Pacer) -> int:
+        """After a cap stopped the send: a skip for each due subscriber left for later."""
+        if pacer.capped is None:
+            return 0
+        seen = {item.subscriber.casefold() for item in (*self.sent, *self.failed, *self.skipped)}
+        left = [self.wanted[key.casefold()].email for key in due if key.casefold() not in seen]
+        cap = pacer.capped
+        reason = (
+            f"held back: {cap.describe()} is reached; more go from "
+            f"{cap.resets_at:%Y-%m-%d %H:%M %Z} (the next run sends them)"
+        )
+        self.skipped.extend(SkippedItem(email, reason) for email in left)
+        return len(left)
 
     def _due(self, subscribers: list[Subscriber]) -> list[Subscriber]:
         """The subscribers due now (all of them when the schedule is ignored); a skip saying
@@ -521,7 +552,8 @@ class _Sending:
         item, now = result.outgoing, self.now
         email = self.wanted[item.subscriber.casefold()].email
         if result.delivered:
-            self.ledger.record_sent(item.message_id, result.attempts, now)
+            # (when it was accepted, not when the run began: the caps count these)
+            self.ledger.record_sent(item.message_id, result.attempts, self.run.world.now())
             papers = self.papers.pop(item.message_id)
             resent = item.message_id in self.resent
             self.sent.append(SentItem(email, papers, item.message_id, resent))

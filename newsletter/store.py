@@ -163,6 +163,10 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     ALTER TABLE delivery_papers ADD COLUMN position INTEGER;
     """,
+    # 8: the caps of smtp.rate count what was sent in the last hour and day.
+    """
+    CREATE INDEX deliveries_sent_at ON deliveries (sent_at) WHERE status = 'sent';
+    """,
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,29 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+class FakeClock:
+    """A clock that moves only when slept on (``sleep`` returns at once): hours of pacing in
+    no time. ``now`` and ``monotonic`` move together."""
+
+    def __init__(self, start: datetime = NOW) -> None:
+        self.start = start
+        self.elapsed = 0.0
+        self.lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self.lock:
+            return self.elapsed
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.elapsed += seconds
+
+    def world(self, **given: object) -> World:
+        """A World on this clock (and an empty environment unless given)."""
+        given.setdefault("environ", {})
+        return World(now=self.now, sleep=self.sleep, monotonic=self.monotonic, **given)  # type: ignore[arg-type]
