@@ -40,6 +40,7 @@ from newsletter.pipeline import (
     Preview,
     Run,
     World,
+    dkim_record,
     fetch_sources,
     ingest_files,
     preview,
@@ -341,6 +342,10 @@ def validate_command(session: Session, connect: bool) -> int:
     receiving = sum(1 for s in profiles.subscribers if s.receives)
     count = _plural(len(profiles.subscribers), "subscriber")
     click.echo(f"{_display_path(str(profiles.path))}: ok, {count} ({receiving} receiving)")
+    record = dkim_record(config, session.world.environ)
+    if record is not None:
+        click.echo(f"dkim: signing as {config.dkim.domain}; publish TXT {record[0]}:")
+        click.echo(f"  {record[1]}")
     if connect:
         return _check_connection(config, session.world)
     return EXIT_OK

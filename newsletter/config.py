@@ -159,6 +159,22 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class DkimSettings:
+    """DKIM signing: the domain and selector of the DNS record holding the public key, and
+    the private key (a PEM file, or an environment variable holding the PEM text)."""
+
+    domain: str | None = setting(None, "text")
+    selector: str | None = setting(None, "text")
+    private_key_file: Path | None = setting(None, "path")
+    private_key_env: str | None = setting(None, "text")
+
+    @property
+    def enabled(self) -> bool:
+        """Is anything of DKIM configured (then all of it must be)?"""
+        return any((self.domain, self.selector, self.private_key_file, self.private_key_env))
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     """``newsletter serve``: where it listens (behind a reverse proxy doing TLS)."""
 
@@ -257,6 +273,7 @@ class Config:
     render: RenderSettings = section(RenderSettings, None)
     schedule: ScheduleDefaults = section(ScheduleDefaults, "schedule")
     smtp: SmtpSettings = section(SmtpSettings, "smtp")
+    dkim: DkimSettings = section(DkimSettings, "dkim")
     fetch: FetchSettings = section(FetchSettings, "fetch")
     serve: ServeSettings = section(ServeSettings, "serve")
     bounce: BounceSettings = section(BounceSettings, "bounce")
@@ -471,6 +488,7 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
     """What no single setting can say about itself."""
     _check_digests_folder(problems, config.digests)
     _check_smtp(problems, data.get("smtp"), config.smtp)
+    _check_dkim(problems, config.dkim, config.render.sender)
     render, smtp = config.render, data.get("smtp")
     for key in ("public_url", "unsubscribe_url"):
         problem = public_url_problem(key, getattr(render, key))
@@ -584,6 +602,50 @@ def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
             "'username' is set but 'password_env' is not: name the environment variable "
             "that holds the password (password_env: NEWSLETTER_SMTP_PASSWORD)",
         )
+
+
+_SELECTOR = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
+def _check_dkim(problems: Problems, dkim: DkimSettings, sender: str) -> None:
+    """All of dkim or none of it; a domain that aligns with the sender's (DMARC)."""
+    if not dkim.enabled:
+        return
+    for key in ("domain", "selector"):
+        if not getattr(dkim, key):
+            problems.add(("dkim",), f"'dkim' needs a '{key}' (see the README, DKIM)")
+    if bool(dkim.private_key_file) == bool(dkim.private_key_env):
+        problems.add(
+            ("dkim",),
+            "'dkim' needs the private key in one place: 'private_key_file' (a PEM file) or "
+            "'private_key_env' (a variable holding the PEM text)",
+        )
+    if dkim.selector and not _SELECTOR.fullmatch(dkim.selector):
+        problems.add(
+            ("dkim", "selector"),
+            f"'selector' is the label before ._domainkey in DNS (like mail2026), not "
+            f"{dkim.selector!r}",
+        )
+    if dkim.domain:
+        problem = dkim_alignment_problem(dkim.domain, sender)
+        if problem:
+            problems.add(("dkim", "domain"), problem)
+
+
+def dkim_alignment_problem(domain: str, sender: str) -> str | None:
+    """Why a DKIM signature for ``domain`` would not align with ``sender`` (DMARC's relaxed
+    alignment: the same domain, or one a subdomain of the other), or None."""
+    if not _DOMAIN.fullmatch(domain):
+        return f"'domain' must be a domain name (like example.org), not {domain!r}"
+    ours = parseaddr(sender)[1].rpartition("@")[2].lower()
+    theirs = domain.lower().rstrip(".")
+    if ours == theirs or ours.endswith("." + theirs) or theirs.endswith("." + ours):
+        return None
+    return (
+        f"dkim.domain {domain} does not align with the sender's domain {ours}: receivers "
+        f"checking DMARC would not count the signature; sign as {ours} (or a parent domain "
+        "of it)"
+    )
 
 
 def _setting_names(cls: type) -> list[str]:

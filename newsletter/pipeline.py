@@ -35,6 +35,7 @@ from newsletter.delivery import (
     deliver,
     make_transport,
 )
+from newsletter.dkimsign import dns_record, make_dkim_signer
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Handover, Ledger, Pending, moment
@@ -140,17 +141,26 @@ class Run:
 def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
     """The renderer for ``config``: templates compiled, link secrets from ``environ``."""
     signer = make_signer(config.render, environ)
-    return Renderer(config.render, load_templates(config.templates), signer)
+    dkim = make_dkim_signer(config.dkim, environ)
+    return Renderer(config.render, load_templates(config.templates), signer, dkim)
+
+
+def dkim_record(config: Config, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The DNS TXT record (name, value) receivers check the DKIM signatures against, or
+    None when DKIM is off."""
+    signer = make_dkim_signer(config.dkim, environ)
+    return dns_record(signer) if signer else None
 
 
 def setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
     """What a send would stumble on that the config file alone does not show: templates
-    that do not compile, secrets missing from ``environ``."""
+    that do not compile, secrets missing from ``environ``, a DKIM key that will not do."""
     problems: list[str] = []
-    try:
-        make_renderer(config, environ)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    for build in (make_renderer, dkim_record):  # (each reports its own first mistake)
+        try:
+            build(config, environ)
+        except ConfigError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
     smtp = config.smtp
     if config.delivery == "smtp" and smtp.password_env and not environ.get(smtp.password_env):
         where = load_yaml(config.path).where(("smtp", "password_env"))

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from newsletter.config import RenderSettings
+from newsletter.dkimsign import DkimSigner
 from newsletter.envelope import digest_key, envelope_for, message_id_for
 from newsletter.errors import TemplateError
 from newsletter.links import DigestLinks, Links, return_path
@@ -84,10 +85,15 @@ class Renderer:
     """Compiled templates for one look; ``render`` turns a Selection into an email."""
 
     def __init__(
-        self, settings: RenderSettings, templates: Templates, signer: Signer | None = None
+        self,
+        settings: RenderSettings,
+        templates: Templates,
+        signer: Signer | None = None,
+        dkim: DkimSigner | None = None,
     ) -> None:
         self.settings = settings
         self.signer = signer
+        self.dkim = dkim
         self.links = Links(settings, signer)
         self.templates = templates
         loader = _loader(templates.folder)  # for templates that {% include %} others
@@ -99,7 +105,7 @@ class Renderer:
 
     def __reduce__(self) -> tuple:
         # Sent to a worker process as its sources; it compiles them again there.
-        return (Renderer, (self.settings, self.templates, self.signer))
+        return (Renderer, (self.settings, self.templates, self.signer, self.dkim))
 
     def envelope(self, email: str) -> Envelope:
         """The SMTP envelope of ``email``'s digests (a VERP return path when configured)."""
@@ -133,6 +139,9 @@ class Renderer:
             date=now,
             message_id=message_id,
         )
+        data = self.composer.compose(headers, text, html, links)
+        if self.dkim is not None:
+            data = self.dkim.sign(data, now)  # (dated like the message: a resend is the same)
         return RenderedEmail(
             subscriber=subscriber.email,
             subject=view.subject,
@@ -140,7 +149,7 @@ class Renderer:
             text=text,
             message_id=message_id,
             paper_ids=sent,
-            data=self.composer.compose(headers, text, html, links),
+            data=data,
             envelope=envelope,
         )
 
