@@ -10,8 +10,9 @@ records it (SQLite stays on one thread).
 from __future__ import annotations
 
 import contextlib
-import mailbox
+import hashlib
 import math
+import os
 import queue
 import random
 import smtplib
@@ -114,21 +115,33 @@ class DryRunTransport:
         """Nothing to cut."""
 
 
-class OutboxTransport:
-    """A Maildir folder (readable with mutt or Python's ``mailbox``)."""
+# bench/pipeline.py, 20,000 digests on a 2-core VM: 1 writer 27.5 s, 4 writers 18.8 s, 8 20.0 s
+OUTBOX_WRITERS = 4
 
-    parallel = 1
+
+class OutboxTransport:
+    """A Maildir folder (readable with mutt or Python's ``mailbox``).
+
+    Each message is written under a name made from its Message-ID, so handing the same
+    message over again (after a kill between the write and its record) finds it there and
+    writes no copy: delivery to the outbox is exactly once. That lets several writers run
+    side by side (``OUTBOX_WRITERS``): each message waits for its fsync, and the disk
+    journals many at once in the time of one."""
+
+    parallel = OUTBOX_WRITERS
     message_timeout = None  # a local write: nothing to wait for
     rate_limited = False
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.where = str(folder)
+        self.making = threading.Lock()  # (the writers connect at once: one makes the folder)
 
     def connect(self) -> Connection:
         try:
-            _make_maildir(self.folder)
-            return _MaildirConnection(mailbox.Maildir(self.folder, create=False))
+            with self.making:
+                _make_maildir(self.folder)
+            return _MaildirConnection(self.folder)
         except OSError as exc:
             raise Fatal(
                 f"cannot open the outbox {self.folder}: {exc.strerror or exc}; check that "
@@ -156,22 +169,46 @@ def _make_maildir(folder: Path) -> None:
 
 
 class _MaildirConnection:
-    def __init__(self, box: mailbox.Maildir) -> None:
-        self.box = box
+    """Writes as the Maildir rules say: into tmp/, synced, then linked into new/."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        # Names a mail reader has moved to cur/ (with ":2,<flags>" added): delivered too.
+        self.read = {name.partition(":")[0] for name in os.listdir(folder / "cur")}
 
     def send(self, outgoing: Outgoing) -> None:
+        name = f"{hashlib.sha256(outgoing.message_id.encode()).hexdigest()[:32]}.newsletter"
+        if name in self.read:
+            return
         # As a delivering server would: the envelope sender becomes the Return-Path.
         stamped = b"Return-Path: <%s>\r\n%s" % (outgoing.envelope.sender.encode(), outgoing.data)
+        temporary = self.folder / "tmp" / name
         try:
-            self.box.add(stamped)
+            _write_synced(temporary, stamped)
+            # (already there: handed over before, and written then; not a second copy)
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, self.folder / "new" / name)
+            os.unlink(temporary)
         except OSError as exc:
             raise Failure(f"cannot write to the outbox: {exc}", None, permanent=False) from exc
 
     def close(self) -> None:
-        self.box.close()
+        """Nothing stays open between messages."""
 
     def abort(self) -> None:
         """A local write finishes on its own."""
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """``data`` in a new file at ``path`` (one left by a killed run is replaced), on disk."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(handle, view) :]
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 class SmtpTransport:

@@ -58,6 +58,7 @@ from newsletter.models import (
 )
 from newsletter.pacing import Clock, Pacer
 from newsletter.parallel import Order, no_digest_reason, produce
+from newsletter.profile_cache import load_profiles_cached
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
 from newsletter.sources import discover_digests
@@ -185,7 +186,9 @@ def profiles_of(config: Config) -> Profiles:
     if not config.state_dir.is_dir():  # no state yet, so no edit either: create nothing
         return load_profiles(config.subscribers, config.schedule, config.matching)
     with profiles_lock(config.state_dir, exclusive=False):
-        return load_profiles(config.subscribers, config.schedule, config.matching)
+        return load_profiles_cached(
+            config.subscribers, config.schedule, config.matching, config.state_dir
+        )
 
 
 def lookback_start(config: Config, now: datetime) -> datetime:

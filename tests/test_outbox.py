@@ -1,0 +1,62 @@
+"""The Maildir outbox: written by several writers at once, exactly once per Message-ID."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+from pathlib import Path
+
+from newsletter.delivery import OUTBOX_WRITERS, OutboxTransport, Outgoing, Retry, deliver
+from newsletter.models import Envelope
+
+
+def message(number: int) -> Outgoing:
+    recipient = f"reader{number}@example.org"
+    data = f"Message-ID: <digest.{number}@example.org>\r\nSubject: {number}\r\n\r\nbody\r\n"
+    envelope = Envelope("digest@example.org", recipient)
+    return Outgoing(f"<digest.{number}@example.org>", recipient, envelope, data.encode())
+
+
+def send(folder: Path, items: list[Outgoing]) -> list[bool]:
+    return [r.delivered for r in deliver(OutboxTransport(folder), items, Retry(1, 0))]
+
+
+def subjects(folder: Path) -> list[str]:
+    return sorted(str(m["Subject"]) for m in mailbox.Maildir(folder, create=False))
+
+
+def test_every_message_once_over_several_writers(tmp_path: Path) -> None:
+    assert OutboxTransport(tmp_path / "outbox").parallel == OUTBOX_WRITERS > 1
+    items = [message(n) for n in range(60)]
+    assert send(tmp_path / "outbox", items) == [True] * 60
+    assert subjects(tmp_path / "outbox") == sorted(str(n) for n in range(60))
+    first = next(iter(mailbox.Maildir(tmp_path / "outbox", create=False)))
+    assert first["Return-Path"] == "<digest@example.org>"
+    assert os.listdir(tmp_path / "outbox" / "tmp") == []
+
+
+def test_a_message_handed_over_again_is_not_written_twice(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    assert send(outbox, [message(1), message(2)]) == [True, True]
+    assert send(outbox, [message(1)]) == [True]  # (a resend after a kill)
+    assert subjects(outbox) == ["1", "2"]
+
+
+def test_a_message_a_reader_has_seen_is_not_written_again(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    send(outbox, [message(1)])
+    (name,) = os.listdir(outbox / "new")
+    os.rename(outbox / "new" / name, outbox / "cur" / f"{name}:2,S")  # as mutt does
+    assert send(outbox, [message(1)]) == [True]
+    assert os.listdir(outbox / "new") == [] and os.listdir(outbox / "cur") == [f"{name}:2,S"]
+
+
+def test_a_half_written_file_of_a_killed_run_is_replaced(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    send(outbox, [message(1)])
+    (name,) = os.listdir(outbox / "new")
+    os.unlink(outbox / "new" / name)
+    (outbox / "tmp" / name).write_bytes(b"x" * 1000)  # a killed run's, longer than this one
+    assert send(outbox, [message(1)]) == [True]
+    assert (outbox / "new" / name).read_bytes().endswith(b"\r\n\r\nbody\r\n")
+    assert os.listdir(outbox / "tmp") == []
