@@ -36,7 +36,10 @@ STAGES = {
     "outbox": ("outbox", {"count": 2_000}, {"count": 300}),
     "send": ("send", {"subscribers": 2_000, "messages": 1_000}, {"messages": 300}),
     "scale": ("scale", {"subscribers": 100_000, "papers": 1_000}, {"subscribers": 10_000}),
+    "ledger": ("ledger", {"messages": 5_000}, {"messages": 1_000}),
+    "dkim": ("signing", {"messages": 300}, {"messages": 100}),
 }
+THROUGHPUT = (20_000, 100_000)  # issue 16: the whole pipeline against match+render alone
 SUBSCRIBERS = (1_000, 10_000, 100_000)
 PAPERS = (100, 1_000, 10_000)
 BASE_SUBSCRIBERS, BASE_PAPERS = 10_000, 1_000  # the papers sweep's fixed subscribers; and back
@@ -122,6 +125,26 @@ def run_curves(quick: bool) -> list[dict]:
     return curves
 
 
+def run_throughput(quick: bool) -> list[dict]:
+    """Issue 16's ratios: at each size, match+render alone and the whole pipeline to the
+    outbox, with the profile file read (cold) and as a later run finds it cached (warm)."""
+    rows = []
+    for n in (5_000,) if quick else THROUGHPUT:
+        print(f"  throughput {n:,} x {BASE_PAPERS:,} ...", flush=True)
+        alone = in_child("scale.measure", subscribers=n, papers=BASE_PAPERS)
+        row = {"subscribers": n, "papers": BASE_PAPERS, "match+render": alone["seconds"]}
+        for warm in (False, True):
+            run = in_child(
+                "pipeline.measure", subscribers=n, papers=BASE_PAPERS, where="outbox", warm=warm
+            )
+            name = "warm" if warm else "cold"
+            row[name] = run["seconds"]
+            row[f"{name}_peak_mb"] = run["peak_mb"]
+            row[f"ratio_{name}"] = alone["seconds"] / run["seconds"]
+        rows.append(row)
+    return rows
+
+
 def linearity(curves: list[dict]) -> dict:
     """Per series: the cost per subscriber at the largest size over that at the next one down
     (1,000 papers). 1 = linear; below 1, fixed start-up costs still show at the smaller size;
@@ -144,16 +167,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a check, not figures")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--no-curves", action="store_true", help="stages only")
+    parser.add_argument(
+        "--delivery", action="store_true", help="issue 16 only: ledger, send, dkim, throughput"
+    )
     args = parser.parse_args()
+    if args.delivery:
+        for name in [n for n in STAGES if n not in ("ledger", "send", "dkim")]:
+            del STAGES[name]
     started = time.perf_counter()
     results: dict = {
-        "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+        "command": "python bench/run.py"
+        + (" --quick" if args.quick else "")
+        + (" --delivery" if args.delivery else ""),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
     print("stages:", flush=True)
     results["stages"] = run_stages(args.quick)
-    if not args.no_curves:
+    print("throughput:", flush=True)
+    results["throughput"] = run_throughput(args.quick)
+    if not args.no_curves and not args.delivery:
         print("curves:", flush=True)
         results["curves"] = run_curves(args.quick)
         results["linearity"] = linearity(results["curves"])

@@ -2,7 +2,7 @@
 
 The canonicalization, header selection and folding are dkimpy's; the RSA step is OpenSSL's
 (``cryptography``): dkimpy signs in pure Python, 6 ms a message, which at 100,000 messages
-is ten minutes of CPU; OpenSSL takes 0.3 ms (bench/dkim.py). The signature's time (``t=``)
+is ten minutes of CPU; OpenSSL takes 0.3 ms (bench/signing.py). The signature's time (``t=``)
 is the digest's ``Date``, so a pending digest rendered again gets the same bytes, signature
 included.
 
