@@ -1,12 +1,13 @@
 """The delivery ledger: what was sent to whom, in the store's file.
 
 A digest is recorded as *pending* (its Message-ID, subscriber and papers in order) before it
-is handed over, a batch of them in one commit, and as *sent* once the server accepted it, one
-commit each; so a crash leaves at most the digests that were on their way, and the next run
-hands those over again: the same Message-ID, the same papers, rendered again from the record
-(``pipeline``). The bytes themselves are not stored: writing ~50 KB per message twice cost
-more than rendering it (bench/ledger.py). Rows written before that keep their bytes and are
-resent byte for byte. ``DryRunLedger`` reads the same history and records nothing.
+is handed over, a batch of them in one commit, and as *sent* as soon as the server accepted
+it (with those accepted at the same time, in one commit); so a crash leaves at most the
+digests that were on their way, and the next run hands those over again: the same
+Message-ID, the same papers, rendered again from the record (``pipeline``). The bytes
+themselves are not stored: writing ~50 KB per message twice cost more than rendering it
+(bench/ledger.py). Rows written before that keep their bytes and are resent byte for byte.
+``DryRunLedger`` reads the same history and records nothing.
 """
 
 from __future__ import annotations
@@ -165,14 +166,16 @@ class Ledger:
                 (now.isoformat(), message_id),
             )
 
-    def record_sent(self, message_id: str, attempts: int, now: datetime) -> None:
-        """The server accepted the digest: its papers count as sent from now on."""
+    def record_sent(self, accepted: Sequence[tuple[str, int]], now: datetime) -> None:
+        """The server accepted these digests (message id, attempts), in one commit: their
+        papers count as sent from now on."""
+        stamp = now.isoformat()
         with self._writing() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + ?, sent_at = ?,"
                 " updated_at = ?, last_error = NULL, code = NULL, data = NULL"
                 " WHERE message_id = ?",
-                (attempts, now.isoformat(), now.isoformat(), message_id),
+                ((attempts, stamp, stamp, message_id) for message_id, attempts in accepted),
             )
 
     def record_failure(

@@ -444,10 +444,10 @@ class _Sending:
         retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
         pacer = self._pacer()
-        for result in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
-            self._record(result)
-            if self.run.on_result:
-                self.run.on_result()
+        for results in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
+            self._record(results)
+            for _ in results if self.run.on_result else ():
+                self.run.on_result()  # type: ignore[misc]
         outgoing.close()  # (after a cap: the rest is neither rendered nor recorded)
         if self.halted:
             raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")
@@ -560,20 +560,32 @@ class _Sending:
         self.papers[message_id] = papers
         return papers
 
-    def _record(self, result: Result) -> None:
-        """Record one result at once (its own commit) and add it to the report."""
-        item, now = result.outgoing, self.now
-        email = self.wanted[item.subscriber.casefold()].email
-        if result.delivered:
-            # (when it was accepted, not when the run began: the caps count these)
-            self.ledger.record_sent(item.message_id, result.attempts, self.run.world.now())
-            papers = self.papers.pop(item.message_id)
-            resent = item.message_id in self.resent
-            self.sent.append(SentItem(email, papers, item.message_id, resent))
-            return
-        self.papers.pop(item.message_id, None)
+    def _record(self, results: list[Result]) -> None:
+        """Record results that came together at once (the accepted ones in one commit) and
+        add them to the report."""
+        accepted = [r for r in results if r.delivered]
+        if accepted:
+            # (when they were accepted, not when the run began: the caps count these)
+            sent = [(r.outgoing.message_id, r.attempts) for r in accepted]
+            self.ledger.record_sent(sent, self.run.world.now())
+        for result in results:
+            item = result.outgoing
+            email = self.wanted[item.subscriber.casefold()].email
+            papers = self.papers.pop(item.message_id, ())
+            if result.delivered:
+                resent = item.message_id in self.resent
+                self.sent.append(SentItem(email, papers, item.message_id, resent))
+            else:
+                self._record_failure(result, email)
+
+    def _record_failure(self, result: Result, email: str) -> None:
         error = result.error or "failed"
         self.ledger.record_failure(
-            item.message_id, result.attempts, error, result.code, result.permanent, now
+            result.outgoing.message_id,
+            result.attempts,
+            error,
+            result.code,
+            result.permanent,
+            self.now,
         )
         self.failed.append(FailedItem(email, error, result.code, result.permanent))

@@ -82,7 +82,8 @@ def pacer(clock: FakeClock, **smtp: object) -> Watched:
 
 
 def run(transport: Memory, messages: list[Outgoing], paced: Pacer) -> list[bool]:
-    return [r.delivered for r in deliver(transport, messages, Retry(1, 0), pacer=paced)]
+    bursts = deliver(transport, messages, Retry(1, 0), pacer=paced)
+    return [r.delivered for burst in bursts for r in burst]
 
 
 def test_per_second_spaces_the_messages_evenly() -> None:
