@@ -34,7 +34,11 @@ STAGES = {
     "match": ("match", {"subscribers": 10_000, "papers": 1_000}, {"subscribers": 2_000}),
     "render": ("render", {"emails": 2_000, "naive": 100}, {"emails": 500, "naive": 30}),
     "outbox": ("outbox", {"count": 2_000}, {"count": 300}),
-    "send": ("send", {"subscribers": 2_000, "messages": 1_000}, {"messages": 300}),
+    "send": (
+        "send",
+        {"subscribers": 10_000, "messages": 2_000},
+        {"subscribers": 2_000, "messages": 300},
+    ),
     "scale": ("scale", {"subscribers": 100_000, "papers": 1_000}, {"subscribers": 10_000}),
     "ledger": ("ledger", {"messages": 5_000}, {"messages": 1_000}),
     "dkim": ("signing", {"messages": 300}, {"messages": 100}),
