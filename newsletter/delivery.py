@@ -1,39 +1,29 @@
-"""Delivery: hand rendered messages to a Maildir outbox or an SMTP server (or, for a dry
-run, to nowhere).
+"""Delivery: the messages' way out, whatever the transport (the Maildir outbox in
+``outbox``, an SMTP server in ``smtp``, or nowhere for a dry run).
 
-A transport opens connections; a connection sends one message and raises on failure. The
-``deliver`` pool runs one thread per connection, retries transient failures with exponential
-backoff and jitter, and reports one ``Result`` per message back to the caller's thread, which
-records it (SQLite stays on one thread).
+A transport opens connections; a connection sends one message (or, for a transport that is
+exactly once, a batch) and raises on failure. The ``deliver`` pool runs one thread per
+connection, retries transient failures with exponential backoff and jitter, and reports the
+``Result``s back to the caller's thread as they come, which records them (SQLite stays on one
+thread).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import hashlib
 import math
-import os
 import queue
 import random
-import smtplib
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
-from newsletter.config import Config, SmtpSettings
 from newsletter.errors import DeliveryFailure as Failure
-from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
 from newsletter.pacing import Clock, Pacer, unlimited
-
-AUTH_HINT = "use an app password or the provider's SMTP authorization code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +78,6 @@ class Transport(Protocol):
         """A new connection (raises Fatal or Failure)."""
 
 
-def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
-    """The configured delivery: the Maildir outbox or the SMTP server."""
-    if config.delivery == "smtp":
-        return SmtpTransport(config.smtp, environ)
-    return OutboxTransport(config.outbox_dir)
-
-
 class DryRunTransport:
     """Takes every message and delivers none of them (``send --dry-run``)."""
 
@@ -114,358 +97,6 @@ class DryRunTransport:
 
     def abort(self) -> None:
         """Nothing to cut."""
-
-
-# Messages written to the outbox before one sync of them all. On a 2-core VM an fsync a
-# message cost 170 us of machine CPU and 334 us of wall time, a syncfs per 64 messages 85 and
-# 102 (bench/pipeline.py at 20,000 digests: one writer syncing each 27.5 s, four 18.8 s,
-# one in batches 18.3-20.8 s with less CPU taken from the render workers).
-OUTBOX_BATCH = 64
-
-
-class OutboxTransport:
-    """A Maildir folder (readable with mutt or Python's ``mailbox``).
-
-    Each message is written under a name made from its Message-ID, so handing the same
-    message over again (after a kill between the write and its record) finds it there and
-    writes no copy: delivery to the outbox is exactly once. That lets the writer take
-    messages in batches (``OUTBOX_BATCH``): each written into tmp/, one sync of the disk for
-    all, then each linked into new/ and only then reported delivered."""
-
-    parallel = 1
-    batch = OUTBOX_BATCH
-    message_timeout = None  # a local write: nothing to wait for
-    rate_limited = False
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.where = str(folder)
-        self.making = threading.Lock()  # (the writers connect at once: one makes the folder)
-
-    def connect(self) -> Connection:
-        try:
-            with self.making:
-                _make_maildir(self.folder)
-            return _MaildirConnection(self.folder)
-        except OSError as exc:
-            raise Fatal(
-                f"cannot open the outbox {self.folder}: {exc.strerror or exc}; check that "
-                "'outbox' names a folder this user can write"
-            ) from exc
-
-
-_MAILDIR_PARTS = ("tmp", "new", "cur")
-
-
-def _make_maildir(folder: Path) -> None:
-    """Make ``folder`` a Maildir: a new or empty folder gets its three subfolders (``mailbox``
-    only creates them along with the folder itself); a folder of other files is refused."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    present = [part for part in _MAILDIR_PARTS if (folder / part).is_dir()]
-    if len(present) == len(_MAILDIR_PARTS):
-        return
-    if not present and any(folder.iterdir()):
-        raise Fatal(
-            f"the outbox {folder} holds other files and is not a Maildir (no tmp/, new/, "
-            "cur/); point 'outbox' at a new or empty folder"
-        )
-    for part in _MAILDIR_PARTS:
-        (folder / part).mkdir(mode=0o700, exist_ok=True)
-
-
-class _MaildirConnection:
-    """Writes as the Maildir rules say: into tmp/, synced, then linked into new/."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        # Names a mail reader has moved to cur/ (with ":2,<flags>" added): delivered too.
-        self.read = {name.partition(":")[0] for name in os.listdir(folder / "cur")}
-
-    def send(self, outgoing: Outgoing) -> None:
-        self.send_many([outgoing])
-
-    def send_many(self, batch: list[Outgoing]) -> None:
-        """Write every message of ``batch``; all are on disk when this returns."""
-        try:
-            written = [self._write(outgoing) for outgoing in batch]
-            _sync([path for path in written if path is not None], self.folder)
-            for temporary in written:
-                if temporary is not None:
-                    # (already there: handed over before, and written then; not a second copy)
-                    with contextlib.suppress(FileExistsError):
-                        os.link(temporary, self.folder / "new" / temporary.name)
-                    os.unlink(temporary)
-            _sync_folder(self.folder / "new")
-        except OSError as exc:
-            raise Failure(f"cannot write to the outbox: {exc}", None, permanent=False) from exc
-
-    def _write(self, outgoing: Outgoing) -> Path | None:
-        """The message in tmp/ (not synced yet); None when a reader has it already."""
-        name = f"{hashlib.sha256(outgoing.message_id.encode()).hexdigest()[:32]}.newsletter"
-        if name in self.read:
-            return None
-        # As a delivering server would: the envelope sender becomes the Return-Path.
-        stamped = b"Return-Path: <%s>\r\n%s" % (outgoing.envelope.sender.encode(), outgoing.data)
-        temporary = self.folder / "tmp" / name
-        _write_file(temporary, stamped, synced=_SYNCFS is None)
-        return temporary
-
-    def close(self) -> None:
-        """Nothing stays open between messages."""
-
-    def abort(self) -> None:
-        """A local write finishes on its own."""
-
-
-def _write_file(path: Path, data: bytes, synced: bool) -> None:
-    """``data`` in a new file at ``path`` (one left by a killed run is replaced)."""
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(handle, view) :]
-        if synced:
-            os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2): every dirty file of one file system to disk in one call (one
-    journal commit, not one a file); None where there is none."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).syncfs
-    except (AttributeError, OSError):
-        return None
-
-
-_SYNCFS = _load_syncfs()
-
-
-def _sync(written: list[Path], folder: Path) -> None:
-    """The files ``written`` into ``folder`` (without syncing each) on disk."""
-    if not written or _SYNCFS is None:
-        return  # (each file was synced as it was written)
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _SYNCFS(handle) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, os.strerror(error))
-    finally:
-        os.close(handle)
-
-
-def _sync_folder(folder: Path) -> None:
-    """The names just linked into ``folder`` on disk."""
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-class SmtpTransport:
-    """An SMTP server; certificates verified, STARTTLS required when configured."""
-
-    rate_limited = True
-
-    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str]) -> None:
-        self.settings = settings
-        self.parallel = settings.connections
-        self.message_timeout = settings.message_timeout
-        self.where = f"{settings.host}:{settings.effective_port}"
-        self.password = (
-            environ.get(settings.password_env or "", "") if settings.password_env else ""
-        )
-        if settings.username and settings.password_env and not self.password:
-            raise Fatal(
-                f"${settings.password_env} is empty; export the SMTP password in that variable"
-            )
-
-    def tls_context(self) -> ssl.SSLContext:
-        """Verifying context (smtplib verifies nothing by default), with ``ca_file`` if set."""
-        cafile = str(self.settings.ca_file) if self.settings.ca_file else None
-        return ssl.create_default_context(cafile=cafile)
-
-    def connect(self) -> _SmtpConnection:
-        """A connection that opens on first use (so that the whole conversation, greeting
-        and login included, runs where the pool's watchdog can cut it)."""
-        return _SmtpConnection(self)
-
-    def new_client(self) -> smtplib.SMTP:
-        """An smtplib client, not connected yet."""
-        settings = self.settings
-        client = (
-            smtplib.SMTP_SSL(timeout=settings.timeout, context=self.tls_context())
-            if settings.security == "ssl"
-            else smtplib.SMTP(timeout=settings.timeout)
-        )
-        # The name TLS verifies the certificate against; smtplib sets it only when given the
-        # host up front, which would connect at once.
-        client._host = settings.host  # type: ignore[attr-defined]
-        return client
-
-    def open(self, client: smtplib.SMTP) -> None:
-        """Connect ``client``: greeting, STARTTLS, login; Fatal or Failure when it cannot."""
-        settings = self.settings
-        try:
-            code, greeting = client.connect(settings.host, settings.effective_port)
-            if code != 220:  # (smtplib checks this only when given the host up front)
-                raise smtplib.SMTPConnectError(code, greeting)
-            # Many small writes per message: do not let Nagle hold them back.
-            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if settings.security == "starttls":
-                _greet(client, self.where)
-                if not client.has_extn("starttls"):
-                    client.close()
-                    raise Fatal(
-                        f"{self.where} does not offer STARTTLS; refusing to send in plain text "
-                        "(set smtp.security: ssl or none if that is really intended)"
-                    )
-                client.starttls(context=self.tls_context())
-                client.ehlo()
-            if settings.username:
-                client.login(settings.username, self.password)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise Fatal(
-                f"{self.where} refused the login for {settings.username!r} "
-                f"({exc.smtp_code} {_text(exc.smtp_error)}); {AUTH_HINT}"
-            ) from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise Fatal(
-                f"{self.where}: the server's certificate is not trusted ({exc.verify_message}); "
-                "set smtp.ca_file to your CA's certificate"
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            client.close()
-            problem = self._connect_problem(exc)
-            code = getattr(exc, "smtp_code", None)  # a refusing greeting (421 busy) has one
-            raise Failure(
-                f"cannot connect to {self.where}: {problem}", code, False, reconnect=True
-            ) from exc
-
-    def describe(self) -> str:
-        """What a successful ``connect`` did, for ``validate --connect``."""
-        settings = self.settings
-        security = {"ssl": "TLS", "starttls": "STARTTLS", "none": "no encryption"}
-        login = f"logged in as {settings.username!r}" if settings.username else "no login"
-        return f"{self.where}: connected, {security[settings.security]}, {login}"
-
-    def _connect_problem(self, exc: BaseException) -> str:
-        """What went wrong while connecting, and what to check."""
-        settings, port = self.settings, self.settings.effective_port
-        if isinstance(exc, ssl.SSLError) and settings.security == "ssl":
-            return (
-                f"the TLS handshake failed: the server does not start with TLS on port {port}; "
-                "use security: starttls (usually port 587) or security: none (port 25)"
-            )
-        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-            # (smtplib turns a timeout while reading the greeting into "disconnected")
-            tls = (
-                ""
-                if settings.security == "ssl"
-                else ("if this port expects TLS from the start (465), set security: ssl; ")
-            )
-            return (
-                f"the server did not answer within {settings.timeout} s: {tls}check the host "
-                "and port, and that no firewall blocks the connection"
-            )
-        if isinstance(exc, ConnectionRefusedError):
-            return f"the connection was refused: nothing listens on port {port}; check the port"
-        if isinstance(exc, socket.gaierror):
-            return f"cannot find the host {settings.host!r} ({exc.strerror}); check smtp.host"
-        if isinstance(exc, smtplib.SMTPConnectError):
-            return (
-                f"the server refused the session ({exc.smtp_code} {_text(exc.smtp_error)}); "
-                "it is busy or limits connections: the message is tried again later"
-            )
-        return _describe(exc)
-
-
-def _greet(client: smtplib.SMTP, where: str) -> None:
-    """EHLO; a server that refuses it (421: busy, shutting down) is not one that lacks
-    STARTTLS: that is a transient failure with its code."""
-    code, reply = client.ehlo()
-    if code != 250:
-        client.close()
-        raise Failure(
-            f"cannot connect to {where}: the server refused EHLO ({code} {_text(reply)}); "
-            "the message is tried again later",
-            code,
-            permanent=False,
-            reconnect=True,
-        )
-
-
-class _SmtpConnection:
-    def __init__(self, transport: SmtpTransport) -> None:
-        self.transport = transport
-        self.where = transport.where
-        self.client = transport.new_client()
-        self.opened = False
-
-    def open(self) -> _SmtpConnection:
-        """Connect, if not yet connected."""
-        if not self.opened:
-            self.transport.open(self.client)
-            self.opened = True
-        return self
-
-    def send(self, outgoing: Outgoing) -> None:
-        self.open()
-        envelope = outgoing.envelope
-        options = ["SMTPUTF8"] if envelope.smtputf8 else []
-        if envelope.smtputf8 and not self._supports("smtputf8"):
-            raise Failure(
-                f"{self.where} does not offer SMTPUTF8, so it cannot take the non-ASCII address "
-                f"{envelope.recipient}",
-                None,
-                permanent=True,
-            )
-        try:
-            refused = self.client.sendmail(
-                envelope.sender, [envelope.recipient], outgoing.data, mail_options=options
-            )
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500) from exc
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            raise Failure(
-                f"{exc.smtp_code} {_text(exc.smtp_error)}", exc.smtp_code, exc.smtp_code >= 500
-            ) from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            raise Failure(
-                f"{self.where} cannot take this address ({exc}); it needs SMTPUTF8",
-                None,
-                permanent=True,
-            ) from exc
-        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
-            raise Failure(_describe(exc), None, permanent=False, reconnect=True) from exc
-        if refused:
-            code, reply = next(iter(refused.values()))
-            raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500)
-
-    def abort(self) -> None:
-        sock = self.client.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # the blocked read or write returns at once
-
-    def _supports(self, extension: str) -> bool:
-        try:
-            self.client.ehlo_or_helo_if_needed()
-        except (smtplib.SMTPException, OSError) as exc:
-            raise Failure(_describe(exc), None, permanent=False, reconnect=True) from exc
-        return self.client.has_extn(extension)
-
-    def close(self) -> None:
-        if not self.opened:
-            self.client.close()
-            return
-        try:
-            self.client.quit()
-        except (smtplib.SMTPException, OSError):
-            self.client.close()
 
 
 @dataclass(frozen=True)
@@ -800,15 +431,3 @@ def _send_watched(watchdog: _Watchdog, connection: Connection, item: Outgoing) -
         raise
     finally:
         watchdog.finish()  # (again after a failure: nothing left to pop)
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out waiting for the server"
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return f"the server closed the connection ({exc})"
-    return f"{type(exc).__name__}: {exc}"

@@ -25,16 +25,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from newsletter.config import Config, FetchSettings, SmtpSettings, SourceSettings
-from newsletter.delivery import (
-    DryRunTransport,
-    Outgoing,
-    Result,
-    Retry,
-    SmtpTransport,
-    Transport,
-    deliver,
-    make_transport,
-)
+from newsletter.delivery import DryRunTransport, Outgoing, Result, Retry, Transport, deliver
 from newsletter.dkimsign import dns_record, make_dkim_signer
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
@@ -56,11 +47,13 @@ from newsletter.models import (
     SourceStatus,
     Subscriber,
 )
+from newsletter.outbox import OutboxTransport
 from newsletter.pacing import Clock, Pacer
 from newsletter.parallel import Order, no_digest_reason, produce
 from newsletter.profile_cache import load_profiles_cached
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
+from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
 from newsletter.sources.fetch import Fetcher, make_client
 from newsletter.store import Store, open_store
@@ -137,6 +130,13 @@ class Run:
             ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
             report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
         return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
+
+
+def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
+    """The configured delivery: the Maildir outbox or the SMTP server."""
+    if config.delivery == "smtp":
+        return SmtpTransport(config.smtp, environ)
+    return OutboxTransport(config.outbox_dir)
 
 
 def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:

@@ -6,8 +6,9 @@ import mailbox
 import os
 from pathlib import Path
 
-from newsletter.delivery import OUTBOX_BATCH, OutboxTransport, Outgoing, Retry, deliver
+from newsletter.delivery import Outgoing, Retry, deliver
 from newsletter.models import Envelope
+from newsletter.outbox import OUTBOX_BATCH, OutboxTransport
 
 
 def message(number: int) -> Outgoing:

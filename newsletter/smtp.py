@@ -1,0 +1,234 @@
+"""Delivery to an SMTP server: certificates verified, STARTTLS required when configured,
+each failure told apart (refused login, untrusted certificate, busy server, refused
+recipient) with what to check."""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+
+from newsletter.config import SmtpSettings
+from newsletter.delivery import Outgoing
+from newsletter.errors import DeliveryFailure as Failure
+from newsletter.errors import Fatal
+
+AUTH_HINT = "use an app password or the provider's SMTP authorization code"
+
+
+class SmtpTransport:
+    """An SMTP server; certificates verified, STARTTLS required when configured."""
+
+    rate_limited = True
+
+    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.parallel = settings.connections
+        self.message_timeout = settings.message_timeout
+        self.where = f"{settings.host}:{settings.effective_port}"
+        self.password = (
+            environ.get(settings.password_env or "", "") if settings.password_env else ""
+        )
+        if settings.username and settings.password_env and not self.password:
+            raise Fatal(
+                f"${settings.password_env} is empty; export the SMTP password in that variable"
+            )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifying context (smtplib verifies nothing by default), with ``ca_file`` if set."""
+        cafile = str(self.settings.ca_file) if self.settings.ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def connect(self) -> _SmtpConnection:
+        """A connection that opens on first use (so that the whole conversation, greeting
+        and login included, runs where the pool's watchdog can cut it)."""
+        return _SmtpConnection(self)
+
+    def new_client(self) -> smtplib.SMTP:
+        """An smtplib client, not connected yet."""
+        settings = self.settings
+        client = (
+            smtplib.SMTP_SSL(timeout=settings.timeout, context=self.tls_context())
+            if settings.security == "ssl"
+            else smtplib.SMTP(timeout=settings.timeout)
+        )
+        # The name TLS verifies the certificate against; smtplib sets it only when given the
+        # host up front, which would connect at once.
+        client._host = settings.host  # type: ignore[attr-defined]
+        return client
+
+    def open(self, client: smtplib.SMTP) -> None:
+        """Connect ``client``: greeting, STARTTLS, login; Fatal or Failure when it cannot."""
+        settings = self.settings
+        try:
+            code, greeting = client.connect(settings.host, settings.effective_port)
+            if code != 220:  # (smtplib checks this only when given the host up front)
+                raise smtplib.SMTPConnectError(code, greeting)
+            # Many small writes per message: do not let Nagle hold them back.
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if settings.security == "starttls":
+                _greet(client, self.where)
+                if not client.has_extn("starttls"):
+                    client.close()
+                    raise Fatal(
+                        f"{self.where} does not offer STARTTLS; refusing to send in plain text "
+                        "(set smtp.security: ssl or none if that is really intended)"
+                    )
+                client.starttls(context=self.tls_context())
+                client.ehlo()
+            if settings.username:
+                client.login(settings.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise Fatal(
+                f"{self.where} refused the login for {settings.username!r} "
+                f"({exc.smtp_code} {_text(exc.smtp_error)}); {AUTH_HINT}"
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise Fatal(
+                f"{self.where}: the server's certificate is not trusted ({exc.verify_message}); "
+                "set smtp.ca_file to your CA's certificate"
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            client.close()
+            problem = self._connect_problem(exc)
+            code = getattr(exc, "smtp_code", None)  # a refusing greeting (421 busy) has one
+            raise Failure(
+                f"cannot connect to {self.where}: {problem}", code, False, reconnect=True
+            ) from exc
+
+    def describe(self) -> str:
+        """What a successful ``connect`` did, for ``validate --connect``."""
+        settings = self.settings
+        security = {"ssl": "TLS", "starttls": "STARTTLS", "none": "no encryption"}
+        login = f"logged in as {settings.username!r}" if settings.username else "no login"
+        return f"{self.where}: connected, {security[settings.security]}, {login}"
+
+    def _connect_problem(self, exc: BaseException) -> str:
+        """What went wrong while connecting, and what to check."""
+        settings, port = self.settings, self.settings.effective_port
+        if isinstance(exc, ssl.SSLError) and settings.security == "ssl":
+            return (
+                f"the TLS handshake failed: the server does not start with TLS on port {port}; "
+                "use security: starttls (usually port 587) or security: none (port 25)"
+            )
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            # (smtplib turns a timeout while reading the greeting into "disconnected")
+            tls = (
+                ""
+                if settings.security == "ssl"
+                else ("if this port expects TLS from the start (465), set security: ssl; ")
+            )
+            return (
+                f"the server did not answer within {settings.timeout} s: {tls}check the host "
+                "and port, and that no firewall blocks the connection"
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return f"the connection was refused: nothing listens on port {port}; check the port"
+        if isinstance(exc, socket.gaierror):
+            return f"cannot find the host {settings.host!r} ({exc.strerror}); check smtp.host"
+        if isinstance(exc, smtplib.SMTPConnectError):
+            return (
+                f"the server refused the session ({exc.smtp_code} {_text(exc.smtp_error)}); "
+                "it is busy or limits connections: the message is tried again later"
+            )
+        return _describe(exc)
+
+
+def _greet(client: smtplib.SMTP, where: str) -> None:
+    """EHLO; a server that refuses it (421: busy, shutting down) is not one that lacks
+    STARTTLS: that is a transient failure with its code."""
+    code, reply = client.ehlo()
+    if code != 250:
+        client.close()
+        raise Failure(
+            f"cannot connect to {where}: the server refused EHLO ({code} {_text(reply)}); "
+            "the message is tried again later",
+            code,
+            permanent=False,
+            reconnect=True,
+        )
+
+
+class _SmtpConnection:
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+        self.where = transport.where
+        self.client = transport.new_client()
+        self.opened = False
+
+    def open(self) -> _SmtpConnection:
+        """Connect, if not yet connected."""
+        if not self.opened:
+            self.transport.open(self.client)
+            self.opened = True
+        return self
+
+    def send(self, outgoing: Outgoing) -> None:
+        self.open()
+        envelope = outgoing.envelope
+        options = ["SMTPUTF8"] if envelope.smtputf8 else []
+        if envelope.smtputf8 and not self._supports("smtputf8"):
+            raise Failure(
+                f"{self.where} does not offer SMTPUTF8, so it cannot take the non-ASCII address "
+                f"{envelope.recipient}",
+                None,
+                permanent=True,
+            )
+        try:
+            refused = self.client.sendmail(
+                envelope.sender, [envelope.recipient], outgoing.data, mail_options=options
+            )
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500) from exc
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            raise Failure(
+                f"{exc.smtp_code} {_text(exc.smtp_error)}", exc.smtp_code, exc.smtp_code >= 500
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise Failure(
+                f"{self.where} cannot take this address ({exc}); it needs SMTPUTF8",
+                None,
+                permanent=True,
+            ) from exc
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
+            raise Failure(_describe(exc), None, permanent=False, reconnect=True) from exc
+        if refused:
+            code, reply = next(iter(refused.values()))
+            raise Failure(f"{code} {_text(reply)}", code, permanent=code >= 500)
+
+    def abort(self) -> None:
+        sock = self.client.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read or write returns at once
+
+    def _supports(self, extension: str) -> bool:
+        try:
+            self.client.ehlo_or_helo_if_needed()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise Failure(_describe(exc), None, permanent=False, reconnect=True) from exc
+        return self.client.has_extn(extension)
+
+    def close(self) -> None:
+        if not self.opened:
+            self.client.close()
+            return
+        try:
+            self.client.quit()
+        except (smtplib.SMTPException, OSError):
+            self.client.close()
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out waiting for the server"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return f"the server closed the connection ({exc})"
+    return f"{type(exc).__name__}: {exc}"
