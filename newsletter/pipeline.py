@@ -459,9 +459,10 @@ class _Sending:
     def _pacer(self) -> Pacer:
         """The limits of ``smtp.rate`` and ``smtp.domains`` (none for the outbox; a dry run
         counts the caps but does not wait)."""
-        world, smtp = self.run.world, self.run.config.smtp
-        limited = self.run.dry_run or getattr(self.transport, "rate_limited", False)
-        settings = smtp if limited else SmtpSettings()
+        world, config = self.run.world, self.run.config
+        as_smtp = self.run.dry_run and config.delivery == "smtp"  # (what the real send does)
+        limited = as_smtp or getattr(self.transport, "rate_limited", False)
+        settings = config.smtp if limited else SmtpSettings()
         capped = settings.rate.per_hour or settings.rate.per_day
         earlier = self.ledger.sent_since(self.now - timedelta(days=1)) if capped else []
         clock = Clock(world.monotonic, world.sleep)

@@ -247,12 +247,15 @@ def test_the_outbox_is_not_paced(readers: Path) -> None:
 def test_a_dry_run_counts_the_caps_without_waiting(readers: Path) -> None:
     capped_readers(readers, 1, per_hour=3, per_second=1)
     clock = FakeClock(NOW)
-    result = invoke(
-        readers / "config.yaml", "send", "--now", "--json", "--dry-run", world=clock.world()
-    )
+    args = "send", "--now", "--json", "--dry-run"
+    result = invoke(readers / "config.yaml", *args, world=clock.world())
     report = json.loads(result.stdout)
     assert len(report["sent"]) == 3 and report["held"]["count"] == 7
     assert clock.monotonic() == 0
+    config = readers / "config.yaml"
+    config.write_text(config.read_text().replace("delivery: smtp", "delivery: outbox"))
+    result = invoke(config, *args, world=clock.world())
+    assert json.loads(result.stdout)["held"] is None  # (as a send to the outbox would)
 
 
 @pytest.mark.parametrize(
