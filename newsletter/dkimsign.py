@@ -46,6 +46,7 @@ SIGNED = (
 )
 OVERSIGNED = (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
 CANONICALIZATION = b"relaxed/simple"  # dkimpy's default: headers relaxed, the body as it is
+_POLICY = CanonicalizationPolicy.from_c_value(CANONICALIZATION)
 MIN_BITS = 1024  # receivers ignore shorter keys (RFC 8301)
 
 
@@ -72,7 +73,7 @@ class DkimSigner:
         """``data`` with a DKIM-Signature header in front, dated ``when``."""
         end = data.index(b"\r\n\r\n") + 4
         headers, _ = rfc822_parse(data[:end])
-        policy = CanonicalizationPolicy.from_c_value(CANONICALIZATION)
+        policy = _POLICY
         present = {name.lower() for name, _ in headers}
         include = [name for name in SIGNED if name in present]
         include += [name for name in OVERSIGNED if name in present]

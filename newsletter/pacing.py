@@ -129,6 +129,8 @@ class Pacer:
 
     def check_caps(self) -> bool:
         """True (and ``capped`` set) once a cap is reached: hand over nothing more."""
+        if not self.caps:
+            return False  # (asked before every hand-over: no clock reading when uncapped)
         now = self.now()
         for cap in self.caps:
             self.capped = self.capped or cap.reached(now)
@@ -159,8 +161,10 @@ class Pacer:
         now = self.clock.monotonic()
         if self.bucket is not None:
             self.bucket.take(now)
-        for cap in self.caps:
-            cap.take(self.now())
+        if self.caps:
+            wall = self.now()
+            for cap in self.caps:
+                cap.take(wall)
         domain = recipient_domain(item.envelope)
         self.flying[domain] += 1
         if domain in self.buckets:

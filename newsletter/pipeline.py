@@ -446,8 +446,9 @@ class _Sending:
         pacer = self._pacer()
         for results in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
             self._record(results)
-            for _ in results if self.run.on_result else ():
-                self.run.on_result()  # type: ignore[misc]
+            if self.run.on_result:
+                for _ in results:
+                    self.run.on_result()
         outgoing.close()  # (after a cap: the rest is neither rendered nor recorded)
         if self.halted:
             raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")

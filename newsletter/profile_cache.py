@@ -11,6 +11,7 @@ store: whoever can write there can change what is sent anyway.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import pickle
@@ -48,10 +49,15 @@ def load_profiles_cached(
 def _key(data: bytes, path: Path, schedule: ScheduleDefaults, matching: MatchSettings) -> str:
     digest = hashlib.sha256(data)
     digest.update(repr((str(path.resolve()), schedule, matching)).encode())
-    here = Path(__file__).parent
-    for module in _READERS:
-        digest.update((here / f"{module}.py").read_bytes())
+    digest.update(_readers_code())
     return digest.hexdigest()
+
+
+@functools.cache
+def _readers_code() -> bytes:
+    """A hash of the code that reads profile files (read once a process)."""
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / f"{m}.py").read_bytes() for m in _READERS)).digest()
 
 
 def _read(cache: Path, key: str) -> Profiles | None:
