@@ -20,7 +20,7 @@ from newsletter.errors import ConfigError
 from newsletter.links import make_signer
 from newsletter.models import BounceDecision
 from newsletter.pipeline import World, profiles_of
-from newsletter.store import open_store
+from newsletter.store import open_store_for
 from newsletter.suppression import SubscriberState
 
 
@@ -37,7 +37,7 @@ def process_bounces(
     bounce_address = config.render.bounce_address
     local = bounce_address.rpartition("@")[0] if bounce_address else None
     decisions: list[BounceDecision] = []
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         state = SubscriberState(store)
         known = _known_addresses(config, store, state)
         tokens = {

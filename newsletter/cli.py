@@ -290,7 +290,7 @@ def papers_command(
     session: Session, since: datetime | None, source: str | None, as_json: bool
 ) -> None:
     """List the stored papers, newest listing first."""
-    papers = stored_papers(session.config(), since.date() if since else None, source)
+    papers = stored_papers(session.config(), session.world, since.date() if since else None, source)
     if as_json:
         click.echo(json.dumps([p.to_json() for p in papers], indent=2, ensure_ascii=False))
         return

@@ -269,6 +269,12 @@ class Config:
     templates: Path = setting(Path("templates"), "path")
     outbox_dir: Path = setting(Path("outbox"), "path")
     delivery: str = setting("outbox", "choice", choices=("outbox", "smtp"))
+    # "sqlite": a file in state_dir; or postgresql://user@host[:port]/database, shared by
+    # workers on several hosts ($NEWSLETTER_STORE overrides it). The password only ever
+    # comes from the environment: the variable store_password_env names, else libpq's own
+    # (PGPASSWORD, ~/.pgpass).
+    store: str = setting("sqlite", "text")
+    store_password_env: str = setting("NEWSLETTER_STORE_PASSWORD", "text")
     matching: MatchSettings = section(MatchSettings, None)
     render: RenderSettings = section(RenderSettings, None)
     schedule: ScheduleDefaults = section(ScheduleDefaults, "schedule")
@@ -489,6 +495,9 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
     _check_digests_folder(problems, config.digests)
     _check_smtp(problems, data.get("smtp"), config.smtp)
     _check_dkim(problems, config.dkim, config.render.sender)
+    problem = store_url_problem(config.store)
+    if problem:
+        problems.add(("store",), problem)
     render, smtp = config.render, data.get("smtp")
     for key in ("public_url", "unsubscribe_url"):
         problem = public_url_problem(key, getattr(render, key))
@@ -515,6 +524,26 @@ def _cross_checks(problems: Problems, data: dict, config: Config) -> None:
             schedule.trigger()
         except ValueError as exc:
             problems.add(("schedule", "cron"), f"'cron' {schedule.cron!r}: {exc}")
+
+
+def store_url_problem(store: str) -> str | None:
+    """Why ``store`` names no store: 'sqlite', or a PostgreSQL URL without a password."""
+    if store == "sqlite":
+        return None
+    parts = urlsplit(store)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return (
+            f"'store' {store!r} must be 'sqlite' (a file in state_dir) or a PostgreSQL URL "
+            "like postgresql://newsletter@db.example.org/newsletter"
+        )
+    if parts.password is not None:
+        return (
+            "never put the password in the store URL: set 'store_password_env' to the name "
+            "of an environment variable that holds it"
+        )
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        return f"'store' {store!r} names no database: add it, as in postgresql://user@host/db"
+    return None
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")

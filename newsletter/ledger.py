@@ -91,7 +91,8 @@ class Ledger:
         """Note the subscribers no send has seen before (their schedule starts now)."""
         with self._writing() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO subscribers (subscriber, first_seen) VALUES (?, ?)",
+                "INSERT INTO subscribers (subscriber, first_seen) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
                 ((email.casefold(), now.isoformat()) for email in subscribers),
             )
 
@@ -149,7 +150,7 @@ class Ledger:
                 ((d.message_id, key, stamp, stamp) for d, key in zip(digests, keys, strict=True)),
             )
             db.executemany(
-                "INSERT OR IGNORE INTO delivery_papers VALUES (?, ?, ?, ?)",
+                "INSERT INTO delivery_papers VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     (key, paper, digest.message_id, position)
                     for digest, key in zip(digests, keys, strict=True)

@@ -56,7 +56,7 @@ from newsletter.render import Renderer, load_templates
 from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
 from newsletter.sources.fetch import Fetcher, make_client
-from newsletter.store import Store, open_store
+from newsletter.store import Store, open_store_for
 from newsletter.suppression import SubscriberState
 from newsletter.yamlfile import load_yaml
 
@@ -120,7 +120,10 @@ class Run:
             DryRunTransport() if self.dry_run else make_transport(self.config, self.world.environ)
         )
         state = self.config.state_dir
-        with state_lock(state, self.holder), open_store(state) as store:
+        with (
+            state_lock(state, self.holder),
+            open_store_for(self.config, self.world.environ) as store,
+        ):
             ingested = ingest(
                 store,
                 discover_digests(self.config.digests),
@@ -214,7 +217,7 @@ def preview(
     lookback window, as if nothing had been sent); sends and records nothing."""
     renderer = make_renderer(config, world.environ)
     now = world.now()
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         digests = len(store.digests())
         suppression = SubscriberState(store).suppression(subscriber.email)
         if suppression is not None:  # the next send skips them
@@ -289,7 +292,7 @@ def ingest_files(
     """Ingest ``paths`` (default: the files of the digests folder) into the store."""
     if not paths:
         paths = discover_digests(config.digests)
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         return ingest(
             store,
             paths,
@@ -311,7 +314,7 @@ def fetch_sources(
     A source that fails never stops the others."""
     sources = _chosen_sources(config, names)
     today = world.now().date()
-    with state_lock(config.state_dir, "fetch"), open_store(config.state_dir) as store:
+    with state_lock(config.state_dir, "fetch"), open_store_for(config, world.environ) as store:
         discover_digests(config.digests)  # a missing folder is a ConfigError before any request
         with world.http(config.fetch) as client:
             fetcher = Fetcher(config.fetch, client, store, config.digests, world.now, world.sleep)
@@ -341,7 +344,7 @@ def source_status(config: Config, world: World) -> list[SourceStatus]:
     now = world.now()
     week = now - timedelta(days=7)
     statuses = []
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         for source in config.sources:
             success, error, error_at = store.fetch_history(source.name)
             recent, newest = store.papers_from(source.name, week)
@@ -378,14 +381,14 @@ def _chosen_sources(config: Config, names: Sequence[str]) -> list[SourceSettings
 
 
 def stored_papers(
-    config: Config, since: date | None = None, source: str | None = None
+    config: Config, world: World, since: date | None = None, source: str | None = None
 ) -> list[Paper]:
     """The stored papers, newest listing first: all, or those first seen on or after
     ``since`` (UTC), or first seen in ``source`` (a source's name, or a digest file's)."""
     start = None
     if since is not None:
         start = datetime.combine(since, datetime.min.time(), UTC) - timedelta(microseconds=1)
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         papers = store.papers(since=start)
     if source is None:
         return papers

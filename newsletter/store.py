@@ -1,9 +1,11 @@
-"""The SQLite store: papers and the digests they came from (the ledger of what was sent,
-in the same file, is ``newsletter.ledger``).
+"""The store: papers and the digests they came from (the ledger of what was sent, in the
+same database, is ``newsletter.ledger``).
 
-One file, WAL mode, a schema version in ``PRAGMA user_version`` and an ordered list of
-migrations. Every digest is written in one transaction together with its content hash, so a
-killed ingest leaves nothing behind and the file is simply read again next time.
+By default one SQLite file in the state folder: WAL mode, a schema version in ``PRAGMA
+user_version`` and an ordered list of migrations. ``store: postgresql://...`` puts the same
+tables in PostgreSQL instead (``newsletter.postgres`` adapts the dialect); the SQL here is
+written once for both. Every digest is written in one transaction together with its content
+hash, so a killed ingest leaves nothing behind and the file is simply read again next time.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
-from newsletter.errors import StoreError
+from newsletter import postgres
+from newsletter.config import Config, store_url_problem
+from newsletter.errors import ConfigError, StoreError
 from newsletter.identity import normalize_title, paper_id
 from newsletter.lock import folder_problem, make_private_folder
 from newsletter.models import Card, Details, Paper
@@ -170,7 +176,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,
-# except that empty fields are filled from whichever capture has them.
+# except that empty fields are filled from whichever capture has them. (Existing columns are
+# named with their table: PostgreSQL finds a bare name ambiguous beside ``excluded``.)
 _UPSERT = """
 INSERT INTO papers (id, arxiv_id, title_key, title, abstract, authors_count, organization,
                     published, comments, upvotes, listing_date, source, position, first_seen,
@@ -178,21 +185,24 @@ INSERT INTO papers (id, arxiv_id, title_key, title, abstract, authors_count, org
                     announce_type)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-    comments = iif(excluded.counters_date >= counters_date, excluded.comments, comments),
-    upvotes = iif(excluded.counters_date >= counters_date,
-                  coalesce(excluded.upvotes, upvotes), coalesce(upvotes, excluded.upvotes)),
-    counters_date = max(counters_date, excluded.counters_date),
-    abstract = iif(abstract = '', excluded.abstract, abstract),
-    authors_count = coalesce(authors_count, excluded.authors_count),
-    organization = coalesce(organization, excluded.organization),
-    published = coalesce(published, excluded.published),
-    arxiv_id = coalesce(arxiv_id, excluded.arxiv_id),
-    authors = coalesce(authors, excluded.authors),
-    categories = coalesce(categories, excluded.categories),
-    links = json_patch(excluded.links, links),
-    ai_keywords = coalesce(ai_keywords, excluded.ai_keywords),
-    ai_summary = coalesce(ai_summary, excluded.ai_summary),
-    announce_type = coalesce(announce_type, excluded.announce_type)
+    comments = CASE WHEN excluded.counters_date >= papers.counters_date
+                    THEN excluded.comments ELSE papers.comments END,
+    upvotes = CASE WHEN excluded.counters_date >= papers.counters_date
+                   THEN coalesce(excluded.upvotes, papers.upvotes)
+                   ELSE coalesce(papers.upvotes, excluded.upvotes) END,
+    counters_date = CASE WHEN excluded.counters_date > papers.counters_date
+                         THEN excluded.counters_date ELSE papers.counters_date END,
+    abstract = CASE WHEN papers.abstract = '' THEN excluded.abstract ELSE papers.abstract END,
+    authors_count = coalesce(papers.authors_count, excluded.authors_count),
+    organization = coalesce(papers.organization, excluded.organization),
+    published = coalesce(papers.published, excluded.published),
+    arxiv_id = coalesce(papers.arxiv_id, excluded.arxiv_id),
+    authors = coalesce(papers.authors, excluded.authors),
+    categories = coalesce(papers.categories, excluded.categories),
+    links = {links},
+    ai_keywords = coalesce(papers.ai_keywords, excluded.ai_keywords),
+    ai_summary = coalesce(papers.ai_summary, excluded.ai_summary),
+    announce_type = coalesce(papers.announce_type, excluded.announce_type)
 """
 
 _PAPER_COLUMNS = (
@@ -225,12 +235,90 @@ class DigestRecord:
     warnings: int
 
 
-class Store:
-    """A connection to the store; use ``open_store``."""
+class Database(Protocol):
+    """What the store needs of a database connection (``SqliteDatabase``,
+    ``postgres.PostgresDatabase``): the SQL is the same, the dialect's few differences are
+    methods here."""
+
+    dialect: str
+    where: str  # the file or the URL (without its password), for messages
+
+    def execute(self, sql: str, params: Sequence[object] = ..., /) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]], /) -> Any: ...
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def close(self) -> None: ...
+    def json_merge(self, new: str, old: str) -> str: ...
+    def schema_version(self) -> int: ...
+    def set_schema_version(self, version: int) -> None: ...
+    def lock_migrations(self) -> None: ...
+    def ddl(self, script: str) -> str: ...
+    def problem(self, exc: BaseException) -> StoreError | None: ...
+
+
+class SqliteDatabase:
+    """The store's SQLite file."""
+
+    dialect = "sqlite"
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self.db = connection
+        self.connection = connection
         self.path = path
+        self.where = str(path)
+        self.execute = connection.execute  # (bound once: the ledger calls these per message)
+        self.executemany = connection.executemany
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteDatabase]:
+        """All or nothing: commit on success, roll back on any exception; an SQLite error
+        becomes a StoreError saying what is wrong (a full disk, a read-only file)."""
+        db = self.connection
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield self
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:  # (SQLite may have rolled back already: disk full)
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise store_problem(self.path, exc) from exc
+            raise
+
+    def json_merge(self, new: str, old: str) -> str:
+        """SQL for the JSON object ``new`` with the keys of ``old`` put over it."""
+        return f"json_patch({new}, {old})"
+
+    def schema_version(self) -> int:
+        """The schema version (0: no schema yet)."""
+        return int(self.connection.execute("PRAGMA user_version").fetchone()[0])
+
+    def set_schema_version(self, version: int) -> None:
+        """Record the schema version (inside the migration's transaction)."""
+        self.connection.execute(f"PRAGMA user_version = {int(version)}")
+
+    def lock_migrations(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already keeps other writers out."""
+
+    def ddl(self, script: str) -> str:
+        """A migration in this engine's dialect (the migrations are written in SQLite's)."""
+        return script
+
+    def problem(self, exc: BaseException) -> StoreError | None:
+        """What an SQLite error means for the store, or None for other exceptions."""
+        return store_problem(self.path, exc) if isinstance(exc, sqlite3.Error) else None
+
+
+class Store:
+    """A connection to the store; use ``open_store`` (SQLite) or ``open_store_for``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.where = db.where
+        self._upsert = _UPSERT.format(links=db.json_merge("excluded.links", "papers.links"))
 
     def close(self) -> None:
         """Close the connection."""
@@ -241,30 +329,20 @@ class Store:
 
     def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
         self.close()
-        if isinstance(error, sqlite3.Error):
-            # Whatever the store was doing: say what is wrong with the file, and the fix.
-            raise store_problem(self.path, error) from error
+        problem = self.db.problem(error) if error is not None else None
+        if problem is not None:
+            # Whatever the store was doing: say what is wrong with it, and the fix.
+            raise problem from error
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing: commit on success, roll back on any exception; an SQLite error
-        becomes a StoreError saying what is wrong (a full disk, a read-only file)."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            yield self.db
-            self.db.execute("COMMIT")
-        except BaseException as exc:
-            if self.db.in_transaction:  # (SQLite may have rolled back already: disk full)
-                with contextlib.suppress(sqlite3.Error):
-                    self.db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise store_problem(self.path, exc) from exc
-            raise
+    def transaction(self) -> AbstractContextManager[Any]:
+        """All or nothing: commit on success, roll back on any exception; an error of the
+        database becomes a StoreError saying what is wrong."""
+        return self.db.transaction()
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return self.db.schema_version()
 
     def has_digest(self, sha256: str) -> bool:
         """Was a file with this content hash already ingested?"""
@@ -292,14 +370,14 @@ class Store:
             listing = record.listing_date.isoformat()
             seen_at = now.isoformat()
             db.executemany(
-                _UPSERT,
+                self._upsert,
                 (
                     _paper_row(card, pid, key, listing, record.name, position, seen_at)
                     for position, (card, pid, key) in enumerate(zip(cards, ids, keys, strict=True))
                 ),
             )
             db.executemany(
-                "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?, ?)",
+                "INSERT INTO sightings VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 ((pid, record.sha256, listing, position) for position, pid in enumerate(ids)),
             )
         return new
@@ -395,11 +473,14 @@ class Store:
     def papers_from(self, source: str, since: datetime) -> tuple[int, str | None]:
         """How many papers the files fetched for ``source`` (``<source>-YYYY-MM-DD.*``)
         brought first since ``since``, and when the newest of them was first seen."""
-        recent, newest = self.db.execute(
-            "SELECT sum(first_seen > ?), max(first_seen) FROM papers WHERE source GLOB ?",
-            (since.isoformat(), f"{source}-[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].*"),
-        ).fetchone()
-        return int(recent or 0), newest
+        rows = self.db.execute(
+            "SELECT source, sum(CASE WHEN first_seen > ? THEN 1 ELSE 0 END), max(first_seen) "
+            "FROM papers WHERE source >= ? AND source < ? GROUP BY source",
+            (since.isoformat(), f"{source}-", f"{source}."),  # ("." follows "-")
+        ).fetchall()
+        fetched = re.compile(re.escape(source) + r"-\d{4}-\d{2}-\d{2}\..*", re.DOTALL)
+        mine = [(int(recent or 0), newest) for name, recent, newest in rows if fetched.match(name)]
+        return sum(recent for recent, _ in mine), max((n for _, n in mine), default=None)
 
     def paper_count(self) -> int:
         """How many papers the store holds."""
@@ -432,7 +513,7 @@ def open_store(state_dir: Path, migrations: Sequence[str] = MIGRATIONS) -> Store
         raise store_problem(path, exc) from exc
     try:
         _configure(db)
-        store = Store(db, path)
+        store = Store(SqliteDatabase(db, path))
         if store.schema_version == 0:
             raise StoreError(_not_a_store(path))
         _migrate(store, migrations)
@@ -462,7 +543,7 @@ def _create(path: Path, migrations: Sequence[str]) -> None:
         db = sqlite3.connect(temporary, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode = DELETE")  # no -wal file to carry along
-            _migrate(Store(db, path), migrations)
+            _migrate(Store(SqliteDatabase(db, path)), migrations)
         finally:
             db.close()
         with contextlib.suppress(FileExistsError):  # another process got there first
@@ -526,18 +607,62 @@ def store_problem(path: Path, exc: sqlite3.Error) -> StoreError:
 
 
 def _migrate(store: Store, migrations: Sequence[str]) -> None:
-    """Apply the migrations the database has not seen, each in its own transaction."""
-    current = store.schema_version
+    """Apply the migrations the database has not seen, each in its own transaction (the
+    version read again inside it: another process may have migrated meanwhile)."""
+    _check_version(store, store.schema_version, migrations)
+    for version in range(store.schema_version, len(migrations)):
+        with store.transaction() as db:
+            db.lock_migrations()
+            if db.schema_version() > version:
+                continue
+            for statement in _statements(db.ddl(migrations[version])):
+                db.execute(statement)
+            db.set_schema_version(version + 1)
+
+
+def _check_version(store: Store, current: int, migrations: Sequence[str]) -> None:
     if current > len(migrations):
         raise StoreError(
-            f"{store.path} has schema version {current}, newer than this program knows "
+            f"{store.where} has schema version {current}, newer than this program knows "
             f"({len(migrations)}); upgrade newsletter"
         )
-    for version in range(current, len(migrations)):
-        with store.transaction() as db:
-            for statement in _statements(migrations[version]):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+STORE_ENV = "NEWSLETTER_STORE"
+
+
+def store_url(config: Config, environ: Mapping[str, str]) -> str:
+    """Where the store is: 'sqlite' or a PostgreSQL URL ($NEWSLETTER_STORE over the config);
+    ConfigError for a value that names no store."""
+    url = environ.get(STORE_ENV) or config.store
+    problem = store_url_problem(url)
+    if problem:
+        raise ConfigError(f"${STORE_ENV}: {problem}" if environ.get(STORE_ENV) else problem)
+    return url
+
+
+def open_store_for(
+    config: Config,
+    environ: Mapping[str, str] = os.environ,
+    migrations: Sequence[str] = MIGRATIONS,
+) -> Store:
+    """The store ``config`` names: the SQLite file of its state folder, or PostgreSQL
+    (``store: postgresql://...`` or $NEWSLETTER_STORE; the password from the variable
+    ``store_password_env`` names)."""
+    url = store_url(config, environ)
+    if url == "sqlite":
+        return open_store(config.state_dir, migrations)
+    db = postgres.connect(url, environ.get(config.store_password_env))
+    try:
+        store = Store(db)
+        _migrate(store, migrations)
+    except BaseException as exc:
+        db.close()
+        problem = db.problem(exc)
+        if problem is not None:
+            raise problem from exc
+        raise
+    return store
 
 
 def _statements(script: str) -> list[str]:

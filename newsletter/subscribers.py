@@ -20,7 +20,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.pipeline import World, profiles_of
-from newsletter.store import open_store
+from newsletter.store import open_store_for
 from newsletter.suppression import SubscriberState
 
 HOWS = ("one-click", "web", "mailto", "cli")
@@ -30,7 +30,7 @@ def subscriber_statuses(config: Config) -> list[SubscriberStatus]:
     """Every address of the profile file, then every suppressed address no longer in it:
     its effective status and why, its last digest and how many papers it was sent."""
     profiles = profiles_of(config)
-    with open_store(config.state_dir) as store:
+    with open_store_for(config) as store:
         suppressed = SubscriberState(store).suppressed()
         totals = Ledger(store).totals()
     rows = []
@@ -76,7 +76,7 @@ def unsubscribe(config: Config, world: World, email: str, how: str = "cli") -> S
     """Put ``email`` on the suppression list (unsubscribed); the suppression in force (an
     earlier one stays as it was)."""
     address = checked_address(email)
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         state = SubscriberState(store)
         state.suppress(address, "unsubscribed", how, world.now())
         suppression = state.suppression(address)
@@ -87,7 +87,7 @@ def unsubscribe(config: Config, world: World, email: str, how: str = "cli") -> S
 def resubscribe(config: Config, world: World, email: str, how: str = "cli") -> Suppression | None:
     """Lift ``email``'s suppression, whatever its reason; the one lifted, or None."""
     address = checked_address(email)
-    with open_store(config.state_dir) as store:
+    with open_store_for(config, world.environ) as store:
         return SubscriberState(store).lift(address, how, world.now())
 
 
@@ -128,7 +128,7 @@ class SubscriberHistory:
 def subscriber_history(config: Config, email: str) -> SubscriberHistory:
     """``email``'s digests (with their papers' titles), events and feedback."""
     address = checked_address(email)
-    with open_store(config.state_dir) as store:
+    with open_store_for(config) as store:
         digests = Ledger(store).digests_of(address)
         state = SubscriberState(store)
         wanted = sorted({paper for digest in digests for paper in digest.papers})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 
+from tests import helpers
 from tests.helpers import NOW, SAMPLES, SHARED, invoke
+from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster, find_bindir
 
 
 @pytest.fixture
@@ -49,3 +52,45 @@ def run_cli(project: Path) -> RunCli:
         return invoke(config or project / "config.yaml", *args, now=now)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A private PostgreSQL cluster for this test session (skip when PostgreSQL is not
+    installed; CI installs it, and there a missing server fails instead)."""
+    bindir = find_bindir()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        bindir = None
+    if bindir is None:
+        why = "PostgreSQL or psycopg is not installed (apt-get install postgresql; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {why}")
+        pytest.skip(why)
+    cluster = Cluster.start(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh database in the private cluster (dropped after the test); its URL."""
+    url = pg_cluster.database()
+    yield url
+    pg_cluster.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test on each store: the SQLite file, then a PostgreSQL database (given to
+    every command the test runs through $NEWSLETTER_STORE, as a deployment may)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    url = request.getfixturevalue("pg_url")
+    helpers.STORE_ENV.update({"NEWSLETTER_STORE": url, PASSWORD_ENV: PASSWORD})
+    try:
+        yield url
+    finally:
+        helpers.STORE_ENV.clear()

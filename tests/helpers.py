@@ -15,12 +15,17 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
+from newsletter.config import Config
 from newsletter.pipeline import World
+from newsletter.store import Store, open_store, open_store_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "digests"
 SHARED = ROOT.parent / "shared"
 NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)  # the tests' clock: a Thursday
+# Where the store is, for the tests run on each store (the fixture ``each_store``): empty for
+# the SQLite file of the state folder; NEWSLETTER_STORE and its password for PostgreSQL.
+STORE_ENV: dict[str, str] = {}
 
 
 def invoke(
@@ -32,7 +37,8 @@ def invoke(
 ) -> Result:
     """Run ``newsletter [--config CONFIG] ARGS`` in this process with a fixed clock and an
     environment of its own (empty unless given), or in ``world``."""
-    world = world or World(now=lambda: now, environ=environ if environ is not None else {})
+    environ = {**STORE_ENV, **(environ if environ is not None else {})}
+    world = world or World(now=lambda: now, environ=environ)
     options = ["--config", str(config)] if config is not None else []
     return CliRunner().invoke(cli, [*options, *args], obj=world)
 
@@ -45,7 +51,15 @@ def command(config: Path | None) -> list[str]:
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process that imports this checkout's package."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return {**os.environ, "PYTHONPATH": str(ROOT), **STORE_ENV, **extra}
+
+
+def open_project_store(project: Path) -> Store:
+    """The store a send in ``project`` uses: the SQLite file of its state folder, or the
+    test's PostgreSQL database (``each_store``)."""
+    if not STORE_ENV:
+        return open_store(project / "state")
+    return open_store_for(Config(path=project / "config.yaml"), STORE_ENV)
 
 
 def shared_sample(name: str) -> Path:

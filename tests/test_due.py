@@ -12,9 +12,10 @@ import pytest
 from newsletter.daemon import Daemon
 from newsletter.ledger import Ledger
 from newsletter.pipeline import World
-from newsletter.store import open_store
 from tests.digest_text import capture, card
-from tests.helpers import invoke
+from tests.helpers import STORE_ENV, invoke, open_project_store
+
+pytestmark = pytest.mark.usefixtures("each_store")
 
 MONDAY = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
 
@@ -118,7 +119,7 @@ def arrivals(folder: Path, now: datetime) -> None:
 
 
 def deliveries(config: Path) -> list[tuple[str, str, str]]:
-    with open_store(config.parent / "state") as store:
+    with open_project_store(config.parent) as store:
         rows = Ledger(store).rows()
     return sorted((r["subscriber"], str(r["sent_at"]), r["paper_id"]) for r in rows)
 
@@ -127,7 +128,7 @@ def daemon_week(folder: Path, start: datetime, end: datetime) -> list[datetime]:
     """Run the daemon's jobs at each of their fire times (clock passed in); the times."""
     config = make_project(folder)
     clock = [start]
-    daemon = Daemon(config, World(now=lambda: clock[0], environ={}))
+    daemon = Daemon(config, World(now=lambda: clock[0], environ=dict(STORE_ENV)))
     daemon.reload()
     daemon.schedule_jobs()
     fires = []

@@ -10,10 +10,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from newsletter.ledger import Handover, Ledger
-from newsletter.store import open_store
 from tests.digest_text import capture, card
-from tests.helpers import invoke
+from tests.helpers import invoke, open_project_store
+
+pytestmark = pytest.mark.usefixtures("each_store")
 
 MONDAY = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
@@ -47,7 +50,7 @@ def send(config: Path, now: datetime, *args: str) -> dict:
 
 
 def titles_sent(config: Path) -> collections.Counter:
-    with open_store(config.parent / "state") as store:
+    with open_project_store(config.parent) as store:
         papers = {p.id: p.title for p in store.papers()}
         rows = Ledger(store).rows()
     return collections.Counter(papers[r["paper_id"]] for r in rows if r["status"] == "sent")
@@ -135,7 +138,7 @@ def test_preview_shows_a_pending_digest_first_as_send_would(tmp_path: Path) -> N
     drop_digest(tmp_path, "mon.txt", FIVE)
     send(config, MONDAY)
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1
-    with open_store(tmp_path / "state") as store:
+    with open_project_store(tmp_path) as store:
         ids = [p.id for p in store.papers() if p.title == FIVE[4]]
         left = Handover("<left@example.org>", "ada@example.org", tuple(ids))
         Ledger(store).record_pending([left], MONDAY)

@@ -6,12 +6,15 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from newsletter.config import load_config
 from newsletter.delivery import Outgoing
 from newsletter.ledger import Ledger
 from newsletter.pipeline import Run, World, profiles_of
-from newsletter.store import open_store
-from tests.helpers import NOW, SAMPLES
+from tests.helpers import NOW, SAMPLES, STORE_ENV, open_project_store
+
+pytestmark = pytest.mark.usefixtures("each_store")
 
 
 class Recording:
@@ -49,7 +52,7 @@ def readers_project(folder: Path, count: int) -> Path:
 
 
 def world() -> World:
-    return World(now=lambda: NOW, environ={})
+    return World(now=lambda: NOW, environ=dict(STORE_ENV))
 
 
 def test_a_stop_ends_the_run_after_the_message_in_hand_and_is_only_read(tmp_path: Path) -> None:
@@ -63,7 +66,7 @@ def test_a_stop_ends_the_run_after_the_message_in_hand_and_is_only_read(tmp_path
     # Stopped: a few delivered (those in the hand-over queue at most), the rest untouched.
     assert 3 <= len(transport.sent) < 10
     assert len(report.sent) == len(transport.sent)
-    with open_store(config.state_dir) as store:
+    with open_project_store(config.state_dir.parent) as store:
         rows = Ledger(store).rows()
     assert {r["status"] for r in rows} <= {"sent", "pending"}
     # A run that ends normally never sets the caller's event (the daemon would stop).
@@ -96,6 +99,6 @@ def test_a_dry_run_hands_nothing_over_and_records_nothing(tmp_path: Path) -> Non
     report = Run(config, world(), ignore_schedule=True, dry_run=True).once(readers)
     assert report.dry_run and len(report.sent) == 3
     assert not (tmp_path / "outbox").exists()
-    with open_store(config.state_dir) as store:
+    with open_project_store(config.state_dir.parent) as store:
         assert Ledger(store).rows() == []
     assert len(Run(config, world(), ignore_schedule=True, dry_run=True).once(readers).sent) == 3

@@ -13,10 +13,11 @@ from click.testing import Result
 
 from newsletter.ledger import Ledger
 from newsletter.lock import state_lock
-from newsletter.store import open_store
 from tests.digest_text import capture, card
-from tests.helpers import NOW, SAMPLES, child_env, command, invoke
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke, open_project_store
 from tests.smtp_server import SilentServer, Sink, SmtpServer
+
+pytestmark = pytest.mark.usefixtures("each_store")
 
 PROFILES = """\
 subscribers:
@@ -57,7 +58,7 @@ def report(result: Result) -> dict:
 
 
 def ledger_rows(project: Path) -> list[dict]:
-    with open_store(project / "state") as store:
+    with open_project_store(project) as store:
         return Ledger(store).rows()
 
 
@@ -351,7 +352,7 @@ def test_twenty_kills_of_a_2000_subscriber_send_lose_and_change_nothing(shop: Pa
     assert duplicates <= len(kills) * 2 * 2, duplicates  # per kill: 2 a connection at most
     print(f"{interrupted} kills interrupted a run; {duplicates} copies handed over twice")
     assert interrupted >= 15  # the kills landed in runs, not after them
-    with open_store(shop / "state") as store:
+    with open_project_store(shop) as store:
         sent = Ledger(store).totals()
     assert len(sent) == count  # the ledger agrees
 
@@ -383,7 +384,7 @@ def test_a_deferred_subscriber_still_gets_the_papers_of_the_run_that_resends(
     resent = report(runs[0])["sent"]
     assert [(s["subscriber"], s.get("resent")) for s in resent] == [("grace@example.org", True)]
     received = [p for run in runs for s in report(run)["sent"] for p in s["papers"]]
-    with open_store(shop / "state") as store:
+    with open_project_store(shop) as store:
         new = [p.id for p in store.papers() if p.title.startswith("Zero-shot transformers")]
     assert len(new) == 1 and received.count(new[0]) == 1
     grace = [m for m in sink.parsed() if m["To"].addresses[0].addr_spec == "grace@example.org"]

@@ -1,4 +1,5 @@
-"""The SQLite store: schema versions, migrations, identity, counters, atomic digests."""
+"""The store, on SQLite and on PostgreSQL: schema versions, migrations, identity, counters,
+atomic digests."""
 
 from __future__ import annotations
 
@@ -6,18 +7,41 @@ import sqlite3
 import stat
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
+from newsletter.config import Config
 from newsletter.errors import BusyError, StoreError
 from newsletter.ingest import ingest
 from newsletter.lock import state_lock
 from newsletter.models import Card, Details
-from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, open_store
+from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, Store, open_store, open_store_for
+from tests import helpers
 from tests.digest_text import capture, card
 from tests.helpers import NOW, child_env, command
+
+Opener = Callable[..., Store]
+
+
+@pytest.fixture
+def open_any(tmp_path: Path, each_store: str) -> Opener:
+    """Open the test's store, on each backend: the SQLite file in tmp_path, or PostgreSQL."""
+
+    def opener(migrations: Sequence[str] = MIGRATIONS) -> Store:
+        if each_store == "sqlite":
+            return open_store(tmp_path, migrations=migrations)
+        config = Config(path=tmp_path / "config.yaml")
+        return open_store_for(config, helpers.STORE_ENV, migrations=migrations)
+
+    return opener
+
+
+def columns(store: Store, table: str) -> list[str]:
+    cursor = store.db.execute(f"SELECT * FROM {table} LIMIT 0")
+    return [column[0] for column in cursor.description]
 
 
 def record(sha: str, listing: date, cards: int = 1, name: str | None = None) -> DigestRecord:
@@ -35,27 +59,25 @@ def test_new_store_has_latest_schema_and_wal(tmp_path: Path) -> None:
     assert (tmp_path / "state" / STORE_FILE).exists()
 
 
-def test_migration_path_upgrades_an_existing_store_and_keeps_data(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+def test_migration_path_upgrades_an_existing_store_and_keeps_data(open_any: Opener) -> None:
+    with open_any() as store:
         store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], NOW)
-    upgraded = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN note TEXT; CREATE TABLE extra (x)")
-    with open_store(tmp_path, migrations=upgraded) as store:
+    upgraded = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN note TEXT; CREATE TABLE extra (x TEXT)")
+    with open_any(upgraded) as store:
         assert store.schema_version == len(MIGRATIONS) + 1
         assert [p.title for p in store.papers()] == ["A Paper"]
-        columns = [row[1] for row in store.db.execute("PRAGMA table_info(papers)")]
-        assert "note" in columns
+        assert "note" in columns(store, "papers")
 
 
-def test_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+def test_failed_migration_leaves_the_previous_version(open_any: Opener) -> None:
+    with open_any() as store:
         store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], NOW)
     broken = (*MIGRATIONS, "ALTER TABLE papers ADD COLUMN ok TEXT; THIS IS NOT SQL")
     with pytest.raises(StoreError):
-        open_store(tmp_path, migrations=broken)
-    with open_store(tmp_path) as store:
+        open_any(broken)
+    with open_any() as store:
         assert store.schema_version == len(MIGRATIONS)
-        columns = [row[1] for row in store.db.execute("PRAGMA table_info(papers)")]
-        assert "ok" not in columns
+        assert "ok" not in columns(store, "papers")
 
 
 def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -72,8 +94,8 @@ def test_a_file_that_is_not_a_database_is_refused_with_a_hint(tmp_path: Path) ->
         open_store(tmp_path)
 
 
-def test_same_paper_in_two_digests_is_one_paper_with_latest_counters(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+def test_same_paper_in_two_digests_is_one_paper_with_latest_counters(open_any: Opener) -> None:
+    with open_any() as store:
         first = [paper_card("Deep Nets: Shallow Again!", comments=1, upvotes=5)]
         assert store.add_digest(record("a", date(2026, 1, 10)), first, NOW) == 1
         again = [paper_card("deep nets — shallow again", comments=3, upvotes=None)]
@@ -93,8 +115,8 @@ def test_same_paper_in_two_digests_is_one_paper_with_latest_counters(tmp_path: P
         assert (paper.comments, paper.upvotes) == (3, 5)
 
 
-def test_empty_fields_are_filled_from_a_later_capture(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+def test_empty_fields_are_filled_from_a_later_capture(open_any: Opener) -> None:
+    with open_any() as store:
         store.add_digest(record("a", date(2026, 1, 1)), [paper_card()], NOW)
         fuller = [paper_card(authors_count=4, published=date(2025, 12, 30), arxiv_id="2512.00001")]
         store.add_digest(record("b", date(2026, 1, 2)), fuller, NOW)
@@ -106,8 +128,8 @@ def test_empty_fields_are_filled_from_a_later_capture(tmp_path: Path) -> None:
         )
 
 
-def test_arxiv_source_reuses_the_id_a_title_only_source_gave(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+def test_arxiv_source_reuses_the_id_a_title_only_source_gave(open_any: Opener) -> None:
+    with open_any() as store:
         store.add_digest(record("a", date(2026, 1, 1)), [paper_card("Same")], NOW)
         (before,) = store.papers()
         new = store.add_digest(
@@ -119,14 +141,14 @@ def test_arxiv_source_reuses_the_id_a_title_only_source_gave(tmp_path: Path) -> 
         assert after.arxiv_id == "2601.00002"
 
 
-def test_duplicate_cards_in_one_digest_count_once(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+def test_duplicate_cards_in_one_digest_count_once(open_any: Opener) -> None:
+    with open_any() as store:
         cards = [paper_card("X"), paper_card("Y"), paper_card("x")]
         assert store.add_digest(record("a", date(2026, 1, 1), cards=3), cards, NOW) == 2
         assert store.paper_count() == 2
 
 
-def test_an_error_mid_digest_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_an_error_mid_digest_leaves_nothing_behind(open_any: Opener) -> None:
     class Exploding(list):
         def __iter__(self):
             yield paper_card("First")
@@ -135,7 +157,7 @@ def test_an_error_mid_digest_leaves_nothing_behind(tmp_path: Path) -> None:
         def __len__(self) -> int:
             return 2
 
-    with open_store(tmp_path) as store:
+    with open_any() as store:
         with pytest.raises(RuntimeError):
             store.add_digest(record("a", date(2026, 1, 1)), Exploding(), NOW)
         assert store.paper_count() == 0
@@ -207,16 +229,45 @@ def test_deleting_the_lock_file_does_not_let_a_second_send_in(tmp_path: Path) ->
         pass
 
 
-def test_papers_stored_before_schema_5_read_with_empty_details(tmp_path: Path) -> None:
-    with open_store(tmp_path, migrations=MIGRATIONS[:4]) as store, store.transaction() as db:
+def test_papers_stored_before_schema_5_read_with_empty_details(open_any: Opener) -> None:
+    with open_any(MIGRATIONS[:4]) as store, store.transaction() as db:
         db.execute(
             "INSERT INTO papers (id, arxiv_id, title_key, title, abstract, listing_date, source,"
             " position, first_seen, counters_date) VALUES ('2601.00001', '2601.00001', 'old',"
             " 'Old', 'An abstract.', '2026-01-01', 'a.txt', 0, ?, '2026-01-01')",
             (NOW.isoformat(),),
         )
-    with open_store(tmp_path) as store:
+    with open_any() as store:
         (old,) = store.papers()
         assert store.schema_version == len(MIGRATIONS)
     assert old.details == Details() and old.links["arxiv"] == "https://arxiv.org/abs/2601.00001"
     assert old.to_json()["authors"] == [] and old.to_json()["links"]["pdf"].endswith("2601.00001")
+
+
+def test_links_of_two_captures_merge_and_the_first_capture_keeps_its_own(open_any: Opener) -> None:
+    first = Details(links=(("github", "https://github.com/a/first"),))
+    later = Details(
+        links=(("github", "https://github.com/a/later"), ("project", "https://a.example/"))
+    )
+    with open_any() as store:
+        store.add_digest(record("a", date(2026, 1, 1)), [paper_card(details=first)], NOW)
+        store.add_digest(record("b", date(2026, 1, 2)), [paper_card(details=later)], NOW)
+        (paper,) = store.papers()
+    assert dict(paper.details.links) == {
+        "github": "https://github.com/a/first",
+        "project": "https://a.example/",
+    }
+
+
+def test_papers_from_counts_only_the_files_a_source_fetched(open_any: Opener) -> None:
+    with open_any() as store:
+        for name, title in [
+            ("hf-2026-01-01.json", "One"),
+            ("hf-2026-01-02.json", "Two"),
+            ("hf-extra-2026-01-02.json", "Another source"),
+            ("hf_2026-01-02.json", "Not fetched"),
+        ]:
+            store.add_digest(record(name, date(2026, 1, 1), name=name), [paper_card(title)], NOW)
+        recent, newest = store.papers_from("hf", NOW - timedelta(days=1))
+        assert (recent, newest) == (2, NOW.isoformat())
+        assert store.papers_from("hf", NOW)[0] == 0

@@ -27,7 +27,7 @@ from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.pipeline import World, make_renderer
 from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render import Renderer, display_name
-from newsletter.store import open_store
+from newsletter.store import open_store_for
 from newsletter.suppression import SubscriberState
 from newsletter.tokens import Signer
 from newsletter.web.feed import atom_feed
@@ -140,7 +140,7 @@ def _unsubscribe_routes(app: Flask, site: Site, page: Page) -> None:
     @app.get("/unsubscribe")
     def unsubscribe_page() -> tuple[str, int]:
         address = site.address("unsubscribe")
-        with open_store(site.config.state_dir) as store:
+        with open_store_for(site.config, site.world.environ) as store:
             suppressed = SubscriberState(store).suppression(address) is not None
         state = "unsubscribed" if suppressed else "confirm"
         title = "Unsubscribed" if suppressed else "Unsubscribe"
@@ -154,7 +154,7 @@ def _unsubscribe_routes(app: Flask, site: Site, page: Page) -> None:
         action = "unsubscribe" if one_click else request.form.get("action", "")
         if action not in ("unsubscribe", "resubscribe"):
             abort(403)
-        with open_store(site.config.state_dir) as store:
+        with open_store_for(site.config, site.world.environ) as store:
             state = SubscriberState(store)
             if action == "unsubscribe":
                 state.suppress(address, "unsubscribed", "one-click" if one_click else "web", now)
@@ -260,7 +260,7 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
     @app.get("/digest/<key>")
     def web_copy(key: str) -> Response:
         address = site.address("archive", key)
-        with open_store(site.config.state_dir) as store:
+        with open_store_for(site.config, site.world.environ) as store:
             found = Ledger(store).digest(key)
             if found is None or found[0] != address.casefold():
                 abort(403)
@@ -276,7 +276,7 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
     @app.get("/feed")
     def feed() -> Response:
         address = site.address("feed")
-        with open_store(site.config.state_dir) as store:
+        with open_store_for(site.config, site.world.environ) as store:
             digests = [d for d in Ledger(store).digests_of(address) if d.status == "sent"]
             digests = digests[:FEED_DIGESTS]
             wanted = sorted({paper for digest in digests for paper in digest.papers})
@@ -291,7 +291,7 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
         kind = request.values.get("k", "")
         if kind not in FEEDBACK_KINDS:
             abort(403)
-        with open_store(site.config.state_dir) as store:
+        with open_store_for(site.config, site.world.environ) as store:
             known = store.papers_in_order([paper])
             if request.method == "POST":
                 SubscriberState(store).record_feedback(address, paper, digest, kind, site.now())
