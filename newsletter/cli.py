@@ -26,6 +26,7 @@ from newsletter.bounces import process_bounces
 from newsletter.config import Config, config_path, load_config
 from newsletter.daemon import Daemon
 from newsletter.errors import EXIT_FAILED, NewsletterError
+from newsletter.migrate import migrate_store
 from newsletter.models import (
     FetchResult,
     FileReport,
@@ -297,6 +298,31 @@ def papers_command(
     for paper in papers:
         click.echo(_paper_line(paper))
     click.echo(f"{_plural(len(papers), 'paper')}")
+
+
+@cli.command("migrate-store")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="The PostgreSQL database to copy into (postgresql://user@host/db; the password from "
+    "store_password_env).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def migrate_store_command(session: Session, target: str, as_json: bool) -> None:
+    """Copy the SQLite store into an empty PostgreSQL database, and verify the counts."""
+    report = migrate_store(session.config(), session.world.environ, target)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    for table in report.tables:
+        click.echo(f"{table.table:<18} {table.target:>10,} rows")
+    click.echo(
+        f"copied {report.source} into {report.target}; the counts match. To use it, set "
+        f"'store: {report.target}' in the config (the SQLite file is left as it was)."
+    )
 
 
 def _paper_line(paper: Paper) -> str:

@@ -552,3 +552,29 @@ class BounceDecision:
             "action": self.action,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class TableCopy:
+    """One table copied by ``migrate-store``: its rows in the source and in the target."""
+
+    table: str
+    source: int
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What ``migrate-store`` copied from the SQLite file to PostgreSQL (counts verified)."""
+
+    source: str
+    target: str  # the URL, without a password
+    tables: tuple[TableCopy, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """The report as ``migrate-store --json`` prints it."""
+        return {
+            "source": self.source,
+            "target": self.target,
+            "tables": {t.table: {"source": t.source, "target": t.target} for t in self.tables},
+        }
