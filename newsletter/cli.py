@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ from newsletter.subscribers import (
     unsubscribe,
 )
 from newsletter.text import UNSAFE_CHARACTER
+from newsletter.workers import live_workers, serve_worker
 
 EXIT_OK = 0
 
@@ -584,14 +587,49 @@ def _print_send_report(report: SendReport) -> None:
 @click.pass_obj
 def run_command(session: Session) -> int:
     """Run the scheduler: send each subscriber their digest on their own schedule."""
+    _log_to_stderr()
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    path = config_path(session.config_option, session.world.environ)
+    return Daemon(path, session.world).serve()
+
+
+@cli.command("worker")
+@click.pass_obj
+def worker_command(session: Session) -> None:
+    """Claim and send chunks of the runs of a PostgreSQL store, until SIGTERM or Ctrl-C
+    (start any number, on any hosts with the same config and profile file)."""
+    _log_to_stderr()
+    config = session.config()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    serve_worker(config, session.world, stop)
+
+
+@cli.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def workers_command(session: Session, as_json: bool) -> None:
+    """List the live workers: their chunk, chunks done and messages a minute."""
+    now = session.world.now()
+    workers = live_workers(session.config(), session.world)
+    if as_json:
+        click.echo(json.dumps([w.to_json(now) for w in workers], indent=2))
+        return
+    for worker in workers:
+        click.echo(
+            f"{worker.id:<40} {worker.chunk or 'idle':<14} {worker.chunks_done:>6} chunks "
+            f"{worker.messages:>8} sent {worker.per_minute(now):>8.1f}/min"
+        )
+    click.echo(_plural(len(workers), "live worker"))
+
+
+def _log_to_stderr() -> None:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    path = config_path(session.config_option, session.world.environ)
-    return Daemon(path, session.world).serve()
 
 
 @cli.command("schedule")

@@ -175,6 +175,16 @@ class DkimSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    """Sends shared by workers (a PostgreSQL store): how many subscribers a chunk holds, how
+    long a claim on one lasts unless renewed, and how often an idle worker looks for work."""
+
+    chunk_size: int = setting(200, "int", 1, 100_000)
+    lease: int = setting(60, "int", 2, 3600)  # seconds; renewed every quarter of it
+    poll: float = setting(1.0, "number", 0.05, 60)  # seconds
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     """``newsletter serve``: where it listens (behind a reverse proxy doing TLS)."""
 
@@ -282,6 +292,7 @@ class Config:
     dkim: DkimSettings = section(DkimSettings, "dkim")
     fetch: FetchSettings = section(FetchSettings, "fetch")
     serve: ServeSettings = section(ServeSettings, "serve")
+    workers: WorkerSettings = section(WorkerSettings, "workers")
     bounce: BounceSettings = section(BounceSettings, "bounce")
     sources: tuple[SourceSettings, ...] = field(default=(), metadata={"sources": True})
 

@@ -59,6 +59,11 @@ class StoreError(NewsletterError):
     """The SQLite store cannot be opened, migrated or written."""
 
 
+class LeaseLost(StoreError):
+    """A worker's lease on a chunk ran out and another worker took the chunk over: this one
+    hands nothing more over."""
+
+
 class BusyError(NewsletterError):
     """Another send (or the scheduler) holds the lock on the state folder."""
 

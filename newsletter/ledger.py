@@ -12,10 +12,11 @@ themselves are not stored: writing ~50 KB per message twice cost more than rende
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from newsletter.envelope import digest_key
 from newsletter.models import History, SentDigest
@@ -44,38 +45,59 @@ class Handover:
 
 
 class Ledger:
-    """What was sent to whom: the ``deliveries`` tables of a Store."""
+    """What was sent to whom: the ``deliveries`` tables of a Store.
 
-    def __init__(self, store: Store) -> None:
+    A chunk of a shared run (``workers``) gives its ``run``: each digest records it, and the
+    store refuses a second digest for a subscriber in one run. ``fence`` is called inside
+    each pending batch's transaction and raises when the chunk's lease was lost, so nothing
+    more is handed over by a worker another has replaced."""
+
+    def __init__(
+        self, store: Store, run: str | None = None, fence: Callable[[Any], None] | None = None
+    ) -> None:
         self.store = store
         self.db = store.db
+        self.run = run
+        self.fence = fence
 
     def history(
-        self, retry_failed: bool = False, since: datetime | None = None
+        self,
+        retry_failed: bool = False,
+        since: datetime | None = None,
+        only: Sequence[str] | None = None,
     ) -> dict[str, History]:
-        """Per subscriber (casefolded address): when the last digest was accepted, the
-        papers not to offer again (sent, pending, and failed unless ``retry_failed``; only
-        those first seen after ``since``, if given), and when sends saw and served them."""
+        """Per subscriber (casefolded address; ``only`` these, if given): when the last
+        digest was accepted, the papers not to offer again (sent, pending, and failed unless
+        ``retry_failed``; only those first seen after ``since``, if given), and when sends
+        saw and served them."""
         blocked = ("sent", "pending") if retry_failed else ("sent", "pending", "failed")
         marks = ",".join("?" * len(blocked))
         last: dict[str, datetime | None] = {}
         papers: dict[str, set[str]] = {}
-        for subscriber, sent_at in self.db.execute(
-            "SELECT subscriber, max(sent_at) FROM deliveries WHERE status = 'sent' "
-            "GROUP BY subscriber"
+        for subscriber, sent_at in self._among(
+            "SELECT subscriber, max(sent_at) FROM deliveries WHERE status = 'sent' {AND} "
+            "GROUP BY subscriber",
+            "subscriber",
+            (),
+            only,
         ):
             last[subscriber] = datetime.fromisoformat(sent_at)
         recent = "AND p.paper_id IN (SELECT id FROM papers WHERE first_seen > ?)" if since else ""
-        for subscriber, paper in self.db.execute(
+        for subscriber, paper in self._among(
             "SELECT p.subscriber, p.paper_id FROM delivery_papers p JOIN deliveries d "
-            f"USING (message_id) WHERE d.status IN ({marks}) {recent}",
+            f"USING (message_id) WHERE d.status IN ({marks}) {recent} {{AND}}",
+            "p.subscriber",
             (*blocked, *([since.isoformat()] if since else [])),
+            only,
         ):
             papers.setdefault(subscriber, set()).add(paper)
         seen = {
             subscriber: (moment(first), moment(served))
-            for subscriber, first, served in self.db.execute(
-                "SELECT subscriber, first_seen, last_served FROM subscribers"
+            for subscriber, first, served in self._among(
+                "SELECT subscriber, first_seen, last_served FROM subscribers WHERE 1 = 1 {AND}",
+                "subscriber",
+                (),
+                only,
             )
         }
         return {
@@ -101,12 +123,31 @@ class Ledger:
         with self._writing() as db:
             _served(db, [email.casefold() for email in subscribers], now.isoformat())
 
-    def pending(self) -> list[Pending]:
-        """Digests recorded as pending (crashed or deferred runs), oldest first."""
-        rows = self.db.execute(
+    def _among(
+        self, sql: str, column: str, params: Sequence[object], only: Sequence[str] | None
+    ) -> list[tuple]:
+        """The rows of ``sql`` (its ``{AND}`` limiting ``column`` to ``only``, when given,
+        500 addresses a query)."""
+        if only is None:
+            return self.db.execute(sql.format(AND=""), params).fetchall()
+        rows: list[tuple] = []
+        for start in range(0, len(only), 500):
+            part = only[start : start + 500]
+            limit = f"AND {column} IN ({','.join('?' * len(part))})"
+            rows.extend(self.db.execute(sql.format(AND=limit), (*params, *part)).fetchall())
+        return rows
+
+    def pending(self, only: Sequence[str] | None = None) -> list[Pending]:
+        """Digests recorded as pending (crashed or deferred runs; of ``only`` these
+        subscribers, if given), oldest first."""
+        rows = self._among(
             "SELECT message_id, subscriber, data, attempts, created_at FROM deliveries "
-            "WHERE status = 'pending' ORDER BY created_at, message_id"
-        ).fetchall()
+            "WHERE status = 'pending' {AND}",
+            "subscriber",
+            (),
+            only,
+        )
+        rows.sort(key=lambda row: (row[4], row[0]))
         return [
             Pending(
                 message_id,
@@ -140,14 +181,20 @@ class Ledger:
         commit (and their subscribers count as served)."""
         stamp = now.isoformat()
         keys = [digest.subscriber.casefold() for digest in digests]
+        run = self.run
         with self._writing() as db:
+            if self.fence is not None:
+                self.fence(db)
             _served(db, keys, stamp)
             db.executemany(
-                "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at)"
-                " VALUES (?, ?, 'pending', ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
+                "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
+                " run) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
                 " status = 'pending', created_at = excluded.created_at,"
-                " updated_at = excluded.updated_at, data = NULL",
-                ((d.message_id, key, stamp, stamp) for d, key in zip(digests, keys, strict=True)),
+                " updated_at = excluded.updated_at, data = NULL, run = excluded.run",
+                (
+                    (d.message_id, key, stamp, stamp, run)
+                    for d, key in zip(digests, keys, strict=True)
+                ),
             )
             db.executemany(
                 "INSERT INTO delivery_papers VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -157,6 +204,28 @@ class Ledger:
                     for position, paper in enumerate(digest.paper_ids)
                 ),
             )
+
+    def done_in_run(self, only: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """Of ``only`` these subscribers, those whose digest of this run was accepted or
+        failed for good (a chunk done again after its worker died): subscriber ->
+        (message id, status, error)."""
+        if self.run is None:
+            return {}
+        rows = self._among(
+            "SELECT subscriber, message_id, status, last_error FROM deliveries "
+            "WHERE run = ? AND status IN ('sent', 'failed') {AND}",
+            "subscriber",
+            (self.run,),
+            only,
+        )
+        return {
+            subscriber: (message_id, status, error)
+            for subscriber, message_id, status, error in rows
+        }
+
+    def papers_of(self, message_id: str) -> tuple[str, ...]:
+        """The papers of a recorded digest, in the order sent."""
+        return self._papers(message_id)
 
     def record_retry(self, message_id: str, now: datetime) -> None:
         """A pending digest is about to be handed over again: a write that must succeed

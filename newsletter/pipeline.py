@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -93,13 +94,25 @@ class World:
     monotonic: Callable[[], float] = time.monotonic  # pacing sends (smtp.rate)
 
 
+@dataclass(frozen=True)
+class Share:
+    """A chunk of a run shared by workers (PostgreSQL): the run's id and moment (every chunk
+    is made as of it), and the fence of the chunk's lease (raises once it is lost)."""
+
+    run: str
+    as_of: datetime
+    fence: Callable[[Any], None]
+
+
 @dataclass
 class Run:
     """One send run: the request, and ``once`` to carry it out.
 
     Only due subscribers are served (``slots.Timetable``), unless ``ignore_schedule``.
     ``stop`` ends the run early (messages in flight finish and are recorded; nothing new is
-    handed over); ``on_result`` is called after each recorded message (a progress bar)."""
+    handed over); ``on_result`` is called after each recorded message (a progress bar).
+    On PostgreSQL the run is cut into chunks that this process and any ``newsletter
+    worker`` share (``workers.coordinate``); ``share`` is set on a chunk's own Run."""
 
     config: Config
     world: World
@@ -111,6 +124,7 @@ class Run:
     on_result: Callable[[], None] | None = None
     retry: Retry | None = None  # default: from the smtp settings
     transport: Transport | None = None  # default: the configured one
+    share: Share | None = None  # a chunk of a shared run
 
     def once(self, subscribers: Sequence[Subscriber]) -> SendReport:
         """Ingest new digest files, then send each of ``subscribers`` who is due their
@@ -130,9 +144,33 @@ class Run:
                 now=self.world.now(),
                 keep=self.config.announce_types,
             )
-            ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
-            report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
+            if store.db.dialect == "postgresql" and not self.dry_run:
+                from newsletter.workers import coordinate  # (workers builds on this module)
+
+                report = coordinate(self, store, subscribers)
+            else:
+                ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
+                report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
         return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
+
+    def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
+        """Who this run serves, recorded as seen: the skipped (in a report) and the
+        addresses to send to (pending digests first), for the chunks of a shared run."""
+        sending = _Sending(self, store, Ledger(store), DryRunTransport(), None)
+        pending, fresh = sending.plan(subscribers)
+        addresses = [sending.wanted[p.subscriber].email for p in pending]
+        addresses += [s.email for s in fresh]
+        return SendReport((), tuple(sending.skipped), ()), addresses
+
+    def chunk(self, store: Store, subscribers: Sequence[Subscriber]) -> SendReport:
+        """Send a chunk of a shared run (``share``) to ``subscribers``; their digests carry
+        the run, so no subscriber gets two in one run, whichever worker made them."""
+        assert self.share is not None
+        renderer = make_renderer(self.config, self.world.environ)
+        transport = self.transport or make_transport(self.config, self.world.environ)
+        ledger = Ledger(store, run=self.share.run, fence=self.share.fence)
+        report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
+        return replace(report, where=transport.where)
 
 
 def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
@@ -400,14 +438,19 @@ class _Sending:
     """One send over an open store: the report as it fills, keyed by subscriber."""
 
     def __init__(
-        self, run: Run, store: Store, ledger: Ledger, transport: Transport, renderer: Renderer
+        self,
+        run: Run,
+        store: Store,
+        ledger: Ledger,
+        transport: Transport,
+        renderer: Renderer | None,  # (None: plans only)
     ) -> None:
         self.run = run
         self.store = store
         self.ledger = ledger
         self.transport = transport
         self.renderer = renderer
-        self.now = run.world.now()
+        self.now = run.share.as_of if run.share else run.world.now()
         self.timetable = run.config.schedule.timetable()  # who is due, when the next digest comes
         self.sent: list[SentItem] = []
         self.skipped: list[SkippedItem] = []
@@ -426,6 +469,12 @@ class _Sending:
 
         A digest left pending by an interrupted run is sent again as it was (same bytes, same
         Message-ID) before anything new is composed for that subscriber, due or not."""
+        pending, fresh = self.plan(subscribers)
+        return self.deliver(pending, fresh)
+
+    def plan(self, subscribers: Sequence[Subscriber]) -> tuple[list[Pending], list[Subscriber]]:
+        """Who gets what: the pending digests to hand over again and the subscribers due a
+        new one (the others are skipped, saying why)."""
         suppressed = SubscriberState(self.store).suppressed()
         for subscriber in subscribers:
             suppression = suppressed.get(subscriber.email.casefold())
@@ -436,14 +485,31 @@ class _Sending:
             else:
                 reason = "paused" if subscriber.active else "inactive (active: false)"
                 self.skipped.append(SkippedItem(subscriber.email, reason))
-        config = self.run.config
-        since = lookback_start(config, self.now)
-        self.history = self.ledger.history(self.run.retry_failed, since=since)
+        self._done_before()
+        only = list(self.wanted) if self.ledger.run else None  # (a chunk reads its own)
+        since = lookback_start(self.run.config, self.now)
+        self.history = self.ledger.history(self.run.retry_failed, since=since, only=only)
         unseen = [key for key in self.wanted if key not in self.history]
         self.ledger.record_seen(unseen, self.now)
-        pending = [p for p in self.ledger.pending() if p.subscriber in self.wanted]
+        pending = [p for p in self.ledger.pending(only) if p.subscriber in self.wanted]
         waiting = {p.subscriber for p in pending}
         fresh = self._due([s for key, s in self.wanted.items() if key not in waiting])
+        return pending, fresh
+
+    def _done_before(self) -> None:
+        """A chunk done again (its first worker died): those of its subscribers whose digest
+        of this run was accepted, or failed for good, are reported as such, not served again."""
+        done = self.ledger.done_in_run(list(self.wanted)) if self.ledger.run else {}
+        for key, (message_id, status, error) in done.items():
+            email = self.wanted.pop(key).email
+            if status == "sent":
+                self.sent.append(SentItem(email, self.ledger.papers_of(message_id), message_id))
+            else:
+                self.failed.append(FailedItem(email, error or "failed", None, True))
+
+    def deliver(self, pending: list[Pending], fresh: list[Subscriber]) -> SendReport:
+        """Hand over ``pending`` then new digests of ``fresh``, recording each result."""
+        config = self.run.config
         retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
         pacer = self._pacer()

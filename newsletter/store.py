@@ -173,6 +173,53 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX deliveries_sent_at ON deliveries (sent_at) WHERE status = 'sent';
     """,
+    # 9: sends shared by workers (PostgreSQL; the tables stay empty in SQLite). A run cuts
+    # its subscribers into chunks that workers claim for a lease; a digest records its run,
+    # and one subscriber gets at most one digest per run, whichever worker makes it. A slot
+    # of the scheduler starts one run, whichever `newsletter run` is leading.
+    """
+    ALTER TABLE deliveries ADD COLUMN run TEXT;
+    CREATE UNIQUE INDEX deliveries_run_subscriber ON deliveries (run, subscriber)
+        WHERE run IS NOT NULL;
+    CREATE TABLE send_runs (
+        id          TEXT PRIMARY KEY,
+        started     TIMESTAMPTZ NOT NULL,
+        as_of       TEXT NOT NULL,
+        holder      TEXT NOT NULL,
+        options     TEXT NOT NULL,
+        chunks      INTEGER NOT NULL,
+        finished    TIMESTAMPTZ
+    );
+    CREATE TABLE send_chunks (
+        run          TEXT NOT NULL REFERENCES send_runs (id),
+        number       INTEGER NOT NULL,
+        subscribers  TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('queued', 'claimed', 'done')),
+        worker       TEXT,
+        lease_until  TIMESTAMPTZ,
+        claims       INTEGER NOT NULL,
+        report       TEXT,
+        finished     TIMESTAMPTZ,
+        PRIMARY KEY (run, number)
+    );
+    CREATE INDEX send_chunks_open ON send_chunks (status) WHERE status <> 'done';
+    CREATE TABLE workers (
+        id          TEXT PRIMARY KEY,
+        host        TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        started     TIMESTAMPTZ NOT NULL,
+        seen        TIMESTAMPTZ NOT NULL,
+        chunk       TEXT,
+        chunks_done INTEGER NOT NULL,
+        messages    INTEGER NOT NULL
+    );
+    CREATE TABLE slot_runs (
+        slot        TEXT NOT NULL,
+        fire        TEXT NOT NULL,
+        run         TEXT,
+        PRIMARY KEY (slot, fire)
+    );
+    """,
 )
 
 # A later capture (by listing date) refreshes the counters; the first capture keeps the rest,

@@ -3,6 +3,7 @@ the failures delivery must survive."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import ssl
@@ -44,6 +45,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             self.datas += 1
             if self.drop_at is not None and self.datas == self.drop_at:

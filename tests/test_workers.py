@@ -1,0 +1,175 @@
+"""Sends shared by workers through PostgreSQL: chunks claimed with SKIP LOCKED under a lease,
+a worker killed mid-chunk replaced by another, exactly one digest per subscriber across
+all of them (against an aiosmtpd sink), and ``newsletter workers``."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Config
+from newsletter.ledger import Ledger
+from newsletter.models import CapReached, FailedItem, SentItem, SkippedItem
+from newsletter.store import open_store_for
+from newsletter.workers import SendReport, decode, encode, merge
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
+from tests.pg_cluster import PASSWORD, PASSWORD_ENV
+from tests.smtp_server import Sink, SmtpServer
+
+SUBSCRIBERS = 60
+
+
+def write_project(folder: Path, port: int, lease: int = 3) -> Path:
+    shutil.copytree(SAMPLES, folder / "digests")
+    entries = "".join(
+        f"  - email: reader{n:03}@example.org\n    keywords: [model*, learning, language]\n"
+        for n in range(SUBSCRIBERS)
+    )
+    (folder / "subscribers.yaml").write_text("subscribers:\n" + entries)
+    config = folder / "config.yaml"
+    config.write_text(
+        "sender: Research digest <digest@example.org>\ndelivery: smtp\n"
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n  retry_delay: 0\n"
+        f"workers:\n  chunk_size: 4\n  lease: {lease}\n  poll: 0.1\n"
+    )
+    return config
+
+
+def store_of(url: str):
+    return open_store_for(Config(path=Path("config.yaml"), store=url), {PASSWORD_ENV: PASSWORD})
+
+
+def environ(url: str) -> dict[str, str]:
+    return child_env(NEWSLETTER_STORE=url, **{PASSWORD_ENV: PASSWORD})
+
+
+def claimed_by(url: str, pid: int) -> bool:
+    """Has the worker of ``pid`` a chunk that is part sent (a digest of it accepted)?"""
+    with store_of(url) as store:
+        row = store.db.execute(
+            "SELECT count(*) FROM send_chunks c JOIN deliveries d ON d.run = c.run "
+            "WHERE c.status = 'claimed' AND c.worker LIKE ? AND d.status = 'sent' "
+            "AND c.subscribers LIKE '%' || d.subscriber || '%'",
+            (f"%:{pid}:%",),
+        ).fetchone()
+    return row[0] > 0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_chunk_is_replaced_and_each_reader_gets_one_digest(
+    tmp_path: Path, pg_url: str
+) -> None:
+    sink = Sink(delay=0.1)  # (chunks take a while: the kill lands inside one)
+    with SmtpServer(sink) as server:
+        config = write_project(tmp_path, server.port)
+        env = environ(pg_url)
+        logs = [tmp_path / f"worker{n}.log" for n in range(3)]
+        workers = [
+            subprocess.Popen([*command(config), "worker"], stderr=log.open("w"), env=env)
+            for log in logs
+        ]
+        try:
+            send = subprocess.Popen(
+                [*command(config), "send", "--now", "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            victim = workers[0]
+            assert wait_for(lambda: claimed_by(pg_url, victim.pid), 60), logs[0].read_text()
+            victim.send_signal(signal.SIGKILL)
+            out, err = send.communicate(timeout=180)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(timeout=30)
+        assert send.returncode == 0, err
+        report = json.loads(out)
+        digests = collections.defaultdict(set)
+        for message in sink.parsed():
+            digests[str(message["To"])].add(str(message["Message-ID"]))
+    readers = {f"reader{n:03}@example.org" for n in range(SUBSCRIBERS)}
+    assert set(digests) == readers
+    assert {to: len(ids) for to, ids in digests.items() if len(ids) != 1} == {}
+    assert {item["subscriber"] for item in report["sent"]} == readers
+    with store_of(pg_url) as store:
+        rows = store.db.execute(
+            "SELECT subscriber, count(*) FROM deliveries WHERE status = 'sent' GROUP BY subscriber"
+        ).fetchall()
+        claims = store.db.execute("SELECT max(claims) FROM send_chunks").fetchone()[0]
+        sent_ids = {r["message_id"] for r in Ledger(store).rows()}
+    assert dict(rows) == dict.fromkeys(readers, 1)  # the ledger agrees: one each
+    assert sent_ids == {i for ids in digests.values() for i in ids}
+    assert claims >= 2  # the killed worker's chunk was claimed again
+    assert all(w.returncode == 0 for w in workers[1:])
+
+
+def test_send_on_postgresql_works_in_chunks_alone_and_lists_no_worker_after(
+    tmp_path: Path, pg_url: str
+) -> None:
+    with SmtpServer() as server:
+        config = write_project(tmp_path, server.port)
+        env = {"NEWSLETTER_STORE": pg_url, PASSWORD_ENV: PASSWORD}
+        result = invoke(config, "send", "--now", "--json", environ=env)
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(result.stdout)["sent"]) == SUBSCRIBERS
+        assert len(server.sink.messages) == SUBSCRIBERS
+        again = invoke(config, "send", "--now", "--json", environ=env)
+        assert json.loads(again.stdout)["sent"] == []  # nothing twice
+    with store_of(pg_url) as store:
+        chunks = store.db.execute(
+            "SELECT count(*), min(status), max(status) FROM send_chunks GROUP BY run"
+        ).fetchall()
+    assert chunks == [(SUBSCRIBERS // 4, "done", "done")] * 2  # two runs, all done
+    listed = invoke(config, "workers", "--json", environ=env)
+    assert json.loads(listed.stdout) == []  # the sender left when its run was done
+
+
+def test_newsletter_workers_lists_a_live_worker(tmp_path: Path, pg_url: str) -> None:
+    config = write_project(tmp_path, 9)
+    env = environ(pg_url)
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen([*command(config), "worker"], stderr=log.open("w"), env=env)
+    try:
+        assert wait_for(lambda: "waiting for chunks" in log.read_text(), 30), log.read_text()
+        listed = invoke(
+            config,
+            "workers",
+            "--json",
+            environ={"NEWSLETTER_STORE": pg_url, PASSWORD_ENV: PASSWORD},
+        )
+        (shown,) = json.loads(listed.stdout)
+        assert shown["pid"] == worker.pid and shown["chunk"] is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    assert "stopped" in log.read_text()
+
+
+def test_a_worker_needs_a_postgresql_store(tmp_path: Path) -> None:
+    config = write_project(tmp_path, 9)
+    result = invoke(config, "worker")
+    assert result.exit_code == 2
+    assert "store: postgresql://" in result.output
+
+
+def test_a_chunk_report_survives_the_database() -> None:
+    report = SendReport(
+        (SentItem("a@example.org", ("p1", "p2"), "<m@x>", True),),
+        (SkippedItem("b@example.org", "paused"), SkippedItem("c@example.org", "not due", NOW)),
+        (FailedItem("d@example.org", "550 no", 550, True),),
+        where="127.0.0.1:25",
+        capped=CapReached("per_hour", 100, NOW),
+        held=3,
+    )
+    assert decode(encode(report)) == report
+    merged = merge(SendReport((), (SkippedItem("e@example.org", "x"),), ()), [report, report])
+    assert len(merged.sent) == 2 and len(merged.skipped) == 5 and merged.held == 6
