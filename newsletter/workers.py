@@ -207,6 +207,14 @@ class Queue:
             )
         return cursor.rowcount == 1
 
+    def release(self, worker: str, chunk: Chunk) -> None:
+        """Hand ``chunk`` back, queued, for another worker to do (this one is stopping)."""
+        self.db.execute(
+            "UPDATE send_chunks SET status = 'queued', worker = NULL, lease_until = NULL "
+            "WHERE run = ? AND number = ? AND worker = ? AND status = 'claimed'",
+            (chunk.run, chunk.number, worker),
+        )
+
     def left(self, run: str) -> int:
         """How many chunks of ``run`` are not done."""
         row = self.db.execute(
@@ -278,8 +286,9 @@ def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> Sen
         chunks = [addresses[i : i + size] for i in range(0, len(addresses), size)]
         queue = Queue(store)
         queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
-        Worker(run.config, run.world, store, run, worker_id(run.holder)).work(run_id)
-        return merge(skipped, queue.reports(run_id))
+        worker = Worker(run.config, run.world, store, run, worker_id(run.holder))
+        worker.work(run_id)
+        return merge(skipped, [*queue.reports(run_id), *worker.handed_back])
     finally:
         db.unlock(postgres.SEND_LOCK)  # type: ignore[attr-defined]
 
@@ -302,6 +311,7 @@ class Worker:
         self.name = name
         self.queue = Queue(store)
         self.settings: WorkerSettings = config.workers
+        self.handed_back: list[SendReport] = []  # what chunks handed back had sent
 
     @property
     def stopping(self) -> bool:
@@ -337,7 +347,8 @@ class Worker:
         known = {s.email.casefold(): s for s in profiles.subscribers}
         chosen = [known[a.casefold()] for a in chunk.subscribers if a.casefold() in known]
         missing = [a for a in chunk.subscribers if a.casefold() not in known]
-        stop = threading.Event()
+        lost = threading.Event()
+        halt = Either(self.base.stop, lost)  # (delivery only ever asks is_set)
         share = Share(chunk.run, chunk.as_of, self.queue.fence(self.name, chunk))
         run = Run(
             self.config,
@@ -345,27 +356,26 @@ class Worker:
             ignore_schedule=True,  # (the run decided who is due)
             retry_failed=chunk.retry_failed,
             holder=self.base.holder,
-            stop=stop,
+            stop=halt,  # type: ignore[arg-type]
             on_result=self.base.on_result,
             retry=self.base.retry,
             transport=self.base.transport,
             share=share,
         )
-        with self._lease(chunk, stop) as lost:
+        with self._lease(chunk, lost):
             try:
                 report = run.chunk(self.store, chosen)
-            except LeaseLost as exc:
-                log.warning("chunk %s: %s; left to it", chunk.label, exc)
-                return
             except NewsletterError as exc:
-                if lost.is_set():
-                    log.warning(
-                        "chunk %s: lease lost (%s); left to the worker that took it",
-                        chunk.label,
-                        exc,
-                    )
-                    return
-                raise
+                if not (lost.is_set() or isinstance(exc, LeaseLost)):
+                    raise
+                log.warning("chunk %s: %s; left to the worker that took it over", chunk.label, exc)
+                return
+        if halt.is_set():  # stopping, or the lease lost: the rest is for another worker
+            self.queue.release(self.name, chunk)
+            self.handed_back.append(report)
+            sent = len(report.sent)
+            log.info("chunk %s: handed back (%d sent before stopping)", chunk.label, sent)
+            return
         report = _with_missing(report, missing, profiles.path.name)
         if not self.queue.finish(self.name, chunk, report):
             log.warning("chunk %s was taken over before it was recorded done", chunk.label)
@@ -382,11 +392,9 @@ class Worker:
         )
 
     @contextmanager
-    def _lease(self, chunk: Chunk, stop: threading.Event) -> Iterator[threading.Event]:
+    def _lease(self, chunk: Chunk, lost: threading.Event) -> Iterator[None]:
         """Renew the lease on ``chunk`` every quarter of its length, on a connection of its
-        own, until the block ends; set ``stop`` (hand nothing more over) once it is lost or
-        the worker is stopping."""
-        lost = threading.Event()
+        own, until the block ends; set ``lost`` once another worker may have taken it."""
         done = threading.Event()
         lease = self.settings.lease
 
@@ -394,20 +402,28 @@ class Worker:
             with open_store_for(self.config, self.world.environ) as own:
                 queue = Queue(own)
                 while not done.wait(lease / 4):
-                    if self.stopping:
-                        stop.set()
                     if not queue.renew(self.name, chunk, lease):
                         lost.set()
-                        stop.set()
                         return
 
         thread = threading.Thread(target=renew, name=f"lease {chunk.label}", daemon=True)
         thread.start()
         try:
-            yield lost
+            yield
         finally:
             done.set()
             thread.join()
+
+
+class Either:
+    """Set when any of its events is: a worker's stop, or the loss of a chunk's lease."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self.events = [event for event in events if event is not None]
+
+    def is_set(self) -> bool:
+        """Is any of the events set?"""
+        return any(event.is_set() for event in self.events)
 
 
 def _with_missing(report: SendReport, missing: list[str], file: str) -> SendReport:

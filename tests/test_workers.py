@@ -25,7 +25,7 @@ from tests.smtp_server import Sink, SmtpServer
 SUBSCRIBERS = 60
 
 
-def write_project(folder: Path, port: int, lease: int = 3) -> Path:
+def write_project(folder: Path, port: int, lease: int = 3, chunk: int = 4) -> Path:
     shutil.copytree(SAMPLES, folder / "digests")
     entries = "".join(
         f"  - email: reader{n:03}@example.org\n    keywords: [model*, learning, language]\n"
@@ -36,7 +36,7 @@ def write_project(folder: Path, port: int, lease: int = 3) -> Path:
     config.write_text(
         "sender: Research digest <digest@example.org>\ndelivery: smtp\n"
         f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n  retry_delay: 0\n"
-        f"workers:\n  chunk_size: 4\n  lease: {lease}\n  poll: 0.1\n"
+        f"workers:\n  chunk_size: {chunk}\n  lease: {lease}\n  poll: 0.1\n"
     )
     return config
 
@@ -62,12 +62,15 @@ def claimed_by(url: str, pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_a_worker_killed_mid_chunk_is_replaced_and_each_reader_gets_one_digest(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, how: signal.Signals
 ) -> None:
+    """SIGKILL: the lease runs out and another worker does the chunk again. SIGTERM: the
+    worker finishes the messages in flight and hands the rest of its chunk back at once."""
     sink = Sink(delay=0.1)  # (chunks take a while: the kill lands inside one)
     with SmtpServer(sink) as server:
-        config = write_project(tmp_path, server.port)
+        config = write_project(tmp_path, server.port, chunk=12)
         env = environ(pg_url)
         logs = [tmp_path / f"worker{n}.log" for n in range(3)]
         workers = [
@@ -84,7 +87,10 @@ def test_a_worker_killed_mid_chunk_is_replaced_and_each_reader_gets_one_digest(
             )
             victim = workers[0]
             assert wait_for(lambda: claimed_by(pg_url, victim.pid), 60), logs[0].read_text()
-            victim.send_signal(signal.SIGKILL)
+            victim.send_signal(how)
+            if how == signal.SIGTERM:
+                assert victim.wait(timeout=10) == 0, logs[0].read_text()
+                assert "handed back" in logs[0].read_text()
             out, err = send.communicate(timeout=180)
         finally:
             for worker in workers:
