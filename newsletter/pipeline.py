@@ -162,11 +162,12 @@ class Run:
         addresses += [s.email for s in fresh]
         return SendReport((), tuple(sending.skipped), ()), addresses
 
-    def chunk(self, store: Store, subscribers: Sequence[Subscriber]) -> SendReport:
+    def chunk(
+        self, store: Store, subscribers: Sequence[Subscriber], renderer: Renderer
+    ) -> SendReport:
         """Send a chunk of a shared run (``share``) to ``subscribers``; their digests carry
         the run, so no subscriber gets two in one run, whichever worker made them."""
         assert self.share is not None
-        renderer = make_renderer(self.config, self.world.environ)
         transport = self.transport or make_transport(self.config, self.world.environ)
         ledger = Ledger(store, run=self.share.run, fence=self.share.fence)
         report = _Sending(self, store, ledger, transport, renderer).send(subscribers)

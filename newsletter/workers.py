@@ -286,7 +286,7 @@ def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> Sen
         chunks = [addresses[i : i + size] for i in range(0, len(addresses), size)]
         queue = Queue(store)
         queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
-        worker = Worker(run.config, run.world, store, run, worker_id(run.holder))
+        worker = Worker(store, run, worker_id(run.holder))
         worker.work(run_id)
         return merge(skipped, [*queue.reports(run_id), *worker.handed_back])
     finally:
@@ -303,15 +303,19 @@ class Worker:
     ``base`` gives what each chunk's Run takes from its caller (stop event, transport, retry
     policy, progress callback)."""
 
-    def __init__(self, config: Config, world: World, store: Store, base: Run, name: str) -> None:
-        self.config = config
-        self.world = world
+    def __init__(self, store: Store, base: Run, name: str) -> None:
+        from newsletter.pipeline import make_renderer
+
+        self.config = base.config
+        self.world = base.world
+        self.renderer = make_renderer(self.config, self.world.environ)  # (once, not a chunk)
         self.store = store
         self.base = base
         self.name = name
         self.queue = Queue(store)
-        self.settings: WorkerSettings = config.workers
+        self.settings: WorkerSettings = self.config.workers
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
+        self.queue.join(name)  # (listed by `newsletter workers` from here on)
 
     @property
     def stopping(self) -> bool:
@@ -319,7 +323,6 @@ class Worker:
 
     def work(self, run: str | None = None) -> None:
         """Claim and send chunks until ``run`` is done (None: until stopped)."""
-        self.queue.join(self.name)
         try:
             while not self.stopping:
                 chunk = self.queue.claim(self.name, self.settings.lease, run)
@@ -364,7 +367,7 @@ class Worker:
         )
         with self._lease(chunk, lost):
             try:
-                report = run.chunk(self.store, chosen)
+                report = run.chunk(self.store, chosen, self.renderer)
             except NewsletterError as exc:
                 if not (lost.is_set() or isinstance(exc, LeaseLost)):
                     raise
@@ -500,8 +503,9 @@ def serve_worker(config: Config, world: World, stop: threading.Event) -> None:
         )
     name = worker_id("worker")
     with open_store_for(config, world.environ) as store:
+        worker = Worker(store, Run(config, world, holder="worker", stop=stop), name)
         log.info("worker %s: waiting for chunks in %s", name, store.where)
-        Worker(config, world, store, Run(config, world, holder="worker", stop=stop), name).work()
+        worker.work()
     log.info("worker %s: stopped", name)
 
 
