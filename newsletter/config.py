@@ -182,6 +182,8 @@ class WorkerSettings:
     chunk_size: int = setting(200, "int", 1, 100_000)
     lease: int = setting(60, "int", 2, 3600)  # seconds; renewed every quarter of it
     poll: float = setting(1.0, "number", 0.05, 60)  # seconds
+    # seconds between a follower's tries to lead the schedule (and the leader's checks)
+    leader_poll: float = setting(5.0, "number", 0.1, 30)
 
 
 @dataclass(frozen=True)

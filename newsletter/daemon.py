@@ -7,6 +7,9 @@ and the last good version keeps running. Each run fetches the configured sources
 ``newsletter fetch``), ingests new digests and sends the due subscribers with the same
 ``pipeline.Run`` as ``newsletter send`` (same ledger, same lock, same rule for who is due: the
 jobs only decide when to look).
+
+On a PostgreSQL store several instances may run, on any hosts: one leads the schedule, the
+others work on the chunks of its runs and take over when it goes (see ``leader``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,14 +30,18 @@ from apscheduler.triggers.base import BaseTrigger
 from newsletter.bounces import process_bounces
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
+from newsletter.leader import Follower, Leadership
 from newsletter.models import SendReport
 from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
 from newsletter.profiles import Profiles
 from newsletter.slots import Slot, group_by_slot, next_fire
+from newsletter.store import store_url
+from newsletter.workers import live_workers, worker_id
 
 WATCH_SECONDS = 2.0
 STOP_SECONDS = 10.0
 AFTER_CAP = "after-cap"  # the job that runs again once a cap of smtp.rate lets more go
+CATCH_UP = "catch-up"  # the run an instance makes when it starts leading the schedule
 
 
 class SlotTrigger(BaseTrigger):
@@ -76,7 +84,10 @@ class Daemon:
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=1)},
         )
-        self.lock = threading.Lock()  # reloads come from the watch job and from runs
+        # reloads come from the watch job and from runs; changes of role from their thread
+        self.lock = threading.RLock()
+        self.leadership: Leadership | None = None  # PostgreSQL: the scheduling role
+        self.follower: Follower | None = None  # while another instance leads
 
     # -- configuration --------------------------------------------------------------------
     def _stamps(self, config: Config | None) -> tuple[float, ...]:
@@ -110,11 +121,18 @@ class Daemon:
     # -- jobs -----------------------------------------------------------------------------
     def schedule_jobs(self) -> None:
         """(Re)build the send jobs from the loaded configuration."""
+        with self.lock:
+            self._schedule_jobs()
+
+    def _schedule_jobs(self) -> None:
         assert self.loaded is not None
         config = self.loaded.config
+        following = self.leadership is not None and not self.leadership.leading
         for job in self.scheduler.get_jobs():
-            if job.id not in ("watch", AFTER_CAP):
+            if job.id != "watch" and (following or job.id not in (AFTER_CAP, CATCH_UP)):
                 job.remove()
+        if following:
+            return
         defaults = {
             "coalesce": True,  # after a sleep: one catch-up run, not one per missed slot
             "misfire_grace_time": config.schedule.misfire_grace_time,
@@ -148,22 +166,32 @@ class Daemon:
     def watch(self, force: bool = False) -> None:
         """Every few seconds (and on SIGHUP, ``force``): take valid edits into account
         without a restart."""
-        if self.reload(force):
+        with self.lock:
+            before = self.loaded.config if self.loaded else None
+            if not self.reload(force):
+                return
             self.log.info("configuration or profiles changed; schedule rebuilt")
             self.schedule_jobs()
+            if self.follower is not None and self.loaded and self.loaded.config != before:
+                self.follower.halt()  # (a worker takes its config when it starts)
+                self.follower = Follower(self.loaded.config, self.world)
 
-    def run_due(self, slot: Slot | None) -> None:
+    def run_due(self, slot: Slot | None, catch_up: bool = False) -> None:
         """One scheduled run: ingest, then send whoever is due (by the rule ``send`` uses:
         normally the slot's subscribers, plus anyone a missed run left due); one log line,
-        and one per rejected file."""
+        and one per rejected file. ``catch_up``: the run of an instance that starts leading."""
         self.watch()
         assert self.loaded is not None
         config, subscribers = self.loaded.config, self.loaded.profiles.subscribers
-        label = slot.label if slot else "cron"
+        label = CATCH_UP if catch_up else slot.label if slot else "cron"
+        run_id = uuid.uuid4().hex
+        if not catch_up and not self._claim(config, slot, label, run_id):
+            return
         started = time.monotonic()
         self.fetch(config)
         try:
-            report = Run(config, self.world, holder="run", stop=self.stop).once(subscribers)
+            run = Run(config, self.world, holder="run", stop=self.stop, id=run_id)
+            report = run.once(subscribers)
         except BusyError as exc:
             self.log.warning("run %s skipped: %s", label, exc)
             return
@@ -178,7 +206,7 @@ class Daemon:
         receiving = sum(1 for s in subscribers if s.receives)
         self.log.info(
             "run %s: %d due, %d files ingested (%d new papers), %d rejected, %d warnings, "
-            "%d sent, %d skipped, %d failed, %.2f s",
+            "%d sent, %d skipped, %d failed, %.2f s%s",
             label,
             receiving - report.not_due,
             ingested.count("ingested"),
@@ -189,7 +217,33 @@ class Daemon:
             len(report.skipped) - report.not_due,
             len(report.failed),
             time.monotonic() - started,
+            self._workers(config),
         )
+
+    def _claim(self, config: Config, slot: Slot | None, label: str, run_id: str) -> bool:
+        """On PostgreSQL: may this instance start the run of this fire of the slot (or
+        cron)? Once per fire, whichever instance leads; a line saying why not."""
+        if self.leadership is None:
+            return True
+        fire = config.schedule.timetable().fire_of(slot, self.world.now())
+        if fire is None:
+            return True
+        refused = self.leadership.claim(label, fire, run_id)
+        if refused is not None:
+            self.log.warning(
+                "run %s of %s skipped: %s", label, f"{fire:%Y-%m-%d %H:%M:%S}", refused
+            )
+        return refused is None
+
+    def _workers(self, config: Config) -> str:
+        """The log line's count of live workers (PostgreSQL)."""
+        if self.leadership is None:
+            return ""
+        try:
+            count = len(live_workers(config, self.world))
+        except NewsletterError as exc:
+            return f", workers unknown ({exc})"
+        return f", {count} worker{'s' if count != 1 else ''}"
 
     def after_cap(self, slot: Slot | None, report: SendReport) -> None:
         """A cap of smtp.rate stopped the run: run again once it lets more go."""
@@ -254,6 +308,55 @@ class Daemon:
                     since,
                 )
 
+    # -- the scheduling role (PostgreSQL) ---------------------------------------------------
+    def contend(self) -> None:
+        """Lead the schedule if no instance does (then catch up and build the jobs), or
+        follow: work on chunks, and try again at the next call."""
+        assert self.leadership is not None and self.loaded is not None
+        with self.lock:
+            was = self.leadership.leading
+            leading = self.leadership.contend()
+            if leading and not was:
+                self._lead()
+            elif not leading and (was or self.follower is None):
+                self._follow(lost=was)
+
+    def _lead(self) -> None:
+        assert self.leadership is not None
+        if self.follower is not None:
+            self.follower.halt()
+            self.follower = None
+        self.log.info(
+            "leading the schedule as %s: a catch-up run, then the jobs", self.leadership.name
+        )
+        self.schedule_jobs()
+        self.scheduler.add_job(
+            self.run_due,
+            args=[None],
+            kwargs={"catch_up": True},
+            id=CATCH_UP,
+            replace_existing=True,
+        )
+
+    def _follow(self, lost: bool) -> None:
+        assert self.loaded is not None
+        if lost:
+            self.log.error("lost the scheduling role; following until this instance can lead")
+        else:
+            self.log.info(
+                "following: another instance leads the schedule; working on its chunks and "
+                "taking over if it goes"
+            )
+        self.schedule_jobs()
+        self.follower = Follower(self.loaded.config, self.world)
+
+    def _contend_loop(self, every: float) -> None:
+        while not self.stop.wait(every):
+            try:
+                self.contend()
+            except Exception:  # (the role must stay contested whatever happens once)
+                self.log.exception("contending for the scheduling role failed")
+
     # -- the process ----------------------------------------------------------------------
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT (SIGHUP reloads the files); finish the message in
@@ -265,7 +368,15 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
         self.scheduler.start()
         self.scheduler.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch")
-        self.schedule_jobs()
+        config = self.loaded.config if self.loaded else None
+        assert config is not None
+        if store_url(config, self.world.environ) != "sqlite":
+            self.leadership = Leadership(config, self.world.environ, worker_id("run"))
+            self.contend()
+            every = config.workers.leader_poll
+            threading.Thread(target=self._contend_loop, args=[every], daemon=True).start()
+        else:
+            self.schedule_jobs()
         self.log.info("running; SIGTERM or Ctrl-C stops, SIGHUP reloads the files")
         while not self.stop.wait(0.2):
             if hangup.is_set():  # handled here: a signal handler must not take locks
@@ -275,6 +386,10 @@ class Daemon:
         self.log.info("stopping: finishing the message in flight")
         stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True})
         stopper.start()
+        if self.follower is not None:
+            self.follower.halt(STOP_SECONDS)
         stopper.join(STOP_SECONDS)
+        if self.leadership is not None:
+            self.leadership.close()
         self.log.info("stopped" if not stopper.is_alive() else "stopped (a run was cut short)")
         return 0

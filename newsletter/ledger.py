@@ -20,7 +20,7 @@ from typing import Any
 
 from newsletter.envelope import digest_key
 from newsletter.models import History, SentDigest
-from newsletter.store import Store
+from newsletter.store import Store, rows_among
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +126,7 @@ class Ledger:
     def _among(
         self, sql: str, column: str, params: Sequence[object], only: Sequence[str] | None
     ) -> list[tuple]:
-        """The rows of ``sql`` (its ``{AND}`` limiting ``column`` to ``only``, when given,
-        500 addresses a query)."""
-        if only is None:
-            return self.db.execute(sql.format(AND=""), params).fetchall()
-        rows: list[tuple] = []
-        for start in range(0, len(only), 500):
-            part = only[start : start + 500]
-            limit = f"AND {column} IN ({','.join('?' * len(part))})"
-            rows.extend(self.db.execute(sql.format(AND=limit), (*params, *part)).fetchall())
-        return rows
+        return rows_among(self.db, sql, column, params, only)
 
     def pending(self, only: Sequence[str] | None = None) -> list[Pending]:
         """Digests recorded as pending (crashed or deferred runs; of ``only`` these

@@ -125,6 +125,7 @@ class Run:
     retry: Retry | None = None  # default: from the smtp settings
     transport: Transport | None = None  # default: the configured one
     share: Share | None = None  # a chunk of a shared run
+    id: str | None = None  # a shared run's id (default: a new one; the scheduler sets it)
 
     def once(self, subscribers: Sequence[Subscriber]) -> SendReport:
         """Ingest new digest files, then send each of ``subscribers`` who is due their
@@ -476,7 +477,8 @@ class _Sending:
     def plan(self, subscribers: Sequence[Subscriber]) -> tuple[list[Pending], list[Subscriber]]:
         """Who gets what: the pending digests to hand over again and the subscribers due a
         new one (the others are skipped, saying why)."""
-        suppressed = SubscriberState(self.store).suppressed()
+        only = [s.email.casefold() for s in subscribers] if self.ledger.run else None
+        suppressed = SubscriberState(self.store).suppressed(only)  # (a chunk: its own)
         for subscriber in subscribers:
             suppression = suppressed.get(subscriber.email.casefold())
             if suppression is not None:
@@ -598,8 +600,9 @@ class _Sending:
             self.halted = str(exc)
 
     def _make_room(self, digests: int) -> None:
-        """StoreError unless the state disk has room to record ``digests`` more."""
-        if self.run.dry_run:
+        """StoreError unless the state disk has room to record ``digests`` more (a
+        PostgreSQL store records nothing there)."""
+        if self.run.dry_run or self.store.db.dialect != "sqlite":
             return
         state = self.run.config.state_dir
         free = self.run.world.free_bytes(state)

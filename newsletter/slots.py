@@ -124,6 +124,13 @@ class Timetable:
         """The subscriber's first scheduled time after ``now`` (None: never, or paused)."""
         return self._fire(subscriber, now, _slot_next, _cron_next)
 
+    def fire_of(self, slot: Slot | None, now: datetime) -> datetime | None:
+        """The latest fire at or before ``now`` of the cron, or else of ``slot``: which fire
+        a run of the scheduler is."""
+        if self.cron:
+            return _cron_previous(self.cron, self.timezone, now)
+        return _slot_previous(slot, now) if slot else None
+
     def _fire(self, subscriber: Subscriber, now: datetime, by_slot, by_cron) -> datetime | None:
         slot = slot_of(subscriber)
         if slot is None:

@@ -688,6 +688,21 @@ def store_url(config: Config, environ: Mapping[str, str]) -> str:
     return url
 
 
+def rows_among(
+    db: Database, sql: str, column: str, params: Sequence[object], only: Sequence[str] | None
+) -> list[tuple]:
+    """The rows of ``sql`` (its ``{AND}`` limiting ``column`` to ``only``, when given,
+    500 addresses a query)."""
+    if only is None:
+        return db.execute(sql.format(AND=""), params).fetchall()
+    rows: list[tuple] = []
+    for start in range(0, len(only), 500):
+        part = only[start : start + 500]
+        limit = f"AND {column} IN ({','.join('?' * len(part))})"
+        rows.extend(db.execute(sql.format(AND=limit), (*params, *part)).fetchall())
+    return rows
+
+
 def open_store_for(
     config: Config,
     environ: Mapping[str, str] = os.environ,

@@ -8,10 +8,11 @@ on papers is kept click by click.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from newsletter.models import Feedback, SubscriberEvent, Suppression
-from newsletter.store import Store
+from newsletter.store import Store, rows_among
 
 
 class SubscriberState:
@@ -21,10 +22,16 @@ class SubscriberState:
         self.store = store
         self.db = store.db
 
-    def suppressed(self) -> dict[str, Suppression]:
-        """Every suppression, by casefolded address."""
-        rows = self.db.execute(
-            "SELECT subscriber, address, reason, how, at, detail FROM suppressions"
+    def suppressed(self, only: Sequence[str] | None = None) -> dict[str, Suppression]:
+        """Every suppression (of the casefolded addresses ``only``, if given: a chunk's),
+        by casefolded address."""
+        rows = rows_among(
+            self.db,
+            "SELECT subscriber, address, reason, how, at, detail FROM suppressions "
+            "WHERE 1 = 1 {AND}",
+            "subscriber",
+            (),
+            only,
         )
         return {key: _suppression(row) for key, *row in rows}
 

@@ -39,23 +39,28 @@ from newsletter.models import (
     SkippedItem,
     Subscriber,
 )
+from newsletter.postgres import WORKERS
 from newsletter.store import Store, open_store_for, store_url
 
 if TYPE_CHECKING:
     from newsletter.pipeline import Run, World
 
 log = logging.getLogger("newsletter.worker")
+CHANNEL = "newsletter_chunks"  # notified when a run opens and when one ends
 
 _CLAIM = """
 UPDATE send_chunks SET status = 'claimed', worker = ?, claims = claims + 1,
     lease_until = clock_timestamp() + make_interval(secs => ?)
 WHERE (run, number) = (
     SELECT run, number FROM send_chunks
-    WHERE (status = 'queued' OR (status = 'claimed' AND lease_until < clock_timestamp()))
+    WHERE (status = 'queued' OR (status = 'claimed' AND (lease_until < clock_timestamp()
+            OR NOT {ALIVE})))
         {RUN}
     ORDER BY run, number LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING run, number, subscribers, claims
 """
+
+_CHUNK_WORKER_ALIVE = postgres.alive("send_chunks.worker")
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,15 @@ class Queue:
                 "VALUES (?, ?, ?, 'queued', 0)",
                 ((run, number, json.dumps(chunk)) for number, chunk in enumerate(chunks)),
             )
-            db.execute("NOTIFY newsletter_chunks")
+            db.execute(f"NOTIFY {CHANNEL}")
 
     def claim(self, worker: str, lease: int, run: str | None = None) -> Chunk | None:
         """Take the first chunk that is queued or whose lease ran out (of ``run`` only, if
         given) for ``lease`` seconds; None when there is none."""
-        sql = _CLAIM.format(RUN="AND run = ?" if run else "")
+        sql = _CLAIM.format(RUN="AND run = ?" if run else "", ALIVE=_CHUNK_WORKER_ALIVE)
         with self.db.transaction() as db:
-            row = db.execute(sql, (worker, lease, *([run] if run else []))).fetchone()
+            params = (worker, lease, WORKERS, *([run] if run else []))
+            row = db.execute(sql, params).fetchone()
             if row is None:
                 return None
             run_id, number, subscribers, claims = row
@@ -199,12 +205,14 @@ class Queue:
                 "messages = messages + ?, seen = clock_timestamp() WHERE id = ?",
                 (len(report.sent), worker),
             )
-            db.execute(
+            ended = db.execute(
                 "UPDATE send_runs SET finished = clock_timestamp() WHERE id = ? AND finished "
                 "IS NULL AND NOT EXISTS (SELECT 1 FROM send_chunks WHERE run = ? AND status "
                 "<> 'done')",
                 (chunk.run, chunk.run),
             )
+            if ended.rowcount:  # (the sender waiting for the run's end hears it at once)
+                db.execute(f"NOTIFY {CHANNEL}")
         return cursor.rowcount == 1
 
     def release(self, worker: str, chunk: Chunk) -> None:
@@ -222,16 +230,30 @@ class Queue:
         ).fetchone()
         return int(row[0])
 
-    def reports(self, run: str) -> list[SendReport]:
-        """The reports of the chunks of ``run`` done so far, in chunk order."""
+    def reports(self, run: str, since: datetime | None = None) -> list[SendReport]:
+        """The reports of the chunks of ``run`` done so far (since ``since``, a time of
+        the server's clock), in chunk order."""
         rows = self.db.execute(
-            "SELECT report FROM send_chunks WHERE run = ? AND status = 'done' ORDER BY number",
-            (run,),
+            "SELECT report FROM send_chunks WHERE run = ? AND status = 'done' "
+            "AND finished >= coalesce(?::timestamptz, '-infinity') ORDER BY number",
+            (run, since),
         )
         return [decode(row[0]) for row in rows]
 
+    def unfinished(self) -> list[str]:
+        """The runs with chunks not done, oldest first."""
+        rows = self.db.execute(
+            "SELECT id FROM send_runs WHERE finished IS NULL ORDER BY started, id"
+        )
+        return [row[0] for row in rows]
+
+    def clock(self) -> datetime:
+        """The database server's time (leases and chunk times are on its clock)."""
+        return self.db.execute("SELECT clock_timestamp()").fetchone()[0]
+
     def join(self, worker: str) -> None:
-        """Note a worker as live."""
+        """Note a worker as live, and hold its session's lock (see ``postgres.ALIVE``)."""
+        self.db.execute("SELECT pg_advisory_lock_shared(?, hashtext(?))", (WORKERS, worker))
         self.db.execute(
             "INSERT INTO workers (id, host, pid, started, seen, chunks_done, messages) "
             "VALUES (?, ?, ?, clock_timestamp(), clock_timestamp(), 0, 0) "
@@ -244,17 +266,18 @@ class Queue:
         self.db.execute("UPDATE workers SET seen = clock_timestamp() WHERE id = ?", (worker,))
 
     def leave(self, worker: str) -> None:
-        """A worker stopping (one killed is forgotten once unseen for long)."""
+        """A worker stopping (one killed is forgotten by ``live``: its session is gone)."""
         self.db.execute("DELETE FROM workers WHERE id = ?", (worker,))
+        self.db.execute("SELECT pg_advisory_unlock_shared(?, hashtext(?))", (WORKERS, worker))
 
-    def live(self, within: float) -> list[WorkerStatus]:
-        """The workers seen in the last ``within`` seconds, those that forgot to leave
-        removed after a day."""
-        self.db.execute("DELETE FROM workers WHERE seen < clock_timestamp() - interval '1 day'")
+    def live(self) -> list[WorkerStatus]:
+        """The workers whose session is alive; those that died (killed: they could not
+        leave) are forgotten."""
+        alive = postgres.alive("workers.id")
+        self.db.execute(f"DELETE FROM workers WHERE NOT {alive}", (WORKERS,))
         rows = self.db.execute(
             "SELECT id, host, pid, started, seen, chunk, chunks_done, messages FROM workers "
-            "WHERE seen > clock_timestamp() - make_interval(secs => ?) ORDER BY host, pid",
-            (within,),
+            "ORDER BY host, pid, id"
         )
         return [WorkerStatus(*row) for row in rows]
 
@@ -265,8 +288,9 @@ def worker_id(role: str) -> str:
 
 
 def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> SendReport:
-    """Carry out ``run`` as a shared run: plan it, queue its chunks, work on them beside any
-    workers, and return once all are done, with every chunk's report merged."""
+    """Carry out ``run`` as a shared run: finish the runs an earlier sender left (it died,
+    or was stopped), plan this one, queue its chunks, work on them beside any workers, and
+    return once all are done, with every chunk's report merged."""
     from newsletter.pipeline import Share
 
     db = store.db
@@ -276,21 +300,36 @@ def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> Sen
             "; wait for it to finish (newsletter workers shows its progress) and run again"
         )
     try:
-        as_of = run.world.now()
-        run_id = uuid.uuid4().hex
-        planning = replace(run, share=Share(run_id, as_of, _no_fence))
-        skipped, addresses = planning.plan(store, subscribers)
-        if not addresses:
-            return skipped
-        size = run.config.workers.chunk_size
-        chunks = [addresses[i : i + size] for i in range(0, len(addresses), size)]
         queue = Queue(store)
-        queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
         worker = Worker(store, run, worker_id(run.holder))
-        worker.work(run_id)
-        return merge(skipped, [*queue.reports(run_id), *worker.handed_back])
+        try:
+            reports = _finish_earlier(queue, worker)
+            as_of = run.world.now()
+            run_id = run.id or uuid.uuid4().hex
+            planning = replace(run, share=Share(run_id, as_of, _no_fence))
+            skipped, addresses = planning.plan(store, subscribers)
+            if addresses and not worker.stopping:
+                size = run.config.workers.chunk_size
+                chunks = [addresses[i : i + size] for i in range(0, len(addresses), size)]
+                queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
+                worker.work([run_id])
+                reports += queue.reports(run_id)
+        finally:
+            worker.leave()
+        return merge(skipped, [*reports, *worker.handed_back])
     finally:
         db.unlock(postgres.SEND_LOCK)  # type: ignore[attr-defined]
+
+
+def _finish_earlier(queue: Queue, worker: Worker) -> list[SendReport]:
+    """Work the runs left unfinished (their sender died or was stopped; the lock says none
+    is coordinating them now) to the end; the reports of the chunks done meanwhile."""
+    since = queue.clock()
+    runs = queue.unfinished()
+    for run_id in runs:
+        log.info("finishing run %s, left unfinished by an earlier send", run_id[:8])
+    worker.work(runs)
+    return [report for run_id in runs for report in queue.reports(run_id, since)]
 
 
 def _no_fence(db: Any) -> None:
@@ -316,31 +355,33 @@ class Worker:
         self.settings: WorkerSettings = self.config.workers
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
         self.queue.join(name)  # (listed by `newsletter workers` from here on)
+        store.db.listen(CHANNEL)  # type: ignore[attr-defined]
 
     @property
     def stopping(self) -> bool:
         return self.base.stop is not None and self.base.stop.is_set()
 
-    def work(self, run: str | None = None) -> None:
-        """Claim and send chunks until ``run`` is done (None: until stopped)."""
-        try:
+    def work(self, runs: Sequence[str] | None = None) -> None:
+        """Claim and send chunks of ``runs`` until each is done, in turn (None: of any run,
+        until stopped)."""
+        for run in runs if runs is not None else [None]:
             while not self.stopping:
                 chunk = self.queue.claim(self.name, self.settings.lease, run)
                 if chunk is not None:
                     self.send(chunk)
                 elif run is not None and self.queue.left(run) == 0:
-                    return
+                    break
                 else:
                     self._idle()
-        finally:
-            self.queue.leave(self.name)
+
+    def leave(self) -> None:
+        """No longer listed as live (``newsletter workers``)."""
+        self.queue.leave(self.name)
 
     def _idle(self) -> None:
-        self.queue.seen(self.name)
-        if self.base.stop is not None:
-            self.base.stop.wait(self.settings.poll)
-        else:
-            self.world.sleep(self.settings.poll)
+        """Until a run opens or ends (a notification), or ``poll`` seconds pass (a lease
+        may have run out meanwhile)."""
+        self.store.db.wait(self.settings.poll)  # type: ignore[attr-defined]
 
     def send(self, chunk: Chunk) -> None:
         """Send one claimed chunk under a renewed lease, then record it done."""
@@ -370,9 +411,13 @@ class Worker:
                 report = run.chunk(self.store, chosen, self.renderer)
             except NewsletterError as exc:
                 if not (lost.is_set() or isinstance(exc, LeaseLost)):
+                    self._give_back(chunk)
                     raise
                 log.warning("chunk %s: %s; left to the worker that took it over", chunk.label, exc)
                 return
+            except BaseException:
+                self._give_back(chunk)
+                raise
         if halt.is_set():  # stopping, or the lease lost: the rest is for another worker
             self.queue.release(self.name, chunk)
             self.handed_back.append(report)
@@ -393,6 +438,14 @@ class Worker:
             if chunk.claims > 1
             else "",
         )
+
+    def _give_back(self, chunk: Chunk) -> None:
+        """After a failure: hand ``chunk`` back at once rather than when its lease ends (if
+        the database still answers; if not, the lease ends)."""
+        try:
+            self.queue.release(self.name, chunk)
+        except Exception:
+            log.debug("handing chunk %s back failed", chunk.label, exc_info=True)
 
     @contextmanager
     def _lease(self, chunk: Chunk, lost: threading.Event) -> Iterator[None]:
@@ -443,6 +496,9 @@ def _with_missing(report: SendReport, missing: list[str], file: str) -> SendRepo
 
 def merge(first: SendReport, reports: Sequence[SendReport]) -> SendReport:
     """One report of a whole run: ``first`` (the planning's skips) and every chunk's."""
+    served = {item.subscriber for r in reports for item in (*r.sent, *r.failed)}
+    # (a run that finished an earlier one: who that one served, this one's plan skipped)
+    first = replace(first, skipped=tuple(s for s in first.skipped if s.subscriber not in served))
     everything = [first, *reports]
     capped = next((r.capped for r in reports if r.capped is not None), None)
     return SendReport(
@@ -505,13 +561,16 @@ def serve_worker(config: Config, world: World, stop: threading.Event) -> None:
     with open_store_for(config, world.environ) as store:
         worker = Worker(store, Run(config, world, holder="worker", stop=stop), name)
         log.info("worker %s: waiting for chunks in %s", name, store.where)
-        worker.work()
+        try:
+            worker.work()
+        finally:
+            worker.leave()
     log.info("worker %s: stopped", name)
 
 
 def live_workers(config: Config, world: World) -> list[WorkerStatus]:
-    """The workers seen within two leases."""
+    """The live workers (none on SQLite)."""
     with open_store_for(config, world.environ) as store:
         if store.db.dialect != "postgresql":
             return []
-        return Queue(store).live(2 * config.workers.lease)
+        return Queue(store).live()

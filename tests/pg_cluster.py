@@ -50,8 +50,9 @@ class Cluster:
     user: str | None  # whom the server runs as (None: this user)
 
     @classmethod
-    def start(cls, bindir: Path) -> Cluster:
-        """initdb and start a cluster in a new temporary folder."""
+    def start(cls, bindir: Path, durable: bool = False) -> Cluster:
+        """initdb and start a cluster in a new temporary folder; ``durable``: commits reach
+        the disk, as in a deployment (the benchmark), rather than the tests' fast settings."""
         user = "postgres" if os.geteuid() == 0 else None
         folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
         cluster = cls(bindir, folder, _free_port(), user)
@@ -69,9 +70,10 @@ class Cluster:
             )  # fmt: skip
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {cluster.port} -k {folder} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200"
             )
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             cluster._run(
                 "pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w",
                 "-t", "60", "-o", options, "start",

@@ -1,0 +1,190 @@
+"""Workers benchmark: one send shared by 1 and by 2 workers on one PostgreSQL, side by side,
+with what the database does per message.
+
+Run:  pip install -e '.[bench]' && python bench/workers.py [--subscribers 5000] [--chunk 200]
+
+Needs PostgreSQL's server programs (the distribution's ``postgresql`` package: initdb,
+pg_ctl). A private cluster in a temporary folder, on 127.0.0.1, with durable settings (fsync
+and synchronous commit on, as a deployment has; the tests turn them off).
+
+  sqlite      `newsletter send --now` on the SQLite store: one machine, match+render in
+              parallel on every core (the reference)
+  1 worker    `newsletter send --now` on PostgreSQL alone: the sender works its own chunks
+  2 workers   the same with one `newsletter worker` started (and waiting) beforehand
+Each from a fresh project and database, into the Maildir outbox (bench/workload.py's project:
+generated papers and profiles). Per message, from pg_stat_database, the WAL position and the
+database size: transactions, rows written and read, WAL bytes and database growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workload import write_project
+
+from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster, find_bindir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_STATS = """
+SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted,
+    tup_returned + tup_fetched, pg_current_wal_lsn()::text,
+    pg_database_size(current_database())
+FROM pg_stat_database WHERE datname = current_database()
+"""
+
+
+def database_stats(url: str) -> dict[str, object]:
+    """The database's counters now (a fresh connection: a fresh statistics snapshot)."""
+    import psycopg
+
+    with psycopg.connect(url, password=PASSWORD, autocommit=True) as connection:
+        row = connection.execute(_STATS).fetchone()
+    keys = ("transactions", "rows_written", "rows_read", "wal", "size")
+    return dict(zip(keys, row, strict=True))
+
+
+def wal_bytes(url: str, start: str, end: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, password=PASSWORD, autocommit=True) as connection:
+        return int(connection.execute("SELECT pg_wal_lsn_diff(%s, %s)", (end, start)).fetchone()[0])
+
+
+def newsletter(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "newsletter", "--config", str(config), *args]
+
+
+def run_send(config: Path, env: dict[str, str], helpers: int) -> dict[str, float]:
+    """`newsletter send --now` with ``helpers`` workers already waiting; seconds, messages."""
+    logs = [config.parent / f"worker{n}.log" for n in range(helpers)]
+    workers = [
+        subprocess.Popen(newsletter(config, "worker"), stderr=log.open("w"), env=env)
+        for log in logs
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not all("waiting for chunks" in log.read_text() for log in logs):
+            if time.monotonic() > deadline:
+                raise SystemExit("a worker did not start:\n" + logs[0].read_text()[-2000:])
+            time.sleep(0.05)
+        start = time.perf_counter()
+        done = subprocess.run(
+            newsletter(config, "send", "--now", "--json"), capture_output=True, env=env
+        )
+        seconds = time.perf_counter() - start
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"newsletter send failed:\n{done.stderr.decode()[-3000:]}")
+    sent = len(json.loads(done.stdout)["sent"])
+    return {"seconds": seconds, "sent": sent, "per_second": sent / seconds}
+
+
+def measure_postgres(
+    cluster: Cluster, subscribers: int, papers: int, chunk: int, helpers: int
+) -> dict[str, float]:
+    """One shared send on a fresh database and project, with the database's cost."""
+    url = cluster.database()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            config = write_project(Path(folder), subscribers, papers)
+            config.write_text(config.read_text() + f"workers:\n  chunk_size: {chunk}\n")
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "NEWSLETTER_STORE": url,
+                PASSWORD_ENV: PASSWORD,
+            }
+            subprocess.run(newsletter(config, "validate"), check=True, env=env, capture_output=True)
+            before = database_stats(url)  # (after the schema's migrations)
+            result = run_send(config, env, helpers)
+            after = database_stats(url)
+        sent = max(result["sent"], 1)
+        for key in ("transactions", "rows_written", "rows_read", "size"):
+            result[f"{key}_per_message"] = (after[key] - before[key]) / sent  # type: ignore[operator]
+        result["wal_per_message"] = wal_bytes(url, before["wal"], after["wal"]) / sent  # type: ignore[arg-type]
+        return result
+    finally:
+        cluster.drop(url)
+
+
+def measure_sqlite(subscribers: int, papers: int) -> dict[str, float]:
+    """The same send on the SQLite store (the single-machine reference)."""
+    with tempfile.TemporaryDirectory() as folder:
+        config = write_project(Path(folder), subscribers, papers)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("NEWSLETTER_STORE", None)
+        return run_send(config, env, 0)
+
+
+def measure(subscribers: int = 5_000, papers: int = 1_000, chunk: int = 200) -> dict:
+    """The three sends side by side; the ratio of 2 workers to 1."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("bench/workers.py needs PostgreSQL's initdb (package postgresql)")
+    cluster = Cluster.start(bindir, durable=True)
+    try:
+        results = {
+            "subscribers": subscribers,
+            "papers": papers,
+            "chunk_size": chunk,
+            "sqlite": measure_sqlite(subscribers, papers),
+            "1 worker": measure_postgres(cluster, subscribers, papers, chunk, helpers=0),
+            "2 workers": measure_postgres(cluster, subscribers, papers, chunk, helpers=1),
+        }
+    finally:
+        cluster.stop()
+    one, two = results["1 worker"]["per_second"], results["2 workers"]["per_second"]
+    results["ratio_2_to_1"] = two / one
+    results["cores"] = len(os.sched_getaffinity(0))
+    return results
+
+
+def describe(results: dict) -> str:
+    """The figures as a table."""
+    lines = [
+        f"{results['subscribers']:,} subscribers x {results['papers']:,} papers, chunks of "
+        f"{results['chunk_size']}, {results['cores']} cores, into the Maildir outbox",
+        f"{'':10} {'msgs/s':>8} {'s':>7} {'tx/msg':>7} {'rows w':>7} {'rows r':>7} "
+        f"{'WAL B':>7} {'size B':>7}",
+    ]
+    for name in ("sqlite", "1 worker", "2 workers"):
+        row = results[name]
+        line = f"{name:10} {row['per_second']:8.0f} {row['seconds']:7.1f}"
+        if "wal_per_message" in row:
+            line += (
+                f" {row['transactions_per_message']:7.2f} {row['rows_written_per_message']:7.1f}"
+                f" {row['rows_read_per_message']:7.0f} {row['wal_per_message']:7.0f}"
+                f" {row['size_per_message']:7.0f}"
+            )
+        lines.append(line)
+    lines.append(f"2 workers / 1 worker: {results['ratio_2_to_1']:.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=5_000)
+    parser.add_argument("--papers", type=int, default=1_000)
+    parser.add_argument("--chunk", type=int, default=200)
+    args = parser.parse_args()
+    print(describe(measure(args.subscribers, args.papers, args.chunk)))
+
+
+if __name__ == "__main__":
+    main()
