@@ -195,6 +195,8 @@ def table(results: dict) -> str:
                 f"| {SERIES_LABELS[c['series']]} | {c['subscribers']:,} | {c['papers']:,} | "
                 f"{c['seconds']:.1f} | {rate:,.0f} | {c['peak_mb']:.0f} MB |"
             )
+    if results.get("workers"):
+        lines += ["", *workers_table(results["workers"])]
     linearity = results.get("linearity")
     if linearity:
         sizes = sorted({c["subscribers"] for c in curves or [] if c["papers"] == 1_000})[-2:]
@@ -202,6 +204,40 @@ def table(results: dict) -> str:
         lines += ["", f"Cost per subscriber at {between} (1 = linear):", ""]
         lines += [f"- {SERIES_LABELS[name]}: {value:.2f}" for name, value in linearity.items()]
     return "\n".join(lines)
+
+
+def workers_table(w: dict) -> list[str]:
+    """bench/workers.py's figures: the send on SQLite, by 1 and by 2 workers on PostgreSQL,
+    and what the database did per message."""
+    if "skipped" in w:
+        return [f"Workers: not measured ({w['skipped']})."]
+    lines = [
+        f"| {w['subscribers']:,} subscribers x {w['papers']:,} papers, chunks of "
+        f"{w['chunk_size']} | messages/s | seconds | transactions | rows written | rows read "
+        "| WAL bytes | database growth, bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("sqlite", "1 worker", "2 workers"):
+        row = w[name]
+        cells = [f"{row['per_second']:,.0f}", f"{row['seconds']:.1f}"]
+        if "wal_per_message" in row:
+            cells += [
+                f"{row['transactions_per_message']:.2f}",
+                f"{row['rows_written_per_message']:.1f}",
+                f"{row['rows_read_per_message']:,.0f}",
+                f"{row['wal_per_message']:,.0f}",
+                f"{row['size_per_message']:,.0f}",
+            ]
+        else:
+            cells += ["—"] * 5
+        label = "SQLite store (one machine)" if name == "sqlite" else f"PostgreSQL, {name}"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"2 workers / 1 worker: **{w['ratio_2_to_1']:.2f}x** on {w['cores']} cores "
+        "(per message: the PostgreSQL rows).",
+    ]
+    return lines
 
 
 def plot(results: dict, folder: Path) -> list[Path]:

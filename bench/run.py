@@ -3,6 +3,9 @@ the 100,000-subscriber match+render target, and the whole pipeline's scaling cur
 
 Run:  pip install -e '.[bench]' && python bench/run.py [--quick] [--out bench/results.json]
 
+The workers' figures (bench/workers.py) need PostgreSQL's server programs; without them the
+report says they were not measured.
+
 Writes bench/results.json and, with matplotlib, bench/pipeline-subscribers.png and
 bench/pipeline-papers.png; prints the table of figures and ratios (bench/report.py).
 Each measurement runs in a fresh Python process, so no cache or memory of one stage
@@ -43,6 +46,7 @@ STAGES = {
     "ledger": ("ledger", {"messages": 5_000}, {"messages": 1_000}),
     "dkim": ("signing", {"messages": 300}, {"messages": 100}),
 }
+WORKERS = ({"subscribers": 5_000}, {"subscribers": 1_000})  # issue 17: full, quick
 THROUGHPUT = (20_000, 100_000)  # issue 16: the whole pipeline against match+render alone
 SUBSCRIBERS = (1_000, 10_000, 100_000)
 PAPERS = (100, 1_000, 10_000)
@@ -190,6 +194,9 @@ def main() -> None:
     results["stages"] = run_stages(args.quick)
     print("throughput:", flush=True)
     results["throughput"] = run_throughput(args.quick)
+    if not args.delivery:
+        print("workers (PostgreSQL):", flush=True)
+        results["workers"] = in_child("workers.measure", **WORKERS[args.quick])
     if not args.no_curves and not args.delivery:
         print("curves:", flush=True)
         results["curves"] = run_curves(args.quick)

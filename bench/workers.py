@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from report import workers_table
 from workload import write_project
 
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster, find_bindir
@@ -136,7 +137,7 @@ def measure(subscribers: int = 5_000, papers: int = 1_000, chunk: int = 200) -> 
     """The three sends side by side; the ratio of 2 workers to 1."""
     bindir = find_bindir()
     if bindir is None:
-        raise SystemExit("bench/workers.py needs PostgreSQL's initdb (package postgresql)")
+        return {"skipped": "no PostgreSQL server programs (initdb): install package postgresql"}
     cluster = Cluster.start(bindir, durable=True)
     try:
         results = {
@@ -155,35 +156,13 @@ def measure(subscribers: int = 5_000, papers: int = 1_000, chunk: int = 200) -> 
     return results
 
 
-def describe(results: dict) -> str:
-    """The figures as a table."""
-    lines = [
-        f"{results['subscribers']:,} subscribers x {results['papers']:,} papers, chunks of "
-        f"{results['chunk_size']}, {results['cores']} cores, into the Maildir outbox",
-        f"{'':10} {'msgs/s':>8} {'s':>7} {'tx/msg':>7} {'rows w':>7} {'rows r':>7} "
-        f"{'WAL B':>7} {'size B':>7}",
-    ]
-    for name in ("sqlite", "1 worker", "2 workers"):
-        row = results[name]
-        line = f"{name:10} {row['per_second']:8.0f} {row['seconds']:7.1f}"
-        if "wal_per_message" in row:
-            line += (
-                f" {row['transactions_per_message']:7.2f} {row['rows_written_per_message']:7.1f}"
-                f" {row['rows_read_per_message']:7.0f} {row['wal_per_message']:7.0f}"
-                f" {row['size_per_message']:7.0f}"
-            )
-        lines.append(line)
-    lines.append(f"2 workers / 1 worker: {results['ratio_2_to_1']:.2f}x")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=5_000)
     parser.add_argument("--papers", type=int, default=1_000)
     parser.add_argument("--chunk", type=int, default=200)
     args = parser.parse_args()
-    print(describe(measure(args.subscribers, args.papers, args.chunk)))
+    print("\n".join(workers_table(measure(args.subscribers, args.papers, args.chunk))))
 
 
 if __name__ == "__main__":

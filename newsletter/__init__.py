@@ -14,6 +14,8 @@ The stages, in the order a paper goes through them (each passes frozen values fr
 
 On top: ``pipeline`` (the use cases: a send ``Run``, preview, ingest), ``slots`` and
 ``daemon`` (the schedule and the long-running sender), ``cli`` (the command line).
+Beyond one machine: ``postgres`` (the store in PostgreSQL), ``workers`` (a send shared in
+chunks), ``leader`` (which ``newsletter run`` schedules), ``migrate`` (``migrate-store``).
 Settings come from ``config`` and ``profiles`` (through ``yamlfile`` and ``checks``);
 every error the library raises is in ``errors``.
 """

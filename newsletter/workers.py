@@ -40,6 +40,7 @@ from newsletter.models import (
     Subscriber,
 )
 from newsletter.postgres import WORKERS
+from newsletter.profiles import Profiles
 from newsletter.store import Store, open_store_for, store_url
 
 if TYPE_CHECKING:
@@ -354,6 +355,7 @@ class Worker:
         self.queue = Queue(store)
         self.settings: WorkerSettings = self.config.workers
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
+        self._loaded: tuple[object, Profiles, dict[str, Subscriber]] | None = None
         self.queue.join(name)  # (listed by `newsletter workers` from here on)
         store.db.listen(CHANNEL)  # type: ignore[attr-defined]
 
@@ -385,10 +387,9 @@ class Worker:
 
     def send(self, chunk: Chunk) -> None:
         """Send one claimed chunk under a renewed lease, then record it done."""
-        from newsletter.pipeline import Run, Share, profiles_of
+        from newsletter.pipeline import Run, Share
 
-        profiles = profiles_of(self.config)
-        known = {s.email.casefold(): s for s in profiles.subscribers}
+        profiles, known = self._profiles()
         chosen = [known[a.casefold()] for a in chunk.subscribers if a.casefold() in known]
         missing = [a for a in chunk.subscribers if a.casefold() not in known]
         lost = threading.Event()
@@ -438,6 +439,20 @@ class Worker:
             if chunk.claims > 1
             else "",
         )
+
+    def _profiles(self) -> tuple[Profiles, dict[str, Subscriber]]:
+        """The profile file and its subscribers by address, loaded again only when the
+        file changed (a chunk after another would otherwise load it each time)."""
+        from newsletter.pipeline import profiles_of
+
+        path = self.config.subscribers
+        stat = path.stat() if path.exists() else None
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
+        if self._loaded is None or self._loaded[0] != stamp or stamp is None:
+            profiles = profiles_of(self.config)
+            known = {s.email.casefold(): s for s in profiles.subscribers}
+            self._loaded = (stamp, profiles, known)
+        return self._loaded[1], self._loaded[2]
 
     def _give_back(self, chunk: Chunk) -> None:
         """After a failure: hand ``chunk`` back at once rather than when its lease ends (if

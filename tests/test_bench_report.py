@@ -52,3 +52,26 @@ def test_table_reports_ratios_and_curves() -> None:
     assert "ours/naive 30.0x" in text and "ours/limit 0.90" in text
     assert "| whole pipeline -> aiosmtpd sink | 100,000 | 1,000 | 200.0 | 500 | 100 MB |" in text
     assert "Cost per subscriber at 100,000 over that at 10,000 (1 = linear):" in text
+
+
+def test_the_workers_table_gives_the_ratio_and_the_database_cost_per_message() -> None:
+    pg = {"per_second": 300.0, "seconds": 10.0, "transactions_per_message": 0.2}
+    pg |= {"rows_written_per_message": 17.0, "rows_read_per_message": 100.0}
+    pg |= {"wal_per_message": 10_300.0, "size_per_message": 8_000.0}
+    results = {
+        "workers": {
+            "subscribers": 5_000,
+            "papers": 1_000,
+            "chunk_size": 200,
+            "cores": 2,
+            "sqlite": {"per_second": 450.0, "seconds": 11.1},
+            "1 worker": pg,
+            "2 workers": {**pg, "per_second": 420.0},
+            "ratio_2_to_1": 1.4,
+        }
+    }
+    text = table(results)
+    assert "| PostgreSQL, 2 workers | 420 | 10.0 | 0.20 | 17.0 | 100 | 10,300 | 8,000 |" in text
+    assert "| SQLite store (one machine) | 450 | 11.1 | — |" in text
+    assert "2 workers / 1 worker: **1.40x** on 2 cores" in text
+    assert "not measured (no initdb)" in table({"workers": {"skipped": "no initdb"}})

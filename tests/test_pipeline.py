@@ -12,6 +12,7 @@ from newsletter.config import load_config
 from newsletter.delivery import Outgoing
 from newsletter.ledger import Ledger
 from newsletter.pipeline import Run, World, profiles_of
+from newsletter.suppression import SubscriberState
 from tests.helpers import NOW, SAMPLES, STORE_ENV, open_project_store
 
 pytestmark = pytest.mark.usefixtures("each_store")
@@ -102,3 +103,22 @@ def test_a_dry_run_hands_nothing_over_and_records_nothing(tmp_path: Path) -> Non
     with open_project_store(config.state_dir.parent) as store:
         assert Ledger(store).rows() == []
     assert len(Run(config, world(), ignore_schedule=True, dry_run=True).once(readers).sent) == 3
+
+
+def test_a_suppressed_address_is_skipped_and_no_other(tmp_path: Path) -> None:
+    """Written with capitals in the profile, the suppressed address is still found (on
+    PostgreSQL the run is cut into chunks of 2)."""
+    project = readers_project(tmp_path, 5)
+    project.write_text(project.read_text() + "workers:\n  chunk_size: 2\n")
+    config = load_config(project)
+    readers = profiles_of(config).subscribers
+    with open_project_store(tmp_path) as store:
+        SubscriberState(store).suppress("reader.3@example.org", "unsubscribed", "link", NOW)
+    transport = Recording()
+    report = Run(config, world(), ignore_schedule=True, transport=transport).once(readers)
+    assert sorted(item.subscriber for item in report.sent) == [
+        f"Reader.{i}@example.org" for i in (0, 1, 2, 4)
+    ]
+    (skip,) = report.skipped
+    assert skip.subscriber == "Reader.3@example.org" and "unsubscribed" in skip.reason
+    assert "Reader.3@example.org" not in {o.subscriber for o in transport.sent}

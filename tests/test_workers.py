@@ -9,15 +9,18 @@ import json
 import shutil
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from newsletter.config import Config
+from newsletter.config import Config, load_config
 from newsletter.ledger import Ledger
 from newsletter.models import CapReached, FailedItem, SentItem, SkippedItem
+from newsletter.pipeline import Run, World
 from newsletter.store import open_store_for
-from newsletter.workers import SendReport, decode, encode, merge
+from newsletter.suppression import SubscriberState
+from newsletter.workers import Queue, SendReport, Worker, decode, encode, merge
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV
 from tests.smtp_server import Sink, SmtpServer
@@ -179,3 +182,26 @@ def test_a_chunk_report_survives_the_database() -> None:
     assert decode(encode(report)) == report
     merged = merge(SendReport((), (SkippedItem("e@example.org", "x"),), ()), [report, report])
     assert len(merged.sent) == 2 and len(merged.skipped) == 5 and merged.held == 6
+
+
+def test_a_chunk_skips_an_address_suppressed_after_the_run_was_planned(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Each chunk reads the suppressions of its own addresses (not the whole list): one
+    unsubscribed between planning and its chunk is skipped, the others of the chunk sent."""
+    path = write_project(tmp_path, 9)
+    assert invoke(path, "ingest", environ=environ(pg_url)).exit_code == 0
+    config = load_config(path)
+    world = World(now=lambda: NOW, environ=environ(pg_url))
+    outbox = replace(config, delivery="outbox")
+    addresses = [f"reader{n:03}@example.org" for n in range(4)]
+    with store_of(pg_url) as store:
+        Queue(store).open_run("r1", NOW, "send", False, [addresses[:2], addresses[2:]])
+        SubscriberState(store).suppress("Reader003@example.org", "unsubscribed", "link", NOW)
+        worker = Worker(store, Run(outbox, world, holder="test"), "test-worker")
+        worker.work(["r1"])
+        worker.leave()
+        report = merge(SendReport((), (), ()), Queue(store).reports("r1"))
+    assert sorted(item.subscriber for item in report.sent) == addresses[:3]
+    (skip,) = report.skipped
+    assert skip.subscriber == addresses[3] and "unsubscribed" in skip.reason
