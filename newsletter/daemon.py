@@ -368,8 +368,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
         self.scheduler.start()
         self.scheduler.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch")
-        config = self.loaded.config if self.loaded else None
-        assert config is not None
+        assert self.loaded is not None
+        config = self.loaded.config
         if store_url(config, self.world.environ) != "sqlite":
             self.leadership = Leadership(config, self.world.environ, worker_id("run"))
             self.contend()
