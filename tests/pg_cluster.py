@@ -9,12 +9,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.smtp_server import free_port
 
 PASSWORD = "test-only-secret"
 PASSWORD_ENV = "NEWSLETTER_STORE_PASSWORD"
@@ -34,12 +35,6 @@ def _version(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Cluster:
     """A running private cluster; ``database()`` makes a fresh database for one test."""
@@ -55,7 +50,7 @@ class Cluster:
         the disk, as in a deployment (the benchmark), rather than the tests' fast settings."""
         user = "postgres" if os.geteuid() == 0 else None
         folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
-        cluster = cls(bindir, folder, _free_port(), user)
+        cluster = cls(bindir, folder, free_port(), user)
         if user:
             entry = pwd.getpwnam(user)
             os.chown(folder, entry.pw_uid, entry.pw_gid)
