@@ -1,13 +1,57 @@
 """Measuring helpers shared by the benchmarks: wall time and the summed peak memory of a
-process tree (a pipeline with worker processes is judged by all its processes together)."""
+process tree (a pipeline with worker processes is judged by all its processes together),
+and the folders the whole-pipeline runs write their outboxes into."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# Creating files where many were deleted in the last few minutes is slow on ext4 without a
+# journal (as on the 2-core VM): each new inode skips the "recently deleted" ones of its
+# group, checking every one, and creating one more keeps the window open (up to 6 minutes).
+# 20,000 empty files took 0.5 s in a quiet folder and 4 to 12 s beside a deleted outbox. So
+# a run of bench/run.py keeps every outbox it writes until its end (SCRATCH), and reports
+# what creating a file costs where it writes (create_cost).
+CREATES = 2000
+
+
+@contextlib.contextmanager
+def project_folder(keep_in: str | None) -> Iterator[Path]:
+    """A new folder for one measured project: deleted afterwards, or, inside ``keep_in``,
+    left for whoever made that to delete after the last measurement."""
+    if keep_in is None:
+        with tempfile.TemporaryDirectory() as folder:
+            yield Path(folder)
+    else:
+        yield Path(tempfile.mkdtemp(dir=keep_in))
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[str]:
+    """A folder for a whole benchmark run's projects, deleted at its end."""
+    folder = tempfile.mkdtemp(prefix="newsletter-bench-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_cost(folder: Path) -> float:
+    """Microseconds to create one empty file in a new folder inside ``folder`` (the files
+    stay: deleting them would slow the next measurement)."""
+    target = Path(tempfile.mkdtemp(dir=folder, prefix="creates-"))
+    start = time.perf_counter()
+    for index in range(CREATES):
+        os.close(os.open(target / str(index), os.O_WRONLY | os.O_CREAT, 0o600))
+    return (time.perf_counter() - start) / CREATES * 1e6
 
 
 def rss_mb(pid: int) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from measure import PeakMemory
+from measure import PeakMemory, create_cost, project_folder
 from sink import Sink
 from workload import write_project
 
@@ -66,21 +66,26 @@ def warm_up(config: Path) -> None:
     subprocess.run(command, check=True, env=env, capture_output=True)
 
 
-def measure(subscribers: int, papers: int, where: str, warm: bool = False) -> dict[str, float]:
+def measure(
+    subscribers: int, papers: int, where: str, warm: bool = False, keep_in: str | None = None
+) -> dict[str, float]:
     """One whole-pipeline run on a fresh project, to ``where`` ("outbox" or "smtp"); with
-    ``warm``, as a later run with the profile file unchanged since the last one."""
-    with tempfile.TemporaryDirectory() as folder:
+    ``warm``, as a later run with the profile file unchanged since the last one. With
+    ``keep_in``, the project is made there and kept (measure.project_folder); the result
+    then also says what creating a file costs there, just before the run."""
+    with project_folder(keep_in) as folder:
+        creates = {} if keep_in is None else {"create_us": create_cost(folder)}
         if where == "outbox":
-            config = write_project(Path(folder), subscribers, papers)
+            config = write_project(folder, subscribers, papers)
             if warm:
                 warm_up(config)
-            return run_send(config)
+            return {**run_send(config), **creates}
         with Sink() as smtp:
-            config = write_project(Path(folder), subscribers, papers, smtp_port=smtp.port)
+            config = write_project(folder, subscribers, papers, smtp_port=smtp.port)
             result = run_send(config, skip=frozenset({smtp.process.pid}))
         if smtp.accepted != result["sent"]:
             raise RuntimeError(f"sink accepted {smtp.accepted}, send reported {result['sent']}")
-        return result
+        return {**result, **creates}
 
 
 def main() -> None:

@@ -172,15 +172,17 @@ def table(results: dict) -> str:
         lines += [
             "",
             "| subscribers x papers | match+render alone | pipeline to outbox, cold / warm "
-            "| ratio cold / warm (target 0.80) | peak memory cold / warm |",
-            "|---|---:|---:|---:|---:|",
+            "| ratio cold / warm (target 0.80) | peak memory cold / warm "
+            "| creating a file there, cold / warm |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for t in throughput:
             lines.append(
                 f"| {t['subscribers']:,} x {t['papers']:,} | {t['match+render']:.1f} s | "
                 f"{t['cold']:.1f} s / {t['warm']:.1f} s | "
                 f"{t['ratio_cold']:.2f} / {t['ratio_warm']:.2f} | "
-                f"{t['cold_peak_mb']:.0f} / {t['warm_peak_mb']:.0f} MB |"
+                f"{t['cold_peak_mb']:.0f} / {t['warm_peak_mb']:.0f} MB | "
+                f"{t.get('cold_create_us', 0):.0f} / {t.get('warm_create_us', 0):.0f} us |"
             )
     curves = results.get("curves")
     if curves:

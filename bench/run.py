@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from measure import scratch  # noqa: E402
 
 # Stage name -> (module, keyword arguments for a full run, for a quick run).
 STAGES = {
@@ -52,6 +56,7 @@ SUBSCRIBERS = (1_000, 10_000, 100_000)
 PAPERS = (100, 1_000, 10_000)
 BASE_SUBSCRIBERS, BASE_PAPERS = 10_000, 1_000  # the papers sweep's fixed subscribers; and back
 SINKS = ("outbox", "smtp")
+MESSAGE_ROOM = 80_000  # bytes of disk an outbox takes a digest, with room to spare
 
 
 def in_child(call: str, **kwargs: object) -> dict:
@@ -106,7 +111,18 @@ def run_stages(quick: bool) -> dict:
     return results
 
 
-def run_curves(quick: bool) -> list[dict]:
+def room_for(keep: str, subscribers: int) -> str:
+    """``keep`` (the run's scratch folder), emptied first when the disk has no room left for
+    another outbox of ``subscribers`` digests (the next figure may then be slowed: see
+    measure.py)."""
+    if shutil.disk_usage(keep).free < subscribers * MESSAGE_ROOM + 2**31:
+        print("    (disk nearly full: the earlier outboxes are deleted first)", flush=True)
+        for entry in Path(keep).iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+    return keep
+
+
+def run_curves(quick: bool, keep: str) -> list[dict]:
     """The whole pipeline (and match+render alone) against subscribers and against papers."""
     subscribers = [n for n in SUBSCRIBERS if not quick or n <= 10_000]
     papers = [m for m in PAPERS if not quick or m <= 1_000]
@@ -116,7 +132,9 @@ def run_curves(quick: bool) -> list[dict]:
     for n, m in points:
         for sink in SINKS:
             print(f"  pipeline {n:,} x {m:,} -> {sink} ...", flush=True)
-            result = in_child("pipeline.measure", subscribers=n, papers=m, where=sink)
+            result = in_child(
+                "pipeline.measure", subscribers=n, papers=m, where=sink, keep_in=room_for(keep, n)
+            )
             curves.append({"series": sink, "subscribers": n, "papers": m, **result})
         print(f"  match+render {n:,} x {m:,} ...", flush=True)
         result = in_child("scale.measure", subscribers=n, papers=m)
@@ -133,9 +151,10 @@ def run_curves(quick: bool) -> list[dict]:
     return curves
 
 
-def run_throughput(quick: bool) -> list[dict]:
+def run_throughput(quick: bool, keep: str) -> list[dict]:
     """Issue 16's ratios: at each size, match+render alone and the whole pipeline to the
-    outbox, with the profile file read (cold) and as a later run finds it cached (warm)."""
+    outbox, with the profile file read (cold) and as a later run finds it cached (warm);
+    each outbox kept in ``keep`` until the end of the run (measure.py says why)."""
     rows = []
     for n in (5_000,) if quick else THROUGHPUT:
         print(f"  throughput {n:,} x {BASE_PAPERS:,} ...", flush=True)
@@ -143,10 +162,16 @@ def run_throughput(quick: bool) -> list[dict]:
         row = {"subscribers": n, "papers": BASE_PAPERS, "match+render": alone["seconds"]}
         for warm in (False, True):
             run = in_child(
-                "pipeline.measure", subscribers=n, papers=BASE_PAPERS, where="outbox", warm=warm
+                "pipeline.measure",
+                subscribers=n,
+                papers=BASE_PAPERS,
+                where="outbox",
+                warm=warm,
+                keep_in=room_for(keep, n),
             )
             name = "warm" if warm else "cold"
             row[name] = run["seconds"]
+            row[f"{name}_create_us"] = run["create_us"]
             row[f"{name}_peak_mb"] = run["peak_mb"]
             row[f"ratio_{name}"] = alone["seconds"] / run["seconds"]
         rows.append(row)
@@ -192,15 +217,16 @@ def main() -> None:
     }
     print("stages:", flush=True)
     results["stages"] = run_stages(args.quick)
-    print("throughput:", flush=True)
-    results["throughput"] = run_throughput(args.quick)
-    if not args.delivery:
-        print("workers (PostgreSQL):", flush=True)
-        results["workers"] = in_child("workers.measure", **WORKERS[args.quick])
-    if not args.no_curves and not args.delivery:
-        print("curves:", flush=True)
-        results["curves"] = run_curves(args.quick)
-        results["linearity"] = linearity(results["curves"])
+    with scratch() as keep:
+        print("throughput:", flush=True)
+        results["throughput"] = run_throughput(args.quick, keep)
+        if not args.delivery:
+            print("workers (PostgreSQL):", flush=True)
+            results["workers"] = in_child("workers.measure", **WORKERS[args.quick])
+        if not args.no_curves and not args.delivery:
+            print("curves:", flush=True)
+            results["curves"] = run_curves(args.quick, keep)
+            results["linearity"] = linearity(results["curves"])
     results["minutes"] = (time.perf_counter() - started) / 60
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     from report import plot, table

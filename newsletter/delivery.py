@@ -34,11 +34,12 @@ class Outgoing:
     subscriber: str
     envelope: Envelope
     data: bytes
+    staged: bool = False  # written to the transport's spool by a rendering worker (no data)
 
     @classmethod
     def of(cls, email: RenderedEmail) -> Outgoing:
         """The rendered email, as delivery needs it."""
-        return cls(email.message_id, email.subscriber, email.envelope, email.data)
+        return cls(email.message_id, email.subscriber, email.envelope, email.data, email.staged)
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,6 +265,7 @@ class RenderedEmail:
     paper_ids: tuple[str, ...]  # the papers this email carries, in order
     data: bytes  # the serialized MIME message (CRLF line ends)
     envelope: Envelope
+    staged: bool = False  # the bytes are on disk in the outbox's spool already, not in data
 
 
 @dataclass(frozen=True, slots=True)

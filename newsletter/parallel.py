@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any, Protocol
 
 from newsletter.config import MatchSettings
 from newsletter.errors import NewsletterError, WorkerError
@@ -43,6 +44,17 @@ class Produced:
     reason: str | None
 
 
+class Spool(Protocol):
+    """Where a worker writes the messages it renders, so that only their names travel on
+    (the outbox's ``Spool``); picklable."""
+
+    def stage(self, email: RenderedEmail) -> Any:
+        """Write ``email``; what ``settle`` needs to put it on disk."""
+
+    def settle(self, staged: list[Any]) -> None:
+        """Everything ``stage``d since the last call, on disk."""
+
+
 @dataclass(frozen=True)
 class Order:
     """Everything needed to produce digests for some subscribers (picklable for workers: the
@@ -55,6 +67,7 @@ class Order:
     now: datetime
     history: Mapping[str, History]  # by casefolded address
     timetable: Timetable = field(default_factory=Timetable)  # when the next digests come
+    spool: Spool | None = None  # where the workers write the emails (None: they travel back)
 
     def part(self, subscribers: Sequence[Subscriber]) -> Order:
         """The same order for a subset of the subscribers (and only their history)."""
@@ -89,7 +102,32 @@ def produce(order: Order, workers: int | None = None) -> Iterator[Produced]:
 
 def _produce(order: Order) -> Iterator[Produced]:
     for start in range(0, len(order.subscribers), CHUNK):
-        yield from _produce_chunk(order.part(order.subscribers[start : start + CHUNK]))
+        for batch in _batches(order.part(order.subscribers[start : start + CHUNK])):
+            yield from batch
+
+
+def _batches(chunk: Order) -> Iterator[list[Produced]]:
+    """The chunk's outcomes, ``BATCH`` at a time; with a spool, the emails of each batch are
+    written and on disk before it goes on, and carry no bytes."""
+    batch: list[Produced] = []
+    staged: list[Any] = []
+    for item in _produce_chunk(chunk):
+        if chunk.spool is not None and item.email is not None:
+            staged.append(chunk.spool.stage(item.email))
+            item = replace(item, email=replace(item.email, data=b"", staged=True))
+        batch.append(item)
+        if len(batch) == BATCH:
+            _settle(chunk.spool, staged)
+            yield batch
+            batch, staged = [], []
+    if batch:
+        _settle(chunk.spool, staged)
+        yield batch
+
+
+def _settle(spool: Spool | None, staged: list[Any]) -> None:
+    if spool is not None and staged:
+        spool.settle(staged)
 
 
 def _produce_chunk(chunk: Order) -> Iterator[Produced]:
@@ -205,16 +243,10 @@ class _Feeder:
 def _worker(common: Order, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
     """In a worker process: produce each chunk it is given, ship the emails in batches."""
     try:
-        batch: list[Produced] = []
         while (task := tasks.get()) is not None:
             subscribers, history = task
-            for item in _produce_chunk(replace(common, subscribers=subscribers, history=history)):
-                batch.append(item)
-                if len(batch) == BATCH:
-                    results.put(batch)
-                    batch = []
-        if batch:
-            results.put(batch)
+            for batch in _batches(replace(common, subscribers=subscribers, history=history)):
+                results.put(batch)
         results.put(_DONE)
     except NewsletterError as exc:
         results.put(_Failed(exc))

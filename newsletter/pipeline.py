@@ -617,8 +617,16 @@ class _Sending:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
         config = self.run.config
         papers = self.store.papers(since=lookback_start(config, self.now)) if fresh else []
+        spool = getattr(self.transport, "spool", None)  # (the outbox; not SMTP, not a dry run)
         order = Order(
-            fresh, papers, config.matching, self.renderer, self.now, self.history, self.timetable
+            fresh,
+            papers,
+            config.matching,
+            self.renderer,
+            self.now,
+            self.history,
+            self.timetable,
+            spool() if spool and fresh else None,
         )
         for item in produce(order):
             if item.email is None:

@@ -1,13 +1,19 @@
-"""The Maildir outbox: written in batches (one sync each), exactly once per Message-ID."""
+"""The Maildir outbox: written in batches (one sync each), exactly once per Message-ID, and
+its spool, written by the rendering workers."""
 
 from __future__ import annotations
 
 import mailbox
 import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from newsletter.delivery import Outgoing, Retry, deliver
-from newsletter.models import Envelope
+from newsletter.errors import Fatal
+from newsletter.models import Envelope, RenderedEmail
 from newsletter.outbox import OUTBOX_BATCH, OutboxTransport
 
 
@@ -65,3 +71,55 @@ def test_a_half_written_file_of_a_killed_run_is_replaced(tmp_path: Path) -> None
     assert send(outbox, [message(1)]) == [True]
     assert (outbox / "new" / name).read_bytes().endswith(b"\r\n\r\nbody\r\n")
     assert os.listdir(outbox / "tmp") == []
+
+
+def rendered(number: int) -> RenderedEmail:
+    item = message(number)
+    return RenderedEmail(
+        item.subscriber, str(number), "", "", item.message_id, (), item.data, item.envelope
+    )
+
+
+def staged(number: int) -> Outgoing:
+    """What a rendering worker passes on for a message it wrote to the spool: no bytes."""
+    return replace(message(number), data=b"", staged=True)
+
+
+def test_staged_messages_are_handed_over_by_linking_them(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    spool = OutboxTransport(outbox).spool()
+    files = [spool.stage(rendered(n)) for n in range(3)]
+    spool.settle(files)
+    assert len(os.listdir(outbox / "tmp")) == 3 and os.listdir(outbox / "new") == []
+    assert send(outbox, [staged(0), staged(1), message(7), staged(2)]) == [True] * 4
+    assert subjects(outbox) == ["0", "1", "2", "7"]
+    assert os.listdir(outbox / "tmp") == []
+    first = next(iter(mailbox.Maildir(outbox, create=False)))
+    assert first["Return-Path"] == "<digest@example.org>"
+
+
+def test_a_staged_message_a_reader_has_is_not_delivered_again(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    send(outbox, [message(1)])
+    (name,) = os.listdir(outbox / "new")
+    os.rename(outbox / "new" / name, outbox / "cur" / f"{name}:2,S")
+    spool = OutboxTransport(outbox).spool()
+    spool.settle([spool.stage(rendered(1))])  # (rendered again after a kill)
+    assert send(outbox, [staged(1)]) == [True]
+    assert os.listdir(outbox / "new") == [] and os.listdir(outbox / "tmp") == []
+
+
+def test_a_staged_message_that_vanished_fails_and_says_where(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    OutboxTransport(outbox).spool()
+    bursts = deliver(OutboxTransport(outbox), [staged(4)], Retry(1, 0))
+    (result,) = [r for burst in bursts for r in burst]
+    assert not result.delivered and "cannot write to the outbox" in (result.error or "")
+    assert "tmp" in (result.error or "")
+
+
+def test_the_spool_says_when_it_cannot_write(tmp_path: Path) -> None:
+    spool = OutboxTransport(tmp_path / "outbox").spool()
+    shutil.rmtree(tmp_path / "outbox" / "tmp")
+    with pytest.raises(Fatal, match=r"cannot write to the outbox: .*tmp"):
+        spool.stage(rendered(1))

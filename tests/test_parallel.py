@@ -3,6 +3,7 @@ and a prompt stop when a worker fails."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from newsletter.errors import TemplateError
 from newsletter.models import History
+from newsletter.outbox import OutboxTransport, file_name
 from newsletter.parallel import PARALLEL_FROM, Order, produce
 from newsletter.pipeline import make_renderer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
@@ -55,6 +57,28 @@ def test_parallel_production_equals_sequential(tmp_path: Path) -> None:
     assert sequential["reader5@example.org"][0] is None
     assert "t-compress" not in sequential["reader0@example.org"][1]
     assert outcome(2) == sequential
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_with_a_spool_the_workers_write_the_messages_and_pass_on_no_bytes(
+    tmp_path: Path, workers: int
+) -> None:
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = order_for(config, subscribers)
+    spool = OutboxTransport(tmp_path / "outbox").spool()
+    plain = {item.subscriber: item.email for item in produce(order, workers=1) if item.email}
+    handles = len(os.listdir("/proc/self/fd"))
+    spooled = list(produce(replace(order, spool=spool), workers=workers))
+    if workers == 1:  # (in this process: each batch settled, its files synced and closed)
+        assert len(os.listdir("/proc/self/fd")) == handles
+    assert len(spooled) == len(subscribers) == len(plain)
+    for item in spooled:
+        email, expected = item.email, plain[item.subscriber]
+        assert email is not None and expected is not None
+        assert email.staged and email.data == b"" and email.message_id == expected.message_id
+        written = (tmp_path / "outbox" / "tmp" / file_name(email.message_id)).read_bytes()
+        assert written == b"Return-Path: <digest@example.org>\r\n" + expected.data
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from newsletter.config import load_config
 from newsletter.delivery import Outgoing
 from newsletter.ledger import Ledger
+from newsletter.outbox import OutboxTransport
 from newsletter.pipeline import Run, World, profiles_of
 from newsletter.suppression import SubscriberState
 from tests.helpers import NOW, SAMPLES, STORE_ENV, open_project_store
@@ -74,6 +76,35 @@ def test_a_stop_ends_the_run_after_the_message_in_hand_and_is_only_read(tmp_path
     calm = threading.Event()
     Run(config, world(), ignore_schedule=True, stop=calm, transport=Recording()).once(readers)
     assert not calm.is_set()
+
+
+class WatchedOutbox(OutboxTransport):
+    """The outbox, noting whether each message it is handed was staged by the workers."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.staged: list[bool] = []
+
+    def connect(self):
+        connection = super().connect()
+        send_many = connection.send_many  # type: ignore[attr-defined]
+
+        def noting(batch: list[Outgoing]) -> None:
+            self.staged += [outgoing.staged for outgoing in batch]
+            send_many(batch)
+
+        connection.send_many = noting  # type: ignore[attr-defined]
+        return connection
+
+
+def test_new_digests_reach_the_outbox_through_its_spool(tmp_path: Path) -> None:
+    config = load_config(readers_project(tmp_path, 30))
+    readers = profiles_of(config).subscribers
+    transport = WatchedOutbox(tmp_path / "outbox")
+    report = Run(config, world(), ignore_schedule=True, transport=transport).once(readers)
+    assert len(report.sent) == 30 and transport.staged == [True] * 30
+    assert len(os.listdir(tmp_path / "outbox" / "new")) == 30
+    assert os.listdir(tmp_path / "outbox" / "tmp") == []
 
 
 def test_history_holds_for_addresses_with_capitals(tmp_path: Path) -> None:
