@@ -357,6 +357,50 @@ def test_twenty_kills_of_a_2000_subscriber_send_lose_and_change_nothing(shop: Pa
     assert len(sent) == count  # the ledger agrees
 
 
+@pytest.mark.slow
+def test_kills_of_a_2000_subscriber_send_to_the_outbox_leave_one_file_each(shop: Path) -> None:
+    """The outbox's spool under SIGKILL: the workers write digests into tmp/ before the ledger
+    has them; after kills at random points (start-up, rendering, hand-over) and a last run,
+    each subscriber has exactly one message in new/, tmp/ is empty and the ledger agrees."""
+    import mailbox
+    import os
+    import random
+    import signal
+    import subprocess
+    import time
+
+    count, rng = 2000, random.Random(1616)
+    (shop / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        + "".join(
+            f"  - email: reader{i}@example.org\n    keywords: [pruning]\n" for i in range(count)
+        )
+    )
+    (shop / "config.yaml").write_text("sender: Research digest <digest@example.org>\n")
+    new = shop / "outbox" / "new"
+    send_command = [*command(shop / "config.yaml"), "send", "--now"]
+    kills = [("after", rng.uniform(0.05, 2.0)) for _ in range(4)]
+    kills += [("delivered", target) for target in sorted(rng.sample(range(1, count), 8))]
+    for kind, point in kills:
+        process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
+        started = time.monotonic()
+        while process.poll() is None and time.monotonic() - started < 60:
+            if kind == "after" and time.monotonic() - started >= point:
+                break
+            if kind == "delivered" and new.is_dir() and len(os.listdir(new)) >= point:
+                break
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finish = subprocess.run(send_command, capture_output=True, text=True, env=child_env())
+    assert finish.returncode == 0, finish.stderr
+    recipients = [str(m["To"]) for m in mailbox.Maildir(shop / "outbox", create=False)]
+    assert len(recipients) == len(set(recipients)) == count
+    assert os.listdir(shop / "outbox" / "tmp") == []
+    with open_project_store(shop) as store:
+        assert len(Ledger(store).totals()) == count
+
+
 def test_invalid_profiles_send_nothing_and_exit_2(shop: Path) -> None:
     (shop / "subscribers.yaml").write_text(PROFILES + "  - email: broken@\n    keywords: [x]\n")
     with SmtpServer() as server:
