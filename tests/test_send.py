@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import ssl
+import subprocess
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -260,9 +264,6 @@ def test_a_second_send_is_refused_while_the_lock_is_held(shop: Path) -> None:
 @pytest.mark.slow
 def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     import collections
-    import signal
-    import subprocess
-    import time
 
     count = 150
     (shop / "subscribers.yaml").write_text(
@@ -296,6 +297,28 @@ def test_killed_send_resumes_and_nobody_gets_a_digest_twice(shop: Path) -> None:
     assert len(sink.messages) <= count + 2 * 2
 
 
+def kill_repeatedly(
+    send_command: list[str], kills: list[tuple[str, float]], delivered: Callable[[], int]
+) -> int:
+    """Start ``send_command`` once per kill and SIGKILL it: ("after", seconds) from its
+    start, or ("delivered", n) once ``delivered()`` reaches n. How many kills caught a run
+    still going."""
+    interrupted = 0
+    for kind, point in kills:
+        process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
+        started = time.monotonic()
+        while process.poll() is None and time.monotonic() - started < 60:
+            if kind == "after" and time.monotonic() - started >= point:
+                break
+            if kind == "delivered" and delivered() >= point:
+                break
+            time.sleep(0.002)
+        interrupted += process.poll() is None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    return interrupted
+
+
 @pytest.mark.slow
 def test_twenty_kills_of_a_2000_subscriber_send_lose_and_change_nothing(shop: Path) -> None:
     """Issue 16: SIGKILL at 20 random points (start-up, matching, delivery); after the last
@@ -304,9 +327,6 @@ def test_twenty_kills_of_a_2000_subscriber_send_lose_and_change_nothing(shop: Pa
     same papers, same bytes, rendered again from the ledger's record."""
     import collections
     import random
-    import signal
-    import subprocess
-    import time
 
     count, rng = 2000, random.Random(16)
     keywords = ["pruning", "transformer", "distillation", "diffusion"]
@@ -323,20 +343,8 @@ def test_twenty_kills_of_a_2000_subscriber_send_lose_and_change_nothing(shop: Pa
         send_command = [*command(shop / "config.yaml"), "send", "--now"]
         targets = sorted(rng.sample(range(1, count), 15))
         kills = [("after", rng.uniform(0.05, 1.5)) for _ in range(5)]
-        kills += [("accepted", target) for target in targets]
-        interrupted = 0
-        for kind, point in kills:
-            process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
-            started = time.monotonic()
-            while process.poll() is None and time.monotonic() - started < 60:
-                if kind == "after" and time.monotonic() - started >= point:
-                    break
-                if kind == "accepted" and len(sink.messages) >= point:
-                    break
-                time.sleep(0.002)
-            interrupted += process.poll() is None
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+        kills += [("delivered", target) for target in targets]
+        interrupted = kill_repeatedly(send_command, kills, lambda: len(sink.messages))
         finish = subprocess.run(send_command, capture_output=True, text=True, env=child_env())
         assert finish.returncode == 0, finish.stderr
     copies: dict[str, set[str]] = collections.defaultdict(set)
@@ -365,9 +373,6 @@ def test_kills_of_a_2000_subscriber_send_to_the_outbox_leave_one_file_each(shop:
     import mailbox
     import os
     import random
-    import signal
-    import subprocess
-    import time
 
     count, rng = 2000, random.Random(1616)
     (shop / "subscribers.yaml").write_text(
@@ -381,17 +386,7 @@ def test_kills_of_a_2000_subscriber_send_to_the_outbox_leave_one_file_each(shop:
     send_command = [*command(shop / "config.yaml"), "send", "--now"]
     kills = [("after", rng.uniform(0.05, 2.0)) for _ in range(4)]
     kills += [("delivered", target) for target in sorted(rng.sample(range(1, count), 8))]
-    for kind, point in kills:
-        process = subprocess.Popen(send_command, stdout=subprocess.DEVNULL, env=child_env())
-        started = time.monotonic()
-        while process.poll() is None and time.monotonic() - started < 60:
-            if kind == "after" and time.monotonic() - started >= point:
-                break
-            if kind == "delivered" and new.is_dir() and len(os.listdir(new)) >= point:
-                break
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_repeatedly(send_command, kills, lambda: len(os.listdir(new)) if new.is_dir() else 0)
     finish = subprocess.run(send_command, capture_output=True, text=True, env=child_env())
     assert finish.returncode == 0, finish.stderr
     recipients = [str(m["To"]) for m in mailbox.Maildir(shop / "outbox", create=False)]
