@@ -24,11 +24,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from newsletter import __version__
-from newsletter.bounces import process_bounces
 from newsletter.config import Config, config_path, load_config
-from newsletter.daemon import Daemon
 from newsletter.errors import EXIT_FAILED, NewsletterError
-from newsletter.migrate import migrate_store
 from newsletter.models import (
     FetchResult,
     FileReport,
@@ -67,6 +64,28 @@ from newsletter.text import UNSAFE_CHARACTER
 from newsletter.workers import live_workers, serve_worker
 
 EXIT_OK = 0
+
+
+def _echo_json(value: object) -> None:
+    """Print ``value`` as ``--json`` does: objects indented, each item of a list on a line
+    of its own (json's indenting encoder is pure Python: a send report of 100,000 digests
+    took 1.4 s to encode, this 0.35 s; and a line per item suits grep)."""
+    click.echo(_json_text(value))
+
+
+def _json_text(value: object, indent: str = "") -> str:
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        members = (f"{inner}{_compact(key)}: {_json_text(v, inner)}" for key, v in value.items())
+        return "{\n" + ",\n".join(members) + f"\n{indent}}}"
+    if isinstance(value, list) and value:
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + _compact(item) for item in value) + f"\n{indent}]"
+    return _compact(value)
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dataclass
@@ -233,7 +252,7 @@ def fetch_command(
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     report = fetch_sources(session.config(), session.world, names, days, refresh)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        _echo_json(report.to_json())
     else:
         for result in report.results:
             click.echo(_fetch_line(result), err=result.status == "failed")
@@ -258,7 +277,7 @@ def sources_command(session: Session, as_json: bool) -> None:
     """Each configured source: last success, last error, new papers a day, stale or not."""
     statuses = source_status(session.config(), session.world)
     if as_json:
-        click.echo(json.dumps([s.to_json() for s in statuses], indent=2, ensure_ascii=False))
+        _echo_json([s.to_json() for s in statuses])
         return
     if not statuses:
         click.echo("no sources configured (add a 'sources:' list to the config file)")
@@ -296,7 +315,7 @@ def papers_command(
     """List the stored papers, newest listing first."""
     papers = stored_papers(session.config(), session.world, since.date() if since else None, source)
     if as_json:
-        click.echo(json.dumps([p.to_json() for p in papers], indent=2, ensure_ascii=False))
+        _echo_json([p.to_json() for p in papers])
         return
     for paper in papers:
         click.echo(_paper_line(paper))
@@ -316,9 +335,11 @@ def papers_command(
 @click.pass_obj
 def migrate_store_command(session: Session, target: str, as_json: bool) -> None:
     """Copy the SQLite store into an empty PostgreSQL database, and verify the counts."""
+    from newsletter.migrate import migrate_store
+
     report = migrate_store(session.config(), session.world.environ, target)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        _echo_json(report.to_json())
         return
     for table in report.tables:
         click.echo(f"{table.table:<18} {table.target:>10,} rows")
@@ -416,7 +437,7 @@ def preview_command(
     shown = preview(config, session.world, subscriber, everything)
     rendered = shown.email
     if as_json:
-        click.echo(json.dumps(_preview_json(shown, subscriber.email), indent=2, ensure_ascii=False))
+        _echo_json(_preview_json(shown, subscriber.email))
         if out is None:
             return
     if rendered is None:
@@ -532,7 +553,7 @@ def send_command(
         run.on_result = tick
         report = run.once(chosen)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        _echo_json(report.to_json())
     else:
         _print_send_report(report)
     return EXIT_FAILED if report.failed or report.ingest.rejected else EXIT_OK
@@ -590,6 +611,8 @@ def run_command(session: Session) -> int:
     _log_to_stderr()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     path = config_path(session.config_option, session.world.environ)
+    from newsletter.daemon import Daemon
+
     return Daemon(path, session.world).serve()
 
 
@@ -614,7 +637,7 @@ def workers_command(session: Session, as_json: bool) -> None:
     now = session.world.now()
     workers = live_workers(session.config(), session.world)
     if as_json:
-        click.echo(json.dumps([w.to_json(now) for w in workers], indent=2))
+        _echo_json([w.to_json(now) for w in workers])
         return
     for worker in workers:
         click.echo(
@@ -656,7 +679,7 @@ def schedule_command(session: Session, as_json: bool) -> None:
             }
         )
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        _echo_json(rows)
         return
     for row in rows:
         local = datetime.fromisoformat(str(row["next_local"]))
@@ -677,7 +700,7 @@ def subscribers_command(session: Session, as_json: bool) -> None:
     why, its last digest and how many papers it was sent."""
     rows = subscriber_statuses(session.config())
     if as_json:
-        click.echo(json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False))
+        _echo_json([row.to_json() for row in rows])
         return
     for row in rows:
         last = f"{row.last_digest:%Y-%m-%d %H:%M} UTC" if row.last_digest else "never"
@@ -729,7 +752,7 @@ def history_command(session: Session, email: str, as_json: bool) -> None:
     """Each digest EMAIL was sent (when, papers, Message-ID, status), feedback and events."""
     history = subscriber_history(session.config(), email)
     if as_json:
-        click.echo(json.dumps(history.to_json(), indent=2, ensure_ascii=False))
+        _echo_json(history.to_json())
         return
     if history.suppression:
         click.echo(f"{history.address}: {history.suppression.describe()}")
@@ -775,9 +798,11 @@ def bounces_command(
         maildirs = (config.bounce.maildir,)
     if not paths and not maildirs:
         raise click.UsageError("give bounce files or --maildir DIR (or set bounce.maildir)")
+    from newsletter.bounces import process_bounces
+
     decisions = process_bounces(config, session.world, paths, maildirs)
     if as_json:
-        click.echo(json.dumps([d.to_json() for d in decisions], indent=2, ensure_ascii=False))
+        _echo_json([d.to_json() for d in decisions])
         return
     for decision in decisions:
         who = decision.address or "-"

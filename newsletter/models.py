@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
+from newsletter.pickling import pickled_as_tuple
 from newsletter.text import Keyword
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -175,6 +176,7 @@ class IngestReport:
         }
 
 
+@pickled_as_tuple  # (the profile cache holds 20,000 and more)
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One checked entry of the profile file."""
@@ -240,6 +242,7 @@ class Selection:
         return self.matched - len(self.matches)
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """The SMTP envelope of a digest: addresses as they go on the wire (IDNA domains)."""
@@ -253,6 +256,7 @@ class Envelope:
         return not self.recipient.isascii()
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
     """One subscriber's digest, rendered: the parts, and the exact bytes to send."""

@@ -25,8 +25,10 @@ from newsletter.models import Envelope, RenderedEmail
 # Messages written to the outbox before one sync of them all. On a 2-core VM an fsync a
 # message cost 170 us of machine CPU and 334 us of wall time, a syncfs per 64 messages 85 and
 # 102 (bench/pipeline.py at 20,000 digests: one writer syncing each 27.5 s, four 18.8 s,
-# one in batches 18.3-20.8 s with less CPU taken from the render workers).
-OUTBOX_BATCH = 64
+# one in batches 18.3-20.8 s with less CPU taken from the render workers). Since the spool
+# (the workers write and sync the files) a batch is a link each and one sync of new/; 100, as
+# the workers' batches (parallel.BATCH), so that each of theirs is one batch here.
+OUTBOX_BATCH = 100
 
 
 class OutboxTransport:
@@ -91,7 +93,7 @@ class Spool:
         """``email`` in tmp/, open and not synced yet."""
         try:
             return _write_file(
-                self.folder / "tmp" / file_name(email.message_id),
+                f"{self.folder}/tmp/{file_name(email.message_id)}",
                 _stamped(email.envelope, email.data),
             )
         except OSError as exc:
@@ -136,6 +138,8 @@ class _MaildirConnection:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        # (paths as strings: pathlib took more CPU than the links themselves, bench/pipeline.py)
+        self.tmp, self.new = f"{folder}/tmp", f"{folder}/new"
         # Names a mail reader has moved to cur/ (with ":2,<flags>" added): delivered too.
         self.read = {name.partition(":")[0] for name in os.listdir(folder / "cur")}
 
@@ -155,7 +159,7 @@ class _MaildirConnection:
             _sync(written, self.folder)
             for outgoing in batch:
                 self._link(file_name(outgoing.message_id))
-            _sync_folder(self.folder / "new")
+            _sync_folder(self.new)
         except OSError as exc:
             raise Failure(f"cannot write to the outbox: {exc}", None, permanent=False) from exc
         finally:
@@ -168,15 +172,15 @@ class _MaildirConnection:
         name = file_name(outgoing.message_id)
         if name in self.read:
             return None
-        return _write_file(self.folder / "tmp" / name, _stamped(outgoing.envelope, outgoing.data))
+        return _write_file(f"{self.tmp}/{name}", _stamped(outgoing.envelope, outgoing.data))
 
     def _link(self, name: str) -> None:
         """The message ``name`` of tmp/ into new/ (a reader's copy in cur/ stays the one)."""
-        temporary = self.folder / "tmp" / name
+        temporary = f"{self.tmp}/{name}"
         if name not in self.read:
             # (already there: handed over before, and written then; not a second copy)
             with contextlib.suppress(FileExistsError):
-                os.link(temporary, self.folder / "new" / name)
+                os.link(temporary, f"{self.new}/{name}")
         with contextlib.suppress(FileNotFoundError):  # (not written: a reader had it)
             os.unlink(temporary)
 
@@ -192,30 +196,33 @@ def file_name(message_id: str) -> str:
     return f"{hashlib.sha256(message_id.encode()).hexdigest()[:32]}.newsletter"
 
 
-def _stamped(envelope: Envelope, data: bytes) -> bytes:
-    """As a delivering server would: the envelope sender becomes the Return-Path."""
-    return b"Return-Path: <%s>\r\n%s" % (envelope.sender.encode(), data)
+def _stamped(envelope: Envelope, data: bytes) -> tuple[bytes, bytes]:
+    """As a delivering server would: the envelope sender becomes the Return-Path (the
+    file's parts: ``data`` is not copied to be written)."""
+    return b"Return-Path: <%s>\r\n" % envelope.sender.encode(), data
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Written:
     """A message file in tmp/, open until it is on disk and its pages are dropped."""
 
-    path: Path
     handle: int
 
 
-def _write_file(path: Path, data: bytes) -> _Written:
-    """``data`` in a new file at ``path`` (one left by a killed run is replaced), open."""
+def _write_file(path: str, parts: tuple[bytes, ...]) -> _Written:
+    """``parts`` one after the other in a new file at ``path`` (one left by a killed run is
+    replaced), open."""
     handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(handle, view) :]
+        written = os.writev(handle, parts)
+        if written < sum(map(len, parts)):  # (rare: a signal, or a disk filling up)
+            view = memoryview(b"".join(parts))[written:]
+            while view:
+                view = view[os.write(handle, view) :]
     except BaseException:
         os.close(handle)
         raise
-    return _Written(path, handle)
+    return _Written(handle)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

@@ -123,6 +123,11 @@ class Pacer:
         self.lookahead = LOOKAHEAD if self.domains else 1
         self.capped: CapReached | None = None
 
+    @property
+    def limits_nothing(self) -> bool:
+        """No rate, no cap, no per-domain limit: every message may go at once."""
+        return self.bucket is None and not self.caps and not self.domains
+
     def now(self) -> datetime:
         """The wall time, as the clock passed in has moved on since the start."""
         return self.started + timedelta(seconds=self.clock.monotonic() - self.zero)

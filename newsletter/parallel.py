@@ -24,6 +24,7 @@ from newsletter.config import MatchSettings
 from newsletter.errors import NewsletterError, WorkerError
 from newsletter.matching import Matcher
 from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
+from newsletter.pickling import pickled_as_tuple
 from newsletter.render import Renderer
 from newsletter.slots import Timetable
 
@@ -33,6 +34,7 @@ BATCH = 100  # emails per message from a worker
 STOP_SECONDS = 5.0  # how long a stopped worker may take to exit before it is killed
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Produced:
     """One subscriber's outcome: an email, or the reason there is none. The email keeps only
@@ -112,9 +114,8 @@ def _batches(chunk: Order) -> Iterator[list[Produced]]:
     batch: list[Produced] = []
     staged: list[Any] = []
     for item in _produce_chunk(chunk):
-        if chunk.spool is not None and item.email is not None:
-            staged.append(chunk.spool.stage(item.email))
-            item = replace(item, email=replace(item.email, data=b"", staged=True))
+        if item.email is not None:
+            item = Produced(item.subscriber, _shipped(item.email, chunk.spool, staged), None)
         batch.append(item)
         if len(batch) == BATCH:
             _settle(chunk.spool, staged)
@@ -123,6 +124,15 @@ def _batches(chunk: Order) -> Iterator[list[Produced]]:
     if batch:
         _settle(chunk.spool, staged)
         yield batch
+
+
+def _shipped(email: RenderedEmail, spool: Spool | None, staged: list[Any]) -> RenderedEmail:
+    """What goes on of ``email``: its bytes without the parts (those are inside them), or
+    with a spool, written there (noted in ``staged``) and only its name."""
+    if spool is None:
+        return replace(email, html="", text="")
+    staged.append(spool.stage(email))
+    return replace(email, html="", text="", data=b"", staged=True)
 
 
 def _settle(spool: Spool | None, staged: list[Any]) -> None:
@@ -142,7 +152,7 @@ def _produce_chunk(chunk: Order) -> Iterator[Produced]:
             reason = no_digest_reason(selection, record, chunk.matching.lookback_days)
             yield Produced(subscriber.email, None, reason)
         else:
-            yield Produced(subscriber.email, replace(email, html="", text=""), None)
+            yield Produced(subscriber.email, email, None)
 
 
 def no_digest_reason(selection: Selection, history: History | None, lookback_days: int) -> str:

@@ -20,14 +20,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-import httpx
 
 from newsletter.config import Config, FetchSettings, SmtpSettings, SourceSettings
 from newsletter.delivery import DryRunTransport, Outgoing, Result, Retry, Transport, deliver
-from newsletter.dkimsign import dns_record, make_dkim_signer
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Handover, Ledger, Pending, moment
@@ -56,10 +53,14 @@ from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
 from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
-from newsletter.sources.fetch import Fetcher, make_client
 from newsletter.store import Store, open_store_for
 from newsletter.suppression import SubscriberState
 from newsletter.yamlfile import load_yaml
+
+if TYPE_CHECKING:
+    import httpx
+
+    from newsletter.dkimsign import DkimSigner
 
 
 def _utc_now() -> datetime:
@@ -70,6 +71,13 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def _http_client(settings: FetchSettings) -> httpx.Client:
+    # (imported here: only a fetch needs httpx, 40 ms of every start)
+    from newsletter.sources.fetch import make_client
+
+    return make_client(settings)
+
+
 # Free space kept for records before messages are handed over: their pending rows and the
 # journal's copies, plus this (a message handed over must be recordable as sent, or the next
 # run would hand it over again, and again: one more copy per run while the disk stays full).
@@ -77,7 +85,8 @@ RECORD_RESERVE = 1024 * 1024
 RECORD_SIZE = 4096  # what one digest's rows take, at most (message id, ~10 papers, journal)
 # New digests recorded as pending in one commit before any of them is handed over: a commit
 # per digest cost more than the rest of its recording (bench/ledger.py), and a batch must
-# stay small, or delivery idles while it fills at the start of a run.
+# stay small, or delivery idles while it fills at the start of a run (a transport taking
+# batches, the outbox, has its batches recorded as one each).
 PENDING_BATCH = 32
 
 
@@ -89,7 +98,7 @@ class World:
     now: Callable[[], datetime] = _utc_now
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     free_bytes: Callable[[Path], int] = _free_bytes  # free space on the disk holding a path
-    http: Callable[[FetchSettings], httpx.Client] = make_client  # for fetching sources
+    http: Callable[[FetchSettings], httpx.Client] = _http_client  # for fetching sources
     sleep: Callable[[float], None] = time.sleep  # between retries of a fetch; pacing sends
     monotonic: Callable[[], float] = time.monotonic  # pacing sends (smtp.rate)
 
@@ -185,15 +194,29 @@ def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
 def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
     """The renderer for ``config``: templates compiled, link secrets from ``environ``."""
     signer = make_signer(config.render, environ)
-    dkim = make_dkim_signer(config.dkim, environ)
+    dkim = _dkim_signer(config, environ)
     return Renderer(config.render, load_templates(config.templates), signer, dkim)
+
+
+def _dkim_signer(config: Config, environ: Mapping[str, str]) -> DkimSigner | None:
+    """The DKIM signer, or None when DKIM is off (its libraries are then not imported: a
+    tenth of a second of each start)."""
+    if not config.dkim.enabled:
+        return None
+    from newsletter.dkimsign import make_dkim_signer
+
+    return make_dkim_signer(config.dkim, environ)
 
 
 def dkim_record(config: Config, environ: Mapping[str, str]) -> tuple[str, str] | None:
     """The DNS TXT record (name, value) receivers check the DKIM signatures against, or
     None when DKIM is off."""
-    signer = make_dkim_signer(config.dkim, environ)
-    return dns_record(signer) if signer else None
+    signer = _dkim_signer(config, environ)
+    if signer is None:
+        return None
+    from newsletter.dkimsign import dns_record
+
+    return dns_record(signer)
 
 
 def setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
@@ -357,6 +380,8 @@ def fetch_sources(
     with state_lock(config.state_dir, "fetch"), open_store_for(config, world.environ) as store:
         discover_digests(config.digests)  # a missing folder is a ConfigError before any request
         with world.http(config.fetch) as client:
+            from newsletter.sources.fetch import Fetcher
+
             fetcher = Fetcher(config.fetch, client, store, config.digests, world.now, world.sleep)
             results = [
                 result
@@ -587,7 +612,8 @@ class _Sending:
                 self.resent.add(item.message_id)
                 again = resent_copy(item, subscriber, self.store, self.renderer, self.run.config)
                 yield Outgoing.of(again)
-            for batch in batched(self._produce(fresh), PENDING_BATCH):
+            size = max(PENDING_BATCH, getattr(self.transport, "batch", 1))
+            for batch in batched(self._produce(fresh), size):
                 self._make_room(len(batch))
                 handovers = [
                     Handover(r.message_id, r.subscriber, self._expect(r.message_id, r.paper_ids))

@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import jinja2
 
 from newsletter.config import RenderSettings
-from newsletter.dkimsign import DkimSigner
 from newsletter.envelope import digest_key, envelope_for, message_id_for
 from newsletter.errors import TemplateError
 from newsletter.links import DigestLinks, Links, return_path
@@ -29,6 +29,9 @@ from newsletter.mime import Composer, Headers
 from newsletter.models import Envelope, Match, Paper, RenderedEmail, Selection, Subscriber
 from newsletter.text import one_line
 from newsletter.tokens import Signer
+
+if TYPE_CHECKING:  # (dkimpy and dnspython: imported by workers only when DKIM is on)
+    from newsletter.dkimsign import DkimSigner
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"

@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from newsletter.errors import KeywordError
+from newsletter.pickling import pickled_as_tuple
 
 _WORD = re.compile(r"[^\W_]+")
 # Line breaks and other C0/C1 controls, and the bidi embeddings, overrides and isolates: none
@@ -62,6 +63,7 @@ def word_forms(word: str) -> frozenset[str]:
     return frozenset(forms)
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Pattern:
     """One way a keyword can occur: its words, the last one maybe a prefix."""
@@ -70,6 +72,7 @@ class Pattern:
     prefix: bool  # the last word is a prefix ("compress*")
 
 
+@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Keyword:
     """A keyword as the subscriber wrote it, and the patterns it stands for: one, or one per

@@ -6,15 +6,21 @@ from __future__ import annotations
 import mailbox
 import os
 import shutil
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from newsletter.config import DomainLimit, SmtpSettings
 from newsletter.delivery import Outgoing, Retry, deliver
 from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
 from newsletter.outbox import OUTBOX_BATCH, OutboxTransport
+from newsletter.pacing import Clock, Pacer
 
 
 def message(number: int) -> Outgoing:
@@ -123,3 +129,55 @@ def test_the_spool_says_when_it_cannot_write(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "outbox" / "tmp")
     with pytest.raises(Fatal, match=r"cannot write to the outbox: .*tmp"):
         spool.stage(rendered(1))
+
+
+class _Noting(OutboxTransport):
+    """The outbox, noting the thread and size of each batch written."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.batches: list[tuple[int, int]] = []  # (thread, messages)
+
+    def connect(self):  # type: ignore[no-untyped-def]
+        connection = super().connect()
+        send_many = connection.send_many  # type: ignore[attr-defined]
+
+        def noting(batch: list[Outgoing]) -> None:
+            self.batches.append((threading.get_ident(), len(batch)))
+            send_many(batch)
+
+        connection.send_many = noting  # type: ignore[attr-defined]
+        return connection
+
+
+def test_the_outbox_is_written_in_the_callers_thread_a_batch_at_a_time(tmp_path: Path) -> None:
+    transport = _Noting(tmp_path / "outbox")
+    bursts = [len(b) for b in deliver(transport, [message(n) for n in range(250)], Retry(1, 0))]
+    assert bursts == [OUTBOX_BATCH, OUTBOX_BATCH, 250 - 2 * OUTBOX_BATCH]
+    assert transport.batches == [(threading.get_ident(), size) for size in bursts]
+    assert len(subjects(tmp_path / "outbox")) == 250
+
+
+def test_a_stop_hands_over_no_more_batches(tmp_path: Path) -> None:
+    stop = threading.Event()
+    taken: list[int] = []
+
+    def items() -> Iterator[Outgoing]:
+        for number in range(3 * OUTBOX_BATCH):
+            taken.append(number)
+            yield message(number)
+
+    bursts = deliver(_Noting(tmp_path / "outbox"), items(), Retry(1, 0), stop)
+    first = next(bursts)
+    stop.set()
+    assert list(bursts) == [] and len(first) == OUTBOX_BATCH
+    assert len(taken) == OUTBOX_BATCH and len(subjects(tmp_path / "outbox")) == OUTBOX_BATCH
+
+
+def test_a_paced_outbox_goes_through_the_pacer_on_a_thread(tmp_path: Path) -> None:
+    limits = SmtpSettings(domains={"example.org": DomainLimit(connections=1, per_minute=None)})
+    pacer = Pacer(limits, Clock(time.monotonic, time.sleep), datetime.now(UTC))
+    transport = _Noting(tmp_path / "outbox")
+    results = deliver(transport, [message(n) for n in range(5)], Retry(1, 0), pacer=pacer)
+    assert sum(len(burst) for burst in results) == 5
+    assert {thread for thread, _ in transport.batches} != {threading.get_ident()}

@@ -1,0 +1,42 @@
+"""What crosses the pipes to and from the rendering workers pickles as a tuple of field
+values, and comes back equal."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field, fields
+
+from newsletter.models import Envelope, RenderedEmail, Subscriber
+from newsletter.parallel import Produced
+from newsletter.pickling import pickled_as_tuple
+from newsletter.text import parse_keyword
+
+
+def emailed() -> Produced:
+    envelope = Envelope("digest@example.org", "ada@example.org")
+    email = RenderedEmail(
+        "ada@example.org", "Subject", "<p>", "text", "<m@x>", ("p1", "p2"), b"data", envelope, True
+    )
+    return Produced("ada@example.org", email, None)
+
+
+def test_worker_results_and_profiles_come_back_equal_from_field_tuples() -> None:
+    keywords = (parse_keyword("large language model | LLM"), parse_keyword("compress*"))
+    subscriber = Subscriber("ada@example.org", keywords, name="Ada", max_papers=3, line=7)
+    for value in (emailed(), subscriber, *keywords, keywords[0].patterns[0]):
+        cls, values = value.__reduce__()
+        assert cls is type(value) and isinstance(values, tuple)
+        assert len(values) == len([f for f in fields(value) if f.init])
+        back = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        assert back == value and type(back) is type(value)
+    assert pickle.loads(pickle.dumps(keywords[0])).key == keywords[0].key  # (made again)
+
+
+def test_a_class_of_one_field_pickles_too() -> None:
+    @pickled_as_tuple
+    @dataclass(frozen=True)
+    class One:
+        value: int
+        derived: int = field(init=False, default=0)
+
+    assert One.__reduce__(One(3)) == (One, (3,))
