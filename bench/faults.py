@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
 import re
 import shutil
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiosmtpd.controller import Controller
+from measure import child_env
 from workload import write_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def send(config: Path, kill_after: float | None = None) -> float:
     """`newsletter send` (by the schedule) in a child; SIGKILLed after ``kill_after`` s if
     given (and still running). The seconds it ran."""
     command = [sys.executable, "-m", "newsletter", "--config", str(config), "send"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     start = time.perf_counter()
     child = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT

@@ -16,7 +16,6 @@ Peak memory is the child's resident set, sampled every 0.1 s (bench/measure.py).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import PeakMemory
+from measure import PeakMemory, child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = """\
@@ -84,7 +83,7 @@ def write_case(folder: Path, case: str, args: argparse.Namespace) -> None:
 def run(folder: Path, *args: str) -> tuple[float, float, int]:
     """Seconds, peak MB and exit code of `newsletter ARGS` for the project in ``folder``."""
     command = [sys.executable, "-m", "newsletter", "--config", str(folder / "config.yaml")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     start = time.perf_counter()
     child = subprocess.Popen(
         [*command, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT

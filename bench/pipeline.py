@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from measure import PeakMemory, create_cost, project_folder
+from measure import PeakMemory, child_env, create_cost, project_folder
 from sink import Sink
 from workload import write_project
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_send(config: Path, skip: frozenset[int] = frozenset()) -> dict[str, float]:
@@ -43,7 +40,7 @@ def run_send(config: Path, skip: frozenset[int] = frozenset()) -> dict[str, floa
         "--now",
         "--json",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, env=env)
@@ -62,7 +59,7 @@ def warm_up(config: Path) -> None:
     file's cache (``newsletter validate`` loads the profiles; nothing is ingested or sent)."""
     (config.parent / "state").mkdir(mode=0o700)
     command = [sys.executable, "-m", "newsletter", "--config", str(config), "validate"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     subprocess.run(command, check=True, env=env, capture_output=True)
 
 

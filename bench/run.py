@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from measure import scratch  # noqa: E402
+from measure import child_env, scratch  # noqa: E402
 
 # Stage name -> (module, keyword arguments for a full run, for a quick run).
 STAGES = {
@@ -72,6 +72,7 @@ def in_child(call: str, **kwargs: object) -> dict:
         capture_output=True,
         text=True,
         cwd=HERE.parent,
+        env=child_env(),
     )
     if done.returncode != 0:
         raise SystemExit(f"{call}({kwargs}) failed:\n{done.stderr[-3000:]}")

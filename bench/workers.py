@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from measure import child_env
 from report import workers_table
 from workload import write_project
 
@@ -105,12 +106,7 @@ def measure_postgres(
         with tempfile.TemporaryDirectory() as folder:
             config = write_project(Path(folder), subscribers, papers)
             config.write_text(config.read_text() + f"workers:\n  chunk_size: {chunk}\n")
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
-                "NEWSLETTER_STORE": url,
-                PASSWORD_ENV: PASSWORD,
-            }
+            env = child_env(NEWSLETTER_STORE=url, **{PASSWORD_ENV: PASSWORD})
             subprocess.run(newsletter(config, "validate"), check=True, env=env, capture_output=True)
             before = database_stats(url)  # (after the schema's migrations)
             result = run_send(config, env, helpers)
@@ -128,7 +124,7 @@ def measure_sqlite(subscribers: int, papers: int) -> dict[str, float]:
     """The same send on the SQLite store (the single-machine reference)."""
     with tempfile.TemporaryDirectory() as folder:
         config = write_project(Path(folder), subscribers, papers)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = child_env()
         env.pop("NEWSLETTER_STORE", None)
         return run_send(config, env, 0)
 

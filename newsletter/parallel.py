@@ -94,12 +94,17 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def produce(order: Order, workers: int | None = None) -> Iterator[Produced]:
-    """Every subscriber's email (or reason for none), in parallel when the list is long."""
-    workers = default_workers() if workers is None else workers
-    if workers <= 1 or len(order.subscribers) < PARALLEL_FROM:
+def produce(
+    order: Order, workers: int | None = None, pool: Workers | None = None
+) -> Iterator[Produced]:
+    """Every subscriber's email (or reason for none), in parallel when the list is long: on
+    ``pool`` (workers started ahead, stopped here either way) or on workers started now."""
+    count = len(pool.processes) if pool else default_workers() if workers is None else workers
+    if count <= 1 or len(order.subscribers) < PARALLEL_FROM:
+        if pool:
+            pool.stop()
         return _produce(order)
-    return _produce_parallel(order, workers)
+    return _produce_parallel(order, pool or Workers(count))
 
 
 def _produce(order: Order) -> Iterator[Produced]:
@@ -173,28 +178,81 @@ def _days(count: int) -> str:
     return "day" if count == 1 else f"{count} days"
 
 
-def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
-    # spawn, not fork: the caller may run threads (the scheduler), and a forked child could
-    # inherit a lock some other thread held.
-    context = multiprocessing.get_context("spawn")
-    tasks = context.Queue(maxsize=workers)  # a chunk waiting per worker, cut when there is room
-    results = context.Queue(maxsize=4 * workers)  # bounded: workers wait for the consumer
+class Workers:
+    """Rendering worker processes, started before their order is known: a run starts them
+    first, so that they start Python and import while it ingests and plans (about half a
+    second of a 20,000-subscriber send, bench/pipeline.py). Used by one ``produce``, which
+    stops them at its end; ``stop`` also lets go of a pool that was not needed.
+
+    The order's common part reaches each worker through a queue, not the arguments of the
+    process: those are written to the child before ``start`` returns, so a megabyte of
+    papers and templates held the caller until the child had imported everything."""
+
+    def __init__(self, count: int) -> None:
+        # spawn, not fork: the caller may run threads (the scheduler), and a forked child
+        # could inherit a lock some other thread held.
+        context = multiprocessing.get_context("spawn")
+        self.setup: multiprocessing.Queue = context.Queue()  # the order's common part, each
+        self.tasks: multiprocessing.Queue = context.Queue(maxsize=count)  # a chunk a worker
+        self.results: multiprocessing.Queue = context.Queue(maxsize=4 * count)  # bounded
+        self.processes = [
+            context.Process(target=_worker, args=(self.setup, self.tasks, self.results))
+            for _ in range(count)
+        ]
+        self.stopped = False
+        for process in self.processes:
+            process.daemon = True
+            process.start()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the workers now, and let go of the queues without waiting on them: a chunk
+        still in the task queue's pipe, with no worker left to read it, would otherwise keep
+        this process from exiting (multiprocessing joins a queue's feeder thread at exit)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for channel in (self.setup, self.tasks, self.results):
+            channel.cancel_join_thread()
+            channel.close()
+        for process in self.processes:
+            process.join(STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def start_workers(subscribers: int, workers: int | None = None) -> Workers | None:
+    """Workers for a run of ``subscribers``, started now; None when ``produce`` would not
+    use them (one core, or too short a list)."""
+    workers = default_workers() if workers is None else workers
+    if workers <= 1 or subscribers < PARALLEL_FROM:
+        return None
+    return Workers(workers)
+
+
+def _produce_parallel(order: Order, pool: Workers) -> Iterator[Produced]:
+    count = len(pool.processes)
     common = replace(order, subscribers=[], history={}, papers=list(order.papers))
-    feeder = _Feeder(tasks, order, min(CHUNK, -(-len(order.subscribers) // workers)), workers)
-    processes = [
-        context.Process(target=_worker, args=(common, tasks, results), daemon=True)
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
+    for _ in pool.processes:
+        pool.setup.put(common)
+    feeder = _Feeder(pool.tasks, order, min(CHUNK, -(-len(order.subscribers) // count)), count)
     try:
         finished = 0
-        while finished < len(processes):
+        while finished < count:
             feeder.feed()
             try:
-                item = results.get(timeout=0.5)
+                item = pool.results.get(timeout=0.5)
             except queue.Empty:
-                if not any(p.is_alive() for p in processes):
+                if not any(p.is_alive() for p in pool.processes):
                     raise WorkerError("a rendering worker died without a word") from None
                 continue
             if item == _DONE:
@@ -204,24 +262,7 @@ def _produce_parallel(order: Order, workers: int) -> Iterator[Produced]:
             else:
                 yield from item
     finally:
-        _stop(processes, tasks, results)
-
-
-def _stop(processes: list, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
-    """End the workers now, and let go of the queues without waiting on them: a chunk still
-    in the task queue's pipe, with no worker left to read it, would otherwise keep this
-    process from exiting (multiprocessing joins a queue's feeder thread at exit)."""
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for channel in (tasks, results):
-        channel.cancel_join_thread()
-        channel.close()
-    for process in processes:
-        process.join(STOP_SECONDS)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        pool.stop()
 
 
 class _Feeder:
@@ -250,9 +291,12 @@ class _Feeder:
             self.waiting = next(self.items, _DONE)
 
 
-def _worker(common: Order, tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+def _worker(
+    setup: multiprocessing.Queue, tasks: multiprocessing.Queue, results: multiprocessing.Queue
+) -> None:
     """In a worker process: produce each chunk it is given, ship the emails in batches."""
     try:
+        common: Order = setup.get()
         while (task := tasks.get()) is not None:
             subscribers, history = task
             for batch in _batches(replace(common, subscribers=subscribers, history=history)):

@@ -8,6 +8,7 @@ daemon). ``preview`` is one subscriber's digest as a send would make it now; ``f
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.message
 import email.policy
@@ -47,7 +48,7 @@ from newsletter.models import (
 )
 from newsletter.outbox import OutboxTransport
 from newsletter.pacing import Clock, Pacer
-from newsletter.parallel import Order, no_digest_reason, produce
+from newsletter.parallel import Order, Workers, no_digest_reason, produce, start_workers
 from newsletter.profile_cache import load_profiles_cached
 from newsletter.profiles import Profiles, load_profiles
 from newsletter.render import Renderer, load_templates
@@ -88,6 +89,7 @@ RECORD_SIZE = 4096  # what one digest's rows take, at most (message id, ~10 pape
 # stay small, or delivery idles while it fills at the start of a run (a transport taking
 # batches, the outbox, has its batches recorded as one each).
 PENDING_BATCH = 32
+TEMPLATES_CACHE = "templates.cache"  # the HTML template with its CSS inlined, in the state folder
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class Run:
         with (
             state_lock(state, self.holder),
             open_store_for(self.config, self.world.environ) as store,
+            self._workers_ahead(store, subscribers) as pool,
         ):
             ingested = ingest(
                 store,
@@ -160,8 +163,19 @@ class Run:
                 report = coordinate(self, store, subscribers)
             else:
                 ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
-                report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
+                sending = _Sending(self, store, ledger, transport, renderer, pool)
+                report = sending.send(subscribers)
         return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
+
+    def _workers_ahead(
+        self, store: Store, subscribers: Sequence[Subscriber]
+    ) -> contextlib.AbstractContextManager[Workers | None]:
+        """Rendering workers started now, to start up while the run ingests and plans (none
+        for a shared run on PostgreSQL: each of its chunks starts its own)."""
+        if store.db.dialect == "postgresql" and not self.dry_run:
+            return contextlib.nullcontext()
+        pool = start_workers(len(subscribers))
+        return contextlib.nullcontext() if pool is None else pool
 
     def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
         """Who this run serves, recorded as seen: the skipped (in a report) and the
@@ -195,7 +209,8 @@ def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
     """The renderer for ``config``: templates compiled, link secrets from ``environ``."""
     signer = make_signer(config.render, environ)
     dkim = _dkim_signer(config, environ)
-    return Renderer(config.render, load_templates(config.templates), signer, dkim)
+    cache = config.state_dir / TEMPLATES_CACHE if config.state_dir.is_dir() else None
+    return Renderer(config.render, load_templates(config.templates, cache), signer, dkim)
 
 
 def _dkim_signer(config: Config, environ: Mapping[str, str]) -> DkimSigner | None:
@@ -471,8 +486,10 @@ class _Sending:
         ledger: Ledger,
         transport: Transport,
         renderer: Renderer | None,  # (None: plans only)
+        pool: Workers | None = None,  # rendering workers started ahead
     ) -> None:
         self.run = run
+        self.pool = pool
         self.store = store
         self.ledger = ledger
         self.transport = transport
@@ -654,7 +671,7 @@ class _Sending:
             self.timetable,
             spool() if spool and fresh else None,
         )
-        for item in produce(order):
+        for item in produce(order, pool=self.pool):
             if item.email is None:
                 subscriber = self.wanted[item.subscriber.casefold()]
                 self.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))

@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
-import pickle
-import tempfile
 from pathlib import Path
 
 from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.profiles import Profiles, load_profiles
+from newsletter.state_cache import read_cached, write_cached
 
 CACHE_FILE = "profiles.cache"
 # The modules whose code decides what a profile file loads into.
@@ -42,7 +40,7 @@ def load_profiles_cached(
     with contextlib.suppress(OSError):
         # Not if the file changed while it was read: the profiles would not be its bytes'.
         if _key(path.read_bytes(), path, schedule, matching) == key:
-            _write(cache, key, profiles)
+            write_cached(cache, key, profiles)
     return profiles
 
 
@@ -61,22 +59,5 @@ def _readers_code() -> bytes:
 
 
 def _read(cache: Path, key: str) -> Profiles | None:
-    try:
-        with cache.open("rb") as handle:
-            stored_key, profiles = pickle.load(handle)
-    except Exception:  # missing, truncated, from another version: read the file instead
-        return None
-    return profiles if stored_key == key and isinstance(profiles, Profiles) else None
-
-
-def _write(cache: Path, key: str, profiles: Profiles) -> None:
-    """Replace the cache in one step (a reader sees the old one or the new one)."""
-    handle, temporary = tempfile.mkstemp(dir=cache.parent, prefix=".profiles.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            pickle.dump((key, profiles), out, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, cache)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    profiles = read_cached(cache, key)
+    return profiles if isinstance(profiles, Profiles) else None
