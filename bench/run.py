@@ -153,16 +153,19 @@ def run_curves(quick: bool, keep: str) -> list[dict]:
 
 
 def run_throughput(quick: bool, keep: str) -> list[dict]:
-    """Issue 16's ratios: at each size, match+render alone and the whole pipeline to the
-    outbox, with the profile file read (cold) and as a later run finds it cached (warm);
-    each outbox kept in ``keep`` until the end of the run (measure.py says why)."""
+    """Issue 16's ratios: at each size, match+render alone before and after the whole
+    pipeline to the outbox, with the profile file as a later run finds it cached (warm) and
+    read and checked (cold); the reference is the mean of the two alone runs (this VM's
+    speed drifts by a fifth within minutes; timing the reference on both sides of the
+    pipeline runs takes the drift out of their ratio, to first order). Each outbox is kept
+    in ``keep`` until the end of the run (measure.py says why)."""
     rows = []
     for n in (5_000,) if quick else THROUGHPUT:
         print(f"  throughput {n:,} x {BASE_PAPERS:,} ...", flush=True)
-        alone = in_child("scale.measure", subscribers=n, papers=BASE_PAPERS)
-        row = {"subscribers": n, "papers": BASE_PAPERS, "match+render": alone["seconds"]}
-        for warm in (False, True):
-            run = in_child(
+        alone = [in_child("scale.measure", subscribers=n, papers=BASE_PAPERS)["seconds"]]
+        runs = {}
+        for warm in (True, False):
+            runs["warm" if warm else "cold"] = in_child(
                 "pipeline.measure",
                 subscribers=n,
                 papers=BASE_PAPERS,
@@ -170,11 +173,15 @@ def run_throughput(quick: bool, keep: str) -> list[dict]:
                 warm=warm,
                 keep_in=room_for(keep, n),
             )
-            name = "warm" if warm else "cold"
+        alone.append(in_child("scale.measure", subscribers=n, papers=BASE_PAPERS)["seconds"])
+        reference = sum(alone) / len(alone)
+        row = {"subscribers": n, "papers": BASE_PAPERS, "match+render": reference}
+        row["match+render_runs"] = alone
+        for name, run in runs.items():
             row[name] = run["seconds"]
             row[f"{name}_create_us"] = run["create_us"]
             row[f"{name}_peak_mb"] = run["peak_mb"]
-            row[f"ratio_{name}"] = alone["seconds"] / run["seconds"]
+            row[f"ratio_{name}"] = reference / run["seconds"]
         rows.append(row)
     return rows
 

@@ -5,11 +5,13 @@ Run:  python bench/send.py [--subscribers 2000] [--messages 1000]
   (a) reused     pre-rendered messages over one reused SMTP connection (the physical limit)
   (b) per-msg    the same messages, one new SMTP connection per message
   (a2) same      pre-rendered over as many reused connections as the send uses (2, side by
-                 side): the sink's own limit for (c), the target of issue 16 (c >= 0.8 x a2)
+                 side): the sink's own limit for (c), the target of issue 16 (c >= 0.8 x a2);
+                 measured before and after (c), the mean of the two
 Measured over STARTTLS with a verified certificate (the default smtp.security, and what a real
 submission server wants), and again in plain text for comparison.
   (c) pipeline   `newsletter send` for N subscribers in a fresh process: ingest, match,
-                 render, deliver over smtp.connections, record each message in the ledger
+                 render, deliver over smtp.connections, record each message in the ledger;
+                 cold (a new project) and warm (the profile file's cache of an earlier run)
 Targets: (c) >= 70% of (a)'s messages/s; (a) >= 2x (b). Also prints (c)'s peak memory
 (the command and its worker processes together).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import run_send
+from pipeline import run_send, warm_up
 from sink import Sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +151,9 @@ def main() -> None:
             f" in {run['seconds']:.2f} s, peak memory {run['peak_mb']:.0f} MB)"
         )
         print(f"  (c) / (a)   {run['c'] / run['a']:6.2f}  (target >= 0.70)")
-        print(f"  (c) / (a2)  {run['c'] / run['a2']:6.2f}  (issue 16: >= 0.80)")
+        print(f"  (c) warm                   {run['c_warm']:8,.0f} msgs/s")
+        cold, warm = run["c"] / run["a2"], run["c_warm"] / run["a2"]
+        print(f"  (c) / (a2)  {cold:6.2f} cold, {warm:.2f} warm  (issue 16: >= 0.80)")
         print(f"  (a) / (b)   {run['a'] / run['b']:6.2f}  (target >= 2)")
     met = result["met"]
     print("targets (STARTTLS, the default security) met" if met else "TARGETS MISSED")
@@ -157,23 +161,33 @@ def main() -> None:
 
 
 def _measure(folder: Path, subscribers: int, messages: int, ca_file: str) -> dict:
-    """(a), (b) and (c) against one sink."""
+    """(a), (b) and (c) against one sink; (c) cold (a new project: the profile file read and
+    checked) and warm (as a later run finds it: bench/pipeline.py's warm_up); (a2) before
+    and after them, its mean the limit (this VM's speed drifts by a fifth within minutes)."""
     with Sink(ca_file) as sink:
         folder.mkdir()
         config = project(folder, sink.port, subscribers, ca_file)
         rendered = prerendered(config, messages)
         rate_a = reused(sink.port, rendered, ca_file)
-        rate_a2 = side_by_side(sink.port, rendered, ca_file)
+        limits = [side_by_side(sink.port, rendered, ca_file)]
         rate_b = per_message(sink.port, rendered[: max(1, len(rendered) // 4)], ca_file)
-        run = run_send(config, skip=frozenset({sink.process.pid}))
+        skip = frozenset({sink.process.pid})
+        cold = run_send(config, skip=skip)
+        (folder / "warm").mkdir()
+        warm_config = project(folder / "warm", sink.port, subscribers, ca_file)
+        warm_up(warm_config)
+        warm = run_send(warm_config, skip=skip)
+        limits.append(side_by_side(sink.port, rendered, ca_file))
     return {
         "a": rate_a,
-        "a2": rate_a2,
+        "a2": sum(limits) / len(limits),
+        "a2_runs": limits,
         "b": rate_b,
-        "c": run["sent"] / run["seconds"],
-        "sent": int(run["sent"]),
-        "seconds": run["seconds"],
-        "peak_mb": run["peak_mb"],
+        "c": cold["sent"] / cold["seconds"],
+        "c_warm": warm["sent"] / warm["seconds"],
+        "sent": int(cold["sent"]),
+        "seconds": cold["seconds"],
+        "peak_mb": max(cold["peak_mb"], warm["peak_mb"]),
         "size": sum(map(len, rendered)) // len(rendered),
     }
 

@@ -75,3 +75,24 @@ def test_the_workers_table_gives_the_ratio_and_the_database_cost_per_message() -
     assert "| SQLite store (one machine) | 450 | 11.1 | — |" in text
     assert "2 workers / 1 worker: **1.40x** on 2 cores" in text
     assert "not measured (no initdb)" in table({"workers": {"skipped": "no initdb"}})
+
+
+def test_the_throughput_table_shows_both_reference_runs_and_the_ratios() -> None:
+    row = {
+        "subscribers": 20_000,
+        "papers": 1_000,
+        "match+render": 12.5,
+        "match+render_runs": [12.0, 13.0],
+        "warm": 14.0,
+        "cold": 17.0,
+        "ratio_warm": 12.5 / 14.0,
+        "ratio_cold": 12.5 / 17.0,
+        "warm_peak_mb": 300.0,
+        "cold_peak_mb": 310.0,
+        "warm_create_us": 30.0,
+        "cold_create_us": 40.0,
+    }
+    text = table({"throughput": [row]})
+    assert "| 20,000 x 1,000 | 12.0 / 13.0 s (12.5 s) | 17.0 s / 14.0 s | 0.74 / 0.89 |" in text
+    older = {k: v for k, v in row.items() if k != "match+render_runs"}
+    assert "| 20,000 x 1,000 | 12.5 s | 17.0 s / 14.0 s |" in table({"throughput": [older]})
