@@ -206,12 +206,19 @@ def linearity(curves: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a check, not figures")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: bench/results.json, with --delivery bench/results-delivery.json",
+    )
     parser.add_argument("--no-curves", action="store_true", help="stages only")
     parser.add_argument(
         "--delivery", action="store_true", help="issue 16 only: ledger, send, dkim, throughput"
     )
     args = parser.parse_args()
+    if args.out is None:  # (a --delivery run must not replace the full run's figures)
+        args.out = HERE / ("results-delivery.json" if args.delivery else "results.json")
     if args.delivery:
         for name in [n for n in STAGES if n not in ("ledger", "send", "dkim")]:
             del STAGES[name]
