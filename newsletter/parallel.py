@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import pickle
 import queue
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -242,10 +243,13 @@ def start_workers(subscribers: int, workers: int | None = None) -> Workers | Non
 def _produce_parallel(order: Order, pool: Workers) -> Iterator[Produced]:
     count = len(pool.processes)
     common = replace(order, subscribers=[], history={}, papers=list(order.papers))
-    for _ in pool.processes:
-        pool.setup.put(common)
     feeder = _Feeder(pool.tasks, order, min(CHUNK, -(-len(order.subscribers) // count)), count)
     try:
+        # Pickled here, once: a queue pickles in its feeder thread, where a failure would
+        # only be printed, and the workers would wait for it for ever.
+        shipped = pickle.dumps(common, protocol=pickle.HIGHEST_PROTOCOL)
+        for _ in pool.processes:
+            pool.setup.put(shipped)
         finished = 0
         while finished < count:
             feeder.feed()
@@ -296,7 +300,7 @@ def _worker(
 ) -> None:
     """In a worker process: produce each chunk it is given, ship the emails in batches."""
     try:
-        common: Order = setup.get()
+        common: Order = pickle.loads(setup.get())
         while (task := tasks.get()) is not None:
             subscribers, history = task
             for batch in _batches(replace(common, subscribers=subscribers, history=history)):

@@ -3,9 +3,11 @@ and a prompt stop when a worker fails."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from newsletter.errors import TemplateError
 from newsletter.models import History
 from newsletter.outbox import OutboxTransport, file_name
-from newsletter.parallel import PARALLEL_FROM, Order, produce
+from newsletter.parallel import PARALLEL_FROM, Order, Workers, produce, start_workers
 from newsletter.pipeline import make_renderer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.render_helpers import ada, fixed_papers, project_config
@@ -137,3 +139,35 @@ def test_a_failing_worker_never_leaves_send_hanging(tmp_path: Path) -> None:
         assert done.returncode == 2, (attempt, done.stderr)
         assert "no_such_field" in done.stderr
         assert time.monotonic() - started < 60
+
+
+class _Unpicklable:
+    """A spool that cannot travel to a worker."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_an_order_that_cannot_reach_the_workers_fails_at_once(tmp_path: Path) -> None:
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = replace(order_for(config, subscribers), spool=_Unpicklable())  # type: ignore[arg-type]
+    with Workers(2) as pool:
+        with pytest.raises(TypeError, match="pickle"):
+            next(produce(order, pool=pool))
+        assert pool.stopped and not any(p.is_alive() for p in pool.processes)
+
+
+def test_workers_started_ahead_render_the_same_as_workers_started_then(tmp_path: Path) -> None:
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = order_for(config, subscribers)
+    pool = start_workers(len(subscribers), workers=2)
+    assert pool is not None and start_workers(PARALLEL_FROM - 1, workers=2) is None
+
+    def digests(items) -> dict[str, str]:  # (workers interleave: by subscriber, hashed)
+        return {i.subscriber: hashlib.sha256(i.email.data).hexdigest() for i in items}
+
+    ahead = digests(produce(order, pool=pool))
+    assert len(ahead) == len(subscribers) and ahead == digests(produce(order, workers=2))
+    assert pool.stopped and not any(p.is_alive() for p in pool.processes)
