@@ -89,8 +89,8 @@ class Spool:
 
     folder: Path
 
-    def stage(self, email: RenderedEmail) -> _Written:
-        """``email`` in tmp/, open and not synced yet."""
+    def stage(self, email: RenderedEmail) -> int:
+        """``email`` in tmp/, not synced yet: its open file."""
         try:
             return _write_file(
                 f"{self.folder}/tmp/{file_name(email.message_id)}",
@@ -99,15 +99,15 @@ class Spool:
         except OSError as exc:
             raise _cannot_write(exc) from exc
 
-    def settle(self, staged: list[_Written]) -> None:
+    def settle(self, staged: list[int]) -> None:
         """The ``staged`` messages on disk, out of the page cache, and closed."""
         try:
             _sync(staged, self.folder)
         except OSError as exc:
             raise _cannot_write(exc) from exc
         finally:
-            for file in staged:
-                os.close(file.handle)
+            for handle in staged:
+                os.close(handle)
 
 
 def _cannot_write(exc: OSError) -> Fatal:
@@ -149,13 +149,13 @@ class _MaildirConnection:
     def send_many(self, batch: list[Outgoing]) -> None:
         """Write every message of ``batch`` (a staged one is in tmp/ already); all are on
         disk when this returns."""
-        written: list[_Written] = []
+        written: list[int] = []
         try:
             for outgoing in batch:
                 if outgoing.staged:
                     continue
-                if (file := self._write(outgoing)) is not None:
-                    written.append(file)
+                if (handle := self._write(outgoing)) is not None:
+                    written.append(handle)
             _sync(written, self.folder)
             for outgoing in batch:
                 self._link(file_name(outgoing.message_id))
@@ -163,10 +163,10 @@ class _MaildirConnection:
         except OSError as exc:
             raise Failure(f"cannot write to the outbox: {exc}", None, permanent=False) from exc
         finally:
-            for file in written:
-                os.close(file.handle)
+            for handle in written:
+                os.close(handle)
 
-    def _write(self, outgoing: Outgoing) -> _Written | None:
+    def _write(self, outgoing: Outgoing) -> int | None:
         """The message in tmp/, still open and not synced yet; None when a reader has it
         already."""
         name = file_name(outgoing.message_id)
@@ -202,16 +202,9 @@ def _stamped(envelope: Envelope, data: bytes) -> tuple[bytes, bytes]:
     return b"Return-Path: <%s>\r\n" % envelope.sender.encode(), data
 
 
-@dataclass(frozen=True, slots=True)
-class _Written:
-    """A message file in tmp/, open until it is on disk and its pages are dropped."""
-
-    handle: int
-
-
-def _write_file(path: str, parts: tuple[bytes, ...]) -> _Written:
+def _write_file(path: str, parts: tuple[bytes, ...]) -> int:
     """``parts`` one after the other in a new file at ``path`` (one left by a killed run is
-    replaced), open."""
+    replaced), still open: its handle."""
     handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         written = os.writev(handle, parts)
@@ -222,7 +215,7 @@ def _write_file(path: str, parts: tuple[bytes, ...]) -> _Written:
     except BaseException:
         os.close(handle)
         raise
-    return _Written(handle)
+    return handle
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -237,17 +230,17 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
-def _sync(written: list[_Written], folder: Path) -> None:
+def _sync(written: list[int], folder: Path) -> None:
     """The files ``written`` into ``folder`` on disk, and out of the page cache."""
     if not written:
         return
     if _SYNCFS is None:
-        for file in written:
-            os.fsync(file.handle)
+        for handle in written:
+            os.fsync(handle)
     else:
         _syncfs(folder)
-    for file in written:
-        _drop_cached(file.handle)
+    for handle in written:
+        _drop_cached(handle)
 
 
 def _syncfs(folder: Path) -> None:

@@ -100,12 +100,19 @@ def produce(
 ) -> Iterator[Produced]:
     """Every subscriber's email (or reason for none), in parallel when the list is long: on
     ``pool`` (workers started ahead, stopped here either way) or on workers started now."""
-    count = len(pool.processes) if pool else default_workers() if workers is None else workers
-    if count <= 1 or len(order.subscribers) < PARALLEL_FROM:
+    count = _parallel_workers(len(order.subscribers), len(pool.processes) if pool else workers)
+    if not count:
         if pool:
             pool.stop()
         return _produce(order)
     return _produce_parallel(order, pool or Workers(count))
+
+
+def _parallel_workers(subscribers: int, workers: int | None) -> int:
+    """How many worker processes a list of ``subscribers`` is worth (``workers``, or one
+    per core): none for a short list, or with one core."""
+    count = default_workers() if workers is None else workers
+    return count if count > 1 and subscribers >= PARALLEL_FROM else 0
 
 
 def _produce(order: Order) -> Iterator[Produced]:
@@ -234,10 +241,8 @@ class Workers:
 def start_workers(subscribers: int, workers: int | None = None) -> Workers | None:
     """Workers for a run of ``subscribers``, started now; None when ``produce`` would not
     use them (one core, or too short a list)."""
-    workers = default_workers() if workers is None else workers
-    if workers <= 1 or subscribers < PARALLEL_FROM:
-        return None
-    return Workers(workers)
+    count = _parallel_workers(subscribers, workers)
+    return Workers(count) if count else None
 
 
 def _produce_parallel(order: Order, pool: Workers) -> Iterator[Produced]:
