@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ from newsletter.models import (
     SourceStatus,
 )
 from newsletter.pipeline import (
+    FromProfileFile,
     Preview,
     Run,
     World,
@@ -540,8 +541,6 @@ def send_command(
 ) -> int:
     """Ingest new digests, then send every due subscriber their digest."""
     config = session.config()
-    profiles = session.profiles(config)
-    chosen = profiles.named(emails) if emails else profiles.subscribers
     run = Run(
         config,
         session.world,
@@ -549,9 +548,9 @@ def send_command(
         retry_failed=retry_failed,
         ignore_schedule=ignore_schedule or bool(emails),
     )
-    with _progress(len(chosen), enabled=not as_json and sys.stdout.isatty()) as tick:
-        run.on_result = tick
-        report = run.once(chosen)
+    with _progress(enabled=not as_json and sys.stdout.isatty()) as progress:
+        run.on_result, run.on_start = progress
+        report = run.once(FromProfileFile(emails))
     if as_json:
         _echo_json(report.to_json())
     else:
@@ -560,12 +559,22 @@ def send_command(
 
 
 @contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    with click.progressbar(length=total, label="sending", file=sys.stderr) as bar:
-        yield lambda: bar.update(1)
+def _progress(enabled: bool) -> Iterator[tuple[Callable[[], None], Callable[[int], None]]]:
+    """A progress bar on stderr, shown once the run knows how many it serves: (a step
+    done, the start with the total)."""
+    bars: list = []
+    with ExitStack() as stack:
+
+        def start(total: int) -> None:
+            if enabled:
+                bar = click.progressbar(length=total, label="sending", file=sys.stderr)
+                bars.append(stack.enter_context(bar))
+
+        def step() -> None:
+            if bars:
+                bars[0].update(1)
+
+        yield step, start
 
 
 def _print_send_report(report: SendReport) -> None:

@@ -16,7 +16,7 @@ import os
 import pickle
 import queue
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from newsletter.slots import Timetable
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
 BATCH = 100  # emails per message from a worker
+AHEAD_MAX = 8  # items of ``Workers.map_ahead`` waiting for the workers at most
 STOP_SECONDS = 5.0  # how long a stopped worker may take to exit before it is killed
 
 
@@ -218,6 +219,56 @@ class Workers:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def map_ahead(self, function: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """``function`` (importable by name) of each of ``items``, in their order, worked out
+        in the workers while they wait for their order (a first send's profile file is
+        checked there). While ``AHEAD_MAX`` items wait for the workers (which may still be
+        starting up), the caller works the next one out itself instead of waiting."""
+        finished: dict[int, Any] = {}
+        waiting = following = 0  # items the workers have; the next result to give
+        try:
+            for index, item in enumerate(items):
+                if waiting >= AHEAD_MAX:
+                    finished[index] = function(item)
+                else:
+                    self.setup.put((function, index, item))
+                    waiting += 1
+                waiting -= self._collect(finished, wait=False)
+                while following in finished:
+                    yield finished.pop(following)
+                    following += 1
+            while waiting:
+                waiting -= self._collect(finished, wait=True)
+                while following in finished:
+                    yield finished.pop(following)
+                    following += 1
+        except BaseException:
+            self.stop()  # results may still be on their way: the pool is no use any more
+            raise
+
+    def _collect(self, finished: dict[int, Any], wait: bool) -> int:
+        """The results of ``map_ahead`` that have come back, into ``finished``; how many
+        (with ``wait``, at least one)."""
+        count = 0
+        while True:
+            try:
+                item = (
+                    self.results.get(timeout=0.5)
+                    if wait and not count
+                    else self.results.get_nowait()
+                )
+            except queue.Empty:
+                if not (wait and not count):
+                    return count
+                if not any(process.is_alive() for process in self.processes):
+                    raise WorkerError("a rendering worker died without a word") from None
+                continue
+            if isinstance(item, _Failed):
+                raise item.error
+            index, value = item
+            finished[index] = value
+            count += 1
+
     def stop(self) -> None:
         """End the workers now, and let go of the queues without waiting on them: a chunk
         still in the task queue's pipe, with no worker left to read it, would otherwise keep
@@ -305,7 +356,10 @@ def _worker(
 ) -> None:
     """In a worker process: produce each chunk it is given, ship the emails in batches."""
     try:
-        common: Order = pickle.loads(setup.get())
+        while not isinstance(item := setup.get(), bytes):  # work before the order
+            function, index, argument = item
+            results.put((index, function(argument)))
+        common: Order = pickle.loads(item)
         while (task := tasks.get()) is not None:
             subscribers, history = task
             for batch in _batches(replace(common, subscribers=subscribers, history=history)):

@@ -50,11 +50,11 @@ from newsletter.outbox import OutboxTransport
 from newsletter.pacing import Clock, Pacer
 from newsletter.parallel import Order, Workers, no_digest_reason, produce, start_workers
 from newsletter.profile_cache import load_profiles_cached
-from newsletter.profiles import Profiles, load_profiles
+from newsletter.profiles import Profiles, Spread, entries_guess, load_profiles
 from newsletter.render import Renderer, load_templates
 from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
-from newsletter.store import Store, open_store_for
+from newsletter.store import Store, open_store_for, store_url
 from newsletter.suppression import SubscriberState
 from newsletter.yamlfile import load_yaml
 
@@ -133,48 +133,61 @@ class Run:
     holder: str = "send"  # who holds the lock, as another process sees it
     stop: threading.Event | None = None
     on_result: Callable[[], None] | None = None
+    on_start: Callable[[int], None] | None = None  # told how many the run may serve
     retry: Retry | None = None  # default: from the smtp settings
     transport: Transport | None = None  # default: the configured one
     share: Share | None = None  # a chunk of a shared run
     id: str | None = None  # a shared run's id (default: a new one; the scheduler sets it)
 
-    def once(self, subscribers: Sequence[Subscriber]) -> SendReport:
+    def once(self, subscribers: Sequence[Subscriber] | FromProfileFile) -> SendReport:
         """Ingest new digest files, then send each of ``subscribers`` who is due their
         digest."""
-        renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
-        transport = self.transport or (
-            DryRunTransport() if self.dry_run else make_transport(self.config, self.world.environ)
-        )
-        state = self.config.state_dir
-        with (
-            state_lock(state, self.holder),
-            open_store_for(self.config, self.world.environ) as store,
-            self._workers_ahead(store, subscribers) as pool,
-        ):
-            ingested = ingest(
-                store,
-                discover_digests(self.config.digests),
-                now=self.world.now(),
-                keep=self.config.announce_types,
+        with self._workers_ahead(subscribers) as pool:
+            if isinstance(subscribers, FromProfileFile):
+                subscribers = subscribers.read(self.config, pool.map_ahead if pool else None)
+            if self.on_start:
+                self.on_start(len(subscribers))
+            renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
+            transport = self.transport or (
+                DryRunTransport()
+                if self.dry_run
+                else make_transport(self.config, self.world.environ)
             )
-            if store.db.dialect == "postgresql" and not self.dry_run:
-                from newsletter.workers import coordinate  # (workers builds on this module)
+            with (
+                state_lock(self.config.state_dir, self.holder),
+                open_store_for(self.config, self.world.environ) as store,
+            ):
+                ingested = ingest(
+                    store,
+                    discover_digests(self.config.digests),
+                    now=self.world.now(),
+                    keep=self.config.announce_types,
+                )
+                if store.db.dialect == "postgresql" and not self.dry_run:
+                    from newsletter.workers import coordinate  # (workers builds on this module)
 
-                report = coordinate(self, store, subscribers)
-            else:
-                ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
-                sending = _Sending(self, store, ledger, transport, renderer, pool)
-                report = sending.send(subscribers)
+                    report = coordinate(self, store, subscribers)
+                else:
+                    ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
+                    sending = _Sending(self, store, ledger, transport, renderer, pool)
+                    report = sending.send(subscribers)
         return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
 
     def _workers_ahead(
-        self, store: Store, subscribers: Sequence[Subscriber]
+        self, subscribers: Sequence[Subscriber] | FromProfileFile
     ) -> contextlib.AbstractContextManager[Workers | None]:
-        """Rendering workers started now, to start up while the run ingests and plans (none
-        for a shared run on PostgreSQL: each of its chunks starts its own)."""
-        if store.db.dialect == "postgresql" and not self.dry_run:
+        """Rendering workers started first, to start up while the run reads the profile
+        file, ingests and plans (none for a shared run on PostgreSQL: each of its chunks
+        starts its own)."""
+        shared = store_url(self.config, self.world.environ) != "sqlite"
+        if shared and not self.dry_run:
             return contextlib.nullcontext()
-        pool = start_workers(len(subscribers))
+        expected = (
+            subscribers.expected(self.config)
+            if isinstance(subscribers, FromProfileFile)
+            else len(subscribers)
+        )
+        pool = start_workers(expected)
         return contextlib.nullcontext() if pool is None else pool
 
     def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
@@ -261,14 +274,36 @@ def try_connection(config: Config, environ: Mapping[str, str]) -> str:
     return transport.describe()
 
 
-def profiles_of(config: Config) -> Profiles:
+@dataclass(frozen=True)
+class FromProfileFile:
+    """The subscribers of the configured profile file (only those of ``emails``, if any),
+    read by the run itself: after it has started its rendering workers, which start up
+    while it reads the file (a second of a first 20,000-subscriber send, bench/pipeline.py).
+    """
+
+    emails: tuple[str, ...] = ()
+
+    def read(self, config: Config, spread: Spread | None = None) -> Sequence[Subscriber]:
+        """The subscribers, loaded and checked (on ``spread``, if given; a ProfileError
+        lists the mistakes)."""
+        profiles = profiles_of(config, spread)
+        return profiles.named(self.emails) if self.emails else profiles.subscribers
+
+    def expected(self, config: Config) -> int:
+        """About how many there are, without reading the file as YAML (enough to tell
+        whether workers will be needed; a wrong guess only costs their start-up)."""
+        return len(self.emails) if self.emails else entries_guess(config.subscribers)
+
+
+def profiles_of(config: Config, spread: Spread | None = None) -> Profiles:
     """The profile file ``config`` names, loaded with its defaults (never while a
-    preferences edit is replacing it)."""
+    preferences edit is replacing it); its entries checked on ``spread``, if given, when
+    they are not in the cache."""
     if not config.state_dir.is_dir():  # no state yet, so no edit either: create nothing
-        return load_profiles(config.subscribers, config.schedule, config.matching)
+        return load_profiles(config.subscribers, config.schedule, config.matching, spread)
     with profiles_lock(config.state_dir, exclusive=False):
         return load_profiles_cached(
-            config.subscribers, config.schedule, config.matching, config.state_dir
+            config.subscribers, config.schedule, config.matching, config.state_dir, spread
         )
 
 

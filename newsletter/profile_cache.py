@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from newsletter.config import MatchSettings, ScheduleDefaults
-from newsletter.profiles import Profiles, load_profiles
+from newsletter.profiles import Profiles, Spread, load_profiles
 from newsletter.state_cache import read_cached, write_cached
 
 CACHE_FILE = "profiles.cache"
@@ -25,7 +25,11 @@ _READERS = ("profiles", "models", "text", "yamlfile", "checks", "config", "slots
 
 
 def load_profiles_cached(
-    path: Path, schedule: ScheduleDefaults, matching: MatchSettings, state_dir: Path
+    path: Path,
+    schedule: ScheduleDefaults,
+    matching: MatchSettings,
+    state_dir: Path,
+    spread: Spread | None = None,
 ) -> Profiles:
     """``load_profiles``, from the cache in ``state_dir`` when it holds this very file."""
     try:
@@ -36,7 +40,7 @@ def load_profiles_cached(
     cached = _read(cache, key)
     if cached is not None:
         return cached
-    profiles = load_profiles(path, schedule, matching)
+    profiles = load_profiles(path, schedule, matching, spread)
     with contextlib.suppress(OSError):
         # Not if the file changed while it was read: the profiles would not be its bytes'.
         if _key(path.read_bytes(), path, schedule, matching) == key:

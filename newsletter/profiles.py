@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -64,19 +65,29 @@ class Profiles:
         return tuple(chosen)
 
 
+Spread = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+SPREAD_CHUNK = 500  # entries checked together elsewhere
+
+
 def load_profiles(
     path: Path,
     schedule: ScheduleDefaults | None = None,
     matching: MatchSettings | None = None,
+    spread: Spread | None = None,
 ) -> Profiles:
     """Load the profile file at ``path`` (subscribers without ``send_at``/``timezone`` get
     ``schedule``'s; ``matching`` tells which ``min_score`` is reachable); ProfileError lists
-    every problem with its line."""
+    every problem with its line. With ``spread`` (a map over worker processes, such as
+    ``parallel.Workers.map_ahead``), the entries are checked there while the file is read."""
     defaults = _Defaults(schedule or ScheduleDefaults(), matching or MatchSettings())
     if not path.exists():
         raise ProfileError(
             f"{path}: no such file; create it or fix 'subscribers' in the config file"
         )
+    if spread is not None:
+        subscribers = _spread_out(path, defaults, spread)
+        if subscribers is not None:
+            return Profiles(path, subscribers)
     stream = YamlStream(path, "subscribers")
     problems = Problems(stream.document)
     seen: dict[str, int] = {}
@@ -101,6 +112,66 @@ def load_profiles(
     if problems.found:
         raise ProfileError(problems.messages())
     return Profiles(path, tuple(subscribers))
+
+
+def _spread_out(path: Path, defaults: _Defaults, spread: Spread) -> tuple[Subscriber, ...] | None:
+    """The subscribers, their entries checked by ``spread`` as the file is read; None when
+    the file has a mistake: the reading in one process then reports each with its line (it
+    needs every entry's lines, which stay here)."""
+    stream = YamlStream(path, "subscribers")
+    problems = Problems(stream.document)
+    chunks = _chunked(stream, problems)
+    subscribers: list[Subscriber] = []
+    seen: set[str] = set()
+    sound = True
+    for checked in spread(check_entries, ((path, defaults, chunk) for chunk in chunks)):
+        for subscriber in checked:
+            if subscriber is None or subscriber.email.casefold() in seen:
+                sound = False
+            elif sound:
+                seen.add(subscriber.email.casefold())
+                subscribers.append(subscriber)
+    if not sound or problems.found or stream.document.duplicates:
+        return None
+    return tuple(subscribers)
+
+
+def _chunked(stream: YamlStream, problems: Problems) -> Iterator[list[tuple[int, object, int]]]:
+    """The entries, ``SPREAD_CHUNK`` at a time: (index, value, line)."""
+    chunk: list[tuple[int, object, int]] = []
+    document = stream.document
+    for index, entry in _entries(stream, problems):
+        chunk.append((index, entry, document.line(("subscribers", index))))
+        if len(chunk) == SPREAD_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def check_entries(
+    job: tuple[Path, _Defaults, list[tuple[int, object, int]]],
+) -> list[Subscriber | None]:
+    """In a worker: each entry's Subscriber, or None if it has a problem (the caller reads
+    the file again to word them: only the entry's own line is known here)."""
+    path, defaults, entries = job
+    checked: list[Subscriber | None] = []
+    for index, entry, line in entries:
+        at = ("subscribers", index)
+        document = YamlDocument(path, None, {at: line})
+        problems = Problems(document)
+        subscriber = _ProfileReader(document, problems, defaults, at).read(entry)
+        checked.append(None if problems.found else subscriber)
+    return checked
+
+
+def entries_guess(path: Path) -> int:
+    """About how many entries the profile file holds: its ``email`` keys, counted in its
+    bytes (comments and the like may add a few); 0 when it cannot be read."""
+    try:
+        return path.read_bytes().count(b"email")
+    except OSError:
+        return 0
 
 
 def _entries(stream: YamlStream, problems: Problems) -> Iterator[tuple[int, object]]:
@@ -296,6 +367,8 @@ class _ProfileReader:
     def conflicts(self, *lists: tuple[Keyword, ...]) -> None:
         """An excluded keyword that is also wanted or required would silently block mail."""
         keywords, exclude, require = lists
+        if not exclude:
+            return
         wanted = {k.key: k.text for k in (*keywords, *require)}
         for index, keyword in enumerate(exclude):
             if keyword.key in wanted:

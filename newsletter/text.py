@@ -18,9 +18,9 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from newsletter.errors import KeywordError
-from newsletter.pickling import pickled_as_tuple
 
 _WORD = re.compile(r"[^\W_]+")
 # Line breaks and other C0/C1 controls, and the bidi embeddings, overrides and isolates: none
@@ -63,16 +63,15 @@ def word_forms(word: str) -> frozenset[str]:
     return frozenset(forms)
 
 
-@pickled_as_tuple
-@dataclass(frozen=True, slots=True)
-class Pattern:
-    """One way a keyword can occur: its words, the last one maybe a prefix."""
+class Pattern(NamedTuple):
+    """One way a keyword can occur: its words, the last one maybe a prefix. (A named tuple:
+    keywords are compared by their patterns ~60 times a subscriber while a profile file is
+    checked, and a dataclass's hash, in Python, was a tenth of loading it.)"""
 
     words: tuple[str, ...]
     prefix: bool  # the last word is a prefix ("compress*")
 
 
-@pickled_as_tuple
 @dataclass(frozen=True, slots=True)
 class Keyword:
     """A keyword as the subscriber wrote it, and the patterns it stands for: one, or one per
@@ -87,6 +86,12 @@ class Keyword:
     def __post_init__(self) -> None:
         unique = sorted(set(self.patterns), key=lambda p: (p.words, p.prefix))
         object.__setattr__(self, "key", tuple(unique))
+
+    def __reduce__(self) -> tuple:
+        # Pickled as its text, unpickled through parse_keyword's cache: one object per
+        # text, made once a process (checked entries come back from the workers in chunks,
+        # each with its own copies: making those again cost more than checking them).
+        return parse_keyword, (self.text,)
 
 
 @functools.lru_cache(maxsize=65536)

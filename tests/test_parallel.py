@@ -17,7 +17,14 @@ import pytest
 from newsletter.errors import TemplateError
 from newsletter.models import History
 from newsletter.outbox import OutboxTransport, file_name
-from newsletter.parallel import PARALLEL_FROM, Order, Workers, produce, start_workers
+from newsletter.parallel import (
+    AHEAD_MAX,
+    PARALLEL_FROM,
+    Order,
+    Workers,
+    produce,
+    start_workers,
+)
 from newsletter.pipeline import make_renderer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.render_helpers import ada, fixed_papers, project_config
@@ -171,3 +178,34 @@ def test_workers_started_ahead_render_the_same_as_workers_started_then(tmp_path:
     ahead = digests(produce(order, pool=pool))
     assert len(ahead) == len(subscribers) and ahead == digests(produce(order, workers=2))
     assert pool.stopped and not any(p.is_alive() for p in pool.processes)
+
+
+def pid_and_square(number: int) -> tuple[int, int]:
+    """(Worked out in a worker, or in the caller: map_ahead's test.)"""
+    if number < 0:
+        raise TemplateError(f"cannot square {number}")
+    return os.getpid(), number * number
+
+
+def test_work_handed_ahead_comes_back_in_order_and_leaves_the_workers_ready(
+    tmp_path: Path,
+) -> None:
+    """The workers take the first AHEAD_MAX at once, while they are still starting up; the
+    caller works out the next itself. Then the same workers render as usual."""
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = order_for(config, subscribers)
+    with Workers(2) as pool:
+        found = list(pool.map_ahead(pid_and_square, range(AHEAD_MAX + 30)))
+        assert [square for _, square in found] == [n * n for n in range(AHEAD_MAX + 30)]
+        where = {pid for pid, _ in found}
+        assert os.getpid() in where and where & {p.pid for p in pool.processes}
+        rendered = {item.subscriber for item in produce(order, pool=pool)}
+    assert rendered == {s.email for s in subscribers}
+
+
+def test_an_error_in_work_handed_ahead_reaches_the_caller_and_stops_the_workers() -> None:
+    with Workers(2) as pool:
+        with pytest.raises(TemplateError, match="cannot square -3"):
+            list(pool.map_ahead(pid_and_square, [1, 2, -3, 4]))
+        assert pool.stopped and not any(p.is_alive() for p in pool.processes)

@@ -23,7 +23,12 @@ def emailed() -> Produced:
 def test_worker_results_and_profiles_come_back_equal_from_field_tuples() -> None:
     keywords = (parse_keyword("large language model | LLM"), parse_keyword("compress*"))
     subscriber = Subscriber("ada@example.org", keywords, name="Ada", max_papers=3, line=7)
-    for value in (emailed(), subscriber, *keywords, keywords[0].patterns[0]):
+    pattern = keywords[0].patterns[0]  # a named tuple: pickled as one already
+    assert pickle.loads(pickle.dumps(pattern)) == pattern and hash(pattern) == hash(tuple(pattern))
+    for keyword in keywords:  # as their text, through parse_keyword's cache: one object
+        assert keyword.__reduce__() == (parse_keyword, (keyword.text,))
+        assert pickle.loads(pickle.dumps(keyword)) is parse_keyword(keyword.text)
+    for value in (emailed(), subscriber):
         cls, values = value.__reduce__()
         assert cls is type(value) and isinstance(values, tuple)
         assert len(values) == len([f for f in fields(value) if f.init])

@@ -290,3 +290,64 @@ def test_the_daemon_keeps_running_the_last_good_profiles_after_a_bomb_edit(tmp_p
     os.utime(tmp_path / "subscribers.yaml", (1, 1))  # a changed stamp, whatever the clock
     assert not daemon.reload()
     assert [s.email for s in daemon.loaded.profiles.subscribers] == ["a@example.org"]
+
+
+def many_entries(count: int) -> str:
+    """``count`` sound entries in the shapes people write them (an alias among them)."""
+    entries = ["subscribers:\n  - &first {email: a0@example.org, keywords: [pruning, 'LLM*']}\n"]
+    for i in range(1, count):
+        if i % 3 == 0:
+            papers = 1 + i % 9
+            entries.append(f"  - {{<<: *first, email: a{i}@example.org, max_papers: {papers}}}\n")
+        else:
+            entries.append(
+                f"  - email: A{i}@Example.org\n    keywords: [graph {i % 7}, 'zero-shot']\n"
+                f"    authors: [Yann LeCun]\n    categories: [cs.LG]\n    exclude: [medical]\n"
+                f"    frequency: weekly\n    day: tue\n    send_at: '07:{i % 60:02d}'\n"
+            )
+    return "".join(entries)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "",  # all sound
+        TEN_MISTAKES.removeprefix("subscribers:\n"),  # mistakes after two chunks
+        "  - email: a5@example.org\n    keywords: [again]\n",  # an address two chunks back
+        "  - {email: z@example.org, keywords: [x], keywords: [y]}\n",  # a key set twice
+        "defaults: {max_papers: 3}\n",  # a mistake of the file's top level
+    ],
+)
+def test_entries_checked_in_the_workers_read_the_same(tmp_path: Path, tail: str) -> None:
+    """Checked on worker processes, a file gives the same profiles, or the same problems,
+    each with its line, as read in one process."""
+    from newsletter.parallel import Workers
+    from newsletter.profiles import SPREAD_CHUNK
+
+    text = many_entries(2 * SPREAD_CHUNK + 100) + tail
+    config = load_config(write_project(tmp_path, text))
+
+    def outcome(spread) -> object:
+        try:
+            return load_profiles(config.subscribers, config.schedule, config.matching, spread)
+        except ProfileError as exc:
+            return exc.problems
+
+    alone = outcome(None)
+    with Workers(2) as pool:
+        assert outcome(pool.map_ahead) == alone
+    if tail:
+        assert isinstance(alone, list) and len(alone) >= 1
+    else:
+        assert len(alone.subscribers) == 2 * SPREAD_CHUNK + 100
+        assert alone.subscribers[3].max_papers == 4 and alone.subscribers[3].line == 19
+
+
+def test_the_guess_of_a_files_length_counts_its_addresses(tmp_path: Path) -> None:
+    """What decides whether a send starts its workers before reading the file."""
+    from newsletter.profiles import entries_guess
+
+    path = tmp_path / "subscribers.yaml"
+    path.write_text(many_entries(40))
+    assert entries_guess(path) == 40
+    assert entries_guess(tmp_path / "missing.yaml") == 0
