@@ -226,19 +226,18 @@ class Workers:
         starting up), the caller works the next one out itself instead of waiting."""
         finished: dict[int, Any] = {}
         waiting = following = 0  # items the workers have; the next result to give
+        ended = object()
         try:
-            for index, item in enumerate(items):
-                if waiting >= AHEAD_MAX:
+            for index, item in enumerate(itertools.chain(items, [ended])):
+                if item is ended:
+                    while waiting:
+                        waiting -= self._collect(finished, wait=True)
+                elif waiting >= AHEAD_MAX:
                     finished[index] = function(item)
                 else:
                     self.setup.put((function, index, item))
                     waiting += 1
                 waiting -= self._collect(finished, wait=False)
-                while following in finished:
-                    yield finished.pop(following)
-                    following += 1
-            while waiting:
-                waiting -= self._collect(finished, wait=True)
                 while following in finished:
                     yield finished.pop(following)
                     following += 1
@@ -251,14 +250,11 @@ class Workers:
         (with ``wait``, at least one)."""
         count = 0
         while True:
+            blocking = wait and not count
             try:
-                item = (
-                    self.results.get(timeout=0.5)
-                    if wait and not count
-                    else self.results.get_nowait()
-                )
+                item = self.results.get(timeout=0.5) if blocking else self.results.get_nowait()
             except queue.Empty:
-                if not (wait and not count):
+                if not blocking:
                     return count
                 if not any(process.is_alive() for process in self.processes):
                     raise WorkerError("a rendering worker died without a word") from None
