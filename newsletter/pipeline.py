@@ -89,6 +89,8 @@ RECORD_SIZE = 4096  # what one digest's rows take, at most (message id, ~10 pape
 # stay small, or delivery idles while it fills at the start of a run (a transport taking
 # batches, the outbox, has its batches recorded as one each).
 PENDING_BATCH = 32
+SENT_GROUP = 16  # accepted messages recorded in one commit at most (_Group)
+SENT_LINGER = 0.005  # seconds an accepted message waits for others to share its commit
 TEMPLATES_CACHE = "templates.cache"  # the HTML template with its CSS inlined, in the state folder
 
 
@@ -187,8 +189,14 @@ class Run:
             if isinstance(subscribers, FromProfileFile)
             else len(subscribers)
         )
-        pool = start_workers(expected)
+        pool = start_workers(expected, idle=self._renders_idle())
         return contextlib.nullcontext() if pool is None else pool
+
+    def _renders_idle(self) -> bool:
+        """Whether the rendering workers take only CPU nothing else wants
+        (parallel._yield_the_cpu): during a send over SMTP, whose threads wait on the
+        server's replies and must get a core the moment one comes."""
+        return self.config.delivery == "smtp" and not self.dry_run
 
     def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
         """Who this run serves, recorded as seen: the skipped (in a report) and the
@@ -209,6 +217,36 @@ class Run:
         ledger = Ledger(store, run=self.share.run, fence=self.share.fence)
         report = _Sending(self, store, ledger, transport, renderer).send(subscribers)
         return replace(report, where=transport.where)
+
+
+class _Group:
+    """Results held back to be recorded in one commit: a commit a message cost ~100 us of
+    the caller's thread, which shares the GIL and the cores with the connections
+    (bench/send.py). A result waits at most ``SENT_GROUP`` results, and as results come, at
+    most ``SENT_LINGER`` seconds; so a kill can leave that many more accepted and
+    unrecorded (each sent again as it was, the same message). Without a clock (a paced
+    send: no hurry, and the report follows each message), nothing is held."""
+
+    def __init__(self, clock: Callable[[], float] | None) -> None:
+        self.clock = clock
+        self.held: list[Result] = []
+        self.since = 0.0  # when the first held result came
+
+    def add(self, results: list[Result]) -> list[Result]:
+        """``results`` came: those to record now (none while the group fills)."""
+        if self.clock is None:
+            return results
+        if not self.held:
+            self.since = self.clock()
+        self.held += results
+        if len(self.held) < SENT_GROUP and self.clock() - self.since < SENT_LINGER:
+            return []
+        return self.take()
+
+    def take(self) -> list[Result]:
+        """Every result held; none is held any more."""
+        held, self.held = self.held, []
+        return held
 
 
 def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
@@ -593,11 +631,15 @@ class _Sending:
         retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
         pacer = self._pacer()
-        for results in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
-            self._record(results)
-            if self.run.on_result:
-                for _ in results:
-                    self.run.on_result()
+        group = _Group(self.run.world.monotonic if pacer.limits_nothing else None)
+        try:
+            for results in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
+                self._record(group.add(results))
+        except BaseException:
+            with contextlib.suppress(StoreError):  # (what was accepted is not sent again)
+                self._record(group.take())
+            raise
+        self._record(group.take())
         outgoing.close()  # (after a cap: the rest is neither rendered nor recorded)
         if self.halted:
             raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")
@@ -724,6 +766,8 @@ class _Sending:
     def _record(self, results: list[Result]) -> None:
         """Record results that came together at once (the accepted ones in one commit) and
         add them to the report."""
+        if not results:
+            return
         accepted = [r for r in results if r.delivered]
         if accepted:
             # (when they were accepted, not when the run began: the caps count these)
@@ -738,6 +782,9 @@ class _Sending:
                 self.sent.append(SentItem(email, papers, item.message_id, resent))
             else:
                 self._record_failure(result, email)
+        if self.run.on_result:
+            for _ in results:
+                self.run.on_result()
 
     def _record_failure(self, result: Result, email: str) -> None:
         error = result.error or "failed"

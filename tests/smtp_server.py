@@ -194,6 +194,8 @@ class ScriptedServer(_RawServer):
                     self.commands.append(verb)
                     if verb == "DATA":
                         self._say(client, self.replies["DATA"])
+                        if not self.replies["DATA"].startswith("354"):
+                            continue  # (refused: no message follows)
                         for body in lines:
                             if body in (b".\r\n", b".\n"):
                                 break

@@ -19,9 +19,12 @@ from newsletter.models import History
 from newsletter.outbox import OutboxTransport, file_name
 from newsletter.parallel import (
     AHEAD_MAX,
+    CHUNK,
+    FIRST_CHUNK,
     PARALLEL_FROM,
     Order,
     Workers,
+    _cuts,
     produce,
     start_workers,
 )
@@ -209,3 +212,44 @@ def test_an_error_in_work_handed_ahead_reaches_the_caller_and_stops_the_workers(
         with pytest.raises(TemplateError, match="cannot square -3"):
             list(pool.map_ahead(pid_and_square, [1, 2, -3, 4]))
         assert pool.stopped and not any(p.is_alive() for p in pool.processes)
+
+
+def worker_policy(_: int) -> tuple[int, int]:
+    """(Worked out in a worker, or in the caller: its pid and scheduling policy.)"""
+    return os.getpid(), os.sched_getscheduler(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize("idle", [True, False])
+def test_idle_workers_take_only_idle_cpu_and_render_the_same(tmp_path: Path, idle) -> None:
+    """During a send over SMTP the rendering workers run as SCHED_IDLE (the run's threads
+    answer the server first); they produce the same digests."""
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = order_for(config, subscribers)
+
+    def digests(items) -> dict[str, str]:
+        return {i.subscriber: hashlib.sha256(i.email.data).hexdigest() for i in items}
+
+    with Workers(2, idle=idle) as pool:
+        workers = {p.pid for p in pool.processes}
+        found = list(pool.map_ahead(worker_policy, range(AHEAD_MAX)))
+        policies = {policy for pid, policy in found if pid in workers}
+        produced = digests(produce(order, pool=pool))
+    assert policies == {os.SCHED_IDLE if idle else os.SCHED_OTHER}
+    assert produced == digests(produce(order, workers=2))
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # (the caller's own stays as it was)
+
+
+def test_each_worker_starts_on_a_short_chunk(tmp_path: Path) -> None:
+    """A matcher works out its whole chunk before the first digest: each worker's first
+    chunk is short, so the first message of a send waits little; all are covered, once."""
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(12_345)]
+    order = order_for(config, subscribers)
+    cuts = list(_cuts(order, CHUNK, 2))
+    assert [end - start for start, end in cuts[:2]] == [FIRST_CHUNK, FIRST_CHUNK]
+    assert all(end - start <= CHUNK for start, end in cuts)
+    assert [i for start, end in cuts for i in range(start, end)] == list(range(12_345))
+    few = order_for(config, subscribers[:300])
+    assert list(_cuts(few, 150, 2)) == [(0, 150), (150, 300)]

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_config
-from newsletter.delivery import Outgoing
+from newsletter.delivery import Outgoing, Result
+from newsletter.errors import Fatal
 from newsletter.ledger import Ledger
+from newsletter.models import Envelope
 from newsletter.outbox import OutboxTransport
-from newsletter.pipeline import Run, World, profiles_of
+from newsletter.pipeline import SENT_GROUP, SENT_LINGER, Run, World, _Group, profiles_of
 from newsletter.suppression import SubscriberState
-from tests.helpers import NOW, SAMPLES, STORE_ENV, open_project_store
+from tests.helpers import NOW, SAMPLES, STORE_ENV, FakeClock, open_project_store
 
 pytestmark = pytest.mark.usefixtures("each_store")
 
@@ -153,3 +155,66 @@ def test_a_suppressed_address_is_skipped_and_no_other(tmp_path: Path) -> None:
     (skip,) = report.skipped
     assert skip.subscriber == "Reader.3@example.org" and "unsubscribed" in skip.reason
     assert "Reader.3@example.org" not in {o.subscriber for o in transport.sent}
+
+
+class FailsAfter(Recording):
+    """Accepts ``accepted`` messages, then stops the run as a refused login would."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__()
+        self.accepted = accepted
+
+    def send(self, outgoing: Outgoing) -> None:
+        if len(self.sent) == self.accepted:
+            raise Fatal("the server refused the login")
+        super().send(outgoing)
+
+
+def test_accepted_messages_held_for_one_commit_are_recorded_when_the_run_fails(
+    tmp_path: Path,
+) -> None:
+    """Accepted messages wait to share a commit (_Group); a run that fails meanwhile still
+    records them as sent, so the next run does not send them again. (On a clock that stands
+    still, the group holds up to SENT_GROUP.)"""
+    config = load_config(readers_project(tmp_path, 30))
+    readers = profiles_of(config).subscribers
+    transport, progress = FailsAfter(SENT_GROUP - 4), []
+    clock = FakeClock(NOW)
+    run = Run(
+        config,
+        clock.world(environ=dict(STORE_ENV)),
+        ignore_schedule=True,
+        transport=transport,
+        on_result=lambda: progress.append(1),
+    )
+    with pytest.raises(Fatal, match="refused the login"):
+        run.once(readers)
+    with open_project_store(config.state_dir.parent) as store:
+        rows = Ledger(store).rows()
+    sent = {r["message_id"] for r in rows if r["status"] == "sent"}
+    assert sent == {m.message_id for m in transport.sent} and len(sent) == SENT_GROUP - 4
+    assert len(progress) == len(sent)  # (the progress follows what is recorded)
+    again = Recording()
+    Run(config, world(), ignore_schedule=True, transport=again).once(readers)
+    assert len(again.sent) == 30 - len(sent)  # nobody twice
+
+
+def result(number: int) -> Result:
+    message_id = f"<{number}@example.org>"
+    envelope = Envelope("digest@example.org", f"r{number}@example.org")
+    return Result(Outgoing(message_id, f"r{number}@example.org", envelope, b""), True, 1)
+
+
+def test_a_group_is_recorded_when_full_or_when_its_first_result_has_waited() -> None:
+    clock = FakeClock(NOW)
+    group = _Group(clock.monotonic)
+    assert group.add([result(0)]) == []
+    held = [group.add([result(n)]) for n in range(1, SENT_GROUP - 1)]
+    assert held == [[]] * (SENT_GROUP - 2)
+    full = group.add([result(SENT_GROUP - 1)])
+    assert [r.outgoing.message_id for r in full] == [f"<{n}@example.org>" for n in range(16)]
+    assert group.add([result(100)]) == [] and group.add([result(101)]) == []
+    clock.sleep(SENT_LINGER)
+    assert len(group.add([result(102)])) == 3 and group.take() == []
+    paced = _Group(None)  # (a paced send: each result at once)
+    assert paced.add([result(7)]) == [result(7)]
