@@ -32,7 +32,6 @@ from newsletter.slots import Timetable
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
-FIRST_CHUNK = 500  # subscribers of a worker's first chunk, at most (_cuts)
 BATCH = 100  # emails per message from a worker
 AHEAD_MAX = 8  # items of ``Workers.map_ahead`` waiting for the workers at most
 STOP_SECONDS = 5.0  # how long a stopped worker may take to exit before it is killed
@@ -349,7 +348,10 @@ class _Feeder:
 
     def __init__(self, tasks: multiprocessing.Queue, order: Order, size: int, workers: int):
         self.tasks = tasks
-        chunks = (order.part(order.subscribers[i:end]) for i, end in _cuts(order, size, workers))
+        chunks = (
+            order.part(order.subscribers[i : i + size])
+            for i in range(0, len(order.subscribers), size)
+        )
         items: Iterator[_Task] = (
             (list(chunk.subscribers), dict(chunk.history)) for chunk in chunks
         )
@@ -364,19 +366,6 @@ class _Feeder:
             except queue.Full:
                 return
             self.waiting = next(self.items, _DONE)
-
-
-def _cuts(order: Order, size: int, workers: int) -> Iterator[tuple[int, int]]:
-    """Where the chunks of ``order``'s subscribers start and end: ``size`` each, but the
-    first of each worker ``FIRST_CHUNK`` at most (a matcher works out its whole chunk before
-    the first digest: 64 ms for 5,000 subscribers, 8 ms for 500, which the first message
-    of a send waits for)."""
-    count, start = len(order.subscribers), 0
-    for _ in range(workers):
-        if start < count:
-            yield start, min(start + min(size, FIRST_CHUNK), count)
-            start += min(size, FIRST_CHUNK)
-    yield from ((i, min(i + size, count)) for i in range(start, count, size))
 
 
 def _worker(

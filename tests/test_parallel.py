@@ -19,12 +19,9 @@ from newsletter.models import History
 from newsletter.outbox import OutboxTransport, file_name
 from newsletter.parallel import (
     AHEAD_MAX,
-    CHUNK,
-    FIRST_CHUNK,
     PARALLEL_FROM,
     Order,
     Workers,
-    _cuts,
     produce,
     start_workers,
 )
@@ -239,17 +236,3 @@ def test_idle_workers_take_only_idle_cpu_and_render_the_same(tmp_path: Path, idl
     assert policies == {os.SCHED_IDLE if idle else os.SCHED_OTHER}
     assert produced == digests(produce(order, workers=2))
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # (the caller's own stays as it was)
-
-
-def test_each_worker_starts_on_a_short_chunk(tmp_path: Path) -> None:
-    """A matcher works out its whole chunk before the first digest: each worker's first
-    chunk is short, so the first message of a send waits little; all are covered, once."""
-    config = project_config(tmp_path)
-    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(12_345)]
-    order = order_for(config, subscribers)
-    cuts = list(_cuts(order, CHUNK, 2))
-    assert [end - start for start, end in cuts[:2]] == [FIRST_CHUNK, FIRST_CHUNK]
-    assert all(end - start <= CHUNK for start, end in cuts)
-    assert [i for start, end in cuts for i in range(start, end)] == list(range(12_345))
-    few = order_for(config, subscribers[:300])
-    assert list(_cuts(few, 150, 2)) == [(0, 150), (150, 300)]
