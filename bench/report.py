@@ -135,6 +135,20 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str, str, str]]:
                         + " (target 0.80)",
                     )
                 )
+    if "send" in stages and "pairs" in stages["send"]:
+        for name, run in stages["send"]["pairs"]["runs"].items():
+            rows.append(
+                (
+                    f"SMTP: the same, interleaved pairs ({name}, warm, median of "
+                    f"{len(run['ratios'])})",
+                    "—",
+                    "—",
+                    "each send against the limit just before and after it",
+                    f"ours/limit {run['median']:.2f} ("
+                    + ", ".join(f"{r:.2f}" for r in run["ratios"])
+                    + ") (target 0.80)",
+                )
+            )
     if "dkim" in stages:
         ms = stages["dkim"]["ms_per_message"]
         rows.append(

@@ -45,7 +45,7 @@ STAGES = {
     # start-up before the first message weighs twice as much at 10,000: BENCHMARKS.md).
     "send": (
         "send",
-        {"subscribers": 20_000, "messages": 2_000},
+        {"subscribers": 20_000, "messages": 2_000, "pairs_of": 3},
         {"subscribers": 2_000, "messages": 300},
     ),
     "scale": ("scale", {"subscribers": 100_000, "papers": 1_000}, {"subscribers": 10_000}),

@@ -96,3 +96,10 @@ def test_the_throughput_table_shows_both_reference_runs_and_the_ratios() -> None
     assert "| 20,000 x 1,000 | 12.0 / 13.0 s (12.5 s) | 17.0 s / 14.0 s | 0.74 / 0.89 |" in text
     older = {k: v for k, v in row.items() if k != "match+render_runs"}
     assert "| 20,000 x 1,000 | 12.5 s | 17.0 s / 14.0 s |" in table({"throughput": [older]})
+
+
+def test_the_smtp_pairs_give_their_median_and_each_ratio() -> None:
+    pairs = {"runs": {"plain": {"ratios": [0.81, 0.74, 0.86], "median": 0.81, "limits": []}}}
+    text = table({"stages": {"send": {"runs": {}, "pairs": pairs}}})
+    row = next(line for line in text.splitlines() if "interleaved pairs (plain" in line)
+    assert "median of 3" in row and "ours/limit 0.81 (0.81, 0.74, 0.86)" in row
