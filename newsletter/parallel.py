@@ -303,9 +303,9 @@ def _yield_the_cpu() -> None:
     For a send over SMTP (pipeline.Run): each of the server's four replies a message wakes
     a thread of the run, which should get a core at once. Rendering workers that wake after
     a pause (their queue was full) took those cores first: two processes busy a fifth of
-    the time cut what ``deliver`` sends by 17% at nice 0, at nice 10 and as SCHED_BATCH
-    alike, and by nothing as SCHED_IDLE (BENCHMARKS.md). The workers render ahead into a
-    bounded queue, so they lose nothing by waiting for a free core."""
+    the time cut what ``deliver`` sends by 17% at nice 0, 15% at nice 10, 9-15% as
+    SCHED_BATCH, and by nothing as SCHED_IDLE (BENCHMARKS.md). The workers render ahead
+    into a bounded queue, so they lose nothing by waiting for a free core."""
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return
