@@ -152,11 +152,10 @@ class _Client(smtplib.SMTP):
     rest of the client's work, and the connections' threads share the GIL with the run
     (bench/send.py; BENCHMARKS.md). The bytes on the wire are the same."""
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:  # type: ignore[override]
-        """DATA: ``msg`` (bytes with CRLF line ends, as ``render`` makes them) sent
-        dot-stuffed; the server's reply (SMTPDataError unless 354 came first)."""
-        if isinstance(msg, str):  # (not ours: smtplib's own way)
-            return smtplib.SMTP.data(self, msg)
+    def data(self, msg: bytes) -> tuple[int, bytes]:  # type: ignore[override]
+        """DATA: ``msg`` (bytes with CRLF line ends, as ``render`` makes them; ``sendmail``
+        encodes a text message before it calls this) sent dot-stuffed; the server's reply
+        (SMTPDataError unless 354 came first)."""
         self.putcmd("data")
         code, reply = self.getreply()
         if code != 354:
