@@ -16,9 +16,12 @@ from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.text import Keyword, followed_author_key, parse_keyword
 from newsletter.yamlfile import (
     KeyPath,
+    Piece,
     YamlDocument,
     YamlStream,
     did_you_mean_address,
+    list_pieces,
+    read_text,
 )
 
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
@@ -115,25 +118,45 @@ def load_profiles(
 
 
 def _spread_out(path: Path, defaults: _Defaults, spread: Spread) -> tuple[Subscriber, ...] | None:
-    """The subscribers, their entries checked by ``spread`` as the file is read; None when
-    the file has a mistake: the reading in one process then reports each with its line (it
-    needs every entry's lines, which stay here)."""
-    stream = YamlStream(path, "subscribers")
+    """The subscribers, read and checked by ``spread``: pieces of the file each read and
+    checked there (``yamlfile.list_pieces``), or, in a file that cannot be cut so, its
+    entries read here and checked there. None when the file has a mistake: the reading in
+    one process then reports each with its line (it needs every entry's lines)."""
+    text = read_text(path)
+    pieces = list_pieces(text, "subscribers", SPREAD_CHUNK)
+    if pieces is None:
+        return _spread_entries(path, text, defaults, spread)
+    return _gathered(spread(check_piece, ((path, defaults, piece) for piece in pieces)))
+
+
+def _spread_entries(
+    path: Path, text: str, defaults: _Defaults, spread: Spread
+) -> tuple[Subscriber, ...] | None:
+    """The file read here, its entries checked by ``spread`` as they are read."""
+    stream = YamlStream(path, "subscribers", text=text)
     problems = Problems(stream.document)
     chunks = _chunked(stream, problems)
+    subscribers = _gathered(spread(check_entries, ((path, defaults, chunk) for chunk in chunks)))
+    if problems.found or stream.document.duplicates:
+        return None
+    return subscribers
+
+
+def _gathered(checked: Iterable[list[Subscriber | None]]) -> tuple[Subscriber, ...] | None:
+    """The subscribers of every list in ``checked``, in order; None if any is None (an
+    entry with a problem) or an address comes twice. Every list is taken: ``spread``
+    must be run to its end."""
     subscribers: list[Subscriber] = []
     seen: set[str] = set()
     sound = True
-    for checked in spread(check_entries, ((path, defaults, chunk) for chunk in chunks)):
-        for subscriber in checked:
+    for entries in checked:
+        for subscriber in entries:
             if subscriber is None or subscriber.email.casefold() in seen:
                 sound = False
             elif sound:
                 seen.add(subscriber.email.casefold())
                 subscribers.append(subscriber)
-    if not sound or problems.found or stream.document.duplicates:
-        return None
-    return tuple(subscribers)
+    return tuple(subscribers) if sound else None
 
 
 def _chunked(stream: YamlStream, problems: Problems) -> Iterator[list[tuple[int, object, int]]]:
@@ -163,6 +186,22 @@ def check_entries(
         subscriber = _ProfileReader(document, problems, defaults, at).read(entry)
         checked.append(None if problems.found else subscriber)
     return checked
+
+
+def check_piece(job: tuple[Path, _Defaults, Piece]) -> list[Subscriber | None]:
+    """In a worker: read a piece of the file and check its entries; [None] when any has a
+    problem or the piece does not read as YAML (the caller reads the file again, whole)."""
+    path, defaults, piece = job
+    stream = YamlStream(path, "subscribers", text=piece.document())
+    problems = Problems(stream.document)
+    checked: list[Subscriber | None] = []
+    try:
+        for index, entry in _entries(stream, problems):
+            reader = _ProfileReader(stream.document, problems, defaults, ("subscribers", index))
+            checked.append(reader.read(entry))
+    except ConfigError:
+        return [None]
+    return [None] if problems.found or stream.document.duplicates else checked
 
 
 def entries_guess(path: Path) -> int:

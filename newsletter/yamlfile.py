@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,16 @@ def load_yaml(path: Path) -> YamlDocument:
     return stream.document
 
 
+def read_text(path: Path) -> str:
+    """The text of a YAML file; a ConfigError saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from exc
+
+
 class YamlStream:
     """A YAML file whose top-level ``key`` may hold a long list, read one item at a time.
 
@@ -63,20 +74,22 @@ class YamlStream:
     yielded, that item's lines; once ``items()`` is done, ``data[key]`` is an empty list if
     the list was streamed."""
 
-    def __init__(self, path: Path, key: str | None = None, loader: type | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: str | None = None,
+        loader: type | None = None,
+        text: str | None = None,
+    ) -> None:
         self.document = YamlDocument(path, None)
         self.key = key
         self.loader = loader or _Loader  # yaml.SafeLoader gives the same, slower
+        self.text = text  # (the file's, or a ``Piece``'s document; None: read the file)
 
     def items(self) -> Iterator[tuple[int, object]]:
         """Each item of the top-level ``key`` list, with its index; then the rest is read."""
         path = self.document.path
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: no such file") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read it ({exc})") from exc
+        text = read_text(path) if self.text is None else self.text
         loader = self.loader(text)
         try:
             yield from self._read(loader)
@@ -357,6 +370,81 @@ def _collect(node: yaml.Node, here: KeyPath, document: YamlDocument) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _collect(item, (*here, index), document)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Consecutive items of a file's top-level list (``list_pieces``), readable on their own
+    as ``document()``: the same values on the same lines as in the whole file."""
+
+    key: str  # the top-level key holding the list
+    line: int  # the 1-based line of its first item in the file
+    text: str  # its items' lines, as written
+
+    def document(self) -> str:
+        """A YAML document of the key and these items only, each on its line of the file
+        (blank lines stand for what comes before them)."""
+        return f"{self.key}:\n" + "\n" * (self.line - 2) + self.text
+
+
+# An anchor (&name; an alias, *name, needs one) may tie one item to another. (Written so
+# that the scan is for "&" first: the lookbehind only runs where one is.)
+_ANCHOR = re.compile(r"&(?<=[\s\[\]{},]&)[^\s\[\]{},]")
+_QUIET = r"[ \t\r]*(?:#[^\n]*)?"  # what a blank or comment-only line holds
+
+
+def list_pieces(text: str, key: str, size: int) -> list[Piece] | None:
+    """The items of the list under ``key``, ``size`` at a time, as pieces that read on their
+    own the same as in the whole file (``text``, a YAML file: its own processes may each
+    read some); None unless the file is laid out as one plainly can be cut: ``key:`` alone
+    at the top, then the items at one indentation, with nothing else at or left of it but
+    comments, and no anchor or alias (which may tie one item to another).
+
+    A cut is made only at a line that starts an item at the list's indentation. Inside a
+    quoted or flow value such a line is text, and the piece before it ends with that value
+    unfinished, so it does not read: the caller must read the file whole then (it does when
+    any piece has a problem)."""
+    header = re.match(rf"(?:{_QUIET}\n)*{re.escape(key)}:(?:[ \t\r]+#[^\n]*|[ \t\r]*)\n", text)
+    if header is None or _other_breaks(text) or ("&" in text and _ANCHOR.search(text)):
+        return None
+    lines = text[header.end() :].split("\n")
+    starts = _item_lines(lines)
+    if not starts:
+        return None
+    pieces, line = [], text.count("\n", 0, header.end()) + 1
+    for number in range(0, len(starts), size):
+        first = starts[number]
+        end = starts[number + size] if number + size < len(starts) else len(lines)
+        pieces.append(Piece(key, line + first, "\n".join(lines[first:end])))
+    return pieces
+
+
+def _other_breaks(text: str) -> bool:
+    """Whether ``text`` holds a line break of YAML that is not "\\n" (a lone CR, NEL, LS
+    or PS): lines would then be counted apart from YAML's."""
+    lone = text.count("\r") != text.count("\r\n")
+    return lone or any(mark in text for mark in "\x85\u2028\u2029")
+
+
+def _item_lines(lines: list[str]) -> list[int]:
+    """The indexes of the ``lines`` (after a list's key) that start its items; none unless
+    the first line that is not blank or a comment starts one, and every later one at its
+    indentation starts one, none is left of it, and none is indented with a tab."""
+    starts: list[int] = []
+    indent = -1
+    for number, line in enumerate(lines):
+        content = line.lstrip(" ")
+        if not content.strip(" \t\r") or content.lstrip(" \t\r")[0] == "#":
+            continue
+        depth = len(line) - len(content)
+        if indent < 0:
+            indent = depth
+        item = content[0] == "-" and (len(content) == 1 or content[1] in " \t\r")
+        if depth == indent and item:
+            starts.append(number)
+        elif depth <= indent or content[0] == "\t" or not starts:
+            return []
+    return starts
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

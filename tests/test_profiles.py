@@ -11,6 +11,7 @@ import pytest
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
 from newsletter.profiles import ProfileError, load_profiles
+from newsletter.yamlfile import YamlStream
 from tests.helpers import ROOT
 from tests.profile_samples import EXPECTED, TEN_MISTAKES
 
@@ -292,11 +293,17 @@ def test_the_daemon_keeps_running_the_last_good_profiles_after_a_bomb_edit(tmp_p
     assert [s.email for s in daemon.loaded.profiles.subscribers] == ["a@example.org"]
 
 
-def many_entries(count: int) -> str:
-    """``count`` sound entries in the shapes people write them (an alias among them)."""
+def many_entries(count: int, anchors: bool = True) -> str:
+    """``count`` sound entries in the shapes people write them (with ``anchors``, an alias
+    among them; without, comments and a quoted value across lines)."""
     entries = ["subscribers:\n  - &first {email: a0@example.org, keywords: [pruning, 'LLM*']}\n"]
+    if not anchors:
+        entries[0] = entries[0].replace("&first ", "")
     for i in range(1, count):
-        if i % 3 == 0:
+        if not anchors and i % 3 == 0:
+            entries.append(f"# team {i}\n  - {{email: a{i}@example.org, keywords: [x*, 'R&D']\n")
+            entries.append(f"     , name: 'two\n       lines', max_papers: {1 + i % 9}}}\n")
+        elif i % 3 == 0:
             papers = 1 + i % 9
             entries.append(f"  - {{<<: *first, email: a{i}@example.org, max_papers: {papers}}}\n")
         else:
@@ -318,13 +325,20 @@ def many_entries(count: int) -> str:
         "defaults: {max_papers: 3}\n",  # a mistake of the file's top level
     ],
 )
-def test_entries_checked_in_the_workers_read_the_same(tmp_path: Path, tail: str) -> None:
+@pytest.mark.parametrize("anchors", [True, False], ids=["read-here", "read-in-pieces"])
+def test_entries_checked_in_the_workers_read_the_same(
+    tmp_path: Path, tail: str, anchors: bool
+) -> None:
     """Checked on worker processes, a file gives the same profiles, or the same problems,
-    each with its line, as read in one process."""
+    each with its line, as read in one process: its entries read here and checked there
+    (a file with anchors), or read and checked there in pieces."""
     from newsletter.parallel import Workers
     from newsletter.profiles import SPREAD_CHUNK
+    from newsletter.yamlfile import list_pieces
 
-    text = many_entries(2 * SPREAD_CHUNK + 100) + tail
+    text = many_entries(2 * SPREAD_CHUNK + 100, anchors) + tail
+    cut = list_pieces(text, "subscribers", SPREAD_CHUNK)
+    assert (cut is None) == (anchors or tail.startswith("defaults"))
     config = load_config(write_project(tmp_path, text))
 
     def outcome(spread) -> object:
@@ -340,7 +354,32 @@ def test_entries_checked_in_the_workers_read_the_same(tmp_path: Path, tail: str)
         assert isinstance(alone, list) and len(alone) >= 1
     else:
         assert len(alone.subscribers) == 2 * SPREAD_CHUNK + 100
-        assert alone.subscribers[3].max_papers == 4 and alone.subscribers[3].line == 19
+        third = alone.subscribers[3]
+        assert third.max_papers == 4 and third.line == (19 if anchors else 20)
+
+
+def test_a_cut_inside_a_quoted_value_falls_back_to_reading_the_file_whole(
+    tmp_path: Path,
+) -> None:
+    """The line where a piece would end is inside a quoted value (it looks like an item):
+    that piece does not read, so the file is read whole, and gives what it gives read so."""
+    from newsletter.profiles import SPREAD_CHUNK
+    from newsletter.yamlfile import list_pieces
+
+    text = many_entries(SPREAD_CHUNK - 1, anchors=False)
+    text += '  - {email: q@example.org, keywords: [x], name: "one\n  - two"}\n'
+    text += "  - {email: r@example.org, keywords: [y]}\n"
+    config = load_config(write_project(tmp_path, text))
+    pieces = list_pieces(text, "subscribers", SPREAD_CHUNK)
+    assert pieces is not None and len(pieces) == 2
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        list(YamlStream(config.subscribers, "subscribers", text=pieces[0].document()).items())
+    in_turn = load_profiles(
+        config.subscribers, config.schedule, config.matching, lambda work, jobs: map(work, jobs)
+    )
+    assert in_turn == load_profiles(config.subscribers, config.schedule, config.matching)
+    assert in_turn.subscribers[-2].name == "one - two"
+    assert in_turn.subscribers[-1].email == "r@example.org"
 
 
 def test_the_guess_of_a_files_length_counts_its_addresses(tmp_path: Path) -> None:

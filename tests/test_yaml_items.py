@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError
-from newsletter.yamlfile import YamlStream, _Loader
+from newsletter.yamlfile import YamlStream, _Loader, list_pieces
 
 TRICKY_ITEMS = [
     "{email: a@example.org, keywords: [x, 'b c', \"d\\te\"], max_papers: 3, active: no}",
@@ -140,3 +140,103 @@ def test_values_nested_too_deeply_are_refused_with_the_fix(tmp_path: Path) -> No
 
 def read_strictly(path: Path) -> list:
     return list(YamlStream(path, "subscribers").items())
+
+
+def renumbered(by_path: dict, index: int, to: int) -> dict:
+    """The entries of ``by_path`` under item ``index`` of the list, as if under item ``to``."""
+    mine = ("subscribers", index)
+    return {("subscribers", to, *path[2:]): v for path, v in by_path.items() if path[:2] == mine}
+
+
+def whole_and_pieces(text: str, size: int) -> tuple[list, list | None]:
+    """The items of ``text``'s list with their lines and scalars as written, read whole and
+    read piece by piece (None when it cannot be cut; an error as its type)."""
+    path = Path("subscribers.yaml")
+
+    def read_text(text: str, first: int = 0) -> list:
+        stream = YamlStream(path, "subscribers", text=text)
+        document, found = stream.document, []
+        for index, item in stream.items():
+            lines = renumbered(document.lines, index, first + index)
+            raw = renumbered(document.raw, index, first + index)
+            found.append((item, lines, raw, list(document.duplicates)))
+        return found
+
+    whole = read_text(text)
+    pieces = list_pieces(text, "subscribers", size)
+    if pieces is None:
+        return whole, None
+    read: list = []
+    try:
+        for piece in pieces:
+            read += read_text(piece.document(), len(read))
+    except (ConfigError, yaml.YAMLError) as exc:
+        return whole, [type(exc).__name__]
+    return whole, read
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    items=st.lists(values, min_size=1, max_size=6),
+    flow=st.sampled_from([None, True, False]),
+    indent=st.sampled_from([2, 4]),
+    size=st.integers(1, 3),
+    crlf=st.booleans(),
+    comments=st.lists(st.integers(0, 40), max_size=4),
+)
+def test_pieces_of_a_file_read_as_the_whole_file_reads(
+    items: list, flow: bool | None, indent: int, size: int, crlf: bool, comments: list[int]
+) -> None:
+    """Cut into pieces of ``size`` items, a list reads the same, values and lines, as read
+    whole; or a piece does not read at all (the caller then reads the file whole)."""
+    dumped = yaml.safe_dump(
+        {"subscribers": items}, default_flow_style=flow, allow_unicode=True, indent=indent
+    )
+    lines = dumped.split("\n")
+    for at in comments:  # comment lines at the left edge, and blank ones, anywhere after the key
+        lines.insert(1 + at % len(lines), "# a comment" if at % 2 else "")
+    text = "\r\n".join(lines) if crlf else "\n".join(lines)
+    whole, pieces = whole_and_pieces(text, size)
+    assert pieces is None or pieces == whole or pieces in (["ConfigError"], ["ScannerError"])
+    if pieces is not None and len(pieces) == len(whole):
+        assert [item for item, *_ in pieces] == items
+
+
+def test_a_plain_profile_file_is_cut_at_its_items_with_their_lines() -> None:
+    text = (
+        "# our readers\nsubscribers:   # all of them\n\n  - email: a@example.org\n"
+        "    keywords: [x]\n# team B\n  - {email: b@example.org, keywords: [y]}\n"
+        "  - email: c@example.org\n    name: |\n      two\n      lines\n    keywords: [z]\n"
+    )
+    pieces = list_pieces(text, "subscribers", 2)
+    assert pieces is not None
+    assert [piece.line for piece in pieces] == [4, 8]
+    whole, read = whole_and_pieces(text, 2)
+    assert read == whole and len(whole) == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "subscribers: [{email: a@example.org}]\n",  # a flow list
+        "subscribers:\n  - &a {email: a@example.org}\n  - *a\n",  # an anchor ties items
+        "subscribers:\n  - {email: a@example.org}\nother: 1\n",  # more at the top level
+        "subscribers:\n  - {email: a@example.org}\n other: 1\n",  # left of the items
+        "subscribers:\n  - {email: a@example.org}\n  email: b@example.org\n",  # at them
+        "subscribers:\n  - {email: a@example.org}\n\t- b\n",  # a tab as indentation
+        "subscribers:\n  - {email: a@example.org}\r  - b\n",  # a lone CR breaks a line
+        "subscribers:\n    stray\n  - {email: a@example.org}\n",  # before the first item
+        "---\nsubscribers:\n  - {email: a@example.org}\n",  # a document marker
+        "subscribers:\n",  # no items
+    ],
+)
+def test_a_file_that_cannot_be_cut_plainly_is_read_whole(text: str) -> None:
+    assert list_pieces(text, "subscribers", 1) is None
+
+
+def test_a_cut_inside_a_quoted_value_leaves_a_piece_that_does_not_read() -> None:
+    """A line that looks like an item inside a quoted value: its piece ends unfinished."""
+    text = 'subscribers:\n  - {email: a@example.org, name: "one\n  - two"}\n  - b\n'
+    whole, pieces = whole_and_pieces(text, 1)
+    assert len(whole) == 2 and whole[0][0]["name"] == "one - two"
+    assert pieces == ["ScannerError"] or pieces == ["ConfigError"]
