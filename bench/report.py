@@ -188,17 +188,17 @@ def table(results: dict) -> str:
     if throughput:
         lines += [
             "",
-            "| subscribers x papers | match+render alone, before / after (mean) "
-            "| pipeline to outbox, cold / warm "
-            "| ratio cold / warm (target 0.80) | peak memory cold / warm "
-            "| creating a file there, cold / warm |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| subscribers x papers | match+render alone, each run in turn (mean) "
+            "| pipeline to outbox, cold / warm (median) "
+            "| ratio cold / warm (target 0.80; median) | each run's ratio, cold; warm "
+            "| peak memory cold / warm | creating a file there, cold / warm |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for t in throughput:
             lines.append(
                 f"| {t['subscribers']:,} x {t['papers']:,} | {_alone(t)} | "
                 f"{t['cold']:.1f} s / {t['warm']:.1f} s | "
-                f"{t['ratio_cold']:.2f} / {t['ratio_warm']:.2f} | "
+                f"{t['ratio_cold']:.2f} / {t['ratio_warm']:.2f} | {_each_ratio(t)} | "
                 f"{t['cold_peak_mb']:.0f} / {t['warm_peak_mb']:.0f} MB | "
                 f"{t.get('cold_create_us', 0):.0f} / {t.get('warm_create_us', 0):.0f} us |"
             )
@@ -314,9 +314,18 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return written
 
 
+def _each_ratio(row: dict) -> str:
+    """Each pipeline run's ratio to the alone runs on either side of it (older results hold
+    one of each kind: "—")."""
+    if "ratios_cold" not in row:
+        return "—"
+    cold, warm = (", ".join(f"{r:.2f}" for r in row[f"ratios_{k}"]) for k in ("cold", "warm"))
+    return f"{cold}; {warm}"
+
+
 def _alone(row: dict) -> str:
-    """match+render alone: both runs around the pipeline's and their mean (older results
-    hold one run)."""
+    """match+render alone: every run, in turn with the pipeline's, and their mean (older
+    results hold one run)."""
     runs = row.get("match+render_runs")
     if not runs:
         return f"{row['match+render']:.1f} s"

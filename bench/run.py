@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ STAGES = {
 }
 WORKERS = ({"subscribers": 5_000}, {"subscribers": 1_000})  # issue 17: full, quick
 THROUGHPUT = (20_000, 100_000)  # issue 16: the whole pipeline against match+render alone
+ROUNDS = {20_000: 3, 100_000: 1}  # of cold and warm runs at each size (run_throughput)
 SUBSCRIBERS = (1_000, 10_000, 100_000)
 PAPERS = (100, 1_000, 10_000)
 BASE_SUBSCRIBERS, BASE_PAPERS = 10_000, 1_000  # the papers sweep's fixed subscribers; and back
@@ -155,37 +157,55 @@ def run_curves(quick: bool, keep: str) -> list[dict]:
 
 
 def run_throughput(quick: bool, keep: str) -> list[dict]:
-    """Issue 16's ratios: at each size, match+render alone before and after the whole
-    pipeline to the outbox, with the profile file as a later run finds it cached (warm) and
-    read and checked (cold); the reference is the mean of the two alone runs (this VM's
-    speed drifts by a fifth within minutes; timing the reference on both sides of the
-    pipeline runs takes the drift out of their ratio, to first order). Each outbox is kept
-    in ``keep`` until the end of the run (measure.py says why)."""
+    """Issue 16's ratios: at each size, match+render alone and the whole pipeline to the
+    outbox in turn, the profile file read and checked (cold) or as a later run finds it
+    cached (warm): alone, cold, alone, warm, alone, and so on for ``ROUNDS`` rounds. Each
+    pipeline run is timed against the mean of the alone runs on either side of it (this VM's
+    speed drifts by a fifth within minutes, and the drift between neighbours is what stays
+    in the ratio); a size's ratio is the median of its runs'. Each outbox is kept in
+    ``keep`` until the end of the run (measure.py says why)."""
     rows = []
     for n in (5_000,) if quick else THROUGHPUT:
-        print(f"  throughput {n:,} x {BASE_PAPERS:,} ...", flush=True)
-        alone = [in_child("scale.measure", subscribers=n, papers=BASE_PAPERS)["seconds"]]
-        runs = {}
-        for warm in (True, False):
-            runs["warm" if warm else "cold"] = in_child(
-                "pipeline.measure",
-                subscribers=n,
-                papers=BASE_PAPERS,
-                where="outbox",
-                warm=warm,
-                keep_in=room_for(keep, n),
-            )
-        alone.append(in_child("scale.measure", subscribers=n, papers=BASE_PAPERS)["seconds"])
-        reference = sum(alone) / len(alone)
-        row = {"subscribers": n, "papers": BASE_PAPERS, "match+render": reference}
-        row["match+render_runs"] = alone
-        for name, run in runs.items():
-            row[name] = run["seconds"]
-            row[f"{name}_create_us"] = run["create_us"]
-            row[f"{name}_peak_mb"] = run["peak_mb"]
-            row[f"ratio_{name}"] = reference / run["seconds"]
-        rows.append(row)
+        rounds = 1 if quick else ROUNDS[n]
+        print(f"  throughput {n:,} x {BASE_PAPERS:,}, {rounds} round(s) ...", flush=True)
+        alone = [_alone(n)]
+        runs: dict[str, list[dict]] = {"cold": [], "warm": []}
+        for _ in range(rounds):
+            for kind in ("cold", "warm"):
+                run = in_child(
+                    "pipeline.measure",
+                    subscribers=n,
+                    papers=BASE_PAPERS,
+                    where="outbox",
+                    warm=kind == "warm",
+                    keep_in=room_for(keep, n),
+                )
+                alone.append(_alone(n))
+                run["reference"] = (alone[-2] + alone[-1]) / 2
+                runs[kind].append(run)
+        rows.append(_throughput_row(n, alone, runs))
     return rows
+
+
+def _alone(subscribers: int) -> float:
+    """Seconds of match+render alone, in a fresh process."""
+    return in_child("scale.measure", subscribers=subscribers, papers=BASE_PAPERS)["seconds"]
+
+
+def _throughput_row(n: int, alone: list[float], runs: dict[str, list[dict]]) -> dict:
+    """A size's row of figures: every alone run, and per kind (cold, warm) each run's
+    seconds and ratio, their medians, and the highest peak memory and file-creation cost."""
+    row: dict = {"subscribers": n, "papers": BASE_PAPERS, "match+render": statistics.mean(alone)}
+    row["match+render_runs"] = alone
+    for kind, measured in runs.items():
+        ratios = [run["reference"] / run["seconds"] for run in measured]
+        row[kind] = statistics.median(run["seconds"] for run in measured)
+        row[f"{kind}_runs"] = [run["seconds"] for run in measured]
+        row[f"ratios_{kind}"] = ratios
+        row[f"ratio_{kind}"] = statistics.median(ratios)
+        row[f"{kind}_create_us"] = max(run["create_us"] for run in measured)
+        row[f"{kind}_peak_mb"] = max(run["peak_mb"] for run in measured)
+    return row
 
 
 def linearity(curves: list[dict]) -> dict:

@@ -9,7 +9,7 @@ from tests.helpers import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 
 from report import table
-from run import linearity
+from run import _throughput_row, linearity
 
 
 def point(series: str, subscribers: int, seconds: float, papers: int = 1_000) -> dict:
@@ -77,25 +77,47 @@ def test_the_workers_table_gives_the_ratio_and_the_database_cost_per_message() -
     assert "not measured (no initdb)" in table({"workers": {"skipped": "no initdb"}})
 
 
-def test_the_throughput_table_shows_both_reference_runs_and_the_ratios() -> None:
+def test_the_throughput_table_shows_every_reference_run_and_each_ratio() -> None:
     row = {
         "subscribers": 20_000,
         "papers": 1_000,
         "match+render": 12.5,
-        "match+render_runs": [12.0, 13.0],
+        "match+render_runs": [12.0, 13.0, 12.5],
         "warm": 14.0,
         "cold": 17.0,
-        "ratio_warm": 12.5 / 14.0,
+        "ratio_warm": 12.75 / 14.0,
         "ratio_cold": 12.5 / 17.0,
+        "ratios_cold": [12.5 / 17.0],
+        "ratios_warm": [12.75 / 14.0],
         "warm_peak_mb": 300.0,
         "cold_peak_mb": 310.0,
         "warm_create_us": 30.0,
         "cold_create_us": 40.0,
     }
     text = table({"throughput": [row]})
-    assert "| 20,000 x 1,000 | 12.0 / 13.0 s (12.5 s) | 17.0 s / 14.0 s | 0.74 / 0.89 |" in text
-    older = {k: v for k, v in row.items() if k != "match+render_runs"}
-    assert "| 20,000 x 1,000 | 12.5 s | 17.0 s / 14.0 s |" in table({"throughput": [older]})
+    assert (
+        "| 20,000 x 1,000 | 12.0 / 13.0 / 12.5 s (12.5 s) | 17.0 s / 14.0 s | 0.74 / 0.91 "
+        "| 0.74; 0.91 |"
+    ) in text
+    older = {k: v for k, v in row.items() if k not in ("match+render_runs", "ratios_cold")}
+    assert "| 20,000 x 1,000 | 12.5 s | 17.0 s / 14.0 s | 0.74 / 0.91 | — |" in table(
+        {"throughput": [older]}
+    )
+
+
+def test_each_throughput_run_is_timed_against_the_alone_runs_beside_it() -> None:
+    runs = {
+        kind: [{"seconds": s, "reference": r, "create_us": 9.0, "peak_mb": m} for s, r, m in rows]
+        for kind, rows in {
+            "cold": [(20.0, 16.0, 300.0), (18.0, 17.0, 310.0), (25.0, 20.0, 305.0)],
+            "warm": [(17.0, 16.5, 290.0), (16.0, 16.0, 280.0), (30.0, 18.0, 285.0)],
+        }.items()
+    }
+    row = _throughput_row(20_000, [15.0, 17.0, 16.0, 16.0, 16.0, 17.0, 18.0], runs)
+    assert row["ratios_cold"] == [0.8, 17.0 / 18.0, 0.8]
+    assert row["ratio_cold"] == 0.8 and row["cold"] == 20.0
+    assert row["ratio_warm"] == 16.5 / 17.0 and row["warm_peak_mb"] == 290.0
+    assert row["match+render"] == 115.0 / 7
 
 
 def test_the_smtp_pairs_give_their_median_and_each_ratio() -> None:
