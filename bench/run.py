@@ -12,7 +12,8 @@ Each measurement runs in a fresh Python process, so no cache or memory of one st
 colours the next. --quick stops the curves at 10,000 subscribers and shrinks the stages
 (a check that everything runs, in about two minutes; not the figures BENCHMARKS.md quotes).
 
-Full run on a 2-core machine: about 20 minutes (the 100,000-subscriber SMTP run alone takes
+Full run on a 2-core machine: about 30 minutes, --delivery alone 20 to 25 (the throughput
+rounds take about 10 minutes at each size; the 100,000-subscriber SMTP run alone takes
 several: the aiosmtpd sink, in Python, shares the two cores with the pipeline).
 """
 
