@@ -47,7 +47,7 @@ STAGES = {
     # start-up before the first message weighs twice as much at 10,000: BENCHMARKS.md).
     "send": (
         "send",
-        {"subscribers": 20_000, "messages": 2_000, "pairs_of": 3},
+        {"subscribers": 20_000, "messages": 2_000, "pairs_of": 5},
         {"subscribers": 2_000, "messages": 300},
     ),
     "scale": ("scale", {"subscribers": 100_000, "papers": 1_000}, {"subscribers": 10_000}),
@@ -56,7 +56,7 @@ STAGES = {
 }
 WORKERS = ({"subscribers": 5_000}, {"subscribers": 1_000})  # issue 17: full, quick
 THROUGHPUT = (20_000, 100_000)  # issue 16: the whole pipeline against match+render alone
-ROUNDS = {20_000: 3, 100_000: 1}  # of cold and warm runs at each size (run_throughput)
+ROUNDS = {20_000: 5, 100_000: 2}  # of cold and warm runs at each size (run_throughput)
 SUBSCRIBERS = (1_000, 10_000, 100_000)
 PAPERS = (100, 1_000, 10_000)
 BASE_SUBSCRIBERS, BASE_PAPERS = 10_000, 1_000  # the papers sweep's fixed subscribers; and back

@@ -15,7 +15,7 @@ submission server wants), and again in plain text for comparison.
 Targets: (c) >= 70% of (a)'s messages/s; (a) >= 2x (b). Also prints (c)'s peak memory
 (the command and its worker processes together).
 With --pairs N: only a2 and warm sends, interleaved N times (``pairs``), the median ratio
-(run.py: at 20,000 subscribers, 3 pairs).
+(run.py: at 20,000 subscribers, 5 pairs).
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ twentieth of that. The cache is used only while the file's bytes, the defaults i
 with and the code that reads it are all unchanged (a hash of each); anything unreadable about
 it is ignored and the file is read again. It lives in the private state folder, like the
 store: whoever can write there can change what is sent anyway.
+
+A file that changed (a preferences edit rewrites one entry) is not read whole again: a second
+cache holds each entry's Subscriber by the entry's text (``profiles.load_reusing``), and only
+the entries it does not hold are read and checked; the others move to their new lines.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import hashlib
 from pathlib import Path
 
 from newsletter.config import MatchSettings, ScheduleDefaults
-from newsletter.profiles import Profiles, Spread, load_profiles
+from newsletter.profiles import Profiles, Spread, load_profiles, load_reusing
 from newsletter.state_cache import read_cached, write_cached
 
 CACHE_FILE = "profiles.cache"
+ENTRIES_FILE = "profiles.entries"  # each entry's Subscriber, by the entry's text
 # The modules whose code decides what a profile file loads into.
 _READERS = ("profiles", "models", "text", "yamlfile", "checks", "config", "slots")
 
@@ -40,11 +45,20 @@ def load_profiles_cached(
     cached = _read(cache, key)
     if cached is not None:
         return cached
-    profiles = load_profiles(path, schedule, matching, spread)
+    # The entries as read last time, by their text: after an edit, only the changed ones
+    # are read again (salted with all the key holds but the file's bytes).
+    salt, entries_cache = _key(b"", path, schedule, matching), state_dir / ENTRIES_FILE
+    known = read_cached(entries_cache, salt)
+    reused = load_reusing(
+        path, schedule, matching, known if isinstance(known, dict) else {}, spread
+    )
+    profiles = load_profiles(path, schedule, matching, spread) if reused is None else reused[0]
     with contextlib.suppress(OSError):
         # Not if the file changed while it was read: the profiles would not be its bytes'.
         if _key(path.read_bytes(), path, schedule, matching) == key:
             write_cached(cache, key, profiles)
+            if reused is not None:
+                write_cached(entries_cache, salt, reused[1])
     return profiles
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +123,91 @@ def _spread_out(path: Path, defaults: _Defaults, spread: Spread) -> tuple[Subscr
     entries read here and checked there. None when the file has a mistake: the reading in
     one process then reports each with its line (it needs every entry's lines)."""
     text = read_text(path)
-    pieces = list_pieces(text, "subscribers", SPREAD_CHUNK)
-    if pieces is None:
+    items = list_pieces(text, "subscribers", 1)
+    if items is None:
         return _spread_entries(path, text, defaults, spread)
-    return _gathered(spread(check_piece, ((path, defaults, piece) for piece in pieces)))
+    read = _read_items(path, items, defaults, spread, {})
+    return None if read is None else read[0]
+
+
+# What an entry read as, by its text (its lines, as ``list_pieces`` cuts them): the line
+# its item started on then, and its Subscriber.
+Known = Mapping[str, tuple[int, Subscriber]]
+
+
+def load_reusing(
+    path: Path,
+    schedule: ScheduleDefaults,
+    matching: MatchSettings,
+    known: Known,
+    spread: Spread | None = None,
+) -> tuple[Profiles, dict[str, tuple[int, Subscriber]]] | None:
+    """The profiles of a plainly laid-out file (``yamlfile.list_pieces``), reading and
+    checking (on ``spread``, or here) only the entries ``known`` does not hold, as after a
+    preferences edit changed one entry of thousands; with what to know next time. None when
+    the file cannot be cut so or has a mistake: ``load_profiles`` reads it then (and words
+    each mistake with its line)."""
+    try:
+        items = list_pieces(read_text(path), "subscribers", 1)
+    except ConfigError:
+        return None
+    if items is None:
+        return None
+    defaults = _Defaults(schedule, matching)
+    read = _read_items(path, items, defaults, spread or _here, known)
+    return None if read is None else (Profiles(path, read[0]), read[1])
+
+
+def _here(work: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+    return map(work, jobs)
+
+
+def _read_items(
+    path: Path, items: list[Piece], defaults: _Defaults, spread: Spread, known: Known
+) -> tuple[tuple[Subscriber, ...], dict[str, tuple[int, Subscriber]]] | None:
+    """The subscribers of ``items`` (one a list item): those ``known`` holds as they were
+    (moved to their line now), the others read and checked by ``spread`` in pieces of up to
+    ``SPREAD_CHUNK`` consecutive items; and every item's (line, Subscriber), by its text.
+    None if an entry has a problem, or a piece reads as other items than its cuts."""
+    runs = _unknown_runs(items, known)
+    jobs = [(path, defaults, _joined(items, run)) for run in runs]
+    found: dict[str, tuple[int, Subscriber]] = {}
+    for run, checked in zip(runs, list(spread(check_piece, jobs)), strict=True):
+        if len(checked) != len(run):  # (a cut inside a quoted value: several make one)
+            return None
+        for index, subscriber in zip(run, checked, strict=True):
+            if subscriber is None:
+                return None
+            found[items[index].text] = (items[index].line, subscriber)
+    entries: dict[str, tuple[int, Subscriber]] = {}
+    for item in items:
+        line, subscriber = found.get(item.text) or known[item.text]
+        if line != item.line:
+            subscriber = replace(subscriber, line=subscriber.line + item.line - line)
+        entries[item.text] = (item.line, subscriber)
+    # (Two items of the same text are one entry here: _gathered sees the address twice.)
+    subscribers = _gathered([[entries[item.text][1] for item in items]])
+    return None if subscribers is None else (subscribers, entries)
+
+
+def _unknown_runs(items: list[Piece], known: Known) -> list[list[int]]:
+    """The indexes of the items ``known`` does not hold, in runs of consecutive ones of up
+    to ``SPREAD_CHUNK``."""
+    runs: list[list[int]] = []
+    for index, item in enumerate(items):
+        if item.text in known:
+            continue
+        if runs and runs[-1][-1] == index - 1 and len(runs[-1]) < SPREAD_CHUNK:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def _joined(items: list[Piece], run: list[int]) -> Piece:
+    """Consecutive items as one piece (their lines, as they are in the file)."""
+    first = items[run[0]]
+    return Piece(first.key, first.line, "\n".join(items[index].text for index in run))
 
 
 def _spread_entries(

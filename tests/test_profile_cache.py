@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import replace
 from datetime import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.errors import ProfileError
 from newsletter.profile_cache import CACHE_FILE, load_profiles_cached
 from newsletter.profiles import Profiles
+from newsletter.state_cache import read_stored, write_cached
 
 PROFILES = "subscribers:\n  - email: ada@example.org\n    keywords: [pruning]\n"
 
@@ -35,8 +35,8 @@ def profile_file(tmp_path: Path) -> Path:
 def plant(path: Path, profiles: Profiles) -> None:
     """Put other profiles in the cache under its present key."""
     cache = path.parent / "state" / CACHE_FILE
-    key, _ = pickle.loads(cache.read_bytes())
-    cache.write_bytes(pickle.dumps((key, profiles)))
+    key, _ = read_stored(cache)
+    write_cached(cache, key, profiles)
 
 
 def test_the_second_load_comes_from_the_cache(profile_file: Path) -> None:
@@ -73,3 +73,77 @@ def test_a_mistake_is_reported_every_time(profile_file: Path) -> None:
         with pytest.raises(ProfileError, match=r"subscribers\.yaml:3"):
             load(profile_file)
     assert not (profile_file.parent / "state" / CACHE_FILE).exists()
+
+
+def entries(count: int) -> str:
+    return "subscribers:\n" + "".join(
+        f"  - email: reader{n}@example.org\n    keywords: [topic{n}]\n" for n in range(count)
+    )
+
+
+def load_counting(path: Path, read: list[str]) -> Profiles:
+    """``load``, noting the text of each piece of the file read and checked."""
+
+    def spread(work, jobs):
+        jobs = list(jobs)
+        read.extend(piece.text for _, _, piece in jobs)
+        return map(work, jobs)
+
+    state = path.parent / "state"
+    return load_profiles_cached(path, ScheduleDefaults(), MatchSettings(), state, spread)
+
+
+def test_after_an_edit_only_the_changed_entries_are_read_again(profile_file: Path) -> None:
+    """A preferences edit changes one entry: the others come from the entries' cache, on
+    their new lines, and the whole reads as the file read afresh."""
+    from newsletter.profiles import load_profiles
+
+    profile_file.write_text(entries(30))
+    read: list[str] = []
+    load_counting(profile_file, read)
+    assert read == [entries(30).removeprefix("subscribers:\n")]
+    edited = entries(30).replace("[topic7]", "[topic7, pruning]")
+    edited = edited.replace("subscribers:\n", "subscribers:\n  # our readers\n\n")  # 2 lines
+    profile_file.write_text(edited)
+    read.clear()
+    again = load_counting(profile_file, read)
+    assert read == ["  - email: reader7@example.org\n    keywords: [topic7, pruning]"]
+    afresh = load_profiles(profile_file, ScheduleDefaults(), MatchSettings())
+    assert again == afresh
+    assert [s.line for s in again.subscribers][:2] == [4, 6]
+
+
+def test_entries_come_from_their_cache(profile_file: Path) -> None:
+    """What the entries' cache holds for an entry's text is what that entry reads as."""
+    from newsletter.profile_cache import ENTRIES_FILE
+
+    profile_file.write_text(entries(3))
+    load(profile_file)
+    cache = profile_file.parent / "state" / ENTRIES_FILE
+    salt, known = read_stored(cache)
+    text = "  - email: reader1@example.org\n    keywords: [topic1]"
+    line, subscriber = known[text]
+    known[text] = (line, replace(subscriber, max_papers=3))
+    write_cached(cache, salt, known)
+    profile_file.write_text(entries(3) + "  - email: new@example.org\n    keywords: [x]\n")
+    assert [s.max_papers for s in load(profile_file).subscribers] == [10, 3, 10, 10]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("keywords: [topic4]", "keywords: topic4"), r"subscribers\.yaml:11: 'keywords' must"),
+        (("reader4@", "reader2@"), r"subscribers\.yaml:10: 'reader2@example.org' is already"),
+    ],
+    ids=["a-mistake", "an-address-twice"],
+)
+def test_a_mistake_made_in_an_edit_is_reported_with_its_line(
+    profile_file: Path, change: tuple[str, str], problem: str
+) -> None:
+    profile_file.write_text(entries(6))
+    load(profile_file)
+    profile_file.write_text(entries(6).replace(*change))
+    with pytest.raises(ProfileError, match=problem):
+        load(profile_file)
+    profile_file.write_text(entries(6))
+    assert len(load(profile_file).subscribers) == 6

@@ -3,7 +3,6 @@ same template (and inliner); anything else inlines again."""
 
 from __future__ import annotations
 
-import pickle
 import shutil
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from newsletter.errors import TemplateError
 from newsletter.render import HTML_TEMPLATE, load_templates
+from newsletter.state_cache import read_stored, write_cached
 
 PACKAGED = Path(__file__).resolve().parent.parent / "newsletter" / "templates" / HTML_TEMPLATE
 
@@ -24,8 +24,8 @@ def folder(tmp_path: Path) -> Path:
 
 def plant(cache: Path, inlined: str) -> None:
     """Put another inlined template in the cache under its present key."""
-    key, (_, lines) = pickle.loads(cache.read_bytes())
-    cache.write_bytes(pickle.dumps((key, (inlined, lines))))
+    key, (_, lines) = read_stored(cache)
+    write_cached(cache, key, (inlined, lines))
 
 
 def test_the_second_load_comes_from_the_cache(folder: Path) -> None:
@@ -49,7 +49,7 @@ def test_a_broken_cache_is_ignored_and_replaced(folder: Path) -> None:
     cache = folder / "templates.cache"
     cache.write_bytes(b"\x80\x05 not a pickle")
     assert load_templates(folder / "templates", cache) == load_templates(folder / "templates")
-    assert pickle.loads(cache.read_bytes())[0]  # (written again)
+    assert read_stored(cache)[0]  # (written again)
 
 
 def test_a_template_mistake_is_reported_every_time(folder: Path) -> None:

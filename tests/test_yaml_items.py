@@ -198,7 +198,8 @@ def test_pieces_of_a_file_read_as_the_whole_file_reads(
     text = "\r\n".join(lines) if crlf else "\n".join(lines)
     whole, pieces = whole_and_pieces(text, size)
     assert pieces is None or pieces == whole or pieces in (["ConfigError"], ["ScannerError"])
-    if pieces is not None and len(pieces) == len(whole):
+    if not comments and pieces is not None and len(pieces) == len(whole):
+        # (the file says what was dumped; a line put inside a multi-line value changes it)
         assert [item for item, *_ in pieces] == items
 
 
