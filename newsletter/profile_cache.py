@@ -52,13 +52,16 @@ def load_profiles_cached(
     reused = load_reusing(
         path, schedule, matching, known if isinstance(known, dict) else {}, spread
     )
-    profiles = load_profiles(path, schedule, matching, spread) if reused is None else reused[0]
+    if reused is None:  # (not a file to cut into entries)
+        profiles, entries = load_profiles(path, schedule, matching, spread), None
+    else:
+        profiles, entries = reused
     with contextlib.suppress(OSError):
         # Not if the file changed while it was read: the profiles would not be its bytes'.
         if _key(path.read_bytes(), path, schedule, matching) == key:
             write_cached(cache, key, profiles)
-            if reused is not None:
-                write_cached(entries_cache, salt, reused[1])
+            if entries is not None:
+                write_cached(entries_cache, salt, entries)
     return profiles
 
 

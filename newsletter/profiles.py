@@ -141,25 +141,22 @@ def load_reusing(
     matching: MatchSettings,
     known: Known,
     spread: Spread | None = None,
-) -> tuple[Profiles, dict[str, tuple[int, Subscriber]]] | None:
+) -> tuple[Profiles, dict[str, tuple[int, Subscriber]] | None] | None:
     """The profiles of a plainly laid-out file (``yamlfile.list_pieces``), reading and
     checking (on ``spread``, or here) only the entries ``known`` does not hold, as after a
-    preferences edit changed one entry of thousands; with what to know next time. None when
-    the file cannot be cut so or has a mistake: ``load_profiles`` reads it then (and words
-    each mistake with its line)."""
+    preferences edit changed one entry of thousands; with what to know next time (None when
+    a piece had a problem: the file is then read whole here, and each mistake worded with
+    its line). None when the file cannot be cut so: ``load_profiles`` reads it then."""
     try:
         items = list_pieces(read_text(path), "subscribers", 1)
     except ConfigError:
         return None
     if items is None:
         return None
-    defaults = _Defaults(schedule, matching)
-    read = _read_items(path, items, defaults, spread or _here, known)
-    return None if read is None else (Profiles(path, read[0]), read[1])
-
-
-def _here(work: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-    return map(work, jobs)
+    read = _read_items(path, items, _Defaults(schedule, matching), spread or map, known)
+    if read is None:
+        return load_profiles(path, schedule, matching), None
+    return Profiles(path, read[0]), read[1]
 
 
 def _read_items(
