@@ -20,7 +20,7 @@ from typing import Any
 
 from newsletter.envelope import digest_key
 from newsletter.models import History, SentDigest
-from newsletter.store import Store, rows_among
+from newsletter.store import Store, pack_papers, rows_among, unpack_papers
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +82,17 @@ class Ledger:
             only,
         ):
             last[subscriber] = datetime.fromisoformat(sent_at)
-        recent = "AND p.paper_id IN (SELECT id FROM papers WHERE first_seen > ?)" if since else ""
-        for subscriber, paper in self._among(
-            "SELECT p.subscriber, p.paper_id FROM delivery_papers p JOIN deliveries d "
-            f"USING (message_id) WHERE d.status IN ({marks}) {recent} {{AND}}",
-            "p.subscriber",
-            (*blocked, *([since.isoformat()] if since else [])),
+        recent = self._first_seen_after(since) if since else None
+        for subscriber, packed in self._among(
+            f"SELECT subscriber, papers FROM deliveries WHERE status IN ({marks}) {{AND}}",
+            "subscriber",
+            blocked,
             only,
         ):
-            papers.setdefault(subscriber, set()).add(paper)
+            offered = unpack_papers(packed)
+            if recent is not None:
+                offered = tuple(paper for paper in offered if paper in recent)
+            papers.setdefault(subscriber, set()).update(offered)
         seen = {
             subscriber: (moment(first), moment(served))
             for subscriber, first, served in self._among(
@@ -108,6 +110,10 @@ class Ledger:
             )
             for subscriber in last.keys() | papers.keys() | seen.keys()
         }
+
+    def _first_seen_after(self, since: datetime) -> frozenset[str]:
+        rows = self.db.execute("SELECT id FROM papers WHERE first_seen > ?", (since.isoformat(),))
+        return frozenset(row[0] for row in rows)
 
     def record_seen(self, subscribers: Sequence[str], now: datetime) -> None:
         """Note the subscribers no send has seen before (their schedule starts now)."""
@@ -132,7 +138,7 @@ class Ledger:
         """Digests recorded as pending (crashed or deferred runs; of ``only`` these
         subscribers, if given), oldest first."""
         rows = self._among(
-            "SELECT message_id, subscriber, data, attempts, created_at FROM deliveries "
+            "SELECT message_id, subscriber, data, attempts, created_at, papers FROM deliveries "
             "WHERE status = 'pending' {AND}",
             "subscriber",
             (),
@@ -144,11 +150,11 @@ class Ledger:
                 message_id,
                 subscriber,
                 bytes(data) if data is not None else None,
-                self._papers(message_id),
+                unpack_papers(packed),
                 attempts,
                 datetime.fromisoformat(created),
             )
-            for message_id, subscriber, data, attempts, created in rows
+            for message_id, subscriber, data, attempts, created, packed in rows
         ]
 
     def sent_since(self, start: datetime) -> list[datetime]:
@@ -161,15 +167,15 @@ class Ledger:
         return [datetime.fromisoformat(row[0]) for row in rows]
 
     def _papers(self, message_id: str) -> tuple[str, ...]:
-        rows = self.db.execute(
-            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY position, paper_id",
-            (message_id,),
-        )
-        return tuple(row[0] for row in rows)
+        row = self.db.execute(
+            "SELECT papers FROM deliveries WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return unpack_papers(row[0]) if row else ()
 
     def record_pending(self, digests: Sequence[Handover], now: datetime) -> None:
         """Before handing digests to the server: each, with its papers in order, in one
-        commit (and their subscribers count as served)."""
+        commit (and their subscribers count as served). One row a digest: its papers are
+        packed into it (``store.pack_papers``)."""
         stamp = now.isoformat()
         keys = [digest.subscriber.casefold() for digest in digests]
         run = self.run
@@ -179,20 +185,13 @@ class Ledger:
             _served(db, keys, stamp)
             db.executemany(
                 "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
-                " run) VALUES (?, ?, 'pending', ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
-                " status = 'pending', created_at = excluded.created_at,"
-                " updated_at = excluded.updated_at, data = NULL, run = excluded.run",
+                " run, papers) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (message_id)"
+                " DO UPDATE SET status = 'pending', created_at = excluded.created_at,"
+                " updated_at = excluded.updated_at, data = NULL, run = excluded.run,"
+                " papers = excluded.papers",
                 (
-                    (d.message_id, key, stamp, stamp, run)
+                    (d.message_id, key, stamp, stamp, run, pack_papers(d.paper_ids))
                     for d, key in zip(digests, keys, strict=True)
-                ),
-            )
-            db.executemany(
-                "INSERT INTO delivery_papers VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    (key, paper, digest.message_id, position)
-                    for digest, key in zip(digests, keys, strict=True)
-                    for position, paper in enumerate(digest.paper_ids)
                 ),
             )
 
@@ -265,8 +264,8 @@ class Ledger:
     def digests_of(self, subscriber: str) -> list[SentDigest]:
         """``subscriber``'s digests, newest first, each with its papers in the order sent."""
         rows = self.db.execute(
-            "SELECT message_id, status, created_at, sent_at, last_error FROM deliveries "
-            "WHERE subscriber = ? ORDER BY created_at DESC, message_id",
+            "SELECT message_id, status, created_at, sent_at, last_error, papers FROM deliveries"
+            " WHERE subscriber = ? ORDER BY created_at DESC, message_id",
             (subscriber.casefold(),),
         ).fetchall()
         return [self._digest(*row) for row in rows]
@@ -274,7 +273,7 @@ class Ledger:
     def digest(self, key: str) -> tuple[str, SentDigest] | None:
         """The digest whose key (``envelope.digest_key``) is ``key``, with its subscriber."""
         row = self.db.execute(
-            "SELECT subscriber, message_id, status, created_at, sent_at, last_error "
+            "SELECT subscriber, message_id, status, created_at, sent_at, last_error, papers "
             "FROM deliveries WHERE message_id >= ? AND message_id < ? LIMIT 1",
             (f"<digest.{key}@", f"<digest.{key}A"),  # "A" sorts after "@"
         ).fetchone()
@@ -283,30 +282,35 @@ class Ledger:
         return row[0], self._digest(*row[1:])
 
     def _digest(
-        self, message_id: str, status: str, created: str, sent: str | None, error: str | None
+        self,
+        message_id: str,
+        status: str,
+        created: str,
+        sent: str | None,
+        error: str | None,
+        packed: str | None,
     ) -> SentDigest:
-        papers = self.db.execute(
-            "SELECT paper_id FROM delivery_papers WHERE message_id = ? ORDER BY position, paper_id",
-            (message_id,),
-        )
         return SentDigest(
             message_id=message_id,
             key=digest_key(message_id),
             status=status,
             created_at=datetime.fromisoformat(created),
             sent_at=moment(sent),
-            papers=tuple(row[0] for row in papers),
+            papers=unpack_papers(packed),
             error=error,
         )
 
     def totals(self) -> dict[str, tuple[datetime | None, int]]:
         """Per subscriber: when their last digest was accepted, and how many papers sent."""
         rows = self.db.execute(
-            "SELECT d.subscriber, max(d.sent_at), count(p.paper_id) FROM deliveries d "
-            "LEFT JOIN delivery_papers p USING (message_id) WHERE d.status = 'sent' "
-            "GROUP BY d.subscriber"
+            "SELECT subscriber, sent_at, papers FROM deliveries WHERE status = 'sent'"
         )
-        return {key: (moment(last), count) for key, last, count in rows}
+        last: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for key, sent_at, packed in rows:
+            last[key] = max(last.get(key, sent_at), sent_at)
+            counts[key] = counts.get(key, 0) + len(unpack_papers(packed))
+        return {key: (moment(last[key]), counts[key]) for key in last}
 
     def rows(self, subscriber: str | None = None) -> list[dict[str, object]]:
         """Ledger rows per subscriber and paper (for reports and tests)."""
@@ -314,13 +318,25 @@ class Ledger:
             ("WHERE d.subscriber = ?", (subscriber.casefold(),)) if subscriber else ("", ())
         )
         cursor = self.db.execute(
-            "SELECT d.subscriber, p.paper_id, d.message_id, d.status, d.attempts, d.sent_at,"
-            " d.last_error, d.code FROM deliveries d JOIN delivery_papers p USING (message_id) "
-            f"{where} ORDER BY d.subscriber, p.paper_id",
+            "SELECT subscriber, message_id, status, attempts, sent_at, last_error, code, papers"
+            f" FROM deliveries d {where}",
             args,
         )
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
+        rows = [
+            {
+                "subscriber": key,
+                "paper_id": paper,
+                "message_id": message_id,
+                "status": status,
+                "attempts": attempts,
+                "sent_at": sent_at,
+                "last_error": error,
+                "code": code,
+            }
+            for key, message_id, status, attempts, sent_at, error, code, packed in cursor
+            for paper in unpack_papers(packed)
+        ]
+        return sorted(rows, key=lambda row: (row["subscriber"], row["paper_id"], row["message_id"]))
 
 
 def _served(db, keys: Sequence[str], stamp: str) -> None:

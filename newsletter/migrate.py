@@ -25,7 +25,6 @@ TABLES = (
     "papers",
     "sightings",
     "deliveries",
-    "delivery_papers",
     "subscribers",
     "fetches",
     "suppressions",

@@ -16,6 +16,7 @@ import pytest
 from newsletter.config import Config
 from newsletter.errors import BusyError, StoreError
 from newsletter.ingest import ingest
+from newsletter.ledger import Ledger
 from newsletter.lock import state_lock
 from newsletter.models import Card, Details
 from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, Store, open_store, open_store_for
@@ -271,3 +272,47 @@ def test_papers_from_counts_only_the_files_a_source_fetched(open_any: Opener) ->
         recent, newest = store.papers_from("hf", NOW - timedelta(days=1))
         assert (recent, newest) == (2, NOW.isoformat())
         assert store.papers_from("hf", NOW)[0] == 0
+
+
+def test_papers_of_digests_recorded_before_schema_9_are_packed_in_the_order_sent(
+    open_any: Opener,
+) -> None:
+    stamp = NOW.isoformat()
+    with open_any(MIGRATIONS[:8]) as store:
+        store.add_digest(
+            record("a", date(2026, 1, 1)),
+            [paper_card(f"Paper {n}", arxiv_id=f"2601.0000{n}") for n in range(1, 5)],
+            NOW,
+        )
+        with store.transaction() as db:
+            for message_id, status in (("<m1@x>", "sent"), ("<m2@x>", "pending")):
+                db.execute(
+                    "INSERT INTO deliveries (message_id, subscriber, status, created_at,"
+                    " updated_at, sent_at) VALUES (?, 'ada@example.org', ?, ?, ?, ?)",
+                    (message_id, status, stamp, stamp, stamp if status == "sent" else None),
+                )
+            # Sent in the order 3, 1, 4 (positions); the pending one from before positions.
+            db.executemany(
+                "INSERT INTO delivery_papers VALUES ('ada@example.org', ?, ?, ?)",
+                [
+                    ("2601.00004", "<m1@x>", 2),
+                    ("2601.00003", "<m1@x>", 0),
+                    ("2601.00001", "<m1@x>", 1),
+                    ("2601.00002", "<m2@x>", None),
+                ],
+            )
+    with open_any() as store:
+        assert store.schema_version == len(MIGRATIONS)
+        assert "papers" in columns(store, "deliveries")
+        ledger = Ledger(store)
+        assert ledger.papers_of("<m1@x>") == ("2601.00003", "2601.00001", "2601.00004")
+        assert [p.paper_ids for p in ledger.pending()] == [("2601.00002",)]
+        history = ledger.history()["ada@example.org"]
+        assert history.sent == {"2601.00001", "2601.00002", "2601.00003", "2601.00004"}
+        assert ledger.totals()["ada@example.org"][1] == 3
+        tables = store.db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'delivery_papers'"
+            if store.db.dialect == "sqlite"
+            else "SELECT count(*) FROM pg_tables WHERE tablename = 'delivery_papers'"
+        ).fetchone()
+        assert tables == (0,)
