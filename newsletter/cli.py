@@ -85,8 +85,11 @@ def _json_text(value: object, indent: str = "") -> str:
     return _compact(value)
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False).encode  # (json.dumps makes one a call)
+
+
 def _compact(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _COMPACT(value)
 
 
 @dataclass
