@@ -117,7 +117,12 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str, str, str]]:
                 f"{per['before']:,.0f} us/message (bytes stored, 2 commits a message)",
                 f"{per['limit']:,.0f} us/message (bare SQLite, one transaction)",
                 f"ours/limit {per['ours'] / per['limit']:.2f}; before/ours "
-                f"{per['before'] / per['ours']:.1f}x",
+                f"{per['before'] / per['ours']:.1f}x"
+                + (
+                    f"; a row a paper/ours {per['per-paper'] / per['ours']:.2f}"
+                    if "per-paper" in per
+                    else ""
+                ),
             )
         )
     if "send" in stages:

@@ -97,11 +97,15 @@ class Leadership:
         return ALREADY
 
     def close(self) -> None:
-        """Give up the role (and the connection holding it)."""
-        self.leading = False
+        """Give up the role (and the connection holding it). The lock is let go of first:
+        the server frees a closed session's locks only once its backend has exited, and a
+        successor polling meanwhile would find the role still taken."""
+        leading, self.leading = self.leading, False
         if self.store is not None:
             store, self.store = self.store, None
             try:
+                if leading:
+                    store.db.unlock(postgres.LEADER_LOCK)  # type: ignore[attr-defined]
                 store.close()
             except Exception:  # (a connection already broken)
                 log.debug("closing the scheduling role's connection", exc_info=True)

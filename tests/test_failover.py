@@ -125,7 +125,7 @@ def test_one_instance_leads_and_a_fire_starts_one_run_whoever_leads(pg_url: str)
         assert first.claim("daily 07:00 UTC", fire, "run-1") is None
         assert first.claim("daily 07:00 UTC", fire, "run-2") == ALREADY
         assert second.claim("daily 07:00 UTC", later, "run-3") == NOT_LEADING
-        first.close()  # (as when its process dies: the session ends)
+        first.close()  # (gives the role up; a leader that dies: the test above)
         assert second.contend()
         assert second.claim("daily 07:00 UTC", fire, "run-4") == ALREADY
         assert second.claim("daily 07:00 UTC", later, "run-5") is None
