@@ -151,7 +151,12 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str, str, str]]:
                     "each send against the limit just before and after it",
                     f"ours/limit {run['median']:.2f} ("
                     + ", ".join(f"{r:.2f}" for r in run["ratios"])
-                    + ") (target 0.80)",
+                    + ") (target 0.80)"
+                    + (
+                        f"; host steal {_steal(run['steal'], run['measured_again'])}"
+                        if run.get("steal")
+                        else ""
+                    ),
                 )
             )
     if "dkim" in stages:
@@ -196,8 +201,9 @@ def table(results: dict) -> str:
             "| subscribers x papers | match+render alone, each run in turn (mean) "
             "| pipeline to outbox, cold / warm (median) "
             "| ratio cold / warm (target 0.80; median) | each run's ratio, cold; warm "
-            "| peak memory cold / warm | creating a file there, cold / warm |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| peak memory cold / warm | creating a file there, cold / warm "
+            "| host steal, most in a kept run |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for t in throughput:
             lines.append(
@@ -206,6 +212,16 @@ def table(results: dict) -> str:
                 f"{t['ratio_cold']:.2f} / {t['ratio_warm']:.2f} | {_each_ratio(t)} | "
                 f"{t['cold_peak_mb']:.0f} / {t['warm_peak_mb']:.0f} MB | "
                 f"{t.get('cold_create_us', 0):.0f} / {t.get('warm_create_us', 0):.0f} us |"
+                + " "
+                + _steal(
+                    [
+                        *t.get("match+render_steal", []),
+                        *t.get("cold_steal", []),
+                        *t.get("warm_steal", []),
+                    ],
+                    t.get("measured_again"),
+                )
+                + " |"
             )
     curves = results.get("curves")
     if curves:
@@ -317,6 +333,14 @@ def plot(results: dict, folder: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _steal(shares: list[float] | None, again: int | None) -> str:
+    """The most of the cores' time the host took during a kept run, and how many runs were
+    measured again because it took more (older results did not measure it: "")."""
+    if not shares:
+        return "—"
+    return f"{max(shares):.0%} at most ({again or 0} runs measured again)"
 
 
 def _each_ratio(row: dict) -> str:

@@ -20,6 +20,7 @@ about 19: the aiosmtpd sink, in Python, shares the two cores with the pipeline).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from measure import child_env, scratch  # noqa: E402
+from measure import STEAL_MAX, Quiet, child_env, quietly, scratch  # noqa: E402
 
 # Stage name -> (module, keyword arguments for a full run, for a quick run).
 STAGES = {
@@ -163,45 +164,63 @@ def run_throughput(quick: bool, keep: str) -> list[dict]:
     cached (warm): alone, cold, alone, warm, alone, and so on for ``ROUNDS`` rounds. Each
     pipeline run is timed against the mean of the alone runs on either side of it (this VM's
     speed drifts by a fifth within minutes, and the drift between neighbours is what stays
-    in the ratio); a size's ratio is the median of its runs'. Each outbox is kept in
-    ``keep`` until the end of the run (measure.py says why)."""
+    in the ratio); a size's ratio is the median of its runs'. A run during which the host
+    took more than ``STEAL_MAX`` of the cores' time is measured again (measure.quietly).
+    Each outbox is kept in ``keep`` until the end of the run (measure.py says why)."""
     rows = []
     for n in (5_000,) if quick else THROUGHPUT:
         rounds = 1 if quick else ROUNDS[n]
         print(f"  throughput {n:,} x {BASE_PAPERS:,}, {rounds} round(s) ...", flush=True)
         alone = [_alone(n)]
-        runs: dict[str, list[dict]] = {"cold": [], "warm": []}
+        runs: dict[str, list[Quiet]] = {"cold": [], "warm": []}
         for _ in range(rounds):
             for kind in ("cold", "warm"):
-                run = in_child(
-                    "pipeline.measure",
-                    subscribers=n,
-                    papers=BASE_PAPERS,
-                    where="outbox",
-                    warm=kind == "warm",
-                    keep_in=room_for(keep, n),
-                )
+                run = quietly(functools.partial(_pipeline, n, kind == "warm", keep))
                 alone.append(_alone(n))
-                run["reference"] = (alone[-2] + alone[-1]) / 2
+                run.result["reference"] = (
+                    alone[-2].result["seconds"] + alone[-1].result["seconds"]
+                ) / 2
                 runs[kind].append(run)
         rows.append(_throughput_row(n, alone, runs))
     return rows
 
 
-def _alone(subscribers: int) -> float:
-    """Seconds of match+render alone, in a fresh process."""
-    return in_child("scale.measure", subscribers=subscribers, papers=BASE_PAPERS)["seconds"]
+def _pipeline(subscribers: int, warm: bool, keep: str) -> dict:
+    """The whole pipeline to the outbox, in a fresh process, its project kept in ``keep``."""
+    return in_child(
+        "pipeline.measure",
+        subscribers=subscribers,
+        papers=BASE_PAPERS,
+        where="outbox",
+        warm=warm,
+        keep_in=room_for(keep, subscribers),
+    )
 
 
-def _throughput_row(n: int, alone: list[float], runs: dict[str, list[dict]]) -> dict:
+def _alone(subscribers: int) -> Quiet:
+    """match+render alone, in a fresh process (its result's "seconds")."""
+    return quietly(
+        functools.partial(in_child, "scale.measure", subscribers=subscribers, papers=BASE_PAPERS)
+    )
+
+
+def _throughput_row(n: int, alone: list[Quiet], runs: dict[str, list[Quiet]]) -> dict:
     """A size's row of figures: every alone run, and per kind (cold, warm) each run's
-    seconds and ratio, their medians, and the highest peak memory and file-creation cost."""
-    row: dict = {"subscribers": n, "papers": BASE_PAPERS, "match+render": statistics.mean(alone)}
-    row["match+render_runs"] = alone
-    for kind, measured in runs.items():
+    seconds and ratio, their medians, and the highest peak memory and file-creation cost;
+    the host's steal during each kept run, and how many runs were measured again."""
+    seconds = [quiet.result["seconds"] for quiet in alone]
+    row: dict = {"subscribers": n, "papers": BASE_PAPERS, "match+render": statistics.mean(seconds)}
+    row["match+render_runs"] = seconds
+    row["match+render_steal"] = [quiet.steal for quiet in alone]
+    kept = [*alone, *runs["cold"], *runs["warm"]]
+    row["steal_max"] = STEAL_MAX
+    row["measured_again"] = sum(quiet.attempts - 1 for quiet in kept)
+    for kind, quiets in runs.items():
+        measured = [quiet.result for quiet in quiets]
         ratios = [run["reference"] / run["seconds"] for run in measured]
         row[kind] = statistics.median(run["seconds"] for run in measured)
         row[f"{kind}_runs"] = [run["seconds"] for run in measured]
+        row[f"{kind}_steal"] = [quiet.steal for quiet in quiets]
         row[f"ratios_{kind}"] = ratios
         row[f"ratio_{kind}"] = statistics.median(ratios)
         row[f"{kind}_create_us"] = max(run["create_us"] for run in measured)

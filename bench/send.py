@@ -21,18 +21,22 @@ With --pairs N: only a2 and warm sends, interleaved N times (``pairs``), the med
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import shutil
 import smtplib
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from measure import STEAL_MAX, quietly
 from pipeline import run_send, warm_up
 from sink import Sink
 
@@ -151,7 +155,9 @@ def pairs(subscribers: int = 20_000, count: int = 3, messages: int = 2000) -> di
     """Interleaved: the sink's limit (a2), a warm send, a2 again, a send, ...; each send's
     ratio against the mean of the a2 on either side of it (this VM's speed drifts by a fifth
     within minutes, so one pair of figures can be off by that much), over STARTTLS and plain.
-    Each send is a new project whose profile cache an earlier run left."""
+    Each send is a new project whose profile cache an earlier run left. A run during which
+    the host took more than ``STEAL_MAX`` of the cores' time is made again (measure.quietly).
+    """
     runs = {}
     with tempfile.TemporaryDirectory() as folder:
         for name in ("starttls", "plain"):
@@ -161,19 +167,45 @@ def pairs(subscribers: int = 20_000, count: int = 3, messages: int = 2000) -> di
                 base.mkdir()
                 config = project(base, sink.port, subscribers, ca_file)
                 rendered = prerendered(config, messages)
-                limits, ratios = [side_by_side(sink.port, rendered, ca_file)], []
-                for index in range(count):
-                    sent = warm_send(base / str(index), sink, subscribers, ca_file)
-                    limits.append(side_by_side(sink.port, rendered, ca_file))
+
+                limit = functools.partial(_limit, sink.port, rendered, ca_file)
+                send = functools.partial(
+                    _new_send, base, itertools.count(), sink, subscribers, ca_file
+                )
+                limits, sends, ratios = [quietly(limit)], [], []
+                for _ in range(count):
+                    sends.append(quietly(send))
+                    limits.append(quietly(limit))
+                    sent = sends[-1].result
                     rate = sent["sent"] / sent["seconds"]
-                    ratios.append(rate / ((limits[-2] + limits[-1]) / 2))
+                    around = [quiet.result["rate"] for quiet in limits[-2:]]
+                    ratios.append(rate / statistics.mean(around))
                     print(
-                        f"  {name}: send {rate:,.0f} msgs/s, limit {limits[-2]:,.0f} and "
-                        f"{limits[-1]:,.0f}: {ratios[-1]:.3f}",
+                        f"  {name}: send {rate:,.0f} msgs/s, limit {around[0]:,.0f} and "
+                        f"{around[1]:,.0f}: {ratios[-1]:.3f}",
                         flush=True,
                     )
-            runs[name] = {"ratios": ratios, "limits": limits, "median": statistics.median(ratios)}
-    return {"subscribers": subscribers, "runs": runs}
+            kept = [*limits, *sends]
+            runs[name] = {
+                "ratios": ratios,
+                "limits": [quiet.result["rate"] for quiet in limits],
+                "median": statistics.median(ratios),
+                "steal": [quiet.steal for quiet in kept],
+                "measured_again": sum(quiet.attempts - 1 for quiet in kept),
+            }
+    return {"subscribers": subscribers, "runs": runs, "steal_max": STEAL_MAX}
+
+
+def _limit(port: int, rendered: list[bytes], ca_file: str) -> dict[str, float]:
+    """The sink's limit (a2), as a result of ``quietly``."""
+    return {"rate": side_by_side(port, rendered, ca_file)}
+
+
+def _new_send(
+    base: Path, names: Iterator[int], sink: Sink, subscribers: int, ca_file: str
+) -> dict[str, float]:
+    """A warm send of a new project, in the next of ``names`` under ``base``."""
+    return warm_send(base / str(next(names)), sink, subscribers, ca_file)
 
 
 def warm_send(folder: Path, sink: Sink, subscribers: int, ca_file: str) -> dict[str, float]:

@@ -8,6 +8,7 @@ from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
+from measure import ATTEMPTS, STEAL_MAX, Quiet, quietly
 from report import table
 from run import _throughput_row, linearity
 
@@ -107,17 +108,68 @@ def test_the_throughput_table_shows_every_reference_run_and_each_ratio() -> None
 
 def test_each_throughput_run_is_timed_against_the_alone_runs_beside_it() -> None:
     runs = {
-        kind: [{"seconds": s, "reference": r, "create_us": 9.0, "peak_mb": m} for s, r, m in rows]
+        kind: [
+            Quiet({"seconds": s, "reference": r, "create_us": 9.0, "peak_mb": m}, steal, tries)
+            for s, r, m, steal, tries in rows
+        ]
         for kind, rows in {
-            "cold": [(20.0, 16.0, 300.0), (18.0, 17.0, 310.0), (25.0, 20.0, 305.0)],
-            "warm": [(17.0, 16.5, 290.0), (16.0, 16.0, 280.0), (30.0, 18.0, 285.0)],
+            "cold": [
+                (20.0, 16.0, 300.0, 0.01, 1),
+                (18.0, 17.0, 310.0, 0.0, 2),
+                (25.0, 20.0, 305.0, 0.0, 1),
+            ],
+            "warm": [
+                (17.0, 16.5, 290.0, 0.02, 1),
+                (16.0, 16.0, 280.0, 0.0, 1),
+                (30.0, 18.0, 285.0, 0.0, 1),
+            ],
         }.items()
     }
-    row = _throughput_row(20_000, [15.0, 17.0, 16.0, 16.0, 16.0, 17.0, 18.0], runs)
+    alone = [Quiet({"seconds": s}, 0.0, 1) for s in (15.0, 17.0, 16.0, 16.0, 16.0, 17.0)]
+    alone.append(Quiet({"seconds": 18.0}, 0.07, 3))
+    row = _throughput_row(20_000, alone, runs)
     assert row["ratios_cold"] == [0.8, 17.0 / 18.0, 0.8]
     assert row["ratio_cold"] == 0.8 and row["cold"] == 20.0
     assert row["ratio_warm"] == 16.5 / 17.0 and row["warm_peak_mb"] == 290.0
     assert row["match+render"] == 115.0 / 7
+    assert row["cold_steal"] == [0.01, 0.0, 0.0] and row["match+render_steal"][-1] == 0.07
+    assert row["measured_again"] == 3  # one cold run twice, the last alone run three times
+    assert "| 7% at most (3 runs measured again) |" in table({"throughput": [row]})
+
+
+class Host:
+    """A fake host for ``quietly``: each run takes 10 s, during which the host takes the next
+    of ``shares`` of two cores' time."""
+
+    def __init__(self, shares: list[float]) -> None:
+        self.shares = iter(shares)
+        self.stolen = self.now = 0.0
+        self.runs = 0
+
+    def run(self) -> dict:
+        self.runs += 1
+        self.stolen += next(self.shares) * 2 * 10.0
+        self.now += 10.0
+        return {"attempt": self.runs}
+
+    def measure(self) -> Quiet:
+        return quietly(self.run, cores=2, stolen=lambda: self.stolen, clock=lambda: self.now)
+
+
+def test_a_run_the_host_took_the_cores_from_is_measured_again() -> None:
+    host = Host([0.30, 0.01, 0.0])
+    kept = host.measure()
+    assert host.runs == 2 and kept.attempts == 2 and kept.result == {"attempt": 2}
+    assert abs(kept.steal - 0.01) < 1e-9
+    quiet = Host([STEAL_MAX, 0.0])
+    assert quiet.measure().attempts == 1 and quiet.runs == 1  # (at the limit: kept)
+
+
+def test_a_host_busy_throughout_keeps_the_least_disturbed_attempt() -> None:
+    host = Host([0.2, 0.1, 0.3, 0.0])
+    kept = host.measure()
+    assert host.runs == ATTEMPTS and kept.attempts == ATTEMPTS
+    assert kept.result == {"attempt": 2} and abs(kept.steal - 0.1) < 1e-9
 
 
 def test_the_smtp_pairs_give_their_median_and_each_ratio() -> None:
