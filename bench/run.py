@@ -12,9 +12,10 @@ Each measurement runs in a fresh Python process, so no cache or memory of one st
 colours the next. --quick stops the curves at 10,000 subscribers and shrinks the stages
 (a check that everything runs, in about two minutes; not the figures BENCHMARKS.md quotes).
 
-Full run on a 2-core machine: about 55-65 minutes, --delivery alone about 50-60 (the throughput
+Full run on a 2-core machine: about 55-70 minutes, --delivery alone about 50-65 (the throughput
 rounds take about 12 minutes at 20,000 and 20 at 100,000; the SMTP send with its 5 pairs
-about 19: the aiosmtpd sink, in Python, shares the two cores with the pipeline).
+about 19: the aiosmtpd sink, in Python, shares the two cores with the pipeline). A run the
+host disturbs (steal, measure.quietly) is made again, which can add a third.
 """
 
 from __future__ import annotations
