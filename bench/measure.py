@@ -177,14 +177,12 @@ def quietly(
     """``run()``, made again (``ATTEMPTS`` in all at most) while more than ``STEAL_MAX`` of
     the cores' time was stolen during it; the least disturbed attempt."""
     cores = cores or len(os.sched_getaffinity(0))
-    best: Quiet | None = None
-    for attempt in range(1, ATTEMPTS + 1):
+    attempts: list[tuple[float, dict]] = []  # (share stolen, result)
+    for _ in range(ATTEMPTS):
         stolen_before, start = stolen(), clock()
         result = run()
-        share = (stolen() - stolen_before) / ((clock() - start) * cores)
-        if best is None or share < best.steal:
-            best = Quiet(result, share, attempt)  # type: ignore[arg-type]
-        if share <= STEAL_MAX:
+        attempts.append(((stolen() - stolen_before) / ((clock() - start) * cores), result))
+        if attempts[-1][0] <= STEAL_MAX:
             break
-    assert best is not None
-    return Quiet(best.result, best.steal, attempt)
+    share, result = min(attempts, key=lambda attempt: attempt[0])
+    return Quiet(result, share, len(attempts))

@@ -337,7 +337,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
 
 def _steal(shares: list[float] | None, again: int | None) -> str:
     """The most of the cores' time the host took during a kept run, and how many runs were
-    measured again because it took more (older results did not measure it: "")."""
+    measured again because it took more (older results did not measure it: "—")."""
     if not shares:
         return "—"
     return f"{max(shares):.0%} at most ({again or 0} runs measured again)"
