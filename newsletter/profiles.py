@@ -7,8 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-
+from newsletter.addresses import EmailNotValidError, normalized_address
 from newsletter.checks import Problems
 from newsletter.config import ARXIV_CATEGORY, MatchSettings, ScheduleDefaults
 from newsletter.errors import ConfigError, KeywordError, ProfileError
@@ -429,7 +428,7 @@ class _ProfileReader:
             self.add("email", f"'email' must be an address, not {value!r}")
             return None
         try:
-            return validate_email(value.strip(), check_deliverability=False).normalized
+            return normalized_address(value.strip())
         except EmailNotValidError as exc:
             self.add("email", f"invalid address '{value}': {exc}")
             return None

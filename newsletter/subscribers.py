@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, validate_email
-
+from newsletter.addresses import EmailNotValidError, normalized_address
 from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger import Ledger
@@ -67,7 +66,7 @@ def _status(subscriber: Subscriber, suppression: Suppression | None, file: str) 
 def checked_address(email: str) -> str:
     """``email`` as a normalized address; a ConfigError (exit 2) when it is not one."""
     try:
-        return validate_email(email.strip(), check_deliverability=False).normalized
+        return normalized_address(email.strip())
     except EmailNotValidError as exc:
         raise ConfigError(f"'{email}' is not an address: {exc}") from exc
 
