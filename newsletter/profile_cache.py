@@ -25,8 +25,20 @@ from newsletter.state_cache import read_cached, write_cached
 
 CACHE_FILE = "profiles.cache"
 ENTRIES_FILE = "profiles.entries"  # each entry's Subscriber, by the entry's text
-# The modules whose code decides what a profile file loads into.
-_READERS = ("profiles", "models", "text", "yamlfile", "checks", "config", "slots")
+# The modules whose code decides what a profile file loads into: profiles and every module
+# of ours it imports, directly or not (tests/test_profile_cache.py holds the list to that).
+_READERS = (
+    "profiles",
+    "addresses",
+    "checks",
+    "config",
+    "errors",
+    "models",
+    "pickling",
+    "slots",
+    "text",
+    "yamlfile",
+)
 
 
 def load_profiles_cached(
