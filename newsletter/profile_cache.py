@@ -8,8 +8,13 @@ it is ignored and the file is read again. It lives in the private state folder, 
 store: whoever can write there can change what is sent anyway.
 
 A file that changed (a preferences edit rewrites one entry) is not read whole again: a second
-cache holds each entry's Subscriber by the entry's text (``profiles.load_reusing``), and only
-the entries it does not hold are read and checked; the others move to their new lines.
+cache holds each entry's line and place among the cached subscribers by the entry's text
+(``profiles.load_reusing``), and only the entries it does not hold are read and checked; the
+others move to their new lines.
+
+The subscribers are kept as the workers that checked them pickled them, a piece at a time:
+pickling them again for the cache cost the parent 1.45 s of a first 100,000-subscriber
+send, while the rendering workers waited for it (BENCHMARKS.md, issue 16).
 """
 
 from __future__ import annotations
@@ -17,14 +22,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.config import MatchSettings, ScheduleDefaults
-from newsletter.profiles import Profiles, Spread, load_profiles, load_reusing
+from newsletter.profiles import Known, Profiles, Spread, load_profiles, load_reusing
 from newsletter.state_cache import read_cached, write_cached
 
 CACHE_FILE = "profiles.cache"
-ENTRIES_FILE = "profiles.entries"  # each entry's Subscriber, by the entry's text
+ENTRIES_FILE = "profiles.entries"  # each entry's line and place in CACHE_FILE, by its text
 # The modules whose code decides what a profile file loads into: profiles and every module
 # of ours it imports, directly or not (tests/test_profile_cache.py holds the list to that).
 _READERS = (
@@ -60,21 +68,55 @@ def load_profiles_cached(
     # The entries as read last time, by their text: after an edit, only the changed ones
     # are read again (salted with all the key holds but the file's bytes).
     salt, entries_cache = _key(b"", path, schedule, matching), state_dir / ENTRIES_FILE
-    known = read_cached(entries_cache, salt)
-    reused = load_reusing(
-        path, schedule, matching, known if isinstance(known, dict) else {}, spread
-    )
-    if reused is None:  # (not a file to cut into entries)
-        profiles, entries = load_profiles(path, schedule, matching, spread), None
+    reread = load_reusing(path, schedule, matching, _known(state_dir, salt), spread)
+    if reread is None:  # (not a file to cut into entries)
+        profiles, places, pickled = load_profiles(path, schedule, matching, spread), None, None
     else:
-        profiles, entries = reused
+        profiles, places, pickled = reread.profiles, reread.places, reread.pickled
     with contextlib.suppress(OSError):
         # Not if the file changed while it was read: the profiles would not be its bytes'.
         if _key(path.read_bytes(), path, schedule, matching) == key:
-            write_cached(cache, key, profiles)
-            if entries is not None:
-                write_cached(entries_cache, salt, entries)
+            write_cached(cache, key, _Stored.of(profiles, pickled))
+            if places is not None:
+                write_cached(entries_cache, salt, (key, places))
     return profiles
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """Profiles as the cache keeps them: the subscribers pickled in pieces, in file order."""
+
+    path: Path
+    pieces: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, profiles: Profiles, pickled: tuple[bytes, ...] | None) -> _Stored:
+        """``profiles``, kept in the pieces the workers pickled, or pickled here."""
+        if pickled is None:
+            pickled = (pickle.dumps(profiles.subscribers, protocol=pickle.HIGHEST_PROTOCOL),)
+        return cls(profiles.path, pickled)
+
+    def profiles(self) -> Profiles:
+        """The profiles again."""
+        pieces = (pickle.loads(piece) for piece in self.pieces)
+        return Profiles(self.path, tuple(itertools.chain.from_iterable(pieces)))
+
+
+def _known(state_dir: Path, salt: str) -> Known:
+    """Each entry's line and Subscriber as last read, by its text (empty when the entries'
+    cache is missing, or does not go with the profiles cached)."""
+    stored = read_cached(state_dir / ENTRIES_FILE, salt)
+    if not isinstance(stored, tuple) or len(stored) != 2:
+        return {}
+    profiles_key, places = stored
+    cached = _read(state_dir / CACHE_FILE, profiles_key)
+    if cached is None or not isinstance(places, dict):
+        return {}
+    subscribers = cached.subscribers
+    try:
+        return {text: (line, subscribers[place]) for text, (line, place) in places.items()}
+    except (IndexError, TypeError, ValueError):  # (not what this code writes)
+        return {}
 
 
 def _key(data: bytes, path: Path, schedule: ScheduleDefaults, matching: MatchSettings) -> str:
@@ -92,5 +134,10 @@ def _readers_code() -> bytes:
 
 
 def _read(cache: Path, key: str) -> Profiles | None:
-    profiles = read_cached(cache, key)
-    return profiles if isinstance(profiles, Profiles) else None
+    stored = read_cached(cache, key)
+    if not isinstance(stored, _Stored):
+        return None
+    try:
+        return stored.profiles()
+    except Exception:  # (a piece that does not unpickle: read the file instead)
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,12 +127,25 @@ def _spread_out(path: Path, defaults: _Defaults, spread: Spread) -> tuple[Subscr
     if items is None:
         return _spread_entries(path, text, defaults, spread)
     read = _read_items(path, items, defaults, spread, {})
-    return None if read is None else read[0]
+    return None if read is None else read.profiles.subscribers
 
 
 # What an entry read as, by its text (its lines, as ``list_pieces`` cuts them): the line
 # its item started on then, and its Subscriber.
 Known = Mapping[str, tuple[int, Subscriber]]
+
+
+@dataclass(frozen=True)
+class Reread:
+    """What ``load_reusing`` read, with what the profile cache keeps of it."""
+
+    profiles: Profiles
+    # Each entry's line and place among the subscribers, by its text (for next time);
+    # None when the file had to be read whole (a mistake, or a cut that did not hold).
+    places: dict[str, tuple[int, int]] | None
+    # The subscribers as the workers pickled them, a piece at a time in file order, so the
+    # cache does not pickle them again; None when some came from ``known`` instead.
+    pickled: tuple[bytes, ...] | None
 
 
 def load_reusing(
@@ -140,12 +154,12 @@ def load_reusing(
     matching: MatchSettings,
     known: Known,
     spread: Spread | None = None,
-) -> tuple[Profiles, dict[str, tuple[int, Subscriber]] | None] | None:
+) -> Reread | None:
     """The profiles of a plainly laid-out file (``yamlfile.list_pieces``), reading and
     checking (on ``spread``, or here) only the entries ``known`` does not hold, as after a
-    preferences edit changed one entry of thousands; with what to know next time (None when
-    a piece had a problem: the file is then read whole here, and each mistake worded with
-    its line). None when the file cannot be cut so: ``load_profiles`` reads it then."""
+    preferences edit changed one entry of thousands. None when the file cannot be cut so:
+    ``load_profiles`` reads it then (as it does here when a piece has a problem, to word
+    each mistake with its line)."""
     try:
         items = list_pieces(read_text(path), "subscribers", 1)
     except ConfigError:
@@ -154,36 +168,49 @@ def load_reusing(
         return None
     read = _read_items(path, items, _Defaults(schedule, matching), spread or map, known)
     if read is None:
-        return load_profiles(path, schedule, matching), None
-    return Profiles(path, read[0]), read[1]
+        return Reread(load_profiles(path, schedule, matching), None, None)
+    return read
+
+
+def check_piece_pickled(job: tuple[Path, _Defaults, Piece]) -> bytes:
+    """``check_piece``, its result pickled (in a worker, where it is pickled to travel
+    anyway: the bytes are then kept for the cache as they came)."""
+    return pickle.dumps(check_piece(job), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _read_items(
     path: Path, items: list[Piece], defaults: _Defaults, spread: Spread, known: Known
-) -> tuple[tuple[Subscriber, ...], dict[str, tuple[int, Subscriber]]] | None:
+) -> Reread | None:
     """The subscribers of ``items`` (one a list item): those ``known`` holds as they were
     (moved to their line now), the others read and checked by ``spread`` in pieces of up to
-    ``SPREAD_CHUNK`` consecutive items; and every item's (line, Subscriber), by its text.
-    None if an entry has a problem, or a piece reads as other items than its cuts."""
+    ``SPREAD_CHUNK`` consecutive items. None if an entry has a problem, or a piece reads as
+    other items than its cuts."""
     runs = _unknown_runs(items, known)
     jobs = [(path, defaults, _joined(items, run)) for run in runs]
     found: dict[str, tuple[int, Subscriber]] = {}
-    for run, checked in zip(runs, list(spread(check_piece, jobs)), strict=True):
+    pickled = list(spread(check_piece_pickled, jobs))
+    for run, data in zip(runs, pickled, strict=True):
+        checked = pickle.loads(data)
         if len(checked) != len(run):  # (a cut inside a quoted value: several make one)
             return None
         for index, subscriber in zip(run, checked, strict=True):
             if subscriber is None:
                 return None
             found[items[index].text] = (items[index].line, subscriber)
-    entries: dict[str, tuple[int, Subscriber]] = {}
-    for item in items:
+    listed: list[Subscriber] = []
+    places: dict[str, tuple[int, int]] = {}
+    for place, item in enumerate(items):
         line, subscriber = found.get(item.text) or known[item.text]
         if line != item.line:
             subscriber = replace(subscriber, line=subscriber.line + item.line - line)
-        entries[item.text] = (item.line, subscriber)
-    # (Two items of the same text are one entry here: _gathered sees the address twice.)
-    subscribers = _gathered([[entries[item.text][1] for item in items]])
-    return None if subscribers is None else (subscribers, entries)
+        listed.append(subscriber)
+        places[item.text] = (item.line, place)
+    # (Two items of the same text are one place here: _gathered sees the address twice.)
+    subscribers = _gathered([listed])
+    if subscribers is None:
+        return None
+    all_read = sum(len(run) for run in runs) == len(items)
+    return Reread(Profiles(path, subscribers), places, tuple(pickled) if all_read else None)
 
 
 def _unknown_runs(items: list[Piece], known: Known) -> list[list[int]]:

@@ -12,7 +12,7 @@ import pytest
 
 from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.errors import ProfileError
-from newsletter.profile_cache import _READERS, CACHE_FILE, load_profiles_cached
+from newsletter.profile_cache import _READERS, CACHE_FILE, _Stored, load_profiles_cached
 from newsletter.profiles import Profiles
 from newsletter.state_cache import read_stored, write_cached
 
@@ -37,7 +37,7 @@ def plant(path: Path, profiles: Profiles) -> None:
     """Put other profiles in the cache under its present key."""
     cache = path.parent / "state" / CACHE_FILE
     key, _ = read_stored(cache)
-    write_cached(cache, key, profiles)
+    write_cached(cache, key, _Stored.of(profiles, None))
 
 
 def test_the_second_load_comes_from_the_cache(profile_file: Path) -> None:
@@ -111,23 +111,60 @@ def test_after_an_edit_only_the_changed_entries_are_read_again(profile_file: Pat
     assert read == ["  - email: reader7@example.org\n    keywords: [topic7, pruning]"]
     afresh = load_profiles(profile_file, ScheduleDefaults(), MatchSettings())
     assert again == afresh
+    assert load_counting(profile_file, read) == afresh  # (from the cache the edit left)
+    assert len(read) == 1
     assert [s.line for s in again.subscribers][:2] == [4, 6]
 
 
 def test_entries_come_from_their_cache(profile_file: Path) -> None:
-    """What the entries' cache holds for an entry's text is what that entry reads as."""
+    """What the caches hold for an entry's text is what that entry reads as: its place
+    among the subscribers cached last time (the entries' cache), and the subscriber there
+    (the profiles' cache)."""
     from newsletter.profile_cache import ENTRIES_FILE
 
     profile_file.write_text(entries(3))
     load(profile_file)
-    cache = profile_file.parent / "state" / ENTRIES_FILE
-    salt, known = read_stored(cache)
-    text = "  - email: reader1@example.org\n    keywords: [topic1]"
-    line, subscriber = known[text]
-    known[text] = (line, replace(subscriber, max_papers=3))
-    write_cached(cache, salt, known)
+    state = profile_file.parent / "state"
+    profiles_key, places = read_stored(state / ENTRIES_FILE)[1]
+    key, stored = read_stored(state / CACHE_FILE)
+    assert key == profiles_key
+    subscribers = list(stored.profiles().subscribers)
+    _, place = places["  - email: reader1@example.org\n    keywords: [topic1]"]
+    subscribers[place] = replace(subscribers[place], max_papers=3)
+    write_cached(
+        state / CACHE_FILE, key, _Stored.of(Profiles(profile_file, tuple(subscribers)), None)
+    )
     profile_file.write_text(entries(3) + "  - email: new@example.org\n    keywords: [x]\n")
     assert [s.max_papers for s in load(profile_file).subscribers] == [10, 3, 10, 10]
+
+
+def test_the_profiles_cache_keeps_the_pieces_the_workers_pickled(profile_file: Path) -> None:
+    """A first read keeps each piece's subscribers as they were pickled where they were
+    checked (one pickle a piece), not pickled once more; they read back the same."""
+    from newsletter.profiles import SPREAD_CHUNK, load_profiles
+
+    profile_file.write_text(entries(2 * SPREAD_CHUNK + 7))
+    loaded = load(profile_file)
+    stored = read_stored(profile_file.parent / "state" / CACHE_FILE)[1]
+    assert isinstance(stored, _Stored)
+    assert len(stored.pieces) == 3
+    assert stored.profiles() == loaded == load_profiles(profile_file)
+    assert load(profile_file) == loaded
+
+
+def test_caches_of_an_older_layout_are_read_past(profile_file: Path) -> None:
+    from newsletter.profile_cache import ENTRIES_FILE
+
+    profile_file.write_text(entries(4))
+    loaded = load(profile_file)
+    state = profile_file.parent / "state"
+    key, _ = read_stored(state / CACHE_FILE)
+    salt, _ = read_stored(state / ENTRIES_FILE)
+    write_cached(state / CACHE_FILE, key, loaded)  # (a Profiles, as older versions kept)
+    write_cached(state / ENTRIES_FILE, salt, {"  - email: x": (1, loaded.subscribers[0])})
+    assert load(profile_file) == loaded
+    profile_file.write_text(entries(5))
+    assert len(load(profile_file).subscribers) == 5
 
 
 @pytest.mark.parametrize(
