@@ -153,7 +153,7 @@ def stage_rows(stages: dict) -> list[tuple[str, str, str, str, str]]:
                     + ", ".join(f"{r:.2f}" for r in run["ratios"])
                     + ") (target 0.80)"
                     + (
-                        f"; host steal {_steal(run['steal'], run['measured_again'])}"
+                        f"; host steal {steal_summary(run['steal'], run['measured_again'])}"
                         if run.get("steal")
                         else ""
                     ),
@@ -213,7 +213,7 @@ def table(results: dict) -> str:
                 f"{t['cold_peak_mb']:.0f} / {t['warm_peak_mb']:.0f} MB | "
                 f"{t.get('cold_create_us', 0):.0f} / {t.get('warm_create_us', 0):.0f} us |"
                 + " "
-                + _steal(
+                + steal_summary(
                     [
                         *t.get("match+render_steal", []),
                         *t.get("cold_steal", []),
@@ -335,7 +335,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return written
 
 
-def _steal(shares: list[float] | None, again: int | None) -> str:
+def steal_summary(shares: list[float] | None, again: int | None) -> str:
     """The most of the cores' time the host took during a kept run, and how many runs were
     measured again because it took more (older results did not measure it: "—")."""
     if not shares:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import STEAL_MAX, quietly
 from pipeline import run_send, warm_up
+from report import steal_summary
 from sink import Sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,8 +231,7 @@ def main() -> None:
         for name, run in result["runs"].items():
             print(
                 f"{name}: median ratio {run['median']:.3f} (issue 16: >= 0.80); host steal"
-                f" {max(run['steal']):.0%} at most in a kept run,"
-                f" {run['measured_again']} runs measured again"
+                f" {steal_summary(run['steal'], run['measured_again'])}"
             )
         return
     result = measure(args.subscribers, args.messages)
