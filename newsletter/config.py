@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.checks import Problems
 from newsletter.errors import ConfigError
+from newsletter.files.problems import Problems
+from newsletter.files.yamlfile import KeyPath, load_yaml
 from newsletter.models import ANNOUNCE_TYPES, DEFAULT_ANNOUNCE_TYPES
 from newsletter.slots import Timetable, cron_trigger
-from newsletter.yamlfile import KeyPath, load_yaml
 
 ENV_VAR = "NEWSLETTER_CONFIG"
 DEFAULT_PATH = Path("config.yaml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from newsletter.pickling import pickled_as_tuple
+from newsletter.files.pickling import pickled_as_tuple
 from newsletter.text import Keyword
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

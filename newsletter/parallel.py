@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 from newsletter.config import MatchSettings
 from newsletter.errors import NewsletterError, WorkerError
+from newsletter.files.pickling import pickled_as_tuple
 from newsletter.matching import Matcher
 from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
-from newsletter.pickling import pickled_as_tuple
 from newsletter.render import Renderer
 from newsletter.slots import Timetable
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from newsletter.config import Config, FetchSettings, SmtpSettings, SourceSettings
 from newsletter.delivery import DryRunTransport, Outgoing, Result, Retry, Transport, deliver
 from newsletter.errors import ConfigError, StoreError
+from newsletter.files.yamlfile import load_yaml
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Handover, Ledger, Pending, moment
 from newsletter.links import make_signer
@@ -56,7 +57,6 @@ from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
 from newsletter.store import Store, open_store_for, store_url
 from newsletter.suppression import SubscriberState
-from newsletter.yamlfile import load_yaml
 
 if TYPE_CHECKING:
     import httpx

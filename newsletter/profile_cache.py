@@ -28,24 +28,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.config import MatchSettings, ScheduleDefaults
+from newsletter.files.state_cache import read_cached, write_cached
 from newsletter.profiles import Known, Profiles, Spread, load_profiles, load_reusing
-from newsletter.state_cache import read_cached, write_cached
 
 CACHE_FILE = "profiles.cache"
 ENTRIES_FILE = "profiles.entries"  # each entry's line and place in CACHE_FILE, by its text
 # The modules whose code decides what a profile file loads into: profiles and every module
 # of ours it imports, directly or not (tests/test_profile_cache.py holds the list to that).
 _READERS = (
-    "profiles",
-    "addresses",
-    "checks",
-    "config",
-    "errors",
-    "models",
-    "pickling",
-    "slots",
-    "text",
-    "yamlfile",
+    "newsletter.profiles",
+    "newsletter.addresses",
+    "newsletter.files.problems",
+    "newsletter.config",
+    "newsletter.errors",
+    "newsletter.models",
+    "newsletter.files.pickling",
+    "newsletter.slots",
+    "newsletter.text",
+    "newsletter.files.yamlfile",
 )
 
 
@@ -129,8 +129,15 @@ def _key(data: bytes, path: Path, schedule: ScheduleDefaults, matching: MatchSet
 @functools.cache
 def _readers_code() -> bytes:
     """A hash of the code that reads profile files (read once a process)."""
-    here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / f"{m}.py").read_bytes() for m in _READERS)).digest()
+    return hashlib.sha256(b"".join(module_file(m).read_bytes() for m in _READERS)).digest()
+
+
+def module_file(module: str) -> Path:
+    """The source file of one of our modules, by its dotted name (without importing it)."""
+    root = Path(__file__).parent
+    while root.name != "newsletter":
+        root = root.parent
+    return root.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def _read(cache: Path, key: str) -> Profiles | None:

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.addresses import EmailNotValidError, normalized_address
-from newsletter.checks import Problems
 from newsletter.config import ARXIV_CATEGORY, MatchSettings, ScheduleDefaults
 from newsletter.errors import ConfigError, KeywordError, ProfileError
-from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
-from newsletter.text import Keyword, followed_author_key, parse_keyword
-from newsletter.yamlfile import (
+from newsletter.files.problems import Problems
+from newsletter.files.yamlfile import (
     KeyPath,
     Piece,
     YamlDocument,
@@ -23,6 +21,8 @@ from newsletter.yamlfile import (
     list_pieces,
     read_text,
 )
+from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
+from newsletter.text import Keyword, followed_author_key, parse_keyword
 
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
 KEYS = (

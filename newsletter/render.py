@@ -27,10 +27,10 @@ import jinja2
 from newsletter.config import RenderSettings
 from newsletter.envelope import digest_key, envelope_for, message_id_for
 from newsletter.errors import TemplateError
+from newsletter.files.state_cache import read_cached, write_cached
 from newsletter.links import DigestLinks, Links, return_path
 from newsletter.mime import Composer, Headers
 from newsletter.models import Envelope, Match, Paper, RenderedEmail, Selection, Subscriber
-from newsletter.state_cache import read_cached, write_cached
 from newsletter.text import one_line
 from newsletter.tokens import Signer
 

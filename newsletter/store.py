@@ -26,9 +26,9 @@ from typing import Any, Protocol
 from newsletter import postgres
 from newsletter.config import Config, store_url_problem
 from newsletter.errors import ConfigError, StoreError
-from newsletter.identity import normalize_title, paper_id
 from newsletter.lock import folder_problem, make_private_folder
 from newsletter.models import Card, Details, Paper
+from newsletter.sources.identity import normalize_title, paper_id
 
 STORE_FILE = "newsletter.sqlite3"
 

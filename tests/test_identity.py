@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.identity import canonical_arxiv_id, normalize_title, paper_id
+from newsletter.sources.identity import canonical_arxiv_id, normalize_title, paper_id
 
 
 def reference_normalize(title: str) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field, fields
 
+from newsletter.files.pickling import pickled_as_tuple
 from newsletter.models import Envelope, RenderedEmail, Subscriber
 from newsletter.parallel import Produced
-from newsletter.pickling import pickled_as_tuple
 from newsletter.text import parse_keyword
 
 

@@ -12,9 +12,15 @@ import pytest
 
 from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.errors import ProfileError
-from newsletter.profile_cache import _READERS, CACHE_FILE, _Stored, load_profiles_cached
+from newsletter.files.state_cache import read_stored, write_cached
+from newsletter.profile_cache import (
+    _READERS,
+    CACHE_FILE,
+    _Stored,
+    load_profiles_cached,
+    module_file,
+)
 from newsletter.profiles import Profiles
-from newsletter.state_cache import read_stored, write_cached
 
 PROFILES = "subscribers:\n  - email: ada@example.org\n    keywords: [pruning]\n"
 
@@ -189,15 +195,15 @@ def test_a_mistake_made_in_an_edit_is_reported_with_its_line(
 
 def _our_imports(module: str) -> set[str]:
     """The modules of ours that ``module`` imports anywhere in its code."""
-    tree = ast.parse((Path(__file__).parent.parent / "newsletter" / f"{module}.py").read_text())
+    tree = ast.parse(module_file(module).read_text())
     names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
     names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    return {name.split(".")[1] for name in names if name.startswith("newsletter.")}
+    return {name for name in names if name.startswith("newsletter.")}
 
 
 def test_the_cache_key_covers_every_module_that_reads_profiles():
     # A change to any of them may change what a file loads into, so the cache must go.
-    seen, todo = set(), ["profiles"]
+    seen, todo = set(), ["newsletter.profiles"]
     while todo:
         module = todo.pop()
         if module not in seen:

@@ -10,8 +10,8 @@ import pytest
 
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
+from newsletter.files.yamlfile import YamlStream
 from newsletter.profiles import ProfileError, load_profiles
-from newsletter.yamlfile import YamlStream
 from tests.helpers import ROOT
 from tests.profile_samples import EXPECTED, TEN_MISTAKES
 
@@ -220,7 +220,7 @@ def test_libyaml_and_pure_python_parsers_read_the_same(tmp_path: Path) -> None:
     """The fast path (libyaml events) and PyYAML's own parser give equal items and lines."""
     import yaml
 
-    from newsletter.yamlfile import YamlStream
+    from newsletter.files.yamlfile import YamlStream
 
     path = tmp_path / "subscribers.yaml"
     path.write_text(TEN_MISTAKES + "  - {email: z@example.org, keywords: [a, 'b c'], day: 1}\n")
@@ -332,9 +332,9 @@ def test_entries_checked_in_the_workers_read_the_same(
     """Checked on worker processes, a file gives the same profiles, or the same problems,
     each with its line, as read in one process: its entries read here and checked there
     (a file with anchors), or read and checked there in pieces."""
+    from newsletter.files.yamlfile import list_pieces
     from newsletter.parallel import Workers
     from newsletter.profiles import SPREAD_CHUNK
-    from newsletter.yamlfile import list_pieces
 
     text = many_entries(2 * SPREAD_CHUNK + 100, anchors) + tail
     cut = list_pieces(text, "subscribers", SPREAD_CHUNK)
@@ -363,8 +363,8 @@ def test_a_cut_inside_a_quoted_value_falls_back_to_reading_the_file_whole(
 ) -> None:
     """The line where a piece would end is inside a quoted value (it looks like an item):
     that piece does not read, so the file is read whole, and gives what it gives read so."""
+    from newsletter.files.yamlfile import list_pieces
     from newsletter.profiles import SPREAD_CHUNK
-    from newsletter.yamlfile import list_pieces
 
     text = many_entries(SPREAD_CHUNK - 1, anchors=False)
     text += '  - {email: q@example.org, keywords: [x], name: "one\n  - two"}\n'

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import TemplateError
+from newsletter.files.state_cache import read_stored, write_cached
 from newsletter.render import HTML_TEMPLATE, load_templates
-from newsletter.state_cache import read_stored, write_cached
 
 PACKAGED = Path(__file__).resolve().parent.parent / "newsletter" / "templates" / HTML_TEMPLATE
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError
-from newsletter.yamlfile import YamlStream, _Loader, list_pieces
+from newsletter.files.yamlfile import YamlStream, _Loader, list_pieces
 
 TRICKY_ITEMS = [
     "{email: a@example.org, keywords: [x, 'b c', \"d\\te\"], max_papers: 3, active: no}",

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from datetime import date
 
 from newsletter.errors import DigestError
-from newsletter.identity import canonical_arxiv_id
 from newsletter.models import DEFAULT_ANNOUNCE_TYPES, Card, Details, Digest, SourceWarning
 from newsletter.sources.fields import (
     ABSTRACT_MAX,
@@ -29,6 +28,7 @@ from newsletter.sources.fields import (
     local_date,
     texts,
 )
+from newsletter.sources.identity import canonical_arxiv_id
 
 FORMAT = "arxiv-feed"
 KEEP = frozenset(DEFAULT_ANNOUNCE_TYPES)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from newsletter.errors import DigestError
-from newsletter.identity import canonical_arxiv_id
 from newsletter.models import Card, Details, Digest, SourceWarning
 from newsletter.sources.fields import (
     ABSTRACT_MAX,
@@ -37,6 +36,7 @@ from newsletter.sources.fields import (
     local_date,
     texts,
 )
+from newsletter.sources.identity import canonical_arxiv_id
 
 FORMAT = "hf-daily"
 

@@ -17,9 +17,9 @@ from datetime import datetime, time
 import jinja2
 from flask import Flask, Response, abort, render_template, request
 
-from newsletter.checks import time_zones
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ServeError
+from newsletter.files.problems import time_zones
 from newsletter.ledger import Ledger
 from newsletter.links import FEEDBACK_KINDS, make_signer
 from newsletter.matching import explain_sent

@@ -8,8 +8,8 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from datetime import time
 
+from newsletter.files.yamlfile import KeyPath, YamlDocument, did_you_mean
 from newsletter.text import UNSAFE_CHARACTER
-from newsletter.yamlfile import KeyPath, YamlDocument, did_you_mean
 
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
