@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from newsletter.matching.keywords import parse_keyword
 from newsletter.models import History, Subscriber
 from newsletter.slots import Timetable, next_fire, previous_fire, slot_of
-from newsletter.text import parse_keyword
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

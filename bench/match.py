@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from measure import timed
 
 from newsletter.config import MatchSettings
-from newsletter.matching import Matcher
+from newsletter.matching.keywords import Keyword, normalize, parse_keyword, word_forms
+from newsletter.matching.matcher import Matcher
 from newsletter.models import Paper, Subscriber
-from newsletter.text import Keyword, normalize, parse_keyword, word_forms
 
 NOW = datetime(2026, 3, 12, 12, 0, tzinfo=UTC)
 SETTINGS = MatchSettings()

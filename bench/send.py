@@ -69,7 +69,7 @@ def prerendered(config: Path, count: int) -> list[bytes]:
 
     from newsletter.config import load_config
     from newsletter.ingest import ingest
-    from newsletter.matching import Matcher
+    from newsletter.matching.matcher import Matcher
     from newsletter.pipeline import lookback_start, make_renderer, profiles_of
     from newsletter.store import open_store
 

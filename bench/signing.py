@@ -2,7 +2,7 @@
 
 Run:  python bench/signing.py [--messages 300] [--size 50000]
 
-  ours     newsletter.dkimsign.DkimSigner.sign: dkimpy's canonicalization and header
+  ours     newsletter.render.dkim.DkimSigner.sign: dkimpy's canonicalization and header
            hashing, OpenSSL's RSA (cryptography)
   dkimpy   dkim.sign with the same key, headers and canonicalization (RSA in pure Python)
   limit    the RSA signature alone with OpenSSL, and a SHA-256 of the body: what any signer
@@ -25,7 +25,7 @@ import dkim
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
-from newsletter.dkimsign import OVERSIGNED, SIGNED, DkimSigner
+from newsletter.render.dkim import OVERSIGNED, SIGNED, DkimSigner
 
 WHEN = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 

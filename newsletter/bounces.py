@@ -17,9 +17,9 @@ from pathlib import Path
 from newsletter.bounce_reports import Failure, Report, classify, parse_message
 from newsletter.config import Config
 from newsletter.errors import ConfigError
-from newsletter.links import make_signer
 from newsletter.models import BounceDecision
 from newsletter.pipeline import World, profiles_of
+from newsletter.render.links import make_signer
 from newsletter.store import open_store_for
 from newsletter.suppression import SubscriberState
 

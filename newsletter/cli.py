@@ -26,6 +26,7 @@ import click
 from newsletter import __version__
 from newsletter.config import Config, config_path, load_config
 from newsletter.errors import EXIT_FAILED, NewsletterError
+from newsletter.matching.keywords import UNSAFE_CHARACTER
 from newsletter.models import (
     FetchResult,
     FileReport,
@@ -52,7 +53,7 @@ from newsletter.pipeline import (
     try_connection,
 )
 from newsletter.profiles import Profiles
-from newsletter.render import byline
+from newsletter.render.renderer import byline
 from newsletter.slots import slot_of, upcoming
 from newsletter.subscribers import (
     HOWS,
@@ -61,7 +62,6 @@ from newsletter.subscribers import (
     subscriber_statuses,
     unsubscribe,
 )
-from newsletter.text import UNSAFE_CHARACTER
 from newsletter.workers import live_workers, serve_worker
 
 EXIT_OK = 0

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from newsletter.envelope import digest_key
 from newsletter.models import History, SentDigest
+from newsletter.render.envelope import digest_key
 from newsletter.store import Store, pack_papers, rows_among, unpack_papers
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from newsletter.files.pickling import pickled_as_tuple
-from newsletter.text import Keyword
+from newsletter.matching.keywords import Keyword
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 FREQUENCIES = ("daily", "weekly", "paused")

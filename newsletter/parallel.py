@@ -25,9 +25,9 @@ from typing import Any, Protocol
 from newsletter.config import MatchSettings
 from newsletter.errors import NewsletterError, WorkerError
 from newsletter.files.pickling import pickled_as_tuple
-from newsletter.matching import Matcher
+from newsletter.matching.matcher import Matcher
 from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
-from newsletter.render import Renderer
+from newsletter.render.renderer import Renderer
 from newsletter.slots import Timetable
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves

@@ -30,9 +30,8 @@ from newsletter.errors import ConfigError, StoreError
 from newsletter.files.yamlfile import load_yaml
 from newsletter.ingest import ingest
 from newsletter.ledger import DryRunLedger, Handover, Ledger, Pending, moment
-from newsletter.links import make_signer
 from newsletter.lock import profiles_lock, state_lock
-from newsletter.matching import Matcher, explain_sent
+from newsletter.matching.matcher import Matcher, explain_sent
 from newsletter.models import (
     FailedItem,
     FetchReport,
@@ -52,7 +51,8 @@ from newsletter.pacing import Clock, Pacer
 from newsletter.parallel import Order, Workers, no_digest_reason, produce, start_workers
 from newsletter.profile_cache import load_profiles_cached
 from newsletter.profiles import Profiles, Spread, entries_guess, load_profiles
-from newsletter.render import Renderer, load_templates
+from newsletter.render.links import make_signer
+from newsletter.render.renderer import Renderer, load_templates
 from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
 from newsletter.store import Store, open_store_for, store_url
@@ -61,7 +61,7 @@ from newsletter.suppression import SubscriberState
 if TYPE_CHECKING:
     import httpx
 
-    from newsletter.dkimsign import DkimSigner
+    from newsletter.render.dkim import DkimSigner
 
 
 def _utc_now() -> datetime:
@@ -269,7 +269,7 @@ def _dkim_signer(config: Config, environ: Mapping[str, str]) -> DkimSigner | Non
     tenth of a second of each start)."""
     if not config.dkim.enabled:
         return None
-    from newsletter.dkimsign import make_dkim_signer
+    from newsletter.render.dkim import make_dkim_signer
 
     return make_dkim_signer(config.dkim, environ)
 
@@ -280,7 +280,7 @@ def dkim_record(config: Config, environ: Mapping[str, str]) -> tuple[str, str] |
     signer = _dkim_signer(config, environ)
     if signer is None:
         return None
-    from newsletter.dkimsign import dns_record
+    from newsletter.render.dkim import dns_record
 
     return dns_record(signer)
 

@@ -44,7 +44,7 @@ _READERS = (
     "newsletter.models",
     "newsletter.files.pickling",
     "newsletter.slots",
-    "newsletter.text",
+    "newsletter.matching.keywords",
     "newsletter.files.yamlfile",
 )
 

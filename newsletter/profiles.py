@@ -21,8 +21,8 @@ from newsletter.files.yamlfile import (
     list_pieces,
     read_text,
 )
+from newsletter.matching.keywords import Keyword, followed_author_key, parse_keyword
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
-from newsletter.text import Keyword, followed_author_key, parse_keyword
 
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
 KEYS = (

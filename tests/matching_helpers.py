@@ -7,8 +7,8 @@ import unicodedata
 from datetime import date, datetime, timedelta
 
 from newsletter.config import MatchSettings
+from newsletter.matching.keywords import Keyword, parse_keyword
 from newsletter.models import Details, History, Paper, Subscriber
-from newsletter.text import Keyword, parse_keyword
 from tests.helpers import NOW
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from newsletter.config import Config, load_config
-from newsletter.matching import Matcher
+from newsletter.matching.keywords import parse_keyword
+from newsletter.matching.matcher import Matcher
 from newsletter.models import Details, Paper, Selection, Subscriber
-from newsletter.text import parse_keyword
 from tests.helpers import NOW
 
 SEEN = datetime(2026, 3, 12, 6, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ import pytest
 from newsletter.bounce_reports import classify, parse_message
 from newsletter.daemon import Daemon
 from newsletter.pipeline import World
-from newsletter.tokens import Signer
+from newsletter.render.tokens import Signer
 from tests.helpers import NOW, SHARED, invoke
 
 HERE = Path(__file__).parent / "bounces"

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from newsletter.config import DkimSettings
-from newsletter.dkimsign import DkimSigner, dns_record, make_dkim_signer
 from newsletter.errors import ConfigError
+from newsletter.render.dkim import DkimSigner, dns_record, make_dkim_signer
 from tests.helpers import NOW, SAMPLES, invoke
 from tests.smtp_server import SmtpServer
 from tests.test_send import PROFILES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from newsletter.config import MatchSettings
-from newsletter.matching import Matcher
+from newsletter.matching.matcher import Matcher
 from newsletter.models import History
 from tests.matching_helpers import NOW, paper, subscriber
 
@@ -147,7 +147,7 @@ def test_blocks_of_papers_give_the_same_result(monkeypatch) -> None:
     papers = [paper(f"Pruning {i}", "pruning", pid=f"p{i}", upvotes=i % 7) for i in range(600)]
     subs = [subscriber("pruning", email=f"s{i}@example.org", max_papers=5) for i in range(3)]
     whole = [ids(s) for s in select(subs, papers)]
-    import newsletter.matching as matching
+    import newsletter.matching.matcher as matching
 
     monkeypatch.setattr(matching, "_BLOCK", 7)
     assert [ids(s) for s in select(subs, papers)] == whole
@@ -209,8 +209,8 @@ class _CountingDict(dict):
 
 
 def test_a_huge_word_costs_no_more_prefix_lookups_than_the_longest_prefix_keyword() -> None:
-    from newsletter.keyword_index import KeywordIndex
-    from newsletter.text import parse_keyword, words
+    from newsletter.matching.index import KeywordIndex
+    from newsletter.matching.keywords import parse_keyword, words
 
     index = KeywordIndex()
     kid = index.add(parse_keyword("compress*"))

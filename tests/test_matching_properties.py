@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import MatchSettings
-from newsletter.matching import Matcher
+from newsletter.matching.keywords import KeywordError, parse_keyword
+from newsletter.matching.matcher import Matcher
 from newsletter.models import History
-from newsletter.text import KeywordError, parse_keyword
 from tests.matching_helpers import NOW, paper, reference_select, subscriber
 
 # Small words that collide on purpose: plurals, -ies, prefixes, words inside words. Few

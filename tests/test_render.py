@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError, TemplateError
 from newsletter.pipeline import make_renderer
-from newsletter.render import HTML_BUDGET, shorten, wrap
-from newsletter.tokens import Signer
+from newsletter.render.renderer import HTML_BUDGET, shorten, wrap
+from newsletter.render.tokens import Signer
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -192,7 +192,7 @@ def test_html_stays_under_the_size_budget_with_100_papers(tmp_path: Path) -> Non
 
 
 def test_a_profile_of_100000_keywords_keeps_the_html_under_budget(tmp_path: Path) -> None:
-    from newsletter.text import parse_keyword
+    from newsletter.matching.keywords import parse_keyword
 
     many = (parse_keyword("pruning"), *(parse_keyword(f"topic{i}") for i in range(100_000)))
     long_name = "Ada " + "L" * 5000
@@ -351,7 +351,7 @@ def test_inlining_never_fetches_anything(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from newsletter.render import inline_css
+    from newsletter.render.renderer import inline_css
 
     requests: list[str] = []
 

@@ -21,7 +21,7 @@ import feedparser
 import httpx
 import pytest
 
-from newsletter.tokens import Signer
+from newsletter.render.tokens import Signer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.smtp_server import free_port
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from newsletter.errors import KeywordError
-from newsletter.keyword_index import KeywordIndex
-from newsletter.text import merge_ranges, parse_keyword, word_offsets, words
+from newsletter.matching.index import KeywordIndex
+from newsletter.matching.keywords import merge_ranges, parse_keyword, word_offsets, words
 from tests.matching_helpers import ref_occurs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from newsletter.tokens import Signer
+from newsletter.render.tokens import Signer
 
 SECRET = "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"
 OLD = "Zr7Vn4bYc8uHs1eDf6gPm3-k2Jx9-TqLw_0a"

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import time
 
 from newsletter.files.yamlfile import KeyPath, YamlDocument, did_you_mean
-from newsletter.text import UNSAFE_CHARACTER
+from newsletter.matching.keywords import UNSAFE_CHARACTER
 
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 

@@ -7,8 +7,8 @@ import itertools
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 
+from newsletter.matching.keywords import one_line
 from newsletter.models import SourceWarning
-from newsletter.text import one_line
 
 # Real titles stay well under this; abstracts run far over it.
 TITLE_MAX = 300

@@ -1,6 +1,6 @@
 """The subscriber-facing web app of ``newsletter serve`` (Flask; served by waitress).
 
-Every page needs a token made for its purpose (``newsletter.tokens``); anything else gets
+Every page needs a token made for its purpose (``newsletter.render.tokens``); anything else gets
 one generic page, so nobody can learn which addresses exist. A GET never changes anything
 (mail scanners open links); changes are POSTs carrying the token, which a foreign site does
 not have (so no CSRF). One-click unsubscribe is RFC 8058: a POST of
@@ -21,15 +21,15 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError, ServeError
 from newsletter.files.problems import time_zones
 from newsletter.ledger import Ledger
-from newsletter.links import FEEDBACK_KINDS, make_signer
-from newsletter.matching import explain_sent
+from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.pipeline import World, make_renderer
 from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
-from newsletter.render import Renderer, display_name
+from newsletter.render.links import FEEDBACK_KINDS, make_signer
+from newsletter.render.renderer import Renderer, display_name
+from newsletter.render.tokens import Signer
 from newsletter.store import open_store_for
 from newsletter.suppression import SubscriberState
-from newsletter.tokens import Signer
 from newsletter.web.feed import atom_feed
 
 _FREQUENCY_TEXT = {"daily": "Daily", "weekly": "Weekly", "paused": "Paused (no digests)"}

@@ -8,7 +8,7 @@
   a prefix.
 - A keyword may list alternatives separated by "|": it occurs when any of them does.
 
-``newsletter.keyword_index`` applies these rules to papers; tests/matching_helpers.py states
+``newsletter.matching.index`` applies these rules to papers; tests/matching_helpers.py states
 them again as plainly as possible, and the tests hold the index to that reference.
 """
 

@@ -1,6 +1,6 @@
 """Every distinct keyword of every profile, found in a text in one pass over its words.
 
-This is where the matching rules of ``newsletter.text`` are applied to papers: a word's
+This is where the matching rules of ``newsletter.matching.keywords`` are applied to papers: a word's
 matching forms (plural rules) are worked out once per keyword, a trailing ``*`` becomes a
 prefix lookup, and a keyword of several words is checked word by word from where its first
 word occurs. Each distinct text word is looked up once and cached.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from newsletter.text import Keyword, Pattern, merge_ranges, word_forms, word_offsets
+from newsletter.matching.keywords import Keyword, Pattern, merge_ranges, word_forms, word_offsets
 
 
 class KeywordIndex:

@@ -1,6 +1,6 @@
 """Links in a digest that act for its subscriber, and the secrets that sign them.
 
-Every link of ``newsletter serve`` carries a token (``newsletter.tokens``) for its purpose:
+Every link of ``newsletter serve`` carries a token (``newsletter.render.tokens``) for its purpose:
 unsubscribe (also the one-click ``List-Unsubscribe`` URL), preferences, the web copy of this
 digest, the subscriber's feed, and feedback on each paper. Without ``public_url`` (and
 ``unsubscribe_url``) a digest has only the mailto unsubscribe link.
@@ -14,9 +14,9 @@ from datetime import date
 from urllib.parse import urlencode, urlsplit
 
 from newsletter.config import RenderSettings
-from newsletter.envelope import sender_domain
 from newsletter.errors import ConfigError
-from newsletter.tokens import Signer
+from newsletter.render.envelope import sender_domain
+from newsletter.render.tokens import Signer
 
 FEEDBACK_KINDS = ("more", "less")  # "more like this", "not relevant"
 

@@ -1,11 +1,11 @@
 """Which papers each subscriber receives, and why.
 
 All profiles compile into one ``Matcher``. Each paper's text is scanned once for every
-distinct keyword of every profile (``newsletter.keyword_index``); the hits then add weights to the
+distinct keyword of every profile (``newsletter.matching.index``); the hits then add weights to the
 subscribers who use those keywords through per-keyword postings, in numpy, one block of
 papers at a time. So the Python work grows with the text and the hits, while the
 subscribers x papers arithmetic runs in C, and memory stays bounded by the block size.
-Rules: see ``newsletter.text`` and the README.
+Rules: see ``newsletter.matching.keywords`` and the README.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from newsletter.config import MatchSettings
-from newsletter.keyword_index import KeywordIndex
+from newsletter.matching.index import KeywordIndex
+from newsletter.matching.keywords import author_keys, followed_author_key, merge_ranges, words
 from newsletter.models import History, Match, Paper, Selection, Subscriber
-from newsletter.text import author_keys, followed_author_key, merge_ranges, words
 
 _BLOCK = 64
 _EXPLAIN_ROWS = 512

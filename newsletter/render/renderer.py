@@ -25,17 +25,17 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from newsletter.config import RenderSettings
-from newsletter.envelope import digest_key, envelope_for, message_id_for
 from newsletter.errors import TemplateError
 from newsletter.files.state_cache import read_cached, write_cached
-from newsletter.links import DigestLinks, Links, return_path
-from newsletter.mime import Composer, Headers
+from newsletter.matching.keywords import one_line
 from newsletter.models import Envelope, Match, Paper, RenderedEmail, Selection, Subscriber
-from newsletter.text import one_line
-from newsletter.tokens import Signer
+from newsletter.render.envelope import digest_key, envelope_for, message_id_for
+from newsletter.render.links import DigestLinks, Links, return_path
+from newsletter.render.mime import Composer, Headers
+from newsletter.render.tokens import Signer
 
 if TYPE_CHECKING:  # (dkimpy and dnspython: imported by workers only when DKIM is on)
-    from newsletter.dkimsign import DkimSigner
+    from newsletter.render.dkim import DkimSigner
 
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"

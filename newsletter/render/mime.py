@@ -19,9 +19,9 @@ from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr, quote
 
 from newsletter.config import RenderSettings
-from newsletter.envelope import idna_address, sender_domain
-from newsletter.links import DigestLinks
-from newsletter.text import one_line
+from newsletter.matching.keywords import one_line
+from newsletter.render.envelope import idna_address, sender_domain
+from newsletter.render.links import DigestLinks
 
 # The legacy folding (email.header.Header) on plain strings: the same encodings and folding
 # as the header registry, without parsing every value into objects first (8x faster).
