@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import feedparser
 
-from newsletter.ingest import ingest_file
 from newsletter.sources import read_digest_bytes
-from newsletter.store import open_store
+from newsletter.store.ingest import ingest_file
+from newsletter.store.papers import open_store
 
 TODAY = date(2026, 11, 21)
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from render import NOW, load_config_for_bench, selections
 
-from newsletter.delivery import Outgoing
+from newsletter.delivery.flow import Outgoing
+from newsletter.delivery.outbox import OutboxTransport
 from newsletter.models import Envelope
-from newsletter.outbox import OutboxTransport
 from newsletter.pipeline import make_renderer
 
 ENVELOPE = Envelope("d@example.org", "r@example.org")

@@ -68,10 +68,10 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     from datetime import UTC, datetime
 
     from newsletter.config import load_config
-    from newsletter.ingest import ingest
     from newsletter.matching.matcher import Matcher
     from newsletter.pipeline import lookback_start, make_renderer, profiles_of
-    from newsletter.store import open_store
+    from newsletter.store.ingest import ingest
+    from newsletter.store.papers import open_store
 
     settings = load_config(config)
     chosen = profiles_of(settings).subscribers[:count]
@@ -89,7 +89,7 @@ def connect(port: int, ca_file: str) -> smtplib.SMTP:
     (TCP_NODELAY, STARTTLS verified with ``ca_file``; its DATA without smtplib's regular
     expression), so that the limit is what the sink takes from the quickest client we have."""
     from newsletter.config import SmtpSettings
-    from newsletter.smtp import SmtpTransport
+    from newsletter.delivery.smtp import SmtpTransport
 
     security = "starttls" if ca_file else "none"
     settings = SmtpSettings(

@@ -17,11 +17,11 @@ from pathlib import Path
 from newsletter.bounce_reports import Failure, Report, classify, parse_message
 from newsletter.config import Config
 from newsletter.errors import ConfigError
+from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import BounceDecision
 from newsletter.pipeline import World, profiles_of
 from newsletter.render.links import make_signer
-from newsletter.store import open_store_for
-from newsletter.suppression import SubscriberState
+from newsletter.store.papers import open_store_for
 
 
 def process_bounces(

@@ -339,7 +339,7 @@ def papers_command(
 @click.pass_obj
 def migrate_store_command(session: Session, target: str, as_json: bool) -> None:
     """Copy the SQLite store into an empty PostgreSQL database, and verify the counts."""
-    from newsletter.migrate import migrate_store
+    from newsletter.store.migrate import migrate_store
 
     report = migrate_store(session.config(), session.world.environ, target)
     if as_json:

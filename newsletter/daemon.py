@@ -35,7 +35,7 @@ from newsletter.models import SendReport
 from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
 from newsletter.profiles import Profiles
 from newsletter.slots import Slot, group_by_slot, next_fire
-from newsletter.store import store_url
+from newsletter.store.papers import store_url
 from newsletter.workers import live_workers, worker_id
 
 WATCH_SECONDS = 2.0

@@ -24,10 +24,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from newsletter import postgres
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.store import Store, open_store_for
+from newsletter.store.papers import Store, open_store_for, postgres
 
 if TYPE_CHECKING:
     from newsletter.pipeline import World

@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from newsletter.config import Config, FetchSettings, SmtpSettings, SourceSettings
-from newsletter.delivery import DryRunTransport, Outgoing, Result, Retry, Transport, deliver
+from newsletter.delivery.flow import DryRunTransport, Outgoing, Result, Retry, Transport, deliver
+from newsletter.delivery.outbox import OutboxTransport
+from newsletter.delivery.pacing import Clock, Pacer
+from newsletter.delivery.smtp import SmtpTransport
 from newsletter.errors import ConfigError, StoreError
 from newsletter.files.yamlfile import load_yaml
-from newsletter.ingest import ingest
-from newsletter.ledger import DryRunLedger, Handover, Ledger, Pending, moment
-from newsletter.lock import profiles_lock, state_lock
+from newsletter.ledger.ledger import DryRunLedger, Handover, Ledger, Pending, moment
+from newsletter.ledger.lock import profiles_lock, state_lock
+from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import Matcher, explain_sent
 from newsletter.models import (
     FailedItem,
@@ -46,17 +49,14 @@ from newsletter.models import (
     SourceStatus,
     Subscriber,
 )
-from newsletter.outbox import OutboxTransport
-from newsletter.pacing import Clock, Pacer
 from newsletter.parallel import Order, Workers, no_digest_reason, produce, start_workers
 from newsletter.profile_cache import load_profiles_cached
 from newsletter.profiles import Profiles, Spread, entries_guess, load_profiles
 from newsletter.render.links import make_signer
 from newsletter.render.renderer import Renderer, load_templates
-from newsletter.smtp import SmtpTransport
 from newsletter.sources import discover_digests
-from newsletter.store import Store, open_store_for, store_url
-from newsletter.suppression import SubscriberState
+from newsletter.store.ingest import ingest
+from newsletter.store.papers import Store, open_store_for, store_url
 
 if TYPE_CHECKING:
     import httpx

@@ -27,7 +27,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProfileError
-from newsletter.lock import profiles_lock
+from newsletter.ledger.lock import profiles_lock
 from newsletter.models import Subscriber
 from newsletter.profiles import Profiles, load_profiles
 

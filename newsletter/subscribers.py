@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from newsletter.addresses import EmailNotValidError, normalized_address
 from newsletter.config import Config
 from newsletter.errors import ConfigError
-from newsletter.ledger import Ledger
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import (
     Feedback,
     SentDigest,
@@ -19,8 +20,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.pipeline import World, profiles_of
-from newsletter.store import open_store_for
-from newsletter.suppression import SubscriberState
+from newsletter.store.papers import open_store_for
 
 HOWS = ("one-click", "web", "mailto", "cli")
 

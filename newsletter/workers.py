@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from newsletter import postgres
 from newsletter.config import Config, WorkerSettings
 from newsletter.errors import BusyError, ConfigError, LeaseLost, NewsletterError
 from newsletter.models import (
@@ -39,9 +38,9 @@ from newsletter.models import (
     SkippedItem,
     Subscriber,
 )
-from newsletter.postgres import WORKERS
 from newsletter.profiles import Profiles
-from newsletter.store import Store, open_store_for, store_url
+from newsletter.store.papers import Store, open_store_for, postgres, store_url
+from newsletter.store.postgres import WORKERS
 
 if TYPE_CHECKING:
     from newsletter.pipeline import Run, World

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.config import Config
 from newsletter.pipeline import World
-from newsletter.store import Store, open_store, open_store_for
+from newsletter.store.papers import Store, open_store, open_store_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "digests"

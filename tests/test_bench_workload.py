@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from newsletter.config import load_config
-from newsletter.ingest import ingest
 from newsletter.parallel import Order, produce
 from newsletter.pipeline import lookback_start, make_renderer, profiles_of
 from newsletter.sources import discover_digests
-from newsletter.store import open_store
+from newsletter.store.ingest import ingest
+from newsletter.store.papers import open_store
 from tests.helpers import NOW, ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.daemon import Daemon
-from newsletter.ledger import Ledger
+from newsletter.ledger.ledger import Ledger
 from newsletter.pipeline import World
 from tests.digest_text import capture, card
 from tests.helpers import STORE_ENV, invoke, open_project_store

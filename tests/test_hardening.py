@@ -22,9 +22,9 @@ import pytest
 
 from newsletter.config import load_config
 from newsletter.errors import StoreError
-from newsletter.ledger import Ledger
+from newsletter.ledger.ledger import Ledger
 from newsletter.pipeline import Run, World, profiles_of
-from newsletter.store import STORE_FILE, open_store
+from newsletter.store.papers import STORE_FILE, open_store
 from tests.digest_text import capture, card
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
 from tests.smtp_server import ScriptedServer, Sink, SmtpServer
@@ -376,7 +376,7 @@ def test_papers_never_prints_escape_sequences_a_store_holds(shop: Path) -> None:
     from datetime import date
 
     from newsletter.models import Card
-    from newsletter.store import DigestRecord
+    from newsletter.store.papers import DigestRecord
 
     hostile = Card(
         title="\x1b]0;pwned\x07Pruning \x1b[31mred\x1b[0m",

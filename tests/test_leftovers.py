@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.ledger import Handover, Ledger
+from newsletter.ledger.ledger import Handover, Ledger
 from tests.digest_text import capture, card
 from tests.helpers import invoke, open_project_store
 

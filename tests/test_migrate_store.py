@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.ledger import Ledger
-from newsletter.store import open_store
-from newsletter.suppression import SubscriberState
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.suppression import SubscriberState
+from newsletter.store.papers import open_store
 from tests import helpers
 from tests.helpers import NOW, SAMPLES, invoke, open_project_store
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import DomainLimit, SmtpSettings
-from newsletter.delivery import Outgoing, Retry, deliver
+from newsletter.delivery.flow import Outgoing, Retry, deliver
+from newsletter.delivery.outbox import OUTBOX_BATCH, OutboxTransport
+from newsletter.delivery.pacing import Clock, Pacer
 from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
-from newsletter.outbox import OUTBOX_BATCH, OutboxTransport
-from newsletter.pacing import Clock, Pacer
 
 
 def message(number: int) -> Outgoing:

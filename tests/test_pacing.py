@@ -16,9 +16,9 @@ import pytest
 
 from newsletter.config import DomainLimit, RateSettings, SmtpSettings
 from newsletter.daemon import AFTER_CAP, Daemon
-from newsletter.delivery import Outgoing, Retry, deliver
+from newsletter.delivery.flow import Outgoing, Retry, deliver
+from newsletter.delivery.pacing import Clock, Pacer, recipient_domain
 from newsletter.models import CapReached, Envelope, SendReport
-from newsletter.pacing import Clock, Pacer, recipient_domain
 from newsletter.pipeline import World
 from tests.helpers import NOW, SAMPLES, FakeClock, invoke
 from tests.smtp_server import SmtpServer

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.delivery.outbox import OutboxTransport, file_name
 from newsletter.errors import TemplateError
 from newsletter.models import History
-from newsletter.outbox import OutboxTransport, file_name
 from newsletter.parallel import (
     AHEAD_MAX,
     PARALLEL_FROM,

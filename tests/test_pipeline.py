@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_config
-from newsletter.delivery import Outgoing, Result
+from newsletter.delivery.flow import Outgoing, Result
+from newsletter.delivery.outbox import OutboxTransport
 from newsletter.errors import Fatal
-from newsletter.ledger import Ledger
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import Envelope
-from newsletter.outbox import OutboxTransport
 from newsletter.pipeline import SENT_GROUP, SENT_LINGER, Run, World, _Group, profiles_of
-from newsletter.suppression import SubscriberState
 from tests.helpers import NOW, SAMPLES, STORE_ENV, FakeClock, open_project_store
 
 pytestmark = pytest.mark.usefixtures("each_store")

@@ -13,8 +13,8 @@ import pytest
 
 from newsletter.config import Config, load_config
 from newsletter.errors import ConfigError, StoreError
-from newsletter.postgres import redact, translate_ddl
-from newsletter.store import MIGRATIONS, open_store_for
+from newsletter.store.papers import MIGRATIONS, open_store_for
+from newsletter.store.postgres import redact, translate_ddl
 from tests.helpers import ROOT, invoke
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster
 
@@ -103,7 +103,7 @@ MIGRATE = """
 import sys
 from pathlib import Path
 from newsletter.config import Config
-from newsletter.store import open_store_for
+from newsletter.store.papers import open_store_for
 config = Config(path=Path("config.yaml"), store=sys.argv[1])
 with open_store_for(config, {"NEWSLETTER_STORE_PASSWORD": sys.argv[2]}) as store:
     print(store.schema_version)

@@ -10,7 +10,7 @@ import pytest
 
 from newsletter.config import load_config
 from newsletter.errors import ProfileError
-from newsletter.lock import profiles_lock
+from newsletter.ledger.lock import profiles_lock
 from newsletter.pipeline import profiles_of
 from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
 

@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from newsletter.ledger import Ledger
-from newsletter.store import open_store
+from newsletter.ledger.ledger import Ledger
+from newsletter.store.papers import open_store
 from tests.helpers import SAMPLES, child_env, command, wait_for
 from tests.smtp_server import SmtpServer
 

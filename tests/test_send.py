@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from newsletter.ledger import Ledger
-from newsletter.lock import state_lock
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.lock import state_lock
 from newsletter.pipeline import SENT_GROUP
 from tests.digest_text import capture, card
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, open_project_store

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery import Outgoing
+from newsletter.delivery.flow import Outgoing
+from newsletter.delivery.smtp import SmtpTransport, stuffed
 from newsletter.errors import DeliveryFailure
 from newsletter.models import Envelope
-from newsletter.smtp import SmtpTransport, stuffed
 from tests.smtp_server import ScriptedServer, SmtpServer
 
 

@@ -15,11 +15,18 @@ import pytest
 
 from newsletter.config import Config
 from newsletter.errors import BusyError, StoreError
-from newsletter.ingest import ingest
-from newsletter.ledger import Ledger
-from newsletter.lock import state_lock
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.lock import state_lock
 from newsletter.models import Card, Details
-from newsletter.store import MIGRATIONS, STORE_FILE, DigestRecord, Store, open_store, open_store_for
+from newsletter.store.ingest import ingest
+from newsletter.store.papers import (
+    MIGRATIONS,
+    STORE_FILE,
+    DigestRecord,
+    Store,
+    open_store,
+    open_store_for,
+)
 from tests import helpers
 from tests.digest_text import capture, card
 from tests.helpers import NOW, child_env, command
@@ -223,7 +230,7 @@ def test_deleting_the_lock_file_does_not_let_a_second_send_in(tmp_path: Path) ->
     """Issue 13, 3: tmp cleaners and "rm stale lock" must not make two sends run at once."""
     state = tmp_path / "state"
     with state_lock(state, "send"):
-        (state / "newsletter.lock").unlink()
+        (state / "newsletter.ledger.lock").unlink()
         with pytest.raises(BusyError), state_lock(state, "send"):
             pass
     with state_lock(state, "send"):  # released: the next one gets in

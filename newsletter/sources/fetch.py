@@ -28,7 +28,7 @@ from newsletter.config import FetchSettings, SourceSettings
 from newsletter.errors import DigestError
 from newsletter.models import Digest, FetchResult
 from newsletter.sources import read_digest_bytes
-from newsletter.store import FetchOutcome, Store
+from newsletter.store.papers import FetchOutcome, Store
 
 _FORMATS = {"hf_daily": "hf-daily", "arxiv_rss": "arxiv-feed", "arxiv_query": "arxiv-feed"}
 _RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})

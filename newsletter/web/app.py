@@ -20,7 +20,8 @@ from flask import Flask, Response, abort, render_template, request
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ServeError
 from newsletter.files.problems import time_zones
-from newsletter.ledger import Ledger
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.pipeline import World, make_renderer
@@ -28,8 +29,7 @@ from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer, display_name
 from newsletter.render.tokens import Signer
-from newsletter.store import open_store_for
-from newsletter.suppression import SubscriberState
+from newsletter.store.papers import open_store_for
 from newsletter.web.feed import atom_feed
 
 _FREQUENCY_TEXT = {"daily": "Daily", "weekly": "Weekly", "paused": "Paused (no digests)"}

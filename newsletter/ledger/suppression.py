@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from newsletter.models import Feedback, SubscriberEvent, Suppression
-from newsletter.store import Store, rows_among
+from newsletter.store.papers import Store, rows_among
 
 
 class SubscriberState:

@@ -14,10 +14,10 @@ from dataclasses import replace
 
 from newsletter.config import Config
 from newsletter.errors import StoreError
-from newsletter.lock import state_lock
+from newsletter.ledger.lock import state_lock
 from newsletter.models import MigrationReport, TableCopy
-from newsletter.postgres import is_postgres_url
-from newsletter.store import STORE_ENV, STORE_FILE, Store, open_store, open_store_for
+from newsletter.store.papers import STORE_ENV, STORE_FILE, Store, open_store, open_store_for
+from newsletter.store.postgres import is_postgres_url
 
 # In an order the foreign keys accept; the ids of the last two come from identity columns.
 TABLES = (

@@ -1,9 +1,9 @@
 """The store: papers and the digests they came from (the ledger of what was sent, in the
-same database, is ``newsletter.ledger``).
+same database, is ``newsletter.ledger.ledger``).
 
 By default one SQLite file in the state folder: WAL mode, a schema version in ``PRAGMA
 user_version`` and an ordered list of migrations. ``store: postgresql://...`` puts the same
-tables in PostgreSQL instead (``newsletter.postgres`` adapts the dialect); the SQL here is
+tables in PostgreSQL instead (``newsletter.store.postgres`` adapts the dialect); the SQL here is
 written once for both. Every digest is written in one transaction together with its content
 hash, so a killed ingest leaves nothing behind and the file is simply read again next time.
 """
@@ -23,12 +23,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from newsletter import postgres
 from newsletter.config import Config, store_url_problem
 from newsletter.errors import ConfigError, StoreError
-from newsletter.lock import folder_problem, make_private_folder
+from newsletter.ledger.lock import folder_problem, make_private_folder
 from newsletter.models import Card, Details, Paper
 from newsletter.sources.identity import normalize_title, paper_id
+from newsletter.store import postgres
 
 STORE_FILE = "newsletter.sqlite3"
 

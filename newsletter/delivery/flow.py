@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Protocol
 
+from newsletter.delivery.pacing import Clock, Pacer, unlimited
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.models import Envelope, RenderedEmail
-from newsletter.pacing import Clock, Pacer, unlimited
 
 
 @dataclass(frozen=True, slots=True)

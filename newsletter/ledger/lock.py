@@ -10,7 +10,7 @@ from pathlib import Path
 
 from newsletter.errors import BusyError, StoreError
 
-LOCK_FILE = "newsletter.lock"
+LOCK_FILE = "newsletter.ledger.lock"
 PROFILES_LOCK = "profiles.lock"
 
 

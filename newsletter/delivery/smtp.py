@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Mapping
 
 from newsletter.config import SmtpSettings
-from newsletter.delivery import Outgoing
+from newsletter.delivery.flow import Outgoing
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.errors import Fatal
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.delivery import Connection, Outgoing
+from newsletter.delivery.flow import Connection, Outgoing
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
