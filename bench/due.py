@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.matching.keywords import parse_keyword
 from newsletter.models import History, Subscriber
-from newsletter.slots import Timetable, next_fire, previous_fire, slot_of
+from newsletter.schedule.slots import Timetable, next_fire, previous_fire, slot_of
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workload import profiles
 
-from newsletter import profile_edit
 from newsletter.config import load_config
 from newsletter.pipeline import profiles_of
-from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
-from newsletter.profiles import load_profiles
+from newsletter.profiles import edit as profile_edit
+from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
+from newsletter.profiles.load import load_profiles
 
 CHANGE = PreferenceChange(max_papers=7, add_keywords=("sparse attention",))
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from newsletter import __version__
+from newsletter.cluster.worker import live_workers, serve_worker
 from newsletter.config import Config, config_path, load_config
 from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.matching.keywords import UNSAFE_CHARACTER
@@ -52,17 +53,16 @@ from newsletter.pipeline import (
     stored_papers,
     try_connection,
 )
-from newsletter.profiles import Profiles
+from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import byline
-from newsletter.slots import slot_of, upcoming
-from newsletter.subscribers import (
+from newsletter.schedule.slots import slot_of, upcoming
+from newsletter.subscribers.service import (
     HOWS,
     resubscribe,
     subscriber_history,
     subscriber_statuses,
     unsubscribe,
 )
-from newsletter.workers import live_workers, serve_worker
 
 EXIT_OK = 0
 
@@ -623,7 +623,7 @@ def run_command(session: Session) -> int:
     _log_to_stderr()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     path = config_path(session.config_option, session.world.environ)
-    from newsletter.daemon import Daemon
+    from newsletter.schedule.daemon import Daemon
 
     return Daemon(path, session.world).serve()
 
@@ -810,7 +810,7 @@ def bounces_command(
         maildirs = (config.bounce.maildir,)
     if not paths and not maildirs:
         raise click.UsageError("give bounce files or --maildir DIR (or set bounce.maildir)")
-    from newsletter.bounces import process_bounces
+    from newsletter.subscribers.bounces import process_bounces
 
     decisions = process_bounces(config, session.world, paths, maildirs)
     if as_json:

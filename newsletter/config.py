@@ -25,7 +25,7 @@ from newsletter.errors import ConfigError
 from newsletter.files.problems import Problems
 from newsletter.files.yamlfile import KeyPath, load_yaml
 from newsletter.models import ANNOUNCE_TYPES, DEFAULT_ANNOUNCE_TYPES
-from newsletter.slots import Timetable, cron_trigger
+from newsletter.schedule.slots import Timetable, cron_trigger
 
 ENV_VAR = "NEWSLETTER_CONFIG"
 DEFAULT_PATH = Path("config.yaml")

@@ -28,7 +28,7 @@ from newsletter.files.pickling import pickled_as_tuple
 from newsletter.matching.matcher import Matcher
 from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
 from newsletter.render.renderer import Renderer
-from newsletter.slots import Timetable
+from newsletter.schedule.slots import Timetable
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)

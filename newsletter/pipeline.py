@@ -50,8 +50,8 @@ from newsletter.models import (
     Subscriber,
 )
 from newsletter.parallel import Order, Workers, no_digest_reason, produce, start_workers
-from newsletter.profile_cache import load_profiles_cached
-from newsletter.profiles import Profiles, Spread, entries_guess, load_profiles
+from newsletter.profiles.cache import load_profiles_cached
+from newsletter.profiles.load import Profiles, Spread, entries_guess, load_profiles
 from newsletter.render.links import make_signer
 from newsletter.render.renderer import Renderer, load_templates
 from newsletter.sources import discover_digests
@@ -166,7 +166,9 @@ class Run:
                     keep=self.config.announce_types,
                 )
                 if store.db.dialect == "postgresql" and not self.dry_run:
-                    from newsletter.workers import coordinate  # (workers builds on this module)
+                    from newsletter.cluster.worker import (
+                        coordinate,  # (workers builds on this module)
+                    )
 
                     report = coordinate(self, store, subscribers)
                 else:

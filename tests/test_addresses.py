@@ -8,7 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.addresses import _checked_domain, _plain_normalized, normalized_address
+from newsletter.subscribers.addresses import _checked_domain, _plain_normalized, normalized_address
 
 TRICKY = [
     "ada@example.org",

@@ -261,7 +261,7 @@ def test_the_daemon_fetches_before_each_run_and_a_failure_does_not_stop_it(
 ) -> None:
     import logging
 
-    from newsletter.daemon import Daemon
+    from newsletter.schedule.daemon import Daemon
 
     routes = {HF_PATH: [Reply(200, hf_day("Pruning at scale"))], FEED_PATH: [Reply(500, b"")]}
     with SourceServer(routes, empty_days) as server:
@@ -297,7 +297,7 @@ def test_sources_answers_i_got_no_email_with_successes_errors_and_staleness(
 
 
 def test_the_daemon_fetches_on_its_own_interval_when_asked(tmp_path: Path) -> None:
-    from newsletter.daemon import Daemon
+    from newsletter.schedule.daemon import Daemon
 
     config = project(tmp_path, "http://127.0.0.1:9")
     text = config.read_text()

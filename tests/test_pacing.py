@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import DomainLimit, RateSettings, SmtpSettings
-from newsletter.daemon import AFTER_CAP, Daemon
 from newsletter.delivery.flow import Outgoing, Retry, deliver
 from newsletter.delivery.pacing import Clock, Pacer, recipient_domain
 from newsletter.models import CapReached, Envelope, SendReport
 from newsletter.pipeline import World
+from newsletter.schedule.daemon import AFTER_CAP, Daemon
 from tests.helpers import NOW, SAMPLES, FakeClock, invoke
 from tests.smtp_server import SmtpServer
 from tests.test_send import configure, ledger_rows

@@ -13,14 +13,14 @@ import pytest
 from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.errors import ProfileError
 from newsletter.files.state_cache import read_stored, write_cached
-from newsletter.profile_cache import (
+from newsletter.profiles.cache import (
     _READERS,
     CACHE_FILE,
     _Stored,
     load_profiles_cached,
     module_file,
 )
-from newsletter.profiles import Profiles
+from newsletter.profiles.load import Profiles
 
 PROFILES = "subscribers:\n  - email: ada@example.org\n    keywords: [pruning]\n"
 
@@ -103,7 +103,7 @@ def load_counting(path: Path, read: list[str]) -> Profiles:
 def test_after_an_edit_only_the_changed_entries_are_read_again(profile_file: Path) -> None:
     """A preferences edit changes one entry: the others come from the entries' cache, on
     their new lines, and the whole reads as the file read afresh."""
-    from newsletter.profiles import load_profiles
+    from newsletter.profiles.load import load_profiles
 
     profile_file.write_text(entries(30))
     read: list[str] = []
@@ -126,7 +126,7 @@ def test_entries_come_from_their_cache(profile_file: Path) -> None:
     """What the caches hold for an entry's text is what that entry reads as: its place
     among the subscribers cached last time (the entries' cache), and the subscriber there
     (the profiles' cache)."""
-    from newsletter.profile_cache import ENTRIES_FILE
+    from newsletter.profiles.cache import ENTRIES_FILE
 
     profile_file.write_text(entries(3))
     load(profile_file)
@@ -147,7 +147,7 @@ def test_entries_come_from_their_cache(profile_file: Path) -> None:
 def test_the_profiles_cache_keeps_the_pieces_the_workers_pickled(profile_file: Path) -> None:
     """A first read keeps each piece's subscribers as they were pickled where they were
     checked (one pickle a piece), not pickled once more; they read back the same."""
-    from newsletter.profiles import SPREAD_CHUNK, load_profiles
+    from newsletter.profiles.load import SPREAD_CHUNK, load_profiles
 
     profile_file.write_text(entries(2 * SPREAD_CHUNK + 7))
     loaded = load(profile_file)
@@ -159,7 +159,7 @@ def test_the_profiles_cache_keeps_the_pieces_the_workers_pickled(profile_file: P
 
 
 def test_caches_of_an_older_layout_are_read_past(profile_file: Path) -> None:
-    from newsletter.profile_cache import ENTRIES_FILE
+    from newsletter.profiles.cache import ENTRIES_FILE
 
     profile_file.write_text(entries(4))
     loaded = load(profile_file)
@@ -203,7 +203,7 @@ def _our_imports(module: str) -> set[str]:
 
 def test_the_cache_key_covers_every_module_that_reads_profiles():
     # A change to any of them may change what a file loads into, so the cache must go.
-    seen, todo = set(), ["newsletter.profiles"]
+    seen, todo = set(), ["newsletter.profiles.load"]
     while todo:
         module = todo.pop()
         if module not in seen:

@@ -12,7 +12,7 @@ from newsletter.config import load_config
 from newsletter.errors import ProfileError
 from newsletter.ledger.lock import profiles_lock
 from newsletter.pipeline import profiles_of
-from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
+from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 
 PROFILES = """\
 # The operator's notes stay.

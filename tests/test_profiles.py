@@ -11,7 +11,7 @@ import pytest
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
 from newsletter.files.yamlfile import YamlStream
-from newsletter.profiles import ProfileError, load_profiles
+from newsletter.profiles.load import ProfileError, load_profiles
 from tests.helpers import ROOT
 from tests.profile_samples import EXPECTED, TEN_MISTAKES
 
@@ -281,8 +281,8 @@ def test_a_yaml_alias_bomb_is_refused_with_its_line_not_expanded(tmp_path: Path)
 
 
 def test_the_daemon_keeps_running_the_last_good_profiles_after_a_bomb_edit(tmp_path: Path) -> None:
-    from newsletter.daemon import Daemon
     from newsletter.pipeline import World
+    from newsletter.schedule.daemon import Daemon
 
     config = write_project(tmp_path, "subscribers:\n  - email: a@example.org\n    keywords: [x]\n")
     daemon = Daemon(config, World(environ={}))
@@ -334,7 +334,7 @@ def test_entries_checked_in_the_workers_read_the_same(
     (a file with anchors), or read and checked there in pieces."""
     from newsletter.files.yamlfile import list_pieces
     from newsletter.parallel import Workers
-    from newsletter.profiles import SPREAD_CHUNK
+    from newsletter.profiles.load import SPREAD_CHUNK
 
     text = many_entries(2 * SPREAD_CHUNK + 100, anchors) + tail
     cut = list_pieces(text, "subscribers", SPREAD_CHUNK)
@@ -364,7 +364,7 @@ def test_a_cut_inside_a_quoted_value_falls_back_to_reading_the_file_whole(
     """The line where a piece would end is inside a quoted value (it looks like an item):
     that piece does not read, so the file is read whole, and gives what it gives read so."""
     from newsletter.files.yamlfile import list_pieces
-    from newsletter.profiles import SPREAD_CHUNK
+    from newsletter.profiles.load import SPREAD_CHUNK
 
     text = many_entries(SPREAD_CHUNK - 1, anchors=False)
     text += '  - {email: q@example.org, keywords: [x], name: "one\n  - two"}\n'
@@ -384,7 +384,7 @@ def test_a_cut_inside_a_quoted_value_falls_back_to_reading_the_file_whole(
 
 def test_the_guess_of_a_files_length_counts_its_addresses(tmp_path: Path) -> None:
     """What decides whether a send starts its workers before reading the file."""
-    from newsletter.profiles import entries_guess
+    from newsletter.profiles.load import entries_guess
 
     path = tmp_path / "subscribers.yaml"
     path.write_text(many_entries(40))

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsletter.config import load_config
-from newsletter.daemon import Daemon
 from newsletter.errors import ConfigError
 from newsletter.pipeline import World
-from newsletter.slots import Slot, cron_trigger, group_by_slot, next_fire
+from newsletter.schedule.daemon import Daemon
+from newsletter.schedule.slots import Slot, cron_trigger, group_by_slot, next_fire
 from tests.helpers import invoke
 from tests.matching_helpers import subscriber
 

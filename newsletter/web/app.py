@@ -25,7 +25,7 @@ from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.pipeline import World, make_renderer
-from newsletter.profile_edit import PreferenceChange, edit_profile, read_profile
+from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer, display_name
 from newsletter.render.tokens import Signer

@@ -29,7 +29,7 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError, ProfileError
 from newsletter.ledger.lock import profiles_lock
 from newsletter.models import Subscriber
-from newsletter.profiles import Profiles, load_profiles
+from newsletter.profiles.load import Profiles, load_profiles
 
 _ATTEMPTS = 3
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")

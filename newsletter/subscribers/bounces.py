@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from newsletter.bounce_reports import Failure, Report, classify, parse_message
 from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.suppression import SubscriberState
@@ -22,6 +21,7 @@ from newsletter.models import BounceDecision
 from newsletter.pipeline import World, profiles_of
 from newsletter.render.links import make_signer
 from newsletter.store.papers import open_store_for
+from newsletter.subscribers.bounce_reports import Failure, Report, classify, parse_message
 
 
 def process_bounces(

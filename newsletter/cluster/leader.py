@@ -144,7 +144,7 @@ class Follower:
         self.thread.join(timeout)
 
     def _work(self) -> None:
-        from newsletter.workers import serve_worker  # (workers builds on the pipeline)
+        from newsletter.cluster.worker import serve_worker  # (workers builds on the pipeline)
 
         while not self.stop.is_set():
             try:

@@ -27,16 +27,16 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from newsletter.bounces import process_bounces
+from newsletter.cluster.leader import Follower, Leadership
+from newsletter.cluster.worker import live_workers, worker_id
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
-from newsletter.leader import Follower, Leadership
 from newsletter.models import SendReport
 from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
-from newsletter.profiles import Profiles
-from newsletter.slots import Slot, group_by_slot, next_fire
+from newsletter.profiles.load import Profiles
+from newsletter.schedule.slots import Slot, group_by_slot, next_fire
 from newsletter.store.papers import store_url
-from newsletter.workers import live_workers, worker_id
+from newsletter.subscribers.bounces import process_bounces
 
 WATCH_SECONDS = 2.0
 STOP_SECONDS = 10.0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from newsletter.addresses import EmailNotValidError, normalized_address
 from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
@@ -21,6 +20,7 @@ from newsletter.models import (
 )
 from newsletter.pipeline import World, profiles_of
 from newsletter.store.papers import open_store_for
+from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 
 HOWS = ("one-click", "web", "mailto", "cli")
 

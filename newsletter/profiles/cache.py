@@ -29,21 +29,21 @@ from pathlib import Path
 
 from newsletter.config import MatchSettings, ScheduleDefaults
 from newsletter.files.state_cache import read_cached, write_cached
-from newsletter.profiles import Known, Profiles, Spread, load_profiles, load_reusing
+from newsletter.profiles.load import Known, Profiles, Spread, load_profiles, load_reusing
 
 CACHE_FILE = "profiles.cache"
 ENTRIES_FILE = "profiles.entries"  # each entry's line and place in CACHE_FILE, by its text
 # The modules whose code decides what a profile file loads into: profiles and every module
 # of ours it imports, directly or not (tests/test_profile_cache.py holds the list to that).
 _READERS = (
-    "newsletter.profiles",
-    "newsletter.addresses",
+    "newsletter.profiles.load",
+    "newsletter.subscribers.addresses",
     "newsletter.files.problems",
     "newsletter.config",
     "newsletter.errors",
     "newsletter.models",
     "newsletter.files.pickling",
-    "newsletter.slots",
+    "newsletter.schedule.slots",
     "newsletter.matching.keywords",
     "newsletter.files.yamlfile",
 )

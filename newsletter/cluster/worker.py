@@ -38,7 +38,7 @@ from newsletter.models import (
     SkippedItem,
     Subscriber,
 )
-from newsletter.profiles import Profiles
+from newsletter.profiles.load import Profiles
 from newsletter.store.papers import Store, open_store_for, postgres, store_url
 from newsletter.store.postgres import WORKERS
 
