@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.ledger.ledger import Handover, Ledger
-from newsletter.pipeline import PENDING_BATCH, batched
+from newsletter.send.sending import PENDING_BATCH, batched
 from newsletter.store.papers import Store, open_store, pack_papers
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)

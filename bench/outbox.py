@@ -25,7 +25,7 @@ from render import NOW, load_config_for_bench, selections
 from newsletter.delivery.flow import Outgoing
 from newsletter.delivery.outbox import OutboxTransport
 from newsletter.models import Envelope
-from newsletter.pipeline import make_renderer
+from newsletter.send.wiring import make_renderer
 
 ENVELOPE = Envelope("d@example.org", "r@example.org")
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from workload import profiles
 
 from newsletter.config import load_config
-from newsletter.pipeline import profiles_of
 from newsletter.profiles import edit as profile_edit
+from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 from newsletter.profiles.load import load_profiles
 

@@ -30,11 +30,11 @@ from newsletter.config import load_config
 from newsletter.matching.keywords import parse_keyword
 from newsletter.matching.matcher import Matcher
 from newsletter.models import Paper, Selection, Subscriber
-from newsletter.pipeline import make_renderer
 from newsletter.render.envelope import message_id_for
 from newsletter.render.links import Links
 from newsletter.render.mime import Composer, Headers
 from newsletter.render.renderer import HTML_TEMPLATE, TEXT_TEMPLATE, digest_view, wrap
+from newsletter.send.wiring import make_renderer
 
 NOW = datetime(2026, 3, 12, 7, 0, tzinfo=UTC)
 ABSTRACT = (

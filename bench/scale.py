@@ -26,8 +26,8 @@ from match import NOW, build
 from measure import PeakMemory, rss_mb
 from render import load_config_for_bench
 
-from newsletter.parallel import Order, default_workers, produce
-from newsletter.pipeline import make_renderer
+from newsletter.send.produce import Order, default_workers, produce
+from newsletter.send.wiring import make_renderer
 
 TARGET_SECONDS = 60
 TARGET_MB = 500

@@ -68,8 +68,9 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     from datetime import UTC, datetime
 
     from newsletter.config import load_config
-    from newsletter.matching.matcher import Matcher
-    from newsletter.pipeline import lookback_start, make_renderer, profiles_of
+    from newsletter.matching.matcher import Matcher, lookback_start
+    from newsletter.profiles.cache import profiles_of
+    from newsletter.send.wiring import make_renderer
     from newsletter.store.ingest import ingest
     from newsletter.store.papers import open_store
 

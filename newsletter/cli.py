@@ -38,24 +38,15 @@ from newsletter.models import (
     SendReport,
     SourceStatus,
 )
-from newsletter.pipeline import (
-    FromProfileFile,
-    Preview,
-    Run,
-    World,
-    dkim_record,
-    fetch_sources,
-    ingest_files,
-    preview,
-    profiles_of,
-    setup_problems,
-    source_status,
-    stored_papers,
-    try_connection,
-)
+from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import byline
 from newsletter.schedule.slots import slot_of, upcoming
+from newsletter.send.preview import Preview, preview
+from newsletter.send.run import FromProfileFile, Run
+from newsletter.send.wiring import dkim_record, setup_problems, try_connection
+from newsletter.sources.service import fetch_sources, source_status
+from newsletter.store.service import ingest_files, stored_papers
 from newsletter.subscribers.service import (
     HOWS,
     resubscribe,
@@ -63,6 +54,7 @@ from newsletter.subscribers.service import (
     subscriber_statuses,
     unsubscribe,
 )
+from newsletter.world import World
 
 EXIT_OK = 0
 

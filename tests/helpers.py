@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
 from newsletter.config import Config
-from newsletter.pipeline import World
 from newsletter.store.papers import Store, open_store, open_store_for
+from newsletter.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "digests"

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 from newsletter.config import load_config
-from newsletter.parallel import Order, produce
-from newsletter.pipeline import lookback_start, make_renderer, profiles_of
+from newsletter.matching.matcher import lookback_start
+from newsletter.profiles.cache import profiles_of
+from newsletter.send.produce import Order, produce
+from newsletter.send.wiring import make_renderer
 from newsletter.sources import discover_digests
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import open_store

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.pipeline import World
 from newsletter.render.tokens import Signer
 from newsletter.schedule.daemon import Daemon
 from newsletter.subscribers.bounce_reports import classify, parse_message
+from newsletter.world import World
 from tests.helpers import NOW, SHARED, invoke
 
 HERE = Path(__file__).parent / "bounces"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.pipeline import make_renderer
+from newsletter.send.wiring import make_renderer
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

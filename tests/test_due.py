@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.ledger.ledger import Ledger
-from newsletter.pipeline import World
 from newsletter.schedule.daemon import Daemon
+from newsletter.world import World
 from tests.digest_text import capture, card
 from tests.helpers import STORE_ENV, invoke, open_project_store
 

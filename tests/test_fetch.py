@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from newsletter.config import load_config
-from newsletter.pipeline import World
+from newsletter.world import World
 from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import NOW, invoke, shared_sample
 from tests.http_server import Reply, SourceServer

@@ -23,8 +23,10 @@ import pytest
 from newsletter.config import load_config
 from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Ledger
-from newsletter.pipeline import Run, World, profiles_of
+from newsletter.profiles.cache import profiles_of
+from newsletter.send.run import Run
 from newsletter.store.papers import STORE_FILE, open_store
+from newsletter.world import World
 from tests.digest_text import capture, card
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
 from tests.smtp_server import ScriptedServer, Sink, SmtpServer

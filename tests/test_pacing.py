@@ -18,8 +18,8 @@ from newsletter.config import DomainLimit, RateSettings, SmtpSettings
 from newsletter.delivery.flow import Outgoing, Retry, deliver
 from newsletter.delivery.pacing import Clock, Pacer, recipient_domain
 from newsletter.models import CapReached, Envelope, SendReport
-from newsletter.pipeline import World
 from newsletter.schedule.daemon import AFTER_CAP, Daemon
+from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, FakeClock, invoke
 from tests.smtp_server import SmtpServer
 from tests.test_send import configure, ledger_rows

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from newsletter.files.pickling import pickled_as_tuple
 from newsletter.matching.keywords import parse_keyword
 from newsletter.models import Envelope, RenderedEmail, Subscriber
-from newsletter.parallel import Produced
+from newsletter.send.produce import Produced
 
 
 def emailed() -> Produced:

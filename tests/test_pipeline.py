@@ -16,7 +16,10 @@ from newsletter.errors import Fatal
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import Envelope
-from newsletter.pipeline import SENT_GROUP, SENT_LINGER, Run, World, _Group, profiles_of
+from newsletter.profiles.cache import profiles_of
+from newsletter.send.run import Run
+from newsletter.send.sending import SENT_GROUP, SENT_LINGER, _Group
+from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, STORE_ENV, FakeClock, open_project_store
 
 pytestmark = pytest.mark.usefixtures("each_store")

@@ -11,7 +11,7 @@ import pytest
 from newsletter.config import load_config
 from newsletter.errors import ProfileError
 from newsletter.ledger.lock import profiles_lock
-from newsletter.pipeline import profiles_of
+from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 
 PROFILES = """\

@@ -281,8 +281,8 @@ def test_a_yaml_alias_bomb_is_refused_with_its_line_not_expanded(tmp_path: Path)
 
 
 def test_the_daemon_keeps_running_the_last_good_profiles_after_a_bomb_edit(tmp_path: Path) -> None:
-    from newsletter.pipeline import World
     from newsletter.schedule.daemon import Daemon
+    from newsletter.world import World
 
     config = write_project(tmp_path, "subscribers:\n  - email: a@example.org\n    keywords: [x]\n")
     daemon = Daemon(config, World(environ={}))
@@ -333,8 +333,8 @@ def test_entries_checked_in_the_workers_read_the_same(
     each with its line, as read in one process: its entries read here and checked there
     (a file with anchors), or read and checked there in pieces."""
     from newsletter.files.yamlfile import list_pieces
-    from newsletter.parallel import Workers
     from newsletter.profiles.load import SPREAD_CHUNK
+    from newsletter.send.produce import Workers
 
     text = many_entries(2 * SPREAD_CHUNK + 100, anchors) + tail
     cut = list_pieces(text, "subscribers", SPREAD_CHUNK)

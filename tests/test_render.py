@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError, TemplateError
-from newsletter.pipeline import make_renderer
 from newsletter.render.renderer import HTML_BUDGET, shorten, wrap
 from newsletter.render.tokens import Signer
+from newsletter.send.wiring import make_renderer
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
 GOLDEN = Path(__file__).parent / "golden"

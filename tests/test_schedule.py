@@ -11,9 +11,9 @@ import pytest
 
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
-from newsletter.pipeline import World
 from newsletter.schedule.daemon import Daemon
 from newsletter.schedule.slots import Slot, cron_trigger, group_by_slot, next_fire
+from newsletter.world import World
 from tests.helpers import invoke
 from tests.matching_helpers import subscriber
 

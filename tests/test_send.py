@@ -17,7 +17,7 @@ from click.testing import Result
 
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.lock import state_lock
-from newsletter.pipeline import SENT_GROUP
+from newsletter.send.sending import SENT_GROUP
 from tests.digest_text import capture, card
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, open_project_store
 from tests.smtp_server import SilentServer, Sink, SmtpServer

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from newsletter.pipeline import World
 from newsletter.schedule.daemon import Daemon
+from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, invoke
 from tests.smtp_server import SilentServer, SmtpServer
 

@@ -19,8 +19,9 @@ from newsletter.config import Config, load_config
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import CapReached, FailedItem, SentItem, SkippedItem
-from newsletter.pipeline import Run, World
+from newsletter.send.run import Run
 from newsletter.store.papers import open_store_for
+from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV
 from tests.smtp_server import Sink, SmtpServer

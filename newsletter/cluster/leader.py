@@ -29,7 +29,7 @@ from newsletter.errors import NewsletterError
 from newsletter.store.papers import Store, open_store_for, postgres
 
 if TYPE_CHECKING:
-    from newsletter.pipeline import World
+    from newsletter.world import World
 
 log = logging.getLogger("newsletter.run")
 

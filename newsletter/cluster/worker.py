@@ -43,7 +43,8 @@ from newsletter.store.papers import Store, open_store_for, postgres, store_url
 from newsletter.store.postgres import WORKERS
 
 if TYPE_CHECKING:
-    from newsletter.pipeline import Run, World
+    from newsletter.send.run import Run
+    from newsletter.world import World
 
 log = logging.getLogger("newsletter.worker")
 CHANNEL = "newsletter_chunks"  # notified when a run opens and when one ends
@@ -291,7 +292,7 @@ def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> Sen
     """Carry out ``run`` as a shared run: finish the runs an earlier sender left (it died,
     or was stopped), plan this one, queue its chunks, work on them beside any workers, and
     return once all are done, with every chunk's report merged."""
-    from newsletter.pipeline import Share
+    from newsletter.send.run import Share
 
     db = store.db
     if not db.try_lock(postgres.SEND_LOCK):  # type: ignore[attr-defined]
@@ -343,7 +344,7 @@ class Worker:
     policy, progress callback)."""
 
     def __init__(self, store: Store, base: Run, name: str) -> None:
-        from newsletter.pipeline import make_renderer
+        from newsletter.send.wiring import make_renderer
 
         self.config = base.config
         self.world = base.world
@@ -386,7 +387,7 @@ class Worker:
 
     def send(self, chunk: Chunk) -> None:
         """Send one claimed chunk under a renewed lease, then record it done."""
-        from newsletter.pipeline import Run, Share
+        from newsletter.send.run import Run, Share
 
         profiles, known = self._profiles()
         chosen = [known[a.casefold()] for a in chunk.subscribers if a.casefold() in known]
@@ -442,7 +443,7 @@ class Worker:
     def _profiles(self) -> tuple[Profiles, dict[str, Subscriber]]:
         """The profile file and its subscribers by address, loaded again only when the
         file changed (a chunk after another would otherwise load it each time)."""
-        from newsletter.pipeline import profiles_of
+        from newsletter.profiles.cache import profiles_of
 
         path = self.config.subscribers
         stat = path.stat() if path.exists() else None
@@ -564,7 +565,7 @@ def decode(text: str) -> SendReport:
 
 def serve_worker(config: Config, world: World, stop: threading.Event) -> None:
     """``newsletter worker``: claim and send chunks of any run until ``stop``."""
-    from newsletter.pipeline import Run
+    from newsletter.send.run import Run
 
     if store_url(config, world.environ) == "sqlite":
         raise ConfigError(

@@ -20,10 +20,16 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from newsletter.config import MatchSettings
+from newsletter.config import Config, MatchSettings
 from newsletter.matching.index import KeywordIndex
 from newsletter.matching.keywords import author_keys, followed_author_key, merge_ranges, words
-from newsletter.models import History, Match, Paper, Selection, Subscriber
+from newsletter.models import (
+    History,
+    Match,
+    Paper,
+    Selection,
+    Subscriber,
+)
 
 _BLOCK = 64
 _EXPLAIN_ROWS = 512
@@ -463,3 +469,8 @@ def explain_sent(
     found = {match.paper.id: match for match in selection.matches}
     matches = tuple(found.get(p.id) or Match(p, 0, (), (), (), ()) for p in papers)
     return Selection(subscriber, matches, len(papers), len(papers))
+
+
+def lookback_start(config: Config, now: datetime) -> datetime:
+    """Papers first seen after this are candidates (``lookback_days``)."""
+    return now - timedelta(days=config.matching.lookback_days) - timedelta(microseconds=1)

@@ -27,8 +27,9 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.config import MatchSettings, ScheduleDefaults
+from newsletter.config import Config, MatchSettings, ScheduleDefaults
 from newsletter.files.state_cache import read_cached, write_cached
+from newsletter.ledger.lock import profiles_lock
 from newsletter.profiles.load import Known, Profiles, Spread, load_profiles, load_reusing
 
 CACHE_FILE = "profiles.cache"
@@ -148,3 +149,15 @@ def _read(cache: Path, key: str) -> Profiles | None:
         return stored.profiles()
     except Exception:  # (a piece that does not unpickle: read the file instead)
         return None
+
+
+def profiles_of(config: Config, spread: Spread | None = None) -> Profiles:
+    """The profile file ``config`` names, loaded with its defaults (never while a
+    preferences edit is replacing it); its entries checked on ``spread``, if given, when
+    they are not in the cache."""
+    if not config.state_dir.is_dir():  # no state yet, so no edit either: create nothing
+        return load_profiles(config.subscribers, config.schedule, config.matching, spread)
+    with profiles_lock(config.state_dir, exclusive=False):
+        return load_profiles_cached(
+            config.subscribers, config.schedule, config.matching, config.state_dir, spread
+        )

@@ -32,11 +32,14 @@ from newsletter.cluster.worker import live_workers, worker_id
 from newsletter.config import Config, load_config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
 from newsletter.models import SendReport
-from newsletter.pipeline import Run, World, fetch_sources, profiles_of, source_status
+from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.schedule.slots import Slot, group_by_slot, next_fire
+from newsletter.send.run import Run
+from newsletter.sources.service import fetch_sources, source_status
 from newsletter.store.papers import store_url
 from newsletter.subscribers.bounces import process_bounces
+from newsletter.world import World
 
 WATCH_SECONDS = 2.0
 STOP_SECONDS = 10.0

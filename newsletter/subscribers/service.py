@@ -18,9 +18,10 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.pipeline import World, profiles_of
+from newsletter.profiles.cache import profiles_of
 from newsletter.store.papers import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
+from newsletter.world import World
 
 HOWS = ("one-click", "web", "mailto", "cli")
 

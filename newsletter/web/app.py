@@ -24,13 +24,14 @@ from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
-from newsletter.pipeline import World, make_renderer
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer, display_name
 from newsletter.render.tokens import Signer
+from newsletter.send.wiring import make_renderer
 from newsletter.store.papers import open_store_for
 from newsletter.web.feed import atom_feed
+from newsletter.world import World
 
 _FREQUENCY_TEXT = {"daily": "Daily", "weekly": "Weekly", "paused": "Paused (no digests)"}
 _KIND_TEXT = {"more": "more like this", "less": "not relevant"}

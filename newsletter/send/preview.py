@@ -1,0 +1,65 @@
+"""One subscriber's next send, exactly as a send would make it now (sends and records nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from newsletter.config import Config
+from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.suppression import SubscriberState
+from newsletter.matching.matcher import Matcher, lookback_start
+from newsletter.models import (
+    RenderedEmail,
+    Selection,
+    Subscriber,
+)
+from newsletter.send.produce import no_digest_reason
+from newsletter.send.sending import resent_copy
+from newsletter.send.wiring import make_renderer
+from newsletter.store.papers import open_store_for
+from newsletter.world import World
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One subscriber's next send, as ``send --subscriber`` would make it now."""
+
+    selection: Selection | None  # None when a pending digest goes first
+    email: RenderedEmail | None  # None when nothing matched (and send_empty is off)
+    pending: bool  # the email is a digest an interrupted run left: handed over first
+    reason: str | None  # why there is no email
+    digests: int  # digest files ingested so far
+
+
+def preview(
+    config: Config, world: World, subscriber: Subscriber, everything: bool = False
+) -> Preview:
+    """What a send would give ``subscriber`` now (``everything``: from all papers of the
+    lookback window, as if nothing had been sent); sends and records nothing."""
+    renderer = make_renderer(config, world.environ)
+    now = world.now()
+    with open_store_for(config, world.environ) as store:
+        digests = len(store.digests())
+        suppression = SubscriberState(store).suppression(subscriber.email)
+        if suppression is not None:  # the next send skips them
+            return Preview(None, None, False, suppression.describe(), digests)
+        ledger = Ledger(store)
+        key = subscriber.email.casefold()
+        pending = (
+            None
+            if everything
+            else next((item for item in ledger.pending() if item.subscriber == key), None)
+        )
+        if pending is not None:
+            shown = resent_copy(pending, subscriber, store, renderer, config)
+            return Preview(None, shown, True, None, digests)
+        since = lookback_start(config, now)
+        history = {} if everything else ledger.history(since=since)
+        papers = store.papers(since=since)
+    (selection,) = Matcher([subscriber], config.matching).select(papers, now, history)
+    next_send = config.schedule.timetable().next_fire(subscriber, now)
+    rendered = renderer.render(selection, now, next_send)
+    reason = None
+    if rendered is None:
+        reason = no_digest_reason(selection, history.get(key), config.matching.lookback_days)
+    return Preview(selection, rendered, False, reason, digests)

@@ -1,0 +1,165 @@
+"""One send run: the request (Run) and carrying it out: ingest, then send each due subscriber
+their digest (alone, or in chunks shared by workers on PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from newsletter.config import Config
+from newsletter.delivery.flow import DryRunTransport, Retry, Transport
+from newsletter.ledger.ledger import DryRunLedger, Ledger
+from newsletter.ledger.lock import state_lock
+from newsletter.models import (
+    SendReport,
+    Subscriber,
+)
+from newsletter.profiles.cache import profiles_of
+from newsletter.profiles.load import Spread, entries_guess
+from newsletter.render.renderer import Renderer
+from newsletter.send.produce import Workers, start_workers
+from newsletter.send.sending import Sending
+from newsletter.send.wiring import make_renderer, make_transport
+from newsletter.sources import discover_digests
+from newsletter.store.ingest import ingest
+from newsletter.store.papers import Store, open_store_for, store_url
+from newsletter.world import World
+
+
+@dataclass(frozen=True)
+class Share:
+    """A chunk of a run shared by workers (PostgreSQL): the run's id and moment (every chunk
+    is made as of it), and the fence of the chunk's lease (raises once it is lost)."""
+
+    run: str
+    as_of: datetime
+    fence: Callable[[Any], None]
+
+
+@dataclass
+class Run:
+    """One send run: the request, and ``once`` to carry it out.
+
+    Only due subscribers are served (``slots.Timetable``), unless ``ignore_schedule``.
+    ``stop`` ends the run early (messages in flight finish and are recorded; nothing new is
+    handed over); ``on_result`` is called after each recorded message (a progress bar).
+    On PostgreSQL the run is cut into chunks that this process and any ``newsletter
+    worker`` share (``workers.coordinate``); ``share`` is set on a chunk's own Run."""
+
+    config: Config
+    world: World
+    dry_run: bool = False  # render and report; deliver and record nothing
+    ignore_schedule: bool = False  # everyone now (send --now), not only the due
+    retry_failed: bool = False  # offer again papers whose delivery failed for good
+    holder: str = "send"  # who holds the lock, as another process sees it
+    stop: threading.Event | None = None
+    on_result: Callable[[], None] | None = None
+    on_start: Callable[[int], None] | None = None  # told how many the run may serve
+    retry: Retry | None = None  # default: from the smtp settings
+    transport: Transport | None = None  # default: the configured one
+    share: Share | None = None  # a chunk of a shared run
+    id: str | None = None  # a shared run's id (default: a new one; the scheduler sets it)
+
+    def once(self, subscribers: Sequence[Subscriber] | FromProfileFile) -> SendReport:
+        """Ingest new digest files, then send each of ``subscribers`` who is due their
+        digest."""
+        with self._workers_ahead(subscribers) as pool:
+            if isinstance(subscribers, FromProfileFile):
+                subscribers = subscribers.read(self.config, pool.map_ahead if pool else None)
+            if self.on_start:
+                self.on_start(len(subscribers))
+            renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
+            transport = self.transport or (
+                DryRunTransport()
+                if self.dry_run
+                else make_transport(self.config, self.world.environ)
+            )
+            with (
+                state_lock(self.config.state_dir, self.holder),
+                open_store_for(self.config, self.world.environ) as store,
+            ):
+                ingested = ingest(
+                    store,
+                    discover_digests(self.config.digests),
+                    now=self.world.now(),
+                    keep=self.config.announce_types,
+                )
+                if store.db.dialect == "postgresql" and not self.dry_run:
+                    from newsletter.cluster.worker import (
+                        coordinate,  # (workers builds on this module)
+                    )
+
+                    report = coordinate(self, store, subscribers)
+                else:
+                    ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
+                    sending = Sending(self, store, ledger, transport, renderer, pool)
+                    report = sending.send(subscribers)
+        return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
+
+    def _workers_ahead(
+        self, subscribers: Sequence[Subscriber] | FromProfileFile
+    ) -> contextlib.AbstractContextManager[Workers | None]:
+        """Rendering workers started first, to start up while the run reads the profile
+        file, ingests and plans (none for a shared run on PostgreSQL: each of its chunks
+        starts its own)."""
+        shared = store_url(self.config, self.world.environ) != "sqlite"
+        if shared and not self.dry_run:
+            return contextlib.nullcontext()
+        expected = (
+            subscribers.expected(self.config)
+            if isinstance(subscribers, FromProfileFile)
+            else len(subscribers)
+        )
+        pool = start_workers(expected, idle=self._renders_idle())
+        return contextlib.nullcontext() if pool is None else pool
+
+    def _renders_idle(self) -> bool:
+        """Whether the rendering workers take only CPU nothing else wants
+        (parallel._yield_the_cpu): during a send over SMTP, whose threads wait on the
+        server's replies and must get a core the moment one comes."""
+        return self.config.delivery == "smtp" and not self.dry_run
+
+    def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
+        """Who this run serves, recorded as seen: the skipped (in a report) and the
+        addresses to send to (pending digests first), for the chunks of a shared run."""
+        sending = Sending(self, store, Ledger(store), DryRunTransport(), None)
+        pending, fresh = sending.plan(subscribers)
+        addresses = [sending.wanted[p.subscriber].email for p in pending]
+        addresses += [s.email for s in fresh]
+        return SendReport((), tuple(sending.skipped), ()), addresses
+
+    def chunk(
+        self, store: Store, subscribers: Sequence[Subscriber], renderer: Renderer
+    ) -> SendReport:
+        """Send a chunk of a shared run (``share``) to ``subscribers``; their digests carry
+        the run, so no subscriber gets two in one run, whichever worker made them."""
+        assert self.share is not None
+        transport = self.transport or make_transport(self.config, self.world.environ)
+        ledger = Ledger(store, run=self.share.run, fence=self.share.fence)
+        report = Sending(self, store, ledger, transport, renderer).send(subscribers)
+        return replace(report, where=transport.where)
+
+
+@dataclass(frozen=True)
+class FromProfileFile:
+    """The subscribers of the configured profile file (only those of ``emails``, if any),
+    read by the run itself: after it has started its rendering workers, which start up
+    while it reads the file (a second of a first 20,000-subscriber send, bench/pipeline.py).
+    """
+
+    emails: tuple[str, ...] = ()
+
+    def read(self, config: Config, spread: Spread | None = None) -> Sequence[Subscriber]:
+        """The subscribers, loaded and checked (on ``spread``, if given; a ProfileError
+        lists the mistakes)."""
+        profiles = profiles_of(config, spread)
+        return profiles.named(self.emails) if self.emails else profiles.subscribers
+
+    def expected(self, config: Config) -> int:
+        """About how many there are, without reading the file as YAML (enough to tell
+        whether workers will be needed; a wrong guess only costs their start-up)."""
+        return len(self.emails) if self.emails else entries_guess(config.subscribers)

@@ -1,0 +1,85 @@
+"""The parts a send is wired from, as the config and the environment say: the transport, the
+renderer (templates, link signer, DKIM); what would stop a send."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from newsletter.config import Config
+from newsletter.delivery.flow import Transport
+from newsletter.delivery.outbox import OutboxTransport
+from newsletter.delivery.smtp import SmtpTransport
+from newsletter.errors import ConfigError
+from newsletter.files.yamlfile import load_yaml
+from newsletter.render.links import make_signer
+from newsletter.render.renderer import Renderer, load_templates
+
+if TYPE_CHECKING:
+    from newsletter.render.dkim import DkimSigner
+
+
+TEMPLATES_CACHE = "templates.cache"  # the HTML template with its CSS inlined, in the state folder
+
+
+def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
+    """The configured delivery: the Maildir outbox or the SMTP server."""
+    if config.delivery == "smtp":
+        return SmtpTransport(config.smtp, environ)
+    return OutboxTransport(config.outbox_dir)
+
+
+def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
+    """The renderer for ``config``: templates compiled, link secrets from ``environ``."""
+    signer = make_signer(config.render, environ)
+    dkim = _dkim_signer(config, environ)
+    cache = config.state_dir / TEMPLATES_CACHE if config.state_dir.is_dir() else None
+    return Renderer(config.render, load_templates(config.templates, cache), signer, dkim)
+
+
+def _dkim_signer(config: Config, environ: Mapping[str, str]) -> DkimSigner | None:
+    """The DKIM signer, or None when DKIM is off (its libraries are then not imported: a
+    tenth of a second of each start)."""
+    if not config.dkim.enabled:
+        return None
+    from newsletter.render.dkim import make_dkim_signer
+
+    return make_dkim_signer(config.dkim, environ)
+
+
+def dkim_record(config: Config, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The DNS TXT record (name, value) receivers check the DKIM signatures against, or
+    None when DKIM is off."""
+    signer = _dkim_signer(config, environ)
+    if signer is None:
+        return None
+    from newsletter.render.dkim import dns_record
+
+    return dns_record(signer)
+
+
+def setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """What a send would stumble on that the config file alone does not show: templates
+    that do not compile, secrets missing from ``environ``, a DKIM key that will not do."""
+    problems: list[str] = []
+    for build in (make_renderer, dkim_record):  # (each reports its own first mistake)
+        try:
+            build(config, environ)
+        except ConfigError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+    smtp = config.smtp
+    if config.delivery == "smtp" and smtp.password_env and not environ.get(smtp.password_env):
+        where = load_yaml(config.path).where(("smtp", "password_env"))
+        problems.append(
+            f"{where}: ${smtp.password_env} is not set: export the SMTP password in that "
+            "variable for every send (and for newsletter run)"
+        )
+    return problems
+
+
+def try_connection(config: Config, environ: Mapping[str, str]) -> str:
+    """Connect to the configured SMTP server (TLS and login included; nothing is sent) and
+    say what happened; a DeliveryError says what failed and what to check."""
+    transport = SmtpTransport(config.smtp, environ)
+    transport.connect().open().close()
+    return transport.describe()
