@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from measure import timed
 
-from newsletter.config import MatchSettings
+from newsletter.config.settings import MatchSettings
 from newsletter.matching.keywords import Keyword, normalize, parse_keyword, word_forms
 from newsletter.matching.matcher import Matcher
 from newsletter.models import Paper, Subscriber

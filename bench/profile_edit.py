@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workload import profiles
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.profiles import edit as profile_edit
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile

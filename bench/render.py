@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jinja2
 import premailer
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.matching.keywords import parse_keyword
 from newsletter.matching.matcher import Matcher
 from newsletter.models import Paper, Selection, Subscriber

@@ -67,7 +67,7 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     """Real digests, rendered once (as the pipeline would), for (a) and (b)."""
     from datetime import UTC, datetime
 
-    from newsletter.config import load_config
+    from newsletter.config.load import load_config
     from newsletter.matching.matcher import Matcher, lookback_start
     from newsletter.profiles.cache import profiles_of
     from newsletter.send.wiring import make_renderer
@@ -89,7 +89,7 @@ def connect(port: int, ca_file: str) -> smtplib.SMTP:
     """A reference client: the transport's own smtplib client, connected as it connects
     (TCP_NODELAY, STARTTLS verified with ``ca_file``; its DATA without smtplib's regular
     expression), so that the limit is what the sink takes from the quickest client we have."""
-    from newsletter.config import SmtpSettings
+    from newsletter.config.settings import SmtpSettings
     from newsletter.delivery.smtp import SmtpTransport
 
     security = "starttls" if ca_file else "none"

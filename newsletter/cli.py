@@ -25,7 +25,8 @@ import click
 
 from newsletter import __version__
 from newsletter.cluster.worker import live_workers, serve_worker
-from newsletter.config import Config, config_path, load_config
+from newsletter.config.load import config_path, load_config
+from newsletter.config.settings import Config
 from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.matching.keywords import UNSAFE_CHARACTER
 from newsletter.models import (

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from newsletter.config import FetchSettings
+from newsletter.config.settings import FetchSettings
 
 if TYPE_CHECKING:
     import httpx

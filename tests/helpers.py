@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.store.papers import Store, open_store, open_store_for
 from newsletter.world import World
 

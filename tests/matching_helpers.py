@@ -6,7 +6,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 
-from newsletter.config import MatchSettings
+from newsletter.config.settings import MatchSettings
 from newsletter.matching.keywords import Keyword, parse_keyword
 from newsletter.models import Details, History, Paper, Subscriber
 from tests.helpers import NOW

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from newsletter.config import Config, load_config
+from newsletter.config.load import load_config
+from newsletter.config.settings import Config
 from newsletter.matching.keywords import parse_keyword
 from newsletter.matching.matcher import Matcher
 from newsletter.models import Details, Paper, Selection, Subscriber

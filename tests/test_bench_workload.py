@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.matching.matcher import lookback_start
 from newsletter.profiles.cache import profiles_of
 from newsletter.send.produce import Order, produce

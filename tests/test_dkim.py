@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from newsletter.config import DkimSettings
+from newsletter.config.settings import DkimSettings
 from newsletter.errors import ConfigError
 from newsletter.render.dkim import DkimSigner, dns_record, make_dkim_signer
 from tests.helpers import NOW, SAMPLES, invoke

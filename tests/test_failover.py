@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.cluster.leader import ALREADY, NOT_LEADING, Leadership
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from tests.digest_text import capture, card
 from tests.helpers import NOW, command, wait_for
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV

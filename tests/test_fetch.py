@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.world import World
 from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import NOW, invoke, shared_sample

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Ledger
 from newsletter.profiles.cache import profiles_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from newsletter.config import MatchSettings
+from newsletter.config.settings import MatchSettings
 from newsletter.matching.matcher import Matcher
 from newsletter.models import History
 from tests.matching_helpers import NOW, paper, subscriber

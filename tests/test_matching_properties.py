@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.config import MatchSettings
+from newsletter.config.settings import MatchSettings
 from newsletter.matching.keywords import KeywordError, parse_keyword
 from newsletter.matching.matcher import Matcher
 from newsletter.models import History

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import DomainLimit, SmtpSettings
+from newsletter.config.settings import DomainLimit, SmtpSettings
 from newsletter.delivery.flow import Outgoing, Retry, deliver
 from newsletter.delivery.outbox import OUTBOX_BATCH, OutboxTransport
 from newsletter.delivery.pacing import Clock, Pacer

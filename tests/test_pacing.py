@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import DomainLimit, RateSettings, SmtpSettings
+from newsletter.config.settings import DomainLimit, RateSettings, SmtpSettings
 from newsletter.delivery.flow import Outgoing, Retry, deliver
 from newsletter.delivery.pacing import Clock, Pacer, recipient_domain
 from newsletter.models import CapReached, Envelope, SendReport
@@ -281,7 +281,7 @@ def test_limit_mistakes_name_their_line(tmp_path: Path, smtp: str, expected: str
 
 
 def test_domain_names_match_as_they_go_on_the_wire(tmp_path: Path) -> None:
-    from newsletter.config import load_config
+    from newsletter.config.load import load_config
 
     (tmp_path / "digests").mkdir()
     config = tmp_path / "config.yaml"

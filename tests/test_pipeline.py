@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.delivery.flow import Outgoing, Result
 from newsletter.delivery.outbox import OutboxTransport
 from newsletter.errors import Fatal

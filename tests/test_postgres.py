@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Config, load_config
+from newsletter.config.load import load_config
+from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, StoreError
 from newsletter.store.papers import MIGRATIONS, open_store_for
 from newsletter.store.postgres import redact, translate_ddl
@@ -102,7 +103,7 @@ def test_a_schema_newer_than_the_program_is_refused(pg_cluster: Cluster, pg_url:
 MIGRATE = """
 import sys
 from pathlib import Path
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.store.papers import open_store_for
 config = Config(path=Path("config.yaml"), store=sys.argv[1])
 with open_store_for(config, {"NEWSLETTER_STORE_PASSWORD": sys.argv[2]}) as store:

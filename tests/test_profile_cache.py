@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import MatchSettings, ScheduleDefaults
+from newsletter.config.settings import MatchSettings, ScheduleDefaults
 from newsletter.errors import ProfileError
 from newsletter.files.state_cache import read_stored, write_cached
 from newsletter.profiles.cache import (

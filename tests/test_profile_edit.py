@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.errors import ProfileError
 from newsletter.ledger.lock import profiles_lock
 from newsletter.profiles.cache import profiles_of

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.errors import ConfigError
 from newsletter.files.yamlfile import YamlStream
 from newsletter.profiles.load import ProfileError, load_profiles

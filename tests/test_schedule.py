@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.config import load_config
+from newsletter.config.load import load_config
 from newsletter.errors import ConfigError
 from newsletter.schedule.daemon import Daemon
 from newsletter.schedule.slots import Slot, cron_trigger, group_by_slot, next_fire

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.config import SmtpSettings
+from newsletter.config.settings import SmtpSettings
 from newsletter.delivery.flow import Outgoing
 from newsletter.delivery.smtp import SmtpTransport, stuffed
 from newsletter.errors import DeliveryFailure

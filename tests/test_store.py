@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.errors import BusyError, StoreError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.lock import state_lock

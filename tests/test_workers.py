@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.cluster.worker import Queue, SendReport, Worker, decode, encode, merge
-from newsletter.config import Config, load_config
+from newsletter.config.load import load_config
+from newsletter.config.settings import Config
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import CapReached, FailedItem, SentItem, SkippedItem

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.errors import NewsletterError
 from newsletter.store.papers import Store, open_store_for, postgres
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from newsletter.config import Config, WorkerSettings
+from newsletter.config.settings import Config, WorkerSettings
 from newsletter.errors import BusyError, ConfigError, LeaseLost, NewsletterError
 from newsletter.models import (
     CapReached,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from newsletter.config import DEFAULT_DOMAIN, DomainLimit, SmtpSettings
+from newsletter.config.settings import DEFAULT_DOMAIN, DomainLimit, SmtpSettings
 from newsletter.models import CapReached, Envelope
 
 # Messages looked at ahead of one held back for its domain; each is rendered (~50 KB) and

@@ -10,7 +10,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 
-from newsletter.config import SmtpSettings
+from newsletter.config.settings import SmtpSettings
 from newsletter.delivery.flow import Outgoing
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.errors import Fatal

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from newsletter.config import Config, MatchSettings
+from newsletter.config.settings import Config, MatchSettings
 from newsletter.matching.index import KeywordIndex
 from newsletter.matching.keywords import author_keys, followed_author_key, merge_ranges, words
 from newsletter.models import (

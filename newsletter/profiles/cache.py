@@ -27,7 +27,7 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.config import Config, MatchSettings, ScheduleDefaults
+from newsletter.config.settings import Config, MatchSettings, ScheduleDefaults
 from newsletter.files.state_cache import read_cached, write_cached
 from newsletter.ledger.lock import profiles_lock
 from newsletter.profiles.load import Known, Profiles, Spread, load_profiles, load_reusing
@@ -40,7 +40,8 @@ _READERS = (
     "newsletter.profiles.load",
     "newsletter.subscribers.addresses",
     "newsletter.files.problems",
-    "newsletter.config",
+    "newsletter.config.checks",
+    "newsletter.config.settings",
     "newsletter.errors",
     "newsletter.models",
     "newsletter.files.pickling",

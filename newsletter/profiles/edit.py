@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, ProfileError
 from newsletter.ledger.lock import profiles_lock
 from newsletter.models import Subscriber

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from newsletter.config import ARXIV_CATEGORY, MatchSettings, ScheduleDefaults
+from newsletter.config.checks import ARXIV_CATEGORY
+from newsletter.config.settings import MatchSettings, ScheduleDefaults
 from newsletter.errors import ConfigError, KeywordError, ProfileError
 from newsletter.files.problems import Problems
 from newsletter.files.yamlfile import (

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim import RE_BTAG, fold, hash_headers, rfc822_parse
 from dkim.canonicalization import CanonicalizationPolicy
 
-from newsletter.config import DkimSettings
+from newsletter.config.settings import DkimSettings
 from newsletter.errors import ConfigError
 
 SIGNED = (

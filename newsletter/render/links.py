@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlencode, urlsplit
 
-from newsletter.config import RenderSettings
+from newsletter.config.settings import RenderSettings
 from newsletter.errors import ConfigError
 from newsletter.render.envelope import sender_domain
 from newsletter.render.tokens import Signer

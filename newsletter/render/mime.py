@@ -18,7 +18,7 @@ from datetime import datetime
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr, quote
 
-from newsletter.config import RenderSettings
+from newsletter.config.settings import RenderSettings
 from newsletter.matching.keywords import one_line
 from newsletter.render.envelope import idna_address, sender_domain
 from newsletter.render.links import DigestLinks

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from newsletter.config import RenderSettings
+from newsletter.config.settings import RenderSettings
 from newsletter.errors import TemplateError
 from newsletter.files.state_cache import read_cached, write_cached
 from newsletter.matching.keywords import one_line

@@ -29,7 +29,8 @@ from apscheduler.triggers.base import BaseTrigger
 
 from newsletter.cluster.leader import Follower, Leadership
 from newsletter.cluster.worker import live_workers, worker_id
-from newsletter.config import Config, load_config
+from newsletter.config.load import load_config
+from newsletter.config.settings import Config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
 from newsletter.models import SendReport
 from newsletter.profiles.cache import profiles_of

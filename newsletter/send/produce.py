@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from newsletter.config import MatchSettings
+from newsletter.config.settings import MatchSettings
 from newsletter.errors import NewsletterError, WorkerError
 from newsletter.files.pickling import pickled_as_tuple
 from newsletter.matching.matcher import Matcher

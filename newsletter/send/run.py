@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.delivery.flow import DryRunTransport, Retry, Transport
 from newsletter.ledger.ledger import DryRunLedger, Ledger
 from newsletter.ledger.lock import state_lock

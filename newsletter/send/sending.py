@@ -13,7 +13,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from newsletter.config import Config, SmtpSettings
+from newsletter.config.settings import Config, SmtpSettings
 from newsletter.delivery.flow import Outgoing, Result, Retry, Transport, deliver
 from newsletter.delivery.pacing import Clock, Pacer
 from newsletter.errors import StoreError

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.delivery.flow import Transport
 from newsletter.delivery.outbox import OutboxTransport
 from newsletter.delivery.smtp import SmtpTransport

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import httpx
 
 from newsletter import __version__
-from newsletter.config import FetchSettings, SourceSettings
+from newsletter.config.settings import FetchSettings, SourceSettings
 from newsletter.errors import DigestError
 from newsletter.models import Digest, FetchResult
 from newsletter.sources import read_digest_bytes

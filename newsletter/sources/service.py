@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from newsletter.config import Config, SourceSettings
+from newsletter.config.settings import Config, SourceSettings
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import moment
 from newsletter.ledger.lock import state_lock

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.errors import StoreError
 from newsletter.ledger.lock import state_lock
 from newsletter.models import MigrationReport, TableCopy

@@ -23,7 +23,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from newsletter.config import Config, store_url_problem
+from newsletter.config.checks import store_url_problem
+from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, StoreError
 from newsletter.ledger.lock import folder_problem, make_private_folder
 from newsletter.models import Card, Details, Paper

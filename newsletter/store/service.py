@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from newsletter.config import Config, SourceSettings
+from newsletter.config.settings import Config, SourceSettings
 from newsletter.models import (
     IngestReport,
     Paper,

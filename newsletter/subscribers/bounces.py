@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import BounceDecision

@@ -17,7 +17,7 @@ from datetime import datetime, time
 import jinja2
 from flask import Flask, Response, abort, render_template, request
 
-from newsletter.config import Config
+from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, ServeError
 from newsletter.files.problems import time_zones
 from newsletter.ledger.ledger import Ledger
