@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from render import NOW, load_config_for_bench, selections
 
-from newsletter.delivery.flow import Outgoing
 from newsletter.delivery.outbox import OutboxTransport
+from newsletter.delivery.transport import Outgoing
 from newsletter.models import Envelope
 from newsletter.send.wiring import make_renderer
 

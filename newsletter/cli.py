@@ -399,14 +399,12 @@ def validate_command(session: Session, connect: bool) -> int:
 
 
 def _check_connection(config: Config, world: World) -> int:
-    if config.delivery != "smtp":
-        click.echo(f"delivery is {config.delivery}: there is no SMTP server to connect to")
-        return EXIT_OK
     try:
-        click.echo(try_connection(config, world.environ))
+        said = try_connection(config, world.environ)
     except NewsletterError as exc:
         click.echo(str(exc), err=True)
         return EXIT_FAILED
+    click.echo(said or f"delivery is {config.delivery}: there is no server to connect to")
     return EXIT_OK
 
 

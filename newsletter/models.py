@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
@@ -14,6 +15,7 @@ FREQUENCIES = ("daily", "weekly", "paused")
 # v3) is a paper already announced, never a new one to send.
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 DEFAULT_ANNOUNCE_TYPES = ("new", "cross")
+ARXIV_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")  # cs.LG, math.CO, hep-th
 
 
 @dataclass(frozen=True, slots=True)

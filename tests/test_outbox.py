@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from newsletter.config.settings import DomainLimit, SmtpSettings
-from newsletter.delivery.flow import Outgoing, Retry, deliver
+from newsletter.delivery.flow import Retry, deliver
 from newsletter.delivery.outbox import OUTBOX_BATCH, OutboxTransport
 from newsletter.delivery.pacing import Clock, Pacer
+from newsletter.delivery.transport import Outgoing
 from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.config.settings import DomainLimit, RateSettings, SmtpSettings
-from newsletter.delivery.flow import Outgoing, Retry, deliver
+from newsletter.delivery.flow import Retry, deliver
 from newsletter.delivery.pacing import Clock, Pacer, recipient_domain
+from newsletter.delivery.transport import Connection, Outgoing, Transport
 from newsletter.models import CapReached, Envelope, SendReport
 from newsletter.schedule.daemon import AFTER_CAP, Daemon
 from newsletter.world import World
@@ -37,12 +38,11 @@ class Watched(Pacer):
         super().handed(item)
 
 
-class Memory:
+class Memory(Transport, Connection):
     """A transport keeping what it is given over ``parallel`` connections; it notes the
     most messages to one domain that were ever on their way at once."""
 
     where = "memory"
-    message_timeout = None
     rate_limited = True
 
     def __init__(self, parallel: int = 2) -> None:
@@ -64,12 +64,6 @@ class Memory:
         with self.lock:
             self.busy[domain] -= 1
             self.sent.append(outgoing.envelope.recipient)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 def message(recipient: str) -> Outgoing:

@@ -17,14 +17,7 @@ import pytest
 from newsletter.delivery.outbox import OutboxTransport, file_name
 from newsletter.errors import TemplateError
 from newsletter.models import History
-from newsletter.send.produce import (
-    AHEAD_MAX,
-    PARALLEL_FROM,
-    Order,
-    Workers,
-    produce,
-    start_workers,
-)
+from newsletter.send.produce import AHEAD_MAX, PARALLEL_FROM, Order, Workers, produce, start_workers
 from newsletter.send.wiring import make_renderer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.render_helpers import ada, fixed_papers, project_config

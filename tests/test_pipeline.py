@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.config.load import load_config
-from newsletter.delivery.flow import Outgoing, Result
 from newsletter.delivery.outbox import OutboxTransport
+from newsletter.delivery.transport import Connection, Outgoing, Result, Transport
 from newsletter.errors import Fatal
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
@@ -25,11 +25,10 @@ from tests.helpers import NOW, SAMPLES, STORE_ENV, FakeClock, open_project_store
 pytestmark = pytest.mark.usefixtures("each_store")
 
 
-class Recording:
+class Recording(Transport, Connection):
     """A transport that keeps what it is given; after ``stop_after`` messages it sets
     ``stop`` (as SIGTERM does to the daemon's event)."""
 
-    parallel = 1
     where = "memory"
 
     def __init__(self, stop: threading.Event | None = None, stop_after: int = 0) -> None:
@@ -44,9 +43,6 @@ class Recording:
         self.sent.append(outgoing)
         if self.stop is not None and len(self.sent) == self.stop_after:
             self.stop.set()
-
-    def close(self) -> None:
-        pass
 
 
 def readers_project(folder: Path, count: int) -> Path:

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.config.settings import SmtpSettings
-from newsletter.delivery.flow import Outgoing
 from newsletter.delivery.smtp import SmtpTransport, stuffed
+from newsletter.delivery.transport import Outgoing
 from newsletter.errors import DeliveryFailure
 from newsletter.models import Envelope
 from tests.smtp_server import ScriptedServer, SmtpServer

@@ -12,14 +12,12 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.config.settings import Config, DkimSettings, SmtpSettings, SourceSettings
+from newsletter.delivery.registry import TRANSPORTS
 from newsletter.files.problems import Problems
-from newsletter.models import ANNOUNCE_TYPES
+from newsletter.models import ANNOUNCE_TYPES, ARXIV_CATEGORY
 
 DOMAIN_NAME = re.compile(r"(?:[^\s.@]+\.)+[^\s.@]+")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-ARXIV_CATEGORY = re.compile(r"[a-z\-]+(\.[A-Za-z\-]+)?")
 
 
 def source_problem(source: SourceSettings, earlier: list[str]) -> str | None:
@@ -77,8 +75,13 @@ def cross_checks(problems: Problems, data: dict, config: Config) -> None:
     sender_problem = check_sender(render.sender)
     if sender_problem:
         problems.add(("sender",), sender_problem)
-    if config.delivery == "smtp" and "smtp" not in data:
-        problems.add(("delivery",), "delivery is smtp but there is no 'smtp:' section (host, ...)")
+    transport = TRANSPORTS[config.delivery]
+    if transport.section and transport.section not in data:
+        problems.add(
+            ("delivery",),
+            f"delivery is {transport.name} but there is no '{transport.section}:' section "
+            f"({transport.section_hint})",
+        )
     if isinstance(smtp, dict) and "password" in smtp:
         problems.add(
             ("smtp", "password"),

@@ -17,6 +17,7 @@ from newsletter.config.settings import (
     SmtpSettings,
     SourceSettings,
 )
+from newsletter.delivery.registry import TRANSPORTS
 from newsletter.errors import ConfigError
 from newsletter.files.problems import Problems
 from newsletter.files.yamlfile import KeyPath, load_yaml
@@ -166,6 +167,8 @@ class _Reader:
             return problems.flag(at, value)
         if kind.name == "choice":
             return problems.choice(at, value, kind.choices)
+        if kind.name == "transport":
+            return problems.choice(at, value, TRANSPORTS)
         if kind.name == "clock":
             return problems.clock(at, value)
         if kind.name == "timezone":

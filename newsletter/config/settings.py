@@ -269,7 +269,7 @@ class Config:
     subscribers: Path = setting(Path("subscribers.yaml"), "path")
     templates: Path = setting(Path("templates"), "path")
     outbox_dir: Path = setting(Path("outbox"), "path")
-    delivery: str = setting("outbox", "choice", choices=("outbox", "smtp"))
+    delivery: str = setting("outbox", "transport")  # a name in delivery.registry
     # "sqlite": a file in state_dir; or postgresql://user@host[:port]/database, shared by
     # workers on several hosts ($NEWSLETTER_STORE overrides it). The password only ever
     # comes from the environment: the variable store_password_env names, else libpq's own

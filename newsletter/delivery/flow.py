@@ -20,85 +20,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Protocol
 
 from newsletter.delivery.pacing import Clock, Pacer, unlimited
+from newsletter.delivery.transport import Connection, Outgoing, Result, Transport
 from newsletter.errors import DeliveryFailure as Failure
-from newsletter.models import Envelope, RenderedEmail
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to deliver."""
-
-    message_id: str
-    subscriber: str
-    envelope: Envelope
-    data: bytes
-    staged: bool = False  # written to the transport's spool by a rendering worker (no data)
-
-    @classmethod
-    def of(cls, email: RenderedEmail) -> Outgoing:
-        """The rendered email, as delivery needs it."""
-        return cls(email.message_id, email.subscriber, email.envelope, email.data, email.staged)
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What happened to one message."""
-
-    outgoing: Outgoing
-    delivered: bool
-    attempts: int
-    error: str | None = None
-    code: int | None = None
-    permanent: bool = False  # a 5xx (or an address the server cannot take): not retried
-
-
-class Connection(Protocol):
-    """An open connection to where messages go."""
-
-    def send(self, outgoing: Outgoing) -> None:
-        """Deliver one message or raise Failure / Fatal."""
-
-    def close(self) -> None:
-        """Let go of the connection."""
-
-    def abort(self) -> None:
-        """Cut the connection from another thread: a ``send`` in progress fails at once."""
-
-
-class Transport(Protocol):
-    """Something that opens connections; ``parallel`` says how many to use."""
-
-    parallel: int
-    where: str  # for messages: the folder or host:port
-    message_timeout: float | None  # the most one message may take in all (None: no limit)
-    rate_limited: bool  # smtp.rate and smtp.domains apply (not to a folder)
-
-    def connect(self) -> Connection:
-        """A new connection (raises Fatal or Failure)."""
-
-
-class DryRunTransport:
-    """Takes every message and delivers none of them (``send --dry-run``)."""
-
-    parallel = 1
-    where = "nowhere (dry run)"
-    message_timeout = None
-    rate_limited = False
-
-    def connect(self) -> Connection:
-        return self
-
-    def send(self, outgoing: Outgoing) -> None:
-        """Accepts the message; it goes nowhere."""
-
-    def close(self) -> None:
-        """Nothing to let go of."""
-
-    def abort(self) -> None:
-        """Nothing to cut."""
 
 
 @dataclass(frozen=True)
@@ -204,9 +129,9 @@ def deliver(
     # recording), a connection can have at most one accepted and one on the wire that are not
     # recorded yet, which bounds the copies a kill can cause to two a connection.
     # (A transport that writes in batches is exactly once: it may have a batch waiting.)
-    batch = getattr(transport, "batch", 1)
+    batch = transport.batch
     todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=max(transport.parallel, batch))
-    watchdog = _Watchdog(getattr(transport, "message_timeout", None), stop)
+    watchdog = _Watchdog(transport.message_timeout, stop)
     watchdog.thread.start()
     pool = _Pool(transport, retry, stop, watchdog)
     workers = [
@@ -253,7 +178,7 @@ def _in_batches(transport: Transport, pacer: Pacer) -> bool:
     itself. A thread and a queue between them cost more than the writing (bench/pipeline.py:
     ~1.5 s of CPU at 20,000 digests, on the cores the rendering workers need)."""
     return (
-        getattr(transport, "batch", 1) > 1
+        transport.batch > 1
         and transport.parallel == 1
         and transport.message_timeout is None
         and pacer.limits_nothing
@@ -267,7 +192,7 @@ def _deliver_in_batches(
     a batch is taken, written, and its results reported before the next is taken."""
     pool = _Pool(transport, retry, stop, _Watchdog(None, stop))  # (a watchdog never started)
     connection: Connection | None = None
-    items, size = iter(outgoing), getattr(transport, "batch", 1)
+    items, size = iter(outgoing), transport.batch
     try:
         while not stop.is_set() and (batch := list(islice(items, size))):
             connection, results = _send_batch(pool, connection, batch)
@@ -377,7 +302,7 @@ def _worker(pool: _Pool, todo: queue.Queue, done: queue.Queue) -> None:
         while not ended and (item := todo.get()) is not None:
             if pool.stop.is_set():
                 continue  # drain quietly: nothing more goes out after a stop or fatal error
-            more, ended = _waiting(todo, getattr(pool.transport, "batch", 1) - 1)
+            more, ended = _waiting(todo, pool.transport.batch - 1)
             if more:
                 connection, results = _send_batch(pool, connection, [item, *more])
             else:
@@ -415,7 +340,7 @@ def _send_batch(
     try:
         if connection is None:
             connection = pool.transport.connect()
-        connection.send_many(batch)  # type: ignore[attr-defined]
+        connection.send_many(batch)
         return connection, [Result(item, True, 1) for item in batch]
     except Failure:
         results = []

@@ -1,7 +1,7 @@
 """The Maildir outbox: where digests go without an SMTP server (readable with mutt or
 Python's ``mailbox``), written exactly once per Message-ID, a batch per sync of the disk.
 
-A long send writes its messages through the outbox's ``Spool``: each rendering worker writes
+A long send writes its messages through the outbox's ``MaildirSpool``: each rendering worker writes
 the digests it renders into tmp/ itself, a batch per sync, and only the names travel on;
 handing one over is then linking it into new/. The bytes never cross a pipe, and the writes
 are shared by the workers instead of queued on one thread of the parent."""
@@ -13,14 +13,18 @@ import ctypes
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from newsletter.delivery.flow import Connection, Outgoing
+from newsletter.delivery.transport import Connection, Outgoing, Transport, TransportKind
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.errors import Fatal
 from newsletter.models import Envelope, RenderedEmail
+
+if TYPE_CHECKING:
+    from newsletter.config.settings import Config
 
 # Messages written to the outbox before one sync of them all. On a 2-core VM an fsync a
 # message cost 170 us of machine CPU and 334 us of wall time, a syncfs per 64 messages 85 and
@@ -31,7 +35,7 @@ from newsletter.models import Envelope, RenderedEmail
 OUTBOX_BATCH = 100
 
 
-class OutboxTransport:
+class OutboxTransport(Transport):
     """A Maildir folder (readable with mutt or Python's ``mailbox``).
 
     Each message is written under a name made from its Message-ID, so handing the same
@@ -40,10 +44,7 @@ class OutboxTransport:
     messages in batches (``OUTBOX_BATCH``): each written into tmp/, one sync of the disk for
     all, then each linked into new/ and only then reported delivered."""
 
-    parallel = 1
-    batch = OUTBOX_BATCH
-    message_timeout = None  # a local write: nothing to wait for
-    rate_limited = False
+    batch = OUTBOX_BATCH  # (one connection; no timeout: a local write waits for nothing)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -57,10 +58,10 @@ class OutboxTransport:
         except OSError as exc:
             raise _cannot_open(self.folder, exc) from exc
 
-    def spool(self) -> Spool:
+    def spool(self) -> MaildirSpool:
         """Where rendering workers may write messages before they are handed over."""
         self._make()
-        return Spool(self.folder)
+        return MaildirSpool(self.folder)
 
     def _make(self) -> None:
         try:
@@ -78,7 +79,7 @@ def _cannot_open(folder: Path, exc: OSError) -> Fatal:
 
 
 @dataclass(frozen=True)
-class Spool:
+class MaildirSpool:
     """The outbox's tmp/, written by the rendering workers (it travels to them pickled).
 
     ``stage`` writes one message, not synced; ``settle`` puts a batch of them on disk with one
@@ -133,7 +134,7 @@ def _make_maildir(folder: Path) -> None:
         (folder / part).mkdir(mode=0o700, exist_ok=True)
 
 
-class _MaildirConnection:
+class _MaildirConnection(Connection):
     """Writes as the Maildir rules say: into tmp/, synced, then linked into new/."""
 
     def __init__(self, folder: Path) -> None:
@@ -270,3 +271,10 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def _make(config: Config, environ: Mapping[str, str]) -> OutboxTransport:
+    return OutboxTransport(config.outbox_dir)
+
+
+KIND = TransportKind("outbox", _make)

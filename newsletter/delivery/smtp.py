@@ -10,15 +10,16 @@ import socket
 import ssl
 from collections.abc import Mapping
 
-from newsletter.config.settings import SmtpSettings
-from newsletter.delivery.flow import Outgoing
+from newsletter.config.settings import Config, SmtpSettings
+from newsletter.delivery.transport import Connection, Outgoing, Transport, TransportKind
 from newsletter.errors import DeliveryFailure as Failure
 from newsletter.errors import Fatal
+from newsletter.files.yamlfile import load_yaml
 
 AUTH_HINT = "use an app password or the provider's SMTP authorization code"
 
 
-class SmtpTransport:
+class SmtpTransport(Transport):
     """An SMTP server; certificates verified, STARTTLS required when configured."""
 
     rate_limited = True
@@ -185,7 +186,7 @@ def _greet(client: smtplib.SMTP, where: str) -> None:
         )
 
 
-class _SmtpConnection:
+class _SmtpConnection(Connection):
     def __init__(self, transport: SmtpTransport) -> None:
         self.transport = transport
         self.where = transport.where
@@ -266,3 +267,39 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return f"the server closed the connection ({exc})"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _make(config: Config, environ: Mapping[str, str]) -> SmtpTransport:
+    return SmtpTransport(config.smtp, environ)
+
+
+def _setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """A password variable named in the config but not set here."""
+    smtp = config.smtp
+    if not smtp.password_env or environ.get(smtp.password_env):
+        return []
+    where = load_yaml(config.path).where(("smtp", "password_env"))
+    return [
+        f"{where}: ${smtp.password_env} is not set: export the SMTP password in that "
+        "variable for every send (and for newsletter run)"
+    ]
+
+
+def try_connection(config: Config, environ: Mapping[str, str]) -> str:
+    """Connect to the configured SMTP server (TLS and login included; nothing is sent) and
+    say what happened; a DeliveryError says what failed and what to check."""
+    transport = SmtpTransport(config.smtp, environ)
+    transport.connect().open().close()
+    return transport.describe()
+
+
+KIND = TransportKind(
+    "smtp",
+    _make,
+    rate_limited=True,
+    waits_on_server=True,
+    section="smtp",
+    section_hint="host, ...",
+    setup_problems=_setup_problems,
+    try_connection=try_connection,
+)

@@ -40,7 +40,6 @@ _READERS = (
     "newsletter.profiles.load",
     "newsletter.subscribers.addresses",
     "newsletter.files.problems",
-    "newsletter.config.checks",
     "newsletter.config.settings",
     "newsletter.errors",
     "newsletter.models",

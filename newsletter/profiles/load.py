@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from newsletter.config.checks import ARXIV_CATEGORY
 from newsletter.config.settings import MatchSettings, ScheduleDefaults
 from newsletter.errors import ConfigError, KeywordError, ProfileError
 from newsletter.files.problems import Problems
@@ -22,7 +21,7 @@ from newsletter.files.yamlfile import (
     read_text,
 )
 from newsletter.matching.keywords import Keyword, followed_author_key, parse_keyword
-from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
+from newsletter.models import ARXIV_CATEGORY, FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}

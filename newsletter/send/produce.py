@@ -20,9 +20,10 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from newsletter.config.settings import MatchSettings
+from newsletter.delivery.transport import Spool
 from newsletter.errors import NewsletterError, WorkerError
 from newsletter.files.pickling import pickled_as_tuple
 from newsletter.matching.matcher import Matcher
@@ -47,17 +48,6 @@ class Produced:
     subscriber: str
     email: RenderedEmail | None
     reason: str | None
-
-
-class Spool(Protocol):
-    """Where a worker writes the messages it renders, so that only their names travel on
-    (the outbox's ``Spool``); picklable."""
-
-    def stage(self, email: RenderedEmail) -> Any:
-        """Write ``email``; what ``settle`` needs to put it on disk."""
-
-    def settle(self, staged: list[Any]) -> None:
-        """Everything ``stage``d since the last call, on disk."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.config.settings import Config
-from newsletter.delivery.flow import DryRunTransport, Retry, Transport
+from newsletter.delivery.flow import Retry
+from newsletter.delivery.registry import transport_kind
+from newsletter.delivery.transport import DryRunTransport, Transport
 from newsletter.ledger.ledger import DryRunLedger, Ledger
 from newsletter.ledger.lock import state_lock
 from newsletter.models import (
@@ -74,7 +76,7 @@ class Run:
                 self.on_start(len(subscribers))
             renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
             transport = self.transport or (
-                DryRunTransport()
+                DryRunTransport(transport_kind(self.config.delivery).rate_limited)
                 if self.dry_run
                 else make_transport(self.config, self.world.environ)
             )
@@ -119,9 +121,9 @@ class Run:
 
     def _renders_idle(self) -> bool:
         """Whether the rendering workers take only CPU nothing else wants
-        (parallel._yield_the_cpu): during a send over SMTP, whose threads wait on the
-        server's replies and must get a core the moment one comes."""
-        return self.config.delivery == "smtp" and not self.dry_run
+        (produce._yield_the_cpu): during a send whose connections wait on a server's replies
+        (SMTP), so that a reply gets a core the moment it comes."""
+        return transport_kind(self.config.delivery).waits_on_server and not self.dry_run
 
     def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
         """Who this run serves, recorded as seen: the skipped (in a report) and the

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from newsletter.config.settings import Config, SmtpSettings
-from newsletter.delivery.flow import Outgoing, Result, Retry, Transport, deliver
+from newsletter.delivery.flow import Retry, deliver
 from newsletter.delivery.pacing import Clock, Pacer
+from newsletter.delivery.transport import Outgoing, Result, Transport
 from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Handover, Ledger, Pending
 from newsletter.ledger.suppression import SubscriberState
@@ -234,9 +235,7 @@ class Sending:
         """The limits of ``smtp.rate`` and ``smtp.domains`` (none for the outbox; a dry run
         counts the caps but does not wait)."""
         world, config = self.run.world, self.run.config
-        as_smtp = self.run.dry_run and config.delivery == "smtp"  # (what the real send does)
-        limited = as_smtp or getattr(self.transport, "rate_limited", False)
-        settings = config.smtp if limited else SmtpSettings()
+        settings = config.smtp if self.transport.rate_limited else SmtpSettings()
         capped = settings.rate.per_hour or settings.rate.per_day
         earlier = self.ledger.sent_since(self.now - timedelta(days=1)) if capped else []
         clock = Clock(world.monotonic, world.sleep)
@@ -288,7 +287,7 @@ class Sending:
                 self.resent.add(item.message_id)
                 again = resent_copy(item, subscriber, self.store, self.renderer, self.run.config)
                 yield Outgoing.of(again)
-            size = max(PENDING_BATCH, getattr(self.transport, "batch", 1))
+            size = max(PENDING_BATCH, self.transport.batch)
             for batch in batched(self._produce(fresh), size):
                 self._make_room(len(batch))
                 handovers = [
@@ -319,7 +318,6 @@ class Sending:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
         config = self.run.config
         papers = self.store.papers(since=lookback_start(config, self.now)) if fresh else []
-        spool = getattr(self.transport, "spool", None)  # (the outbox; not SMTP, not a dry run)
         order = Order(
             fresh,
             papers,
@@ -328,7 +326,7 @@ class Sending:
             self.now,
             self.history,
             self.timetable,
-            spool() if spool and fresh else None,
+            self.transport.spool() if fresh else None,  # (the outbox's; not SMTP's)
         )
         for item in produce(order, pool=self.pool):
             if item.email is None:

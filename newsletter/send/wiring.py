@@ -7,11 +7,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from newsletter.config.settings import Config
-from newsletter.delivery.flow import Transport
-from newsletter.delivery.outbox import OutboxTransport
-from newsletter.delivery.smtp import SmtpTransport
+from newsletter.delivery.registry import transport_kind
+from newsletter.delivery.transport import Transport
 from newsletter.errors import ConfigError
-from newsletter.files.yamlfile import load_yaml
 from newsletter.render.links import make_signer
 from newsletter.render.renderer import Renderer, load_templates
 
@@ -23,10 +21,9 @@ TEMPLATES_CACHE = "templates.cache"  # the HTML template with its CSS inlined, i
 
 
 def make_transport(config: Config, environ: Mapping[str, str]) -> Transport:
-    """The configured delivery: the Maildir outbox or the SMTP server."""
-    if config.delivery == "smtp":
-        return SmtpTransport(config.smtp, environ)
-    return OutboxTransport(config.outbox_dir)
+    """The configured delivery (``delivery.registry``): the Maildir outbox, the SMTP
+    server, ..."""
+    return transport_kind(config.delivery).make(config, environ)
 
 
 def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
@@ -67,19 +64,13 @@ def setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
             build(config, environ)
         except ConfigError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
-    smtp = config.smtp
-    if config.delivery == "smtp" and smtp.password_env and not environ.get(smtp.password_env):
-        where = load_yaml(config.path).where(("smtp", "password_env"))
-        problems.append(
-            f"{where}: ${smtp.password_env} is not set: export the SMTP password in that "
-            "variable for every send (and for newsletter run)"
-        )
+    problems.extend(transport_kind(config.delivery).setup_problems(config, environ))
     return problems
 
 
-def try_connection(config: Config, environ: Mapping[str, str]) -> str:
-    """Connect to the configured SMTP server (TLS and login included; nothing is sent) and
-    say what happened; a DeliveryError says what failed and what to check."""
-    transport = SmtpTransport(config.smtp, environ)
-    transport.connect().open().close()
-    return transport.describe()
+def try_connection(config: Config, environ: Mapping[str, str]) -> str | None:
+    """Connect where the configured transport delivers (nothing is sent) and say what
+    happened, or None when it has nothing to connect to; a DeliveryError says what failed
+    and what to check."""
+    connect = transport_kind(config.delivery).try_connection
+    return None if connect is None else connect(config, environ)
