@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import feedparser
 
-from newsletter.sources import read_digest_bytes
+from newsletter.sources.read import read_digest_bytes
 from newsletter.store.ingest import ingest_file
 from newsletter.store.papers import open_store
 

@@ -55,6 +55,11 @@ class DigestError(NewsletterError):
     """A digest file cannot be read at all (it is rejected; other files go on)."""
 
 
+class FetchFailure(NewsletterError):
+    """One request of a fetch failed for good; the message names the URL and why (the
+    fetch goes on with the others and reports it)."""
+
+
 class StoreError(NewsletterError):
     """The SQLite store cannot be opened, migrated or written."""
 

@@ -11,7 +11,7 @@ from newsletter.matching.matcher import lookback_start
 from newsletter.profiles.cache import profiles_of
 from newsletter.send.produce import Order, produce
 from newsletter.send.wiring import make_renderer
-from newsletter.sources import discover_digests
+from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import open_store
 from tests.helpers import NOW, ROOT

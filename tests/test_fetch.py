@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from newsletter.config.load import load_config
+from newsletter.sources.registry import source_kind
 from newsletter.world import World
 from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import NOW, invoke, shared_sample
@@ -504,7 +505,8 @@ def test_the_readme_sources_example_is_a_valid_config(tmp_path: Path) -> None:
         ("pruning", "arxiv_query"),
     ]
     query = config.sources[2]
-    assert query.base_url == "https://export.arxiv.org/api/query" and query.query
+    assert source_kind(query.type).base_url(query) == "https://export.arxiv.org/api/query"
+    assert query.query
 
 
 def test_a_recorded_arxiv_api_answer_fetches_and_ingests(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import DigestError
-from newsletter.sources import read_digest_bytes, read_digest_file
+from newsletter.sources.read import read_digest_bytes, read_digest_file
 from newsletter.store.papers import open_store
 from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import invoke, shared_sample

@@ -9,8 +9,8 @@ import pytest
 
 from newsletter.errors import DigestError
 from newsletter.models import Card
-from newsletter.sources import read_digest_bytes
 from newsletter.sources.hf_listing import parse, resolve_listing_date
+from newsletter.sources.read import read_digest_bytes
 from tests.digest_text import ABSTRACT, HEADER, capture, card
 
 TODAY = date(2026, 11, 21)

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import DigestError
-from newsletter.sources import read_digest_bytes
 from newsletter.sources.decode import utf8_bytes
 from newsletter.sources.hf_listing import (
     HEADER_LINES,
@@ -22,6 +21,7 @@ from newsletter.sources.hf_listing import (
     clean_line,
     looks_like_date,
 )
+from newsletter.sources.read import read_digest_bytes
 from tests.digest_text import HEADER
 
 TODAY = date(2026, 11, 21)

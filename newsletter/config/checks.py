@@ -15,6 +15,7 @@ from newsletter.config.settings import Config, DkimSettings, SmtpSettings, Sourc
 from newsletter.delivery.registry import TRANSPORTS
 from newsletter.files.problems import Problems
 from newsletter.models import ANNOUNCE_TYPES, ARXIV_CATEGORY
+from newsletter.sources.registry import source_kind
 
 DOMAIN_NAME = re.compile(r"(?:[^\s.@]+\.)+[^\s.@]+")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -41,18 +42,7 @@ def _type_problem(source: SourceSettings) -> str | None:
         return f"'announce_types' takes some of {', '.join(ANNOUNCE_TYPES)}" + (
             f", not '{unknown[0]}'" if unknown else ""
         )
-    if source.type == "arxiv_rss" and not source.categories:
-        return "an arxiv_rss source needs 'categories', e.g. [cs.LG, cs.CL]"
-    if source.type == "arxiv_query" and not (source.categories or source.query):
-        return (
-            "an arxiv_query source needs a 'query' (the API's search_query, e.g. "
-            "'abs:diffusion') or 'categories', or both"
-        )
-    if source.type == "hf_daily" and source.categories:
-        return "'categories' is for arXiv sources; hf_daily lists every category"
-    if source.type != "arxiv_query" and source.query:
-        return f"'query' is for arxiv_query sources, not {source.type}"
-    return None
+    return source_kind(source.type).problem(source)
 
 
 def cross_checks(problems: Problems, data: dict, config: Config) -> None:

@@ -22,6 +22,7 @@ from newsletter.errors import ConfigError
 from newsletter.files.problems import Problems
 from newsletter.files.yamlfile import KeyPath, load_yaml
 from newsletter.models import DEFAULT_ANNOUNCE_TYPES
+from newsletter.sources.registry import SOURCE_KINDS
 
 ENV_VAR = "NEWSLETTER_CONFIG"
 
@@ -169,6 +170,8 @@ class _Reader:
             return problems.choice(at, value, kind.choices)
         if kind.name == "transport":
             return problems.choice(at, value, TRANSPORTS)
+        if kind.name == "source_type":
+            return problems.choice(at, value, SOURCE_KINDS)
         if kind.name == "clock":
             return problems.clock(at, value)
         if kind.name == "timezone":

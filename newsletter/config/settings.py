@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -195,24 +195,12 @@ class BounceSettings:
     every: int = setting(60, "int", 1, 7 * 24 * 60)
 
 
-SOURCE_TYPES = ("hf_daily", "arxiv_rss", "arxiv_query")
-DEFAULT_URLS = {
-    "hf_daily": "https://huggingface.co/api/daily_papers",
-    "arxiv_rss": "https://rss.arxiv.org/rss",
-    "arxiv_query": "https://export.arxiv.org/api/query",
-}
-# Days a fetch asks by default, today included: a Hugging Face listing still grows the day
-# after; the arXiv API shows a day's submissions only once announced, up to three days later
-# over a weekend. Days fetched complete are not asked again, so this costs few requests.
-RECENT_DAYS = {"hf_daily": 2, "arxiv_query": 4, "arxiv_rss": 1}
-
-
 @dataclass(frozen=True)
 class SourceSettings:
     """One place papers are fetched from (an entry of ``sources:``)."""
 
     name: str = setting("", "text")  # used in file names, logs and --source
-    type: str = setting("hf_daily", "choice", choices=SOURCE_TYPES)
+    type: str = setting("hf_daily", "source_type")  # a kind in sources.registry
     url: str | None = setting(None, "text")  # default: the service's own, by type
     # arxiv_rss: the feed is <url>/<cat+cat>; arxiv_query: cat:A OR cat:B (read by
     # ``_Reader._words``, as announce_types is)
@@ -224,24 +212,9 @@ class SourceSettings:
     max_results: int = setting(500, "int", 1, 30000)  # arxiv_query: the most papers a day
     page_size: int = setting(100, "int", 1, 2000)  # arxiv_query: papers asked per request
 
-    @property
-    def base_url(self) -> str:
-        """The URL requests start from."""
-        return (self.url or DEFAULT_URLS[self.type]).rstrip("/")
-
-    def recent_days(self, today: date) -> list[date]:
-        """The days a fetch asks when none are given, oldest first (see RECENT_DAYS)."""
-        return [today - timedelta(days=back) for back in reversed(range(RECENT_DAYS[self.type]))]
-
-    def file_name(self, day: date, page: int = 1) -> str:
-        """The name ``fetch`` gives a response: ``<name>-<day>.json`` (or ``.xml``, and
-        ``.p2.xml`` for a query's second page)."""
-        extension = "json" if self.type == "hf_daily" else "xml"
-        return f"{self.name}-{day.isoformat()}{f'.p{page}' if page > 1 else ''}.{extension}"
-
     def fetched(self, file_name: str) -> bool:
         """Is ``file_name`` one this source's fetches write?"""
-        pattern = rf"{re.escape(self.name)}-\d{{4}}-\d{{2}}-\d{{2}}(?:\.p\d+)?\.(?:json|xml)"
+        pattern = rf"{re.escape(self.name)}-\d{{4}}-\d{{2}}-\d{{2}}(?:\.p\d+)?\.[a-z0-9]+"
         return re.fullmatch(pattern, file_name) is not None
 
 

@@ -26,7 +26,7 @@ from newsletter.render.renderer import Renderer
 from newsletter.send.produce import Workers, start_workers
 from newsletter.send.sending import Sending
 from newsletter.send.wiring import make_renderer, make_transport
-from newsletter.sources import discover_digests
+from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import Store, open_store_for, store_url
 from newsletter.world import World

@@ -29,6 +29,7 @@ from newsletter.sources.fields import (
     texts,
 )
 from newsletter.sources.identity import canonical_arxiv_id
+from newsletter.sources.kinds import Reader
 
 FORMAT = "arxiv-feed"
 KEEP = frozenset(DEFAULT_ANNOUNCE_TYPES)
@@ -175,3 +176,14 @@ def _listing_date(parsed: dict) -> date | None:
         if found:
             return found
     return None
+
+
+def _recognises(data: bytes) -> bool:
+    return data[: 64 * 1024].lstrip()[:1] == b"<" and is_feed(data)
+
+
+def _read(data: bytes, today: date, listing_date: date | None, keep: Iterable[str]) -> Digest:
+    return parse_bytes(data, today=today, listing_date=listing_date, keep=keep)
+
+
+READER = Reader(FORMAT, _recognises, _read)

@@ -15,32 +15,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 
 from newsletter import __version__
 from newsletter.config.settings import FetchSettings, SourceSettings
-from newsletter.errors import DigestError
+from newsletter.errors import DigestError, FetchFailure
 from newsletter.models import Digest, FetchResult
-from newsletter.sources import read_digest_bytes
+from newsletter.sources.read import read_digest_bytes
+from newsletter.sources.registry import source_kind
 from newsletter.store.papers import FetchOutcome, Store
 
-_FORMATS = {"hf_daily": "hf-daily", "arxiv_rss": "arxiv-feed", "arxiv_query": "arxiv-feed"}
 _RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
-# arXiv asks API clients for at most one request every three seconds.
-QUERY_INTERVAL = 3.0
 # A day's listing may still grow until the day after it is over; fetched later than this
 # after its start, it is complete and is not asked again (unless refreshed).
 SETTLED_AFTER = timedelta(days=2)
-
-
-class FetchFailure(Exception):
-    """One request failed for good; the message names the URL and why."""
 
 
 def make_client(settings: FetchSettings) -> httpx.Client:
@@ -64,33 +57,40 @@ class Fetcher:
     folder: Path
     now: Callable[[], datetime]
     sleep: Callable[[float], None]
-    last_query: datetime | None = None  # when the arXiv API was last asked
+    # When each kind that keeps its requests apart (``SourceKind.interval``) was last asked.
+    last_asked: dict[str, datetime] = field(default_factory=dict)
 
     def fetch(self, source: SourceSettings, day: date, refresh: bool = False) -> list[FetchResult]:
         """Fetch ``source`` (for ``day``, where the source has days) into the folder: one
         result per request."""
-        if source.type == "arxiv_rss":
-            return [self._request(source, request_url(source, day), None, refresh)]
+        kind = source_kind(source.type)
+        if not kind.dated:
+            return [self._request(source, kind.request_url(source, day), None, refresh)]
         if not refresh and self._settled(source, day):
-            path = str(self.folder / source.file_name(day))
-            return [FetchResult(source.name, request_url(source, day), "already fetched", path)]
-        if source.type == "hf_daily":
-            return [self._request(source, request_url(source, day), day, refresh)]
+            path = str(self.folder / kind.file_name(source, day))
+            url = kind.request_url(source, day)
+            return [FetchResult(source.name, url, "already fetched", path)]
+        if not kind.paged:
+            return [self._request(source, kind.request_url(source, day), day, refresh)]
         return self._pages(source, day, refresh)
 
     def _settled(self, source: SourceSettings, day: date) -> bool:
         """Was ``day`` fetched once it could no longer change (so asking again is useless)?"""
-        fetched_at = self.store.last_success(request_url(source, day))
+        kind = source_kind(source.type)
+        fetched_at = self.store.last_success(kind.request_url(source, day))
         start = datetime.combine(day, datetime.min.time(), UTC)
         complete = fetched_at is not None and fetched_at >= start + SETTLED_AFTER
-        return complete and (self.folder / source.file_name(day)).exists()
+        return complete and (self.folder / kind.file_name(source, day)).exists()
 
     def _pages(self, source: SourceSettings, day: date, refresh: bool) -> list[FetchResult]:
-        """An arXiv API query for ``day``, page by page until a short page or max_results."""
+        """A paged kind's listing of ``day``, page by page until a short page or
+        max_results."""
+        kind = source_kind(source.type)
         results = []
         for page, start in enumerate(range(0, source.max_results, source.page_size), 1):
             size = min(source.page_size, source.max_results - start)
-            result = self._request(source, query_url(source, day, start, size), day, refresh, page)
+            url = kind.page_url(source, day, start, size)
+            result = self._request(source, url, day, refresh, page)
             results.append(result)
             if result.papers < size:
                 break
@@ -104,13 +104,14 @@ class Fetcher:
             data = self._get(source, url, refresh)
             if data is None:
                 return FetchResult(source.name, url, "unchanged (304)")
-            digest = _check(url, data, _FORMATS[source.type], self.now().date(), source)
+            digest = _check(url, data, self.now().date(), source)
         except FetchFailure as exc:
             self.store.record_fetch(FetchOutcome(url, source.name, error=str(exc)), self.now())
             return FetchResult(source.name, url, "failed", error=str(exc))
         if not digest.cards:
             return FetchResult(source.name, url, "empty")
-        path = self.folder / source.file_name(day or digest.listing_date, page)
+        name = source_kind(source.type).file_name(source, day or digest.listing_date, page)
+        path = self.folder / name
         status = "written" if _write(path, data) else "unchanged"
         return FetchResult(source.name, url, status, str(path), len(digest.cards))
 
@@ -146,45 +147,20 @@ class Fetcher:
         raise FetchFailure(f"{url}: {problem} ({settings.max_attempts} attempts)")
 
     def _pace(self, source: SourceSettings) -> None:
-        """Keep requests to the arXiv API at least QUERY_INTERVAL apart, as arXiv asks."""
-        if source.type != "arxiv_query":
+        """Keep the requests of a kind that asks it (the arXiv API: 3 s) apart."""
+        kind = source_kind(source.type)
+        if not kind.interval:
             return
-        if self.last_query is not None:
-            wait = QUERY_INTERVAL - (self.now() - self.last_query).total_seconds()
+        last = self.last_asked.get(kind.name)
+        if last is not None:
+            wait = kind.interval - (self.now() - last).total_seconds()
             if wait > 0:
                 self.sleep(wait)
-        self.last_query = self.now()
+        self.last_asked[kind.name] = self.now()
 
     def _remember(self, source: SourceSettings, url: str, response: httpx.Response) -> None:
         etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
         self.store.record_fetch(FetchOutcome(url, source.name, etag, modified), self.now())
-
-
-def request_url(source: SourceSettings, day: date) -> str:
-    """The (first) URL asked for ``source`` (and ``day``, where the source has days)."""
-    if source.type == "hf_daily":
-        return f"{source.base_url}?date={day.isoformat()}"
-    if source.type == "arxiv_query":
-        return query_url(source, day, 0, min(source.page_size, source.max_results))
-    return f"{source.base_url}/{'+'.join(source.categories)}"
-
-
-def query_url(source: SourceSettings, day: date, start: int, size: int) -> str:
-    """An arXiv API request for the papers submitted on ``day`` that ``source`` asks for,
-    newest first, ``size`` of them from ``start``."""
-    terms = [f"({source.query})"] if source.query else []
-    if source.categories:
-        terms.append("(" + " OR ".join(f"cat:{c}" for c in source.categories) + ")")
-    stamp = day.strftime("%Y%m%d")
-    terms.append(f"submittedDate:[{stamp}0000 TO {stamp}2359]")
-    query = {
-        "search_query": " AND ".join(terms),
-        "sortBy": "submittedDate",
-        "sortOrder": "descending",
-        "start": start,
-        "max_results": size,
-    }
-    return f"{source.base_url}?{urlencode(query)}"
 
 
 def _conditional(validators: tuple[str | None, str | None]) -> dict[str, str]:
@@ -219,12 +195,13 @@ def _refusal(url: str, response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase} from {url}: {hint}"
 
 
-def _check(url: str, data: bytes, fmt: str, today: date, source: SourceSettings) -> Digest:
+def _check(url: str, data: bytes, today: date, source: SourceSettings) -> Digest:
     """The response read as the digest it must be; FetchFailure saying what came instead."""
     try:
         digest = read_digest_bytes(data, today=today, keep=source.announce_types)
     except DigestError as exc:
         raise FetchFailure(f"{url} did not answer with papers: {exc}") from exc
+    fmt = source_kind(source.type).reader.name
     if digest.format != fmt:
         raise FetchFailure(f"{url} answered with {digest.format}, not {fmt}")
     return digest

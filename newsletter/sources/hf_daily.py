@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import collections
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from newsletter.errors import DigestError
 from newsletter.models import Card, Details, Digest, SourceWarning
@@ -37,8 +40,15 @@ from newsletter.sources.fields import (
     texts,
 )
 from newsletter.sources.identity import canonical_arxiv_id
+from newsletter.sources.kinds import Reader, SourceKind
+
+if TYPE_CHECKING:
+    from newsletter.config.settings import SourceSettings
 
 FORMAT = "hf-daily"
+# A response starts with an object, or a list of objects, or is an empty list; a text
+# capture may start with "[-] 19" (an upvote count), which is none of these.
+_JSON = re.compile(rb"\s*(\{|\[\s*(\{|\]\s*$))")
 
 
 def parse_bytes(data: bytes, *, today: date, listing_date: date | None = None) -> Digest:
@@ -162,3 +172,33 @@ def _organization(holder: dict) -> str | None:
         name = clean(found.get("fullname")) or clean(found.get("name"))
         return name[:TITLE_MAX] or None
     return None
+
+
+def _recognises(data: bytes) -> bool:
+    return _JSON.match(data[:4096]) is not None
+
+
+def _read(data: bytes, today: date, listing_date: date | None, keep: Iterable[str]) -> Digest:
+    return parse_bytes(data, today=today, listing_date=listing_date)
+
+
+READER = Reader(FORMAT, _recognises, _read)
+
+
+class HfDaily(SourceKind):
+    """The Hugging Face daily papers API: ``<url>?date=YYYY-MM-DD``, one request a date."""
+
+    name = "hf_daily"
+    default_url = "https://huggingface.co/api/daily_papers"
+    reader = READER
+    recent_days = 2  # a listing still grows the day after
+
+    def problem(self, source: SourceSettings) -> str | None:
+        if source.categories:
+            return "'categories' is for arXiv sources; hf_daily lists every category"
+        if source.query:
+            return f"'query' is for arxiv_query sources, not {self.name}"
+        return None
+
+
+KIND = HfDaily()

@@ -17,6 +17,7 @@ backtrack and never takes a line it cannot place as a paper: odd lines become wa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import Enum
@@ -36,6 +37,7 @@ from newsletter.sources.fields import (
     capped_warnings,
     cut_abstract,
 )
+from newsletter.sources.kinds import Reader
 
 FORMAT = "hf-listing"
 
@@ -482,3 +484,12 @@ def _previous_year(day: date) -> date | None:
 
 def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _read(data: bytes, today: date, listing_date: date | None, keep: Iterable[str]) -> Digest:
+    return parse_bytes(data, today=today, listing_date=listing_date)
+
+
+# Read when no other reader recognises a file (a capture is plain text: it has no mark of
+# its own, and ``parse_bytes`` refuses text that is not one).
+READER = Reader(FORMAT, lambda data: True, _read)

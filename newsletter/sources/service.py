@@ -14,7 +14,8 @@ from newsletter.models import (
     FetchReport,
     SourceStatus,
 )
-from newsletter.sources import discover_digests
+from newsletter.sources.read import discover_digests
+from newsletter.sources.registry import source_kind
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import open_store_for
 from newsletter.world import World
@@ -53,9 +54,10 @@ def fetch_sources(
 def _days_for(source: SourceSettings, days: Sequence[date], today: date) -> Sequence[date]:
     """The days to ask ``source`` for: those given (a feed has one: its latest), else its
     recent days."""
+    kind = source_kind(source.type)
     if not days:
-        return source.recent_days(today)
-    return days[-1:] if source.type == "arxiv_rss" else days
+        return kind.days(today)
+    return days if kind.dated else days[-1:]
 
 
 def source_status(config: Config, world: World) -> list[SourceStatus]:
@@ -74,7 +76,7 @@ def source_status(config: Config, world: World) -> list[SourceStatus]:
                 SourceStatus(
                     name=source.name,
                     type=source.type,
-                    url=source.base_url,
+                    url=source_kind(source.type).base_url(source),
                     last_success=moment(success),
                     last_error=error,
                     last_error_at=moment(error_at),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from newsletter.errors import DigestError
 from newsletter.models import FileReport, IngestReport
-from newsletter.sources import read_digest_bytes
 from newsletter.sources.arxiv_feed import KEEP
+from newsletter.sources.read import read_digest_bytes
 from newsletter.store.papers import DigestRecord, Store
 
 # Which arXiv announce types to read from a file, by its name (a fetched file is named after

@@ -11,7 +11,7 @@ from newsletter.models import (
     IngestReport,
     Paper,
 )
-from newsletter.sources import discover_digests
+from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import open_store_for
 from newsletter.world import World
