@@ -701,7 +701,7 @@ def schedule_command(session: Session, as_json: bool) -> None:
 def subscribers_command(session: Session, as_json: bool) -> None:
     """Each address with its status (active, paused, unsubscribed, bounced, complained) and
     why, its last digest and how many papers it was sent."""
-    rows = subscriber_statuses(session.config())
+    rows = subscriber_statuses(session.config(), session.world)
     if as_json:
         _echo_json([row.to_json() for row in rows])
         return
@@ -753,7 +753,7 @@ def resubscribe_command(session: Session, email: str) -> int:
 @click.pass_obj
 def history_command(session: Session, email: str, as_json: bool) -> None:
     """Each digest EMAIL was sent (when, papers, Message-ID, status), feedback and events."""
-    history = subscriber_history(session.config(), email)
+    history = subscriber_history(session.config(), session.world, email)
     if as_json:
         _echo_json(history.to_json())
         return

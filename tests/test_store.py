@@ -319,7 +319,7 @@ def test_papers_of_digests_recorded_before_schema_9_are_packed_in_the_order_sent
         assert ledger.totals()["ada@example.org"][1] == 3
         tables = store.db.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = 'delivery_papers'"
-            if store.db.dialect == "sqlite"
+            if store.db.shared() is None
             else "SELECT count(*) FROM pg_tables WHERE tablename = 'delivery_papers'"
         ).fetchone()
         assert tables == (0,)

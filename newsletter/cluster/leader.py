@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from newsletter.config.settings import Config
 from newsletter.errors import NewsletterError
-from newsletter.store.papers import Store, open_store_for, postgres
+from newsletter.store import postgres
+from newsletter.store.papers import Store, open_store_for, shared_database
 
 if TYPE_CHECKING:
     from newsletter.world import World
@@ -67,9 +68,9 @@ class Leadership:
         try:
             store = self._connected()
             if self.leading:
-                self.leading = store.db.holds(postgres.LEADER_LOCK)  # type: ignore[attr-defined]
+                self.leading = shared_database(store).holds(postgres.LEADER_LOCK)
             else:
-                self.leading = store.db.try_lock(postgres.LEADER_LOCK)  # type: ignore[attr-defined]
+                self.leading = shared_database(store).try_lock(postgres.LEADER_LOCK)
         except Exception as exc:
             problem = self._problem(exc)
             log.error("the scheduling role's connection failed: %s", problem)
@@ -86,7 +87,7 @@ class Leadership:
             )
             if cursor.rowcount == 1:
                 return None
-            if not store.db.holds(postgres.LEADER_LOCK):  # type: ignore[attr-defined]
+            if not shared_database(store).holds(postgres.LEADER_LOCK):
                 self.leading = False
                 return NOT_LEADING
         except Exception as exc:
@@ -104,7 +105,7 @@ class Leadership:
             store, self.store = self.store, None
             try:
                 if leading:
-                    store.db.unlock(postgres.LEADER_LOCK)  # type: ignore[attr-defined]
+                    shared_database(store).unlock(postgres.LEADER_LOCK)
                 store.close()
             except Exception:  # (a connection already broken)
                 log.debug("closing the scheduling role's connection", exc_info=True)

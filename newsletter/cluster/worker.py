@@ -39,7 +39,8 @@ from newsletter.models import (
     Subscriber,
 )
 from newsletter.profiles.load import Profiles
-from newsletter.store.papers import Store, open_store_for, postgres, store_url
+from newsletter.store import postgres
+from newsletter.store.papers import Store, is_shared_store, open_store_for, shared_database
 from newsletter.store.postgres import WORKERS
 
 if TYPE_CHECKING:
@@ -294,8 +295,8 @@ def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> Sen
     return once all are done, with every chunk's report merged."""
     from newsletter.send.run import Share
 
-    db = store.db
-    if not db.try_lock(postgres.SEND_LOCK):  # type: ignore[attr-defined]
+    db = shared_database(store)
+    if not db.try_lock(postgres.SEND_LOCK):
         raise BusyError(
             f"another send, or the scheduler of `newsletter run`, is sending from {store.where}"
             "; wait for it to finish (newsletter workers shows its progress) and run again"
@@ -319,7 +320,7 @@ def coordinate(run: Run, store: Store, subscribers: Sequence[Subscriber]) -> Sen
             worker.leave()
         return merge(skipped, [*reports, *worker.handed_back])
     finally:
-        db.unlock(postgres.SEND_LOCK)  # type: ignore[attr-defined]
+        db.unlock(postgres.SEND_LOCK)
 
 
 def _finish_earlier(queue: Queue, worker: Worker) -> list[SendReport]:
@@ -357,7 +358,7 @@ class Worker:
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
         self._loaded: tuple[object, Profiles, dict[str, Subscriber]] | None = None
         self.queue.join(name)  # (listed by `newsletter workers` from here on)
-        store.db.listen(CHANNEL)  # type: ignore[attr-defined]
+        shared_database(store).listen(CHANNEL)
 
     @property
     def stopping(self) -> bool:
@@ -383,7 +384,7 @@ class Worker:
     def _idle(self) -> None:
         """Until a run opens or ends (a notification), or ``poll`` seconds pass (a lease
         may have run out meanwhile)."""
-        self.store.db.wait(self.settings.poll)  # type: ignore[attr-defined]
+        shared_database(self.store).wait(self.settings.poll)
 
     def send(self, chunk: Chunk) -> None:
         """Send one claimed chunk under a renewed lease, then record it done."""
@@ -567,7 +568,7 @@ def serve_worker(config: Config, world: World, stop: threading.Event) -> None:
     """``newsletter worker``: claim and send chunks of any run until ``stop``."""
     from newsletter.send.run import Run
 
-    if store_url(config, world.environ) == "sqlite":
+    if not is_shared_store(config, world.environ):
         raise ConfigError(
             "workers share sends through PostgreSQL: set 'store: postgresql://...' in the "
             "config (and move the SQLite store there with newsletter migrate-store)"
@@ -586,6 +587,6 @@ def serve_worker(config: Config, world: World, stop: threading.Event) -> None:
 def live_workers(config: Config, world: World) -> list[WorkerStatus]:
     """The live workers (none on SQLite)."""
     with open_store_for(config, world.environ) as store:
-        if store.db.dialect != "postgresql":
+        if store.db.shared() is None:
             return []
         return Queue(store).live()

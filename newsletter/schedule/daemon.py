@@ -38,7 +38,7 @@ from newsletter.profiles.load import Profiles
 from newsletter.schedule.slots import Slot, group_by_slot, next_fire
 from newsletter.send.run import Run
 from newsletter.sources.service import fetch_sources, source_status
-from newsletter.store.papers import store_url
+from newsletter.store.papers import is_shared_store
 from newsletter.subscribers.bounces import process_bounces
 from newsletter.world import World
 
@@ -374,7 +374,7 @@ class Daemon:
         self.scheduler.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch")
         assert self.loaded is not None
         config = self.loaded.config
-        if store_url(config, self.world.environ) != "sqlite":
+        if is_shared_store(config, self.world.environ):
             self.leadership = Leadership(config, self.world.environ, worker_id("run"))
             self.contend()
             every = config.workers.leader_poll

@@ -28,7 +28,7 @@ from newsletter.send.sending import Sending
 from newsletter.send.wiring import make_renderer, make_transport
 from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
-from newsletter.store.papers import Store, open_store_for, store_url
+from newsletter.store.papers import Store, is_shared_store, open_store_for
 from newsletter.world import World
 
 
@@ -90,7 +90,7 @@ class Run:
                     now=self.world.now(),
                     keep=self.config.announce_types,
                 )
-                if store.db.dialect == "postgresql" and not self.dry_run:
+                if store.db.shared() is not None and not self.dry_run:
                     from newsletter.cluster.worker import (
                         coordinate,  # (workers builds on this module)
                     )
@@ -108,7 +108,7 @@ class Run:
         """Rendering workers started first, to start up while the run reads the profile
         file, ingests and plans (none for a shared run on PostgreSQL: each of its chunks
         starts its own)."""
-        shared = store_url(self.config, self.world.environ) != "sqlite"
+        shared = is_shared_store(self.config, self.world.environ)
         if shared and not self.dry_run:
             return contextlib.nullcontext()
         expected = (

@@ -303,7 +303,7 @@ class Sending:
     def _make_room(self, digests: int) -> None:
         """StoreError unless the state disk has room to record ``digests`` more (a
         PostgreSQL store records nothing there)."""
-        if self.run.dry_run or self.store.db.dialect != "sqlite":
+        if self.run.dry_run or not self.store.db.in_state_folder:
             return
         state = self.run.config.state_dir
         free = self.run.world.free_bytes(state)

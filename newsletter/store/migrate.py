@@ -16,7 +16,14 @@ from newsletter.config.settings import Config
 from newsletter.errors import StoreError
 from newsletter.ledger.lock import state_lock
 from newsletter.models import MigrationReport, TableCopy
-from newsletter.store.papers import STORE_ENV, STORE_FILE, Store, open_store, open_store_for
+from newsletter.store.papers import (
+    STORE_ENV,
+    STORE_FILE,
+    Store,
+    open_store,
+    open_store_for,
+    shared_database,
+)
 from newsletter.store.postgres import is_postgres_url
 
 # In an order the foreign keys accept; the ids of the last two come from identity columns.
@@ -82,7 +89,7 @@ def _refuse_unless_empty(target: Store) -> None:
 def _copy(source: Store, target: Store, table: str) -> None:
     cursor = source.db.execute(f"SELECT * FROM {table}")
     columns = [column[0] for column in cursor.description]
-    target.db.copy_rows(table, columns, cursor)  # type: ignore[attr-defined]
+    shared_database(target).copy_rows(table, columns, cursor)
 
 
 def _move_identity(target: Store, table: str) -> None:

@@ -325,10 +325,11 @@ class DigestRecord:
 class Database(Protocol):
     """What the store needs of a database connection (``SqliteDatabase``,
     ``postgres.PostgresDatabase``): the SQL is the same, the dialect's few differences are
-    methods here."""
+    methods here. The backend's abilities are declared here, decided once by the adapter,
+    never sniffed from a URL or a name."""
 
-    dialect: str
     where: str  # the file or the URL (without its password), for messages
+    in_state_folder: bool  # its records take room on the state folder's disk
 
     def execute(self, sql: str, params: Sequence[object] = ..., /) -> Any: ...
     def executemany(self, sql: str, rows: Iterable[Sequence[object]], /) -> Any: ...
@@ -340,12 +341,36 @@ class Database(Protocol):
     def lock_migrations(self) -> None: ...
     def ddl(self, script: str) -> str: ...
     def problem(self, exc: BaseException) -> StoreError | None: ...
+    def shared(self) -> SharedDatabase | None:
+        """This database as one several hosts share (runs in chunks, workers, a leader),
+        or None when it is one process's (SQLite)."""
+        ...
+
+
+class SharedDatabase(Database, Protocol):
+    """A database several hosts use at once (``postgres.PostgresDatabase``): advisory
+    locks, notifications, bulk copies."""
+
+    def try_lock(self, key: int) -> bool: ...
+    def holds(self, key: int) -> bool: ...
+    def unlock(self, key: int) -> None: ...
+    def listen(self, channel: str) -> None: ...
+    def wait(self, seconds: float) -> bool: ...
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None: ...
+
+
+def shared_database(store: Store) -> SharedDatabase:
+    """``store``'s database as a shared one; StoreError when it is not (SQLite)."""
+    db = store.db.shared()
+    if db is None:
+        raise StoreError(f"{store.where} is not a shared store: this needs PostgreSQL")
+    return db
 
 
 class SqliteDatabase:
     """The store's SQLite file."""
 
-    dialect = "sqlite"
+    in_state_folder = True
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.connection = connection
@@ -397,6 +422,10 @@ class SqliteDatabase:
     def problem(self, exc: BaseException) -> StoreError | None:
         """What an SQLite error means for the store, or None for other exceptions."""
         return store_problem(self.path, exc) if isinstance(exc, sqlite3.Error) else None
+
+    def shared(self) -> None:
+        """One process's file: not shared."""
+        return None
 
 
 class Store:
@@ -724,6 +753,7 @@ def _check_version(store: Store, current: int, migrations: Sequence[Migration]) 
 
 
 STORE_ENV = "NEWSLETTER_STORE"
+SQLITE = "sqlite"  # the ``store`` setting naming the state folder's SQLite file
 
 
 def store_url(config: Config, environ: Mapping[str, str]) -> str:
@@ -734,6 +764,12 @@ def store_url(config: Config, environ: Mapping[str, str]) -> str:
     if problem:
         raise ConfigError(f"${STORE_ENV}: {problem}" if environ.get(STORE_ENV) else problem)
     return url
+
+
+def is_shared_store(config: Config, environ: Mapping[str, str]) -> bool:
+    """Whether the configured store is one several hosts share (PostgreSQL), before it is
+    opened: a run is then cut into chunks for workers, and the schedule has a leader."""
+    return store_url(config, environ) != SQLITE
 
 
 def rows_among(
@@ -753,14 +789,14 @@ def rows_among(
 
 def open_store_for(
     config: Config,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str],
     migrations: Sequence[Migration] = MIGRATIONS,
 ) -> Store:
     """The store ``config`` names: the SQLite file of its state folder, or PostgreSQL
     (``store: postgresql://...`` or $NEWSLETTER_STORE; the password from the variable
     ``store_password_env`` names)."""
     url = store_url(config, environ)
-    if url == "sqlite":
+    if url == SQLITE:
         return open_store(config.state_dir, migrations)
     db = postgres.connect(url, environ.get(config.store_password_env))
     try:

@@ -90,7 +90,7 @@ def _pg(sql: str) -> str:
 class PostgresDatabase:
     """A connection to the store's PostgreSQL database, with the calls the store makes."""
 
-    dialect = "postgresql"
+    in_state_folder = False
 
     def __init__(self, connection: Any, url: str) -> None:
         self.connection = connection
@@ -162,6 +162,10 @@ class PostgresDatabase:
     def ddl(self, script: str) -> str:
         """A migration in this engine's dialect."""
         return translate_ddl(script)
+
+    def shared(self) -> PostgresDatabase:
+        """Shared by every host that connects."""
+        return self
 
     def try_lock(self, key: int) -> bool:
         """Take the session's advisory lock ``key`` if nobody holds it."""

@@ -26,11 +26,11 @@ from newsletter.world import World
 HOWS = ("one-click", "web", "mailto", "cli")
 
 
-def subscriber_statuses(config: Config) -> list[SubscriberStatus]:
+def subscriber_statuses(config: Config, world: World) -> list[SubscriberStatus]:
     """Every address of the profile file, then every suppressed address no longer in it:
     its effective status and why, its last digest and how many papers it was sent."""
     profiles = profiles_of(config)
-    with open_store_for(config) as store:
+    with open_store_for(config, world.environ) as store:
         suppressed = SubscriberState(store).suppressed()
         totals = Ledger(store).totals()
     rows = []
@@ -125,10 +125,10 @@ class SubscriberHistory:
         }
 
 
-def subscriber_history(config: Config, email: str) -> SubscriberHistory:
+def subscriber_history(config: Config, world: World, email: str) -> SubscriberHistory:
     """``email``'s digests (with their papers' titles), events and feedback."""
     address = checked_address(email)
-    with open_store_for(config) as store:
+    with open_store_for(config, world.environ) as store:
         digests = Ledger(store).digests_of(address)
         state = SubscriberState(store)
         wanted = sorted({paper for digest in digests for paper in digest.papers})
