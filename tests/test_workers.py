@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.cluster.worker import Queue, SendReport, Worker, decode, encode, merge
+from newsletter.cluster.queue import Queue, decode, encode, merge
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
-from newsletter.models import CapReached, FailedItem, SentItem, SkippedItem
+from newsletter.models import CapReached, FailedItem, SendReport, SentItem, SkippedItem
 from newsletter.send.run import Run
+from newsletter.send.shared import Worker
 from newsletter.store.papers import open_store_for
 from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for

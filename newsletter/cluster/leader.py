@@ -145,7 +145,7 @@ class Follower:
         self.thread.join(timeout)
 
     def _work(self) -> None:
-        from newsletter.cluster.worker import serve_worker  # (workers builds on the pipeline)
+        from newsletter.cluster.worker import serve_worker
 
         while not self.stop.is_set():
             try:

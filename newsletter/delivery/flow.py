@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Protocol
 
 from newsletter.delivery.pacing import Clock, Pacer, unlimited
 from newsletter.delivery.transport import Connection, Outgoing, Result, Transport
@@ -40,11 +41,18 @@ class Retry:
         self.sleep(self.delay * 2 ** (attempt - 1) * self.rng.uniform(0.5, 1.5))
 
 
+class StopSignal(Protocol):
+    """What asks a delivery to stop: a ``threading.Event``, or anything else that says
+    whether it is set (a worker's stop or its lease lost, ``send.shared.AnyEvent``)."""
+
+    def is_set(self) -> bool: ...
+
+
 class _Halt:
     """Set when the caller asks to stop (its event) or this pool must (a fatal error, the
     end); the caller's event is only ever read: a daemon's stop outlives one run."""
 
-    def __init__(self, caller: threading.Event | None) -> None:
+    def __init__(self, caller: StopSignal | None) -> None:
         self.caller = caller
         self.own = threading.Event()
 
@@ -112,7 +120,7 @@ def deliver(
     transport: Transport,
     outgoing: Iterable[Outgoing],
     retry: Retry,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
     pacer: Pacer | None = None,
 ) -> Iterator[list[Result]]:
     """Send every message over ``transport.parallel`` connections, as fast as ``pacer``

@@ -28,7 +28,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from newsletter.cluster.leader import Follower, Leadership
-from newsletter.cluster.worker import live_workers, worker_id
+from newsletter.cluster.queue import worker_id
+from newsletter.cluster.worker import live_workers
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
 from newsletter.errors import BusyError, ConfigError, NewsletterError

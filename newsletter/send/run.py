@@ -4,14 +4,12 @@ their digest (alone, or in chunks shared by workers on PostgreSQL)."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any
 
+from newsletter.cluster.queue import RunChunk
 from newsletter.config.settings import Config
-from newsletter.delivery.flow import Retry
+from newsletter.delivery.flow import Retry, StopSignal
 from newsletter.delivery.registry import transport_kind
 from newsletter.delivery.transport import DryRunTransport, Transport
 from newsletter.ledger.ledger import DryRunLedger, Ledger
@@ -24,22 +22,13 @@ from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Spread, entries_guess
 from newsletter.render.renderer import Renderer
 from newsletter.send.produce import Workers, start_workers
-from newsletter.send.sending import Sending
+from newsletter.send.sending import SendContext, Sending, SendOptions
+from newsletter.send.shared import coordinate
 from newsletter.send.wiring import make_renderer, make_transport
 from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import Store, is_shared_store, open_store_for
 from newsletter.world import World
-
-
-@dataclass(frozen=True)
-class Share:
-    """A chunk of a run shared by workers (PostgreSQL): the run's id and moment (every chunk
-    is made as of it), and the fence of the chunk's lease (raises once it is lost)."""
-
-    run: str
-    as_of: datetime
-    fence: Callable[[Any], None]
 
 
 @dataclass
@@ -58,12 +47,12 @@ class Run:
     ignore_schedule: bool = False  # everyone now (send --now), not only the due
     retry_failed: bool = False  # offer again papers whose delivery failed for good
     holder: str = "send"  # who holds the lock, as another process sees it
-    stop: threading.Event | None = None
+    stop: StopSignal | None = None
     on_result: Callable[[], None] | None = None
     on_start: Callable[[int], None] | None = None  # told how many the run may serve
     retry: Retry | None = None  # default: from the smtp settings
     transport: Transport | None = None  # default: the configured one
-    share: Share | None = None  # a chunk of a shared run
+    share: RunChunk | None = None  # a chunk of a shared run
     id: str | None = None  # a shared run's id (default: a new one; the scheduler sets it)
 
     def once(self, subscribers: Sequence[Subscriber] | FromProfileFile) -> SendReport:
@@ -91,14 +80,10 @@ class Run:
                     keep=self.config.announce_types,
                 )
                 if store.db.shared() is not None and not self.dry_run:
-                    from newsletter.cluster.worker import (
-                        coordinate,  # (workers builds on this module)
-                    )
-
                     report = coordinate(self, store, subscribers)
                 else:
                     ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
-                    sending = Sending(self, store, ledger, transport, renderer, pool)
+                    sending = Sending(self.context(), store, ledger, transport, renderer, pool)
                     report = sending.send(subscribers)
         return replace(report, dry_run=self.dry_run, ingest=ingested, where=transport.where)
 
@@ -125,24 +110,58 @@ class Run:
         (SMTP), so that a reply gets a core the moment it comes."""
         return transport_kind(self.config.delivery).waits_on_server and not self.dry_run
 
-    def plan(self, store: Store, subscribers: Sequence[Subscriber]) -> tuple[SendReport, list[str]]:
-        """Who this run serves, recorded as seen: the skipped (in a report) and the
-        addresses to send to (pending digests first), for the chunks of a shared run."""
-        sending = Sending(self, store, Ledger(store), DryRunTransport(), None)
+    def context(self) -> SendContext:
+        """What its sending works with: the config, the world, the run's moment (a chunk's:
+        its run's) and the options."""
+        now = self.share.as_of if self.share else self.world.now()
+        options = SendOptions(
+            self.dry_run,
+            self.ignore_schedule,
+            self.retry_failed,
+            self.stop,
+            self.on_result,
+            self.retry,
+        )
+        return SendContext(self.config, self.world, now, options)
+
+    def plan(
+        self, store: Store, subscribers: Sequence[Subscriber], share: RunChunk
+    ) -> tuple[SendReport, list[str]]:
+        """Who this run serves as the shared run ``share``, recorded as seen: the skipped (in
+        a report) and the addresses to send to (pending digests first), for its chunks."""
+        context = replace(self, share=share).context()
+        sending = Sending(context, store, Ledger(store), DryRunTransport(), None)
         pending, fresh = sending.plan(subscribers)
         addresses = [sending.wanted[p.subscriber].email for p in pending]
         addresses += [s.email for s in fresh]
         return SendReport((), tuple(sending.skipped), ()), addresses
 
     def chunk(
-        self, store: Store, subscribers: Sequence[Subscriber], renderer: Renderer
+        self,
+        store: Store,
+        subscribers: Sequence[Subscriber],
+        renderer: Renderer,
+        share: RunChunk,
+        retry_failed: bool,
+        stop: StopSignal | None,
     ) -> SendReport:
-        """Send a chunk of a shared run (``share``) to ``subscribers``; their digests carry
-        the run, so no subscriber gets two in one run, whichever worker made them."""
-        assert self.share is not None
-        transport = self.transport or make_transport(self.config, self.world.environ)
-        ledger = Ledger(store, run=self.share.run, fence=self.share.fence)
-        report = Sending(self, store, ledger, transport, renderer).send(subscribers)
+        """Send the chunk ``share`` of a shared run to ``subscribers`` (all of them: the run
+        decided who is due), with this run's holder, progress callback, retry policy and
+        transport; their digests carry the run, so no subscriber gets two in one run,
+        whichever worker made them."""
+        run = replace(
+            self,
+            dry_run=False,
+            ignore_schedule=True,
+            retry_failed=retry_failed,
+            stop=stop,
+            on_start=None,
+            share=share,
+            id=None,
+        )
+        transport = run.transport or make_transport(run.config, run.world.environ)
+        ledger = Ledger(store, run=share.run, fence=share.fence)
+        report = Sending(run.context(), store, ledger, transport, renderer).send(subscribers)
         return replace(report, where=transport.where)
 
 

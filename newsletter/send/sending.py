@@ -8,13 +8,13 @@ import email
 import email.message
 import email.policy
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from itertools import islice
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from newsletter.config.settings import Config, SmtpSettings
-from newsletter.delivery.flow import Retry, deliver
+from newsletter.delivery.flow import Retry, StopSignal, deliver
 from newsletter.delivery.pacing import Clock, Pacer
 from newsletter.delivery.transport import Outgoing, Result, Transport
 from newsletter.errors import StoreError
@@ -33,10 +33,7 @@ from newsletter.models import (
 from newsletter.render.renderer import Renderer
 from newsletter.send.produce import Order, Workers, produce
 from newsletter.store.papers import Store
-
-if TYPE_CHECKING:
-    from newsletter.send.run import Run
-
+from newsletter.world import World
 
 # Free space kept for records before messages are handed over: their pending rows and the
 # journal's copies, plus this (a message handed over must be recordable as sent, or the next
@@ -132,26 +129,52 @@ def _from_bytes(pending: Pending, subscriber: Subscriber, renderer: Renderer) ->
     )
 
 
+@dataclass(frozen=True)
+class SendOptions:
+    """What a run asks of its sending."""
+
+    dry_run: bool = False  # render and report; deliver and record nothing
+    ignore_schedule: bool = False  # everyone now, not only the due
+    retry_failed: bool = False  # offer again papers whose delivery failed for good
+    stop: StopSignal | None = None  # set: nothing more is handed over
+    on_result: Callable[[], None] | None = None  # after each recorded message
+    retry: Retry | None = None  # default: from the smtp settings
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What one sending works with, given explicitly: the config, the world, the run's
+    moment (every digest of a run is made as of it) and the options."""
+
+    config: Config
+    world: World
+    now: datetime
+    options: SendOptions = SendOptions()
+
+
 class Sending:
     """One send over an open store: the report as it fills, keyed by subscriber."""
 
     def __init__(
         self,
-        run: Run,
+        context: SendContext,
         store: Store,
         ledger: Ledger,
         transport: Transport,
         renderer: Renderer | None,  # (None: plans only)
         pool: Workers | None = None,  # rendering workers started ahead
     ) -> None:
-        self.run = run
+        self.context = context
+        self.config = context.config
+        self.world = context.world
+        self.options = context.options
         self.pool = pool
         self.store = store
         self.ledger = ledger
         self.transport = transport
         self.renderer = renderer
-        self.now = run.share.as_of if run.share else run.world.now()
-        self.timetable = run.config.schedule.timetable()  # who is due, when the next digest comes
+        self.now = context.now
+        self.timetable = self.config.schedule.timetable()  # who is due, when the next digest comes
         self.sent: list[SentItem] = []
         self.skipped: list[SkippedItem] = []
         self.failed: list[FailedItem] = []
@@ -188,8 +211,8 @@ class Sending:
                 self.skipped.append(SkippedItem(subscriber.email, reason))
         self._done_before()
         only = list(self.wanted) if self.ledger.run else None  # (a chunk reads its own)
-        since = lookback_start(self.run.config, self.now)
-        self.history = self.ledger.history(self.run.retry_failed, since=since, only=only)
+        since = lookback_start(self.config, self.now)
+        self.history = self.ledger.history(self.options.retry_failed, since=since, only=only)
         unseen = [key for key in self.wanted if key not in self.history]
         self.ledger.record_seen(unseen, self.now)
         pending = [p for p in self.ledger.pending(only) if p.subscriber in self.wanted]
@@ -210,13 +233,13 @@ class Sending:
 
     def deliver(self, pending: list[Pending], fresh: list[Subscriber]) -> SendReport:
         """Hand over ``pending`` then new digests of ``fresh``, recording each result."""
-        config = self.run.config
-        retry = self.run.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
+        config = self.config
+        retry = self.options.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
         pacer = self._pacer()
-        group = _Group(self.run.world.monotonic if pacer.limits_nothing else None)
+        group = _Group(self.world.monotonic if pacer.limits_nothing else None)
         try:
-            for results in deliver(self.transport, outgoing, retry, self.run.stop, pacer):
+            for results in deliver(self.transport, outgoing, retry, self.options.stop, pacer):
                 self._record(group.add(results))
         except BaseException:
             with contextlib.suppress(StoreError):  # (what was accepted is not sent again)
@@ -234,12 +257,12 @@ class Sending:
     def _pacer(self) -> Pacer:
         """The limits of ``smtp.rate`` and ``smtp.domains`` (none for the outbox; a dry run
         counts the caps but does not wait)."""
-        world, config = self.run.world, self.run.config
+        world, config = self.world, self.config
         settings = config.smtp if self.transport.rate_limited else SmtpSettings()
         capped = settings.rate.per_hour or settings.rate.per_day
         earlier = self.ledger.sent_since(self.now - timedelta(days=1)) if capped else []
         clock = Clock(world.monotonic, world.sleep)
-        return Pacer(settings, clock, self.now, earlier, pace=not self.run.dry_run)
+        return Pacer(settings, clock, self.now, earlier, pace=not self.options.dry_run)
 
     def _hold(self, due: list[str], pacer: Pacer) -> int:
         """After a cap stopped the send: a skip for each due subscriber left for later."""
@@ -258,7 +281,7 @@ class Sending:
     def _due(self, subscribers: list[Subscriber]) -> list[Subscriber]:
         """The subscribers due now (all of them when the schedule is ignored); a skip saying
         until when for the others."""
-        if self.run.ignore_schedule:
+        if self.options.ignore_schedule:
             return subscribers
         timetable = self.timetable
         due = []
@@ -285,7 +308,7 @@ class Sending:
                 subscriber = self.wanted[item.subscriber]
                 self._expect(item.message_id, item.paper_ids)
                 self.resent.add(item.message_id)
-                again = resent_copy(item, subscriber, self.store, self.renderer, self.run.config)
+                again = resent_copy(item, subscriber, self.store, self.renderer, self.config)
                 yield Outgoing.of(again)
             size = max(PENDING_BATCH, self.transport.batch)
             for batch in batched(self._produce(fresh), size):
@@ -303,10 +326,10 @@ class Sending:
     def _make_room(self, digests: int) -> None:
         """StoreError unless the state disk has room to record ``digests`` more (a
         PostgreSQL store records nothing there)."""
-        if self.run.dry_run or not self.store.db.in_state_folder:
+        if self.options.dry_run or not self.store.db.in_state_folder:
             return
-        state = self.run.config.state_dir
-        free = self.run.world.free_bytes(state)
+        state = self.config.state_dir
+        free = self.world.free_bytes(state)
         if free < RECORD_RESERVE + digests * RECORD_SIZE:
             raise StoreError(
                 f"the disk holding {state} is full ({free // 1024:,} KB free), so nothing more "
@@ -316,7 +339,7 @@ class Sending:
 
     def _produce(self, fresh: list[Subscriber]) -> Iterable[RenderedEmail]:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
-        config = self.run.config
+        config = self.config
         papers = self.store.papers(since=lookback_start(config, self.now)) if fresh else []
         order = Order(
             fresh,
@@ -352,7 +375,7 @@ class Sending:
         if accepted:
             # (when they were accepted, not when the run began: the caps count these)
             sent = [(r.outgoing.message_id, r.attempts) for r in accepted]
-            self.ledger.record_sent(sent, self.run.world.now())
+            self.ledger.record_sent(sent, self.world.now())
         for result in results:
             item = result.outgoing
             email = self.wanted[item.subscriber.casefold()].email
@@ -362,9 +385,9 @@ class Sending:
                 self.sent.append(SentItem(email, papers, item.message_id, resent))
             else:
                 self._record_failure(result, email)
-        if self.run.on_result:
+        if self.options.on_result:
             for _ in results:
-                self.run.on_result()
+                self.options.on_result()
 
     def _record_failure(self, result: Result, email: str) -> None:
         error = result.error or "failed"

@@ -1,0 +1,336 @@
+"""The queue of shared runs in PostgreSQL: runs, their chunks (claimed with SELECT ... FOR
+UPDATE SKIP LOCKED under a lease) and the live workers; a chunk's report as the database
+keeps it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from newsletter.errors import LeaseLost
+from newsletter.models import (
+    CapReached,
+    FailedItem,
+    SendReport,
+    SentItem,
+    SkippedItem,
+)
+from newsletter.store import postgres
+from newsletter.store.papers import Store
+from newsletter.store.postgres import WORKERS
+
+if TYPE_CHECKING:
+    pass
+
+
+CHANNEL = "newsletter_chunks"  # notified when a run opens and when one ends
+
+
+_CLAIM = """
+UPDATE send_chunks SET status = 'claimed', worker = ?, claims = claims + 1,
+    lease_until = clock_timestamp() + make_interval(secs => ?)
+WHERE (run, number) = (
+    SELECT run, number FROM send_chunks
+    WHERE (status = 'queued' OR (status = 'claimed' AND (lease_until < clock_timestamp()
+            OR NOT {ALIVE})))
+        {RUN}
+    ORDER BY run, number LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING run, number, subscribers, claims
+"""
+
+
+_CHUNK_WORKER_ALIVE = postgres.alive("send_chunks.worker")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A claimed chunk: its run, number and addresses, and the run's moment and options."""
+
+    run: str
+    number: int
+    subscribers: tuple[str, ...]
+    claims: int  # 1 the first time; more when it is done again after a worker died
+    as_of: datetime
+    retry_failed: bool
+
+    @property
+    def label(self) -> str:
+        """How logs name the chunk."""
+        return f"{self.run[:8]}/{self.number}"
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A live worker as ``newsletter workers`` lists it."""
+
+    id: str
+    host: str
+    pid: int
+    started: datetime
+    seen: datetime
+    chunk: str | None
+    chunks_done: int
+    messages: int
+
+    def per_minute(self, now: datetime) -> float:
+        """Messages a minute since it started."""
+        minutes = max((now - self.started).total_seconds() / 60, 1 / 60)
+        return self.messages / minutes
+
+    def to_json(self, now: datetime) -> dict[str, object]:
+        """The worker as ``newsletter workers --json`` prints it."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "started": self.started.isoformat(),
+            "seen": self.seen.isoformat(),
+            "chunk": self.chunk,
+            "chunks_done": self.chunks_done,
+            "messages": self.messages,
+            "per_minute": round(self.per_minute(now), 1),
+        }
+
+
+class Queue:
+    """The runs, chunks and workers tables of a PostgreSQL store."""
+
+    def __init__(self, store: Store) -> None:
+        self.db = store.db
+
+    def open_run(
+        self, run: str, as_of: datetime, holder: str, retry_failed: bool, chunks: list[list[str]]
+    ) -> None:
+        """Record a run and its chunks, queued, in one transaction; wake idle workers."""
+        options = json.dumps({"retry_failed": retry_failed})
+        with self.db.transaction() as db:
+            db.execute(
+                "INSERT INTO send_runs (id, started, as_of, holder, options, chunks) "
+                "VALUES (?, clock_timestamp(), ?, ?, ?, ?)",
+                (run, as_of.isoformat(), holder, options, len(chunks)),
+            )
+            db.executemany(
+                "INSERT INTO send_chunks (run, number, subscribers, status, claims) "
+                "VALUES (?, ?, ?, 'queued', 0)",
+                ((run, number, json.dumps(chunk)) for number, chunk in enumerate(chunks)),
+            )
+            db.execute(f"NOTIFY {CHANNEL}")
+
+    def claim(self, worker: str, lease: int, run: str | None = None) -> Chunk | None:
+        """Take the first chunk that is queued or whose lease ran out (of ``run`` only, if
+        given) for ``lease`` seconds; None when there is none."""
+        sql = _CLAIM.format(RUN="AND run = ?" if run else "", ALIVE=_CHUNK_WORKER_ALIVE)
+        with self.db.transaction() as db:
+            params = (worker, lease, WORKERS, *([run] if run else []))
+            row = db.execute(sql, params).fetchone()
+            if row is None:
+                return None
+            run_id, number, subscribers, claims = row
+            as_of, options = db.execute(
+                "SELECT as_of, options FROM send_runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            db.execute(
+                "UPDATE workers SET chunk = ?, seen = clock_timestamp() WHERE id = ?",
+                (f"{run_id[:8]}/{number}", worker),
+            )
+        return Chunk(
+            run_id,
+            number,
+            tuple(json.loads(subscribers)),
+            claims,
+            datetime.fromisoformat(as_of),
+            bool(json.loads(options).get("retry_failed")),
+        )
+
+    def renew(self, worker: str, chunk: Chunk, lease: int) -> bool:
+        """Extend the lease on ``chunk``; False when it is no longer this worker's."""
+        cursor = self.db.execute(
+            "UPDATE send_chunks SET lease_until = clock_timestamp() + make_interval(secs => ?) "
+            "WHERE run = ? AND number = ? AND worker = ? AND status = 'claimed' "
+            "AND lease_until > clock_timestamp()",
+            (lease, chunk.run, chunk.number, worker),
+        )
+        self.seen(worker)
+        return cursor.rowcount == 1
+
+    def fence(self, worker: str, chunk: Chunk) -> Callable[[Any], None]:
+        """The check each pending batch makes in its transaction: the chunk is still this
+        worker's and its lease runs (the row stays locked until the batch is recorded)."""
+
+        def check(db: Any) -> None:
+            row = db.execute(
+                "SELECT worker = ? AND status = 'claimed' AND lease_until > clock_timestamp() "
+                "FROM send_chunks WHERE run = ? AND number = ? FOR UPDATE",
+                (worker, chunk.run, chunk.number),
+            ).fetchone()
+            if not (row and row[0]):
+                raise LeaseLost(
+                    f"the lease on chunk {chunk.label} ran out and another worker took it over"
+                )
+
+        return check
+
+    def finish(self, worker: str, chunk: Chunk, report: SendReport) -> bool:
+        """Record ``chunk`` done with its report; False when another worker had taken it."""
+        with self.db.transaction() as db:
+            cursor = db.execute(
+                "UPDATE send_chunks SET status = 'done', report = ?, worker = ?, "
+                "finished = clock_timestamp(), lease_until = NULL "
+                "WHERE run = ? AND number = ? AND worker = ? AND status = 'claimed'",
+                (encode(report), worker, chunk.run, chunk.number, worker),
+            )
+            db.execute(
+                "UPDATE workers SET chunk = NULL, chunks_done = chunks_done + 1, "
+                "messages = messages + ?, seen = clock_timestamp() WHERE id = ?",
+                (len(report.sent), worker),
+            )
+            ended = db.execute(
+                "UPDATE send_runs SET finished = clock_timestamp() WHERE id = ? AND finished "
+                "IS NULL AND NOT EXISTS (SELECT 1 FROM send_chunks WHERE run = ? AND status "
+                "<> 'done')",
+                (chunk.run, chunk.run),
+            )
+            if ended.rowcount:  # (the sender waiting for the run's end hears it at once)
+                db.execute(f"NOTIFY {CHANNEL}")
+        return cursor.rowcount == 1
+
+    def release(self, worker: str, chunk: Chunk) -> None:
+        """Hand ``chunk`` back, queued, for another worker to do (this one is stopping)."""
+        self.db.execute(
+            "UPDATE send_chunks SET status = 'queued', worker = NULL, lease_until = NULL "
+            "WHERE run = ? AND number = ? AND worker = ? AND status = 'claimed'",
+            (chunk.run, chunk.number, worker),
+        )
+
+    def left(self, run: str) -> int:
+        """How many chunks of ``run`` are not done."""
+        row = self.db.execute(
+            "SELECT count(*) FROM send_chunks WHERE run = ? AND status <> 'done'", (run,)
+        ).fetchone()
+        return int(row[0])
+
+    def reports(self, run: str, since: datetime | None = None) -> list[SendReport]:
+        """The reports of the chunks of ``run`` done so far (since ``since``, a time of
+        the server's clock), in chunk order."""
+        rows = self.db.execute(
+            "SELECT report FROM send_chunks WHERE run = ? AND status = 'done' "
+            "AND finished >= coalesce(?::timestamptz, '-infinity') ORDER BY number",
+            (run, since),
+        )
+        return [decode(row[0]) for row in rows]
+
+    def unfinished(self) -> list[str]:
+        """The runs with chunks not done, oldest first."""
+        rows = self.db.execute(
+            "SELECT id FROM send_runs WHERE finished IS NULL ORDER BY started, id"
+        )
+        return [row[0] for row in rows]
+
+    def clock(self) -> datetime:
+        """The database server's time (leases and chunk times are on its clock)."""
+        return self.db.execute("SELECT clock_timestamp()").fetchone()[0]
+
+    def join(self, worker: str) -> None:
+        """Note a worker as live, and hold its session's lock (see ``postgres.ALIVE``)."""
+        self.db.execute("SELECT pg_advisory_lock_shared(?, hashtext(?))", (WORKERS, worker))
+        self.db.execute(
+            "INSERT INTO workers (id, host, pid, started, seen, chunks_done, messages) "
+            "VALUES (?, ?, ?, clock_timestamp(), clock_timestamp(), 0, 0) "
+            "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
+            (worker, socket.gethostname(), os.getpid()),
+        )
+
+    def seen(self, worker: str) -> None:
+        """The worker is alive."""
+        self.db.execute("UPDATE workers SET seen = clock_timestamp() WHERE id = ?", (worker,))
+
+    def leave(self, worker: str) -> None:
+        """A worker stopping (one killed is forgotten by ``live``: its session is gone)."""
+        self.db.execute("DELETE FROM workers WHERE id = ?", (worker,))
+        self.db.execute("SELECT pg_advisory_unlock_shared(?, hashtext(?))", (WORKERS, worker))
+
+    def live(self) -> list[WorkerStatus]:
+        """The workers whose session is alive; those that died (killed: they could not
+        leave) are forgotten."""
+        alive = postgres.alive("workers.id")
+        self.db.execute(f"DELETE FROM workers WHERE NOT {alive}", (WORKERS,))
+        rows = self.db.execute(
+            "SELECT id, host, pid, started, seen, chunk, chunks_done, messages FROM workers "
+            "ORDER BY host, pid, id"
+        )
+        return [WorkerStatus(*row) for row in rows]
+
+
+def worker_id(role: str) -> str:
+    """A new worker's id: host, process and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:6]}"
+
+
+def merge(first: SendReport, reports: Sequence[SendReport]) -> SendReport:
+    """One report of a whole run: ``first`` (the planning's skips) and every chunk's."""
+    served = {item.subscriber for r in reports for item in (*r.sent, *r.failed)}
+    # (a run that finished an earlier one: who that one served, this one's plan skipped)
+    first = replace(first, skipped=tuple(s for s in first.skipped if s.subscriber not in served))
+    everything = [first, *reports]
+    capped = next((r.capped for r in reports if r.capped is not None), None)
+    return SendReport(
+        tuple(item for r in everything for item in r.sent),
+        tuple(item for r in everything for item in r.skipped),
+        tuple(item for r in everything for item in r.failed),
+        where=next((r.where for r in reports if r.where), ""),
+        capped=capped,
+        held=sum(r.held for r in reports),
+    )
+
+
+def encode(report: SendReport) -> str:
+    """A chunk's report as the database keeps it."""
+    capped = report.capped
+    return json.dumps(
+        {
+            "sent": [[s.subscriber, list(s.papers), s.message_id, s.resent] for s in report.sent],
+            "skipped": [
+                [s.subscriber, s.reason, s.until.isoformat() if s.until else None]
+                for s in report.skipped
+            ],
+            "failed": [[f.subscriber, f.error, f.code, f.permanent] for f in report.failed],
+            "where": report.where,
+            "held": report.held,
+            "capped": [capped.limit, capped.cap, capped.resets_at.isoformat()] if capped else None,
+        }
+    )
+
+
+def decode(text: str) -> SendReport:
+    """A chunk's report read back."""
+    data = json.loads(text)
+    capped = data["capped"]
+    return SendReport(
+        tuple(SentItem(s, tuple(p), m, r) for s, p, m, r in data["sent"]),
+        tuple(
+            SkippedItem(s, r, datetime.fromisoformat(u) if u else None)
+            for s, r, u in data["skipped"]
+        ),
+        tuple(FailedItem(*item) for item in data["failed"]),
+        where=data["where"],
+        capped=CapReached(capped[0], capped[1], datetime.fromisoformat(capped[2]))
+        if capped
+        else None,
+        held=data["held"],
+    )
+
+
+@dataclass(frozen=True)
+class RunChunk:
+    """A chunk of a run shared by workers (PostgreSQL): the run's id and moment (every chunk
+    is made as of it), and the fence of the chunk's lease (raises once it is lost)."""
+
+    run: str
+    as_of: datetime
+    fence: Callable[[Any], None]

@@ -1,0 +1,267 @@
+"""A run shared by workers on any number of hosts, through PostgreSQL: the sender plans it,
+queues its chunks and works on them beside any newsletter worker (ChunkWorker claims a
+chunk, sends it with the same Run as a single machine, records its report)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Protocol
+
+from newsletter.cluster.queue import CHANNEL, Chunk, Queue, RunChunk, merge, worker_id
+from newsletter.config.settings import Config, WorkerSettings
+from newsletter.delivery.flow import StopSignal
+from newsletter.errors import BusyError, LeaseLost, NewsletterError
+from newsletter.models import (
+    SendReport,
+    SkippedItem,
+    Subscriber,
+)
+from newsletter.profiles.cache import profiles_of
+from newsletter.profiles.load import Profiles
+from newsletter.render.renderer import Renderer
+from newsletter.send.wiring import make_renderer
+from newsletter.store import postgres
+from newsletter.store.papers import Store, open_store_for, shared_database
+from newsletter.world import World
+
+log = logging.getLogger("newsletter.worker")
+
+
+class SharedRun(Protocol):
+    """What the coordination of a shared run and its chunk workers ask of the run
+    (``send.run.Run``), declared here: the worker path calls the send code, never the
+    reverse."""
+
+    config: Config
+    world: World
+    holder: str  # who holds the lock, as another process sees it
+    stop: StopSignal | None
+    retry_failed: bool
+    id: str | None  # the run's id (None: a new one)
+
+    def plan(
+        self, store: Store, subscribers: Sequence[Subscriber], share: RunChunk
+    ) -> tuple[SendReport, list[str]]:
+        """The planning's skips, and the addresses to send to."""
+        ...
+
+    def chunk(
+        self,
+        store: Store,
+        subscribers: Sequence[Subscriber],
+        renderer: Renderer,
+        share: RunChunk,
+        retry_failed: bool,
+        stop: StopSignal | None,
+    ) -> SendReport:
+        """One chunk sent; its report."""
+        ...
+
+
+def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) -> SendReport:
+    """Carry out ``run`` as a shared run: finish the runs an earlier sender left (it died,
+    or was stopped), plan this one, queue its chunks, work on them beside any workers, and
+    return once all are done, with every chunk's report merged."""
+    db = shared_database(store)
+    if not db.try_lock(postgres.SEND_LOCK):
+        raise BusyError(
+            f"another send, or the scheduler of `newsletter run`, is sending from {store.where}"
+            "; wait for it to finish (newsletter workers shows its progress) and run again"
+        )
+    try:
+        queue = Queue(store)
+        worker = Worker(store, run, worker_id(run.holder))
+        try:
+            reports = _finish_earlier(queue, worker)
+            as_of = run.world.now()
+            run_id = run.id or uuid.uuid4().hex
+            share = RunChunk(run_id, as_of, _no_fence)
+            skipped, addresses = run.plan(store, subscribers, share)
+            if addresses and not worker.stopping:
+                size = run.config.workers.chunk_size
+                chunks = [addresses[i : i + size] for i in range(0, len(addresses), size)]
+                queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
+                worker.work([run_id])
+                reports += queue.reports(run_id)
+        finally:
+            worker.leave()
+        return merge(skipped, [*reports, *worker.handed_back])
+    finally:
+        db.unlock(postgres.SEND_LOCK)
+
+
+def _finish_earlier(queue: Queue, worker: Worker) -> list[SendReport]:
+    """Work the runs left unfinished (their sender died or was stopped; the lock says none
+    is coordinating them now) to the end; the reports of the chunks done meanwhile."""
+    since = queue.clock()
+    runs = queue.unfinished()
+    for run_id in runs:
+        log.info("finishing run %s, left unfinished by an earlier send", run_id[:8])
+    worker.work(runs)
+    return [report for run_id in runs for report in queue.reports(run_id, since)]
+
+
+def _no_fence(db: Any) -> None:
+    """Planning records no digest: nothing to fence."""
+
+
+class Worker:
+    """Claims chunks and sends them: for one run (``send``) or any (``newsletter worker``).
+
+    ``base`` gives what each chunk's Run takes from its caller (stop event, transport, retry
+    policy, progress callback)."""
+
+    def __init__(self, store: Store, base: SharedRun, name: str) -> None:
+        self.config = base.config
+        self.world = base.world
+        self.renderer = make_renderer(self.config, self.world.environ)  # (once, not a chunk)
+        self.store = store
+        self.base = base
+        self.name = name
+        self.queue = Queue(store)
+        self.settings: WorkerSettings = self.config.workers
+        self.handed_back: list[SendReport] = []  # what chunks handed back had sent
+        self._loaded: tuple[object, Profiles, dict[str, Subscriber]] | None = None
+        self.queue.join(name)  # (listed by `newsletter workers` from here on)
+        shared_database(store).listen(CHANNEL)
+
+    @property
+    def stopping(self) -> bool:
+        return self.base.stop is not None and self.base.stop.is_set()
+
+    def work(self, runs: Sequence[str] | None = None) -> None:
+        """Claim and send chunks of ``runs`` until each is done, in turn (None: of any run,
+        until stopped)."""
+        for run in runs if runs is not None else [None]:
+            while not self.stopping:
+                chunk = self.queue.claim(self.name, self.settings.lease, run)
+                if chunk is not None:
+                    self.send(chunk)
+                elif run is not None and self.queue.left(run) == 0:
+                    break
+                else:
+                    self._idle()
+
+    def leave(self) -> None:
+        """No longer listed as live (``newsletter workers``)."""
+        self.queue.leave(self.name)
+
+    def _idle(self) -> None:
+        """Until a run opens or ends (a notification), or ``poll`` seconds pass (a lease
+        may have run out meanwhile)."""
+        shared_database(self.store).wait(self.settings.poll)
+
+    def send(self, chunk: Chunk) -> None:
+        """Send one claimed chunk under a renewed lease, then record it done."""
+        profiles, known = self._profiles()
+        chosen = [known[a.casefold()] for a in chunk.subscribers if a.casefold() in known]
+        missing = [a for a in chunk.subscribers if a.casefold() not in known]
+        lost = threading.Event()
+        halt = AnyEvent(self.base.stop, lost)
+        share = RunChunk(chunk.run, chunk.as_of, self.queue.fence(self.name, chunk))
+        with self._lease(chunk, lost):
+            try:
+                report = self.base.chunk(
+                    self.store, chosen, self.renderer, share, chunk.retry_failed, halt
+                )
+            except NewsletterError as exc:
+                if not (lost.is_set() or isinstance(exc, LeaseLost)):
+                    self._give_back(chunk)
+                    raise
+                log.warning("chunk %s: %s; left to the worker that took it over", chunk.label, exc)
+                return
+            except BaseException:
+                self._give_back(chunk)
+                raise
+        if halt.is_set():  # stopping, or the lease lost: the rest is for another worker
+            self.queue.release(self.name, chunk)
+            self.handed_back.append(report)
+            sent = len(report.sent)
+            log.info("chunk %s: handed back (%d sent before stopping)", chunk.label, sent)
+            return
+        report = _with_missing(report, missing, profiles.path.name)
+        if not self.queue.finish(self.name, chunk, report):
+            log.warning("chunk %s was taken over before it was recorded done", chunk.label)
+            return
+        log.info(
+            "chunk %s: %d sent, %d skipped, %d failed%s",
+            chunk.label,
+            len(report.sent),
+            len(report.skipped),
+            len(report.failed),
+            f" (claim {chunk.claims}: done again after a worker stopped)"
+            if chunk.claims > 1
+            else "",
+        )
+
+    def _profiles(self) -> tuple[Profiles, dict[str, Subscriber]]:
+        """The profile file and its subscribers by address, loaded again only when the
+        file changed (a chunk after another would otherwise load it each time)."""
+        path = self.config.subscribers
+        stat = path.stat() if path.exists() else None
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
+        if self._loaded is None or self._loaded[0] != stamp or stamp is None:
+            profiles = profiles_of(self.config)
+            known = {s.email.casefold(): s for s in profiles.subscribers}
+            self._loaded = (stamp, profiles, known)
+        return self._loaded[1], self._loaded[2]
+
+    def _give_back(self, chunk: Chunk) -> None:
+        """After a failure: hand ``chunk`` back at once rather than when its lease ends (if
+        the database still answers; if not, the lease ends)."""
+        try:
+            self.queue.release(self.name, chunk)
+        except Exception:
+            log.debug("handing chunk %s back failed", chunk.label, exc_info=True)
+
+    @contextmanager
+    def _lease(self, chunk: Chunk, lost: threading.Event) -> Iterator[None]:
+        """Renew the lease on ``chunk`` every quarter of its length, on a connection of its
+        own, until the block ends; set ``lost`` once another worker may have taken it."""
+        done = threading.Event()
+        lease = self.settings.lease
+
+        def renew() -> None:
+            with open_store_for(self.config, self.world.environ) as own:
+                queue = Queue(own)
+                while not done.wait(lease / 4):
+                    if not queue.renew(self.name, chunk, lease):
+                        lost.set()
+                        return
+
+        thread = threading.Thread(target=renew, name=f"lease {chunk.label}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+class AnyEvent:
+    """Set when any of its events is: a worker's stop, or the loss of a chunk's lease."""
+
+    def __init__(self, *events: StopSignal | None) -> None:
+        self.events = [event for event in events if event is not None]
+
+    def is_set(self) -> bool:
+        """Is any of the events set?"""
+        return any(event.is_set() for event in self.events)
+
+
+def _with_missing(report: SendReport, missing: list[str], file: str) -> SendReport:
+    """Add a skip for each address of the chunk this worker's profile file lacks."""
+    if not missing:
+        return report
+    reason = (
+        f"not in {file} on {socket.gethostname()}: every host must have the same profile "
+        "file (deploy it with the config)"
+    )
+    skipped = report.skipped + tuple(SkippedItem(address, reason) for address in missing)
+    return replace(report, skipped=skipped)
