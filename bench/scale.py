@@ -26,7 +26,7 @@ from match import NOW, build
 from measure import PeakMemory, rss_mb
 from render import load_config_for_bench
 
-from newsletter.send.produce import Order, default_workers, produce
+from newsletter.send.produce import RenderOrder, default_workers, produce
 from newsletter.send.wiring import make_renderer
 
 TARGET_SECONDS = 60
@@ -43,7 +43,7 @@ def measure(subscribers: int = 100_000, papers: int = 1_000, workers: int | None
     emails = size = 0
     start = time.perf_counter()
     with PeakMemory() as memory:
-        order = Order(subs, items, config.matching, make_renderer(config, {}), NOW, {})
+        order = RenderOrder(subs, items, config.matching, make_renderer(config, {}), NOW, {})
         for item in produce(order, workers=workers):
             if item.email:
                 emails += 1

@@ -1,7 +1,8 @@
 """The ``newsletter`` command: parses options, makes one library call, prints.
 
 Each command returns its exit status (0, or 1 when some of the work failed); a library error
-is turned into a message and its class's ``exit_code`` in one place (``_Group``). Exit codes:
+is turned into a message and its class's ``exit_code`` in one place
+(``_MappedErrorsGroup``). Exit codes:
 0 success, 1 some work failed (a file rejected, a delivery failed), 2 usage or configuration
 errors. Tracebacks only with ``--debug``.
 """
@@ -102,7 +103,7 @@ class Session:
         return profiles_of(config)
 
 
-class _Group(click.Group):
+class _MappedErrorsGroup(click.Group):
     """Maps a command's returned status, and library errors, to messages and exit codes;
     tracebacks only with --debug."""
 
@@ -139,7 +140,7 @@ def _debug(ctx: click.Context) -> bool:
     return bool(session and session.debug)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_MappedErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_option",
@@ -544,7 +545,7 @@ def send_command(
     )
     with _progress(enabled=not as_json and sys.stdout.isatty()) as progress:
         run.on_result, run.on_start = progress
-        report = run.once(FromProfileFile(emails))
+        report = run.send(FromProfileFile(emails))
     if as_json:
         _echo_json(report.to_json())
     else:

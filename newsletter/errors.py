@@ -77,7 +77,7 @@ class DeliveryError(NewsletterError):
     """Delivery went wrong."""
 
 
-class Fatal(DeliveryError):
+class FatalDeliveryError(DeliveryError):
     """The run must stop now (authentication refused, TLS missing or untrusted)."""
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from newsletter.config.load import load_config
 from newsletter.matching.matcher import lookback_start
 from newsletter.profiles.cache import profiles_of
-from newsletter.send.produce import Order, produce
+from newsletter.send.produce import RenderOrder, produce
 from newsletter.send.wiring import make_renderer
 from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
@@ -33,7 +33,7 @@ def test_generated_project_reads_cleanly_and_everyone_gets_a_digest(tmp_path: Pa
         assert (only.status, only.cards, only.new_papers, only.warnings) == ("ingested", 40, 40, ())
         papers = store.papers(since=lookback_start(config, NOW))
     renderer = make_renderer(config, {})
-    order = Order(profiles.subscribers, papers, config.matching, renderer, NOW, {})
+    order = RenderOrder(profiles.subscribers, papers, config.matching, renderer, NOW, {})
     produced = list(produce(order))
     assert len(produced) == 60
     emails = [p.email for p in produced if p.email]

@@ -175,15 +175,15 @@ def test_when_sqlite_itself_cannot_write_no_pending_digest_is_handed_over_again(
     with small_disk(shop / "state"), SmtpServer(sink) as server:
         config = load_config(smtp_config(shop, server.port))
         subscribers = profiles_of(config).subscribers
-        first = Run(config, roomy, ignore_schedule=True).once(subscribers)
+        first = Run(config, roomy, ignore_schedule=True).send(subscribers)
         assert [f.subscriber for f in first.failed] == ["grace@example.org"]
         filler = fill(shop / "state")
         for _ in range(3):  # each cron cycle: refused, never one more copy
             with pytest.raises(StoreError, match="is full"):
-                Run(config, roomy, ignore_schedule=True).once(subscribers)
+                Run(config, roomy, ignore_schedule=True).send(subscribers)
         assert sink.recipients().count("grace@example.org") == 0
         filler.unlink()
-        Run(config, roomy, ignore_schedule=True).once(subscribers)
+        Run(config, roomy, ignore_schedule=True).send(subscribers)
     assert sink.recipients().count("grace@example.org") == 1
 
 
@@ -191,7 +191,7 @@ def test_a_disk_short_of_room_to_record_is_a_clear_error_and_nothing_goes_out(sh
     config = load_config(shop / "config.yaml")
     tight = World(now=lambda: NOW, environ={}, free_bytes=lambda path: 200_000)
     with pytest.raises(StoreError, match=r"is full \(195 KB free\).*free some space"):
-        Run(config, tight, ignore_schedule=True).once(profiles_of(config).subscribers)
+        Run(config, tight, ignore_schedule=True).send(profiles_of(config).subscribers)
     assert not (shop / "outbox").exists() or not outbox_messages(shop)
 
 

@@ -20,7 +20,7 @@ from newsletter.delivery.flow import Retry, deliver
 from newsletter.delivery.outbox import OUTBOX_BATCH, OutboxTransport
 from newsletter.delivery.pacing import Clock, Pacer
 from newsletter.delivery.transport import Outgoing
-from newsletter.errors import Fatal
+from newsletter.errors import FatalDeliveryError
 from newsletter.models import Envelope, RenderedEmail
 
 
@@ -128,7 +128,7 @@ def test_a_staged_message_that_vanished_fails_and_says_where(tmp_path: Path) -> 
 def test_the_spool_says_when_it_cannot_write(tmp_path: Path) -> None:
     spool = OutboxTransport(tmp_path / "outbox").spool()
     shutil.rmtree(tmp_path / "outbox" / "tmp")
-    with pytest.raises(Fatal, match=r"cannot write to the outbox: .*tmp"):
+    with pytest.raises(FatalDeliveryError, match=r"cannot write to the outbox: .*tmp"):
         spool.stage(rendered(1))
 
 

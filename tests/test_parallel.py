@@ -17,7 +17,14 @@ import pytest
 from newsletter.delivery.outbox import OutboxTransport, file_name
 from newsletter.errors import TemplateError
 from newsletter.models import History
-from newsletter.send.produce import AHEAD_MAX, PARALLEL_FROM, Order, Workers, produce, start_workers
+from newsletter.send.produce import (
+    AHEAD_MAX,
+    PARALLEL_FROM,
+    RenderOrder,
+    RenderPool,
+    produce,
+    start_workers,
+)
 from newsletter.send.wiring import make_renderer
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke
 from tests.render_helpers import ada, fixed_papers, project_config
@@ -26,9 +33,9 @@ from tests.render_helpers import ada, fixed_papers, project_config
 LATE_MISTAKE = "{% if digest.papers|length > 1 %}{{ digest.no_such_field }}{% endif %}\n"
 
 
-def order_for(config, subscribers, history=None) -> Order:
+def order_for(config, subscribers, history=None) -> RenderOrder:
     renderer = make_renderer(config, {})
-    return Order(subscribers, fixed_papers(), config.matching, renderer, NOW, history or {})
+    return RenderOrder(subscribers, fixed_papers(), config.matching, renderer, NOW, history or {})
 
 
 def test_parallel_production_equals_sequential(tmp_path: Path) -> None:
@@ -152,7 +159,7 @@ def test_an_order_that_cannot_reach_the_workers_fails_at_once(tmp_path: Path) ->
     config = project_config(tmp_path)
     subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
     order = replace(order_for(config, subscribers), spool=_Unpicklable())  # type: ignore[arg-type]
-    with Workers(2) as pool:
+    with RenderPool(2) as pool:
         with pytest.raises(TypeError, match="pickle"):
             next(produce(order, pool=pool))
         assert pool.stopped and not any(p.is_alive() for p in pool.processes)
@@ -188,7 +195,7 @@ def test_work_handed_ahead_comes_back_in_order_and_leaves_the_workers_ready(
     config = project_config(tmp_path)
     subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
     order = order_for(config, subscribers)
-    with Workers(2) as pool:
+    with RenderPool(2) as pool:
         found = list(pool.map_ahead(pid_and_square, range(AHEAD_MAX + 30)))
         assert [square for _, square in found] == [n * n for n in range(AHEAD_MAX + 30)]
         where = {pid for pid, _ in found}
@@ -198,7 +205,7 @@ def test_work_handed_ahead_comes_back_in_order_and_leaves_the_workers_ready(
 
 
 def test_an_error_in_work_handed_ahead_reaches_the_caller_and_stops_the_workers() -> None:
-    with Workers(2) as pool:
+    with RenderPool(2) as pool:
         with pytest.raises(TemplateError, match="cannot square -3"):
             list(pool.map_ahead(pid_and_square, [1, 2, -3, 4]))
         assert pool.stopped and not any(p.is_alive() for p in pool.processes)
@@ -221,7 +228,7 @@ def test_idle_workers_take_only_idle_cpu_and_render_the_same(tmp_path: Path, idl
     def digests(items) -> dict[str, str]:
         return {i.subscriber: hashlib.sha256(i.email.data).hexdigest() for i in items}
 
-    with Workers(2, idle=idle) as pool:
+    with RenderPool(2, idle=idle) as pool:
         workers = {p.pid for p in pool.processes}
         found = list(pool.map_ahead(worker_policy, range(AHEAD_MAX)))
         policies = {policy for pid, policy in found if pid in workers}

@@ -12,13 +12,13 @@ import pytest
 from newsletter.config.load import load_config
 from newsletter.delivery.outbox import OutboxTransport
 from newsletter.delivery.transport import Connection, Outgoing, Result, Transport
-from newsletter.errors import Fatal
+from newsletter.errors import FatalDeliveryError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import Envelope
 from newsletter.profiles.cache import profiles_of
 from newsletter.send.run import Run
-from newsletter.send.sending import SENT_GROUP, SENT_LINGER, _Group
+from newsletter.send.sending import SENT_GROUP, SENT_LINGER, _HeldResults
 from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, STORE_ENV, FakeClock, open_project_store
 
@@ -64,7 +64,7 @@ def test_a_stop_ends_the_run_after_the_message_in_hand_and_is_only_read(tmp_path
     readers = profiles_of(config).subscribers
     stop = threading.Event()
     transport = Recording(stop, stop_after=3)
-    report = Run(config, world(), ignore_schedule=True, stop=stop, transport=transport).once(
+    report = Run(config, world(), ignore_schedule=True, stop=stop, transport=transport).send(
         readers
     )
     # Stopped: a few delivered (those in the hand-over queue at most), the rest untouched.
@@ -75,7 +75,7 @@ def test_a_stop_ends_the_run_after_the_message_in_hand_and_is_only_read(tmp_path
     assert {r["status"] for r in rows} <= {"sent", "pending"}
     # A run that ends normally never sets the caller's event (the daemon would stop).
     calm = threading.Event()
-    Run(config, world(), ignore_schedule=True, stop=calm, transport=Recording()).once(readers)
+    Run(config, world(), ignore_schedule=True, stop=calm, transport=Recording()).send(readers)
     assert not calm.is_set()
 
 
@@ -102,7 +102,7 @@ def test_new_digests_reach_the_outbox_through_its_spool(tmp_path: Path) -> None:
     config = load_config(readers_project(tmp_path, 30))
     readers = profiles_of(config).subscribers
     transport = WatchedOutbox(tmp_path / "outbox")
-    report = Run(config, world(), ignore_schedule=True, transport=transport).once(readers)
+    report = Run(config, world(), ignore_schedule=True, transport=transport).send(readers)
     assert len(report.sent) == 30 and transport.staged == [True] * 30
     assert len(os.listdir(tmp_path / "outbox" / "new")) == 30
     assert os.listdir(tmp_path / "outbox" / "tmp") == []
@@ -113,10 +113,10 @@ def test_history_holds_for_addresses_with_capitals(tmp_path: Path) -> None:
     casefolded: a second run must still know what the first sent."""
     config = load_config(readers_project(tmp_path, 2))
     readers = profiles_of(config).subscribers
-    first = Run(config, world(), ignore_schedule=True, transport=Recording()).once(readers)
+    first = Run(config, world(), ignore_schedule=True, transport=Recording()).send(readers)
     assert len(first.sent) == 2
     again = Recording()
-    second = Run(config, world(), ignore_schedule=True, transport=again).once(readers)
+    second = Run(config, world(), ignore_schedule=True, transport=again).send(readers)
     assert again.sent == [] and second.sent == ()
     stored = 12  # the sample digests' papers
     assert [s.reason for s in second.skipped] == [
@@ -129,12 +129,12 @@ def test_history_holds_for_addresses_with_capitals(tmp_path: Path) -> None:
 def test_a_dry_run_hands_nothing_over_and_records_nothing(tmp_path: Path) -> None:
     config = load_config(readers_project(tmp_path, 3))
     readers = profiles_of(config).subscribers
-    report = Run(config, world(), ignore_schedule=True, dry_run=True).once(readers)
+    report = Run(config, world(), ignore_schedule=True, dry_run=True).send(readers)
     assert report.dry_run and len(report.sent) == 3
     assert not (tmp_path / "outbox").exists()
     with open_project_store(config.state_dir.parent) as store:
         assert Ledger(store).rows() == []
-    assert len(Run(config, world(), ignore_schedule=True, dry_run=True).once(readers).sent) == 3
+    assert len(Run(config, world(), ignore_schedule=True, dry_run=True).send(readers).sent) == 3
 
 
 def test_a_suppressed_address_is_skipped_and_no_other(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_a_suppressed_address_is_skipped_and_no_other(tmp_path: Path) -> None:
     with open_project_store(tmp_path) as store:
         SubscriberState(store).suppress("reader.3@example.org", "unsubscribed", "link", NOW)
     transport = Recording()
-    report = Run(config, world(), ignore_schedule=True, transport=transport).once(readers)
+    report = Run(config, world(), ignore_schedule=True, transport=transport).send(readers)
     assert sorted(item.subscriber for item in report.sent) == [
         f"Reader.{i}@example.org" for i in (0, 1, 2, 4)
     ]
@@ -165,14 +165,14 @@ class FailsAfter(Recording):
 
     def send(self, outgoing: Outgoing) -> None:
         if len(self.sent) == self.accepted:
-            raise Fatal("the server refused the login")
+            raise FatalDeliveryError("the server refused the login")
         super().send(outgoing)
 
 
 def test_accepted_messages_held_for_one_commit_are_recorded_when_the_run_fails(
     tmp_path: Path,
 ) -> None:
-    """Accepted messages wait to share a commit (_Group); a run that fails meanwhile still
+    """Accepted messages wait to share a commit (_HeldResults); a run that fails meanwhile still
     records them as sent, so the next run does not send them again. (On a clock that stands
     still, the group holds up to SENT_GROUP.)"""
     config = load_config(readers_project(tmp_path, 30))
@@ -186,15 +186,15 @@ def test_accepted_messages_held_for_one_commit_are_recorded_when_the_run_fails(
         transport=transport,
         on_result=lambda: progress.append(1),
     )
-    with pytest.raises(Fatal, match="refused the login"):
-        run.once(readers)
+    with pytest.raises(FatalDeliveryError, match="refused the login"):
+        run.send(readers)
     with open_project_store(config.state_dir.parent) as store:
         rows = Ledger(store).rows()
     sent = {r["message_id"] for r in rows if r["status"] == "sent"}
     assert sent == {m.message_id for m in transport.sent} and len(sent) == SENT_GROUP - 4
     assert len(progress) == len(sent)  # (the progress follows what is recorded)
     again = Recording()
-    Run(config, world(), ignore_schedule=True, transport=again).once(readers)
+    Run(config, world(), ignore_schedule=True, transport=again).send(readers)
     assert len(again.sent) == 30 - len(sent)  # nobody twice
 
 
@@ -206,7 +206,7 @@ def result(number: int) -> Result:
 
 def test_a_group_is_recorded_when_full_or_when_its_first_result_has_waited() -> None:
     clock = FakeClock(NOW)
-    group = _Group(clock.monotonic)
+    group = _HeldResults(clock.monotonic)
     assert group.add([result(0)]) == []
     held = [group.add([result(n)]) for n in range(1, SENT_GROUP - 1)]
     assert held == [[]] * (SENT_GROUP - 2)
@@ -215,5 +215,5 @@ def test_a_group_is_recorded_when_full_or_when_its_first_result_has_waited() -> 
     assert group.add([result(100)]) == [] and group.add([result(101)]) == []
     clock.sleep(SENT_LINGER)
     assert len(group.add([result(102)])) == 3 and group.take() == []
-    paced = _Group(None)  # (a paced send: each result at once)
+    paced = _HeldResults(None)  # (a paced send: each result at once)
     assert paced.add([result(7)]) == [result(7)]

@@ -334,7 +334,7 @@ def test_entries_checked_in_the_workers_read_the_same(
     (a file with anchors), or read and checked there in pieces."""
     from newsletter.files.yamlfile import list_pieces
     from newsletter.profiles.load import SPREAD_CHUNK
-    from newsletter.send.produce import Workers
+    from newsletter.send.produce import RenderPool
 
     text = many_entries(2 * SPREAD_CHUNK + 100, anchors) + tail
     cut = list_pieces(text, "subscribers", SPREAD_CHUNK)
@@ -348,7 +348,7 @@ def test_entries_checked_in_the_workers_read_the_same(
             return exc.problems
 
     alone = outcome(None)
-    with Workers(2) as pool:
+    with RenderPool(2) as pool:
         assert outcome(pool.map_ahead) == alone
     if tail:
         assert isinstance(alone, list) and len(alone) >= 1

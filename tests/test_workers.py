@@ -21,7 +21,7 @@ from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import CapReached, FailedItem, SendReport, SentItem, SkippedItem
 from newsletter.send.run import Run
-from newsletter.send.shared import Worker
+from newsletter.send.shared import ChunkWorker
 from newsletter.store.papers import open_store_for
 from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
@@ -201,7 +201,7 @@ def test_a_chunk_skips_an_address_suppressed_after_the_run_was_planned(
     with store_of(pg_url) as store:
         Queue(store).open_run("r1", NOW, "send", False, [addresses[:2], addresses[2:]])
         SubscriberState(store).suppress("Reader003@example.org", "unsubscribed", "link", NOW)
-        worker = Worker(store, Run(outbox, world, holder="test"), "test-worker")
+        worker = ChunkWorker(store, Run(outbox, world, holder="test"), "test-worker")
         worker.work(["r1"])
         worker.leave()
         report = merge(SendReport((), (), ()), Queue(store).reports("r1"))

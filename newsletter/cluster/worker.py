@@ -5,7 +5,7 @@ A send run (``newsletter send``, or a run of the scheduler) decides who is serve
 their addresses into chunks and records them as jobs of the run (``send_runs``,
 ``send_chunks``). Any ``newsletter worker``, and the sending process itself, claims a chunk
 with ``SELECT ... FOR UPDATE SKIP LOCKED`` for a lease it renews every quarter of its length,
-matches, renders and delivers it with the same ``pipeline.Run`` as a single machine, and
+matches, renders and delivers it with the same ``send.run.Run`` as a single machine, and
 records the chunk's report. A worker that dies stops renewing; once its lease runs out
 another worker claims the chunk and does it again: digests accepted in it are not sent
 again (the ledger records each digest's run, and a unique index allows one digest per
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from newsletter.cluster.queue import Queue, WorkerStatus, worker_id
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
-from newsletter.send.shared import Worker
+from newsletter.send.shared import ChunkWorker
 from newsletter.store.papers import is_shared_store, open_store_for
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def serve_worker(config: Config, world: World, stop: threading.Event) -> None:
         )
     name = worker_id("worker")
     with open_store_for(config, world.environ) as store:
-        worker = Worker(store, Run(config, world, holder="worker", stop=stop), name)
+        worker = ChunkWorker(store, Run(config, world, holder="worker", stop=stop), name)
         log.info("worker %s: waiting for chunks in %s", name, store.where)
         try:
             worker.work()

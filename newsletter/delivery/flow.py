@@ -127,7 +127,7 @@ def deliver(
     allows; yield the Results as they come, a list of those that came together (in the
     caller's thread). Once ``stop`` is set,
     or a cap of the pacer is reached, messages in flight finish and nothing more is handed
-    over. A Fatal error stops everything and is raised here."""
+    over. A FatalDeliveryError error stops everything and is raised here."""
     stop = _Halt(stop)
     pacer = pacer or unlimited(Clock(time.monotonic, retry.sleep), datetime.now(UTC))
     if _in_batches(transport, pacer):
@@ -318,7 +318,7 @@ def _worker(pool: _Pool, todo: queue.Queue, done: queue.Queue) -> None:
                 results = [result]
             for result in results:
                 done.put(result)
-    except BaseException as exc:  # Fatal, or a bug: surface it in the caller's thread
+    except BaseException as exc:  # FatalDeliveryError, or a bug: surface it in the caller's thread
         done.put(exc)
     finally:
         if connection is not None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.delivery.transport import Connection, Outgoing, Transport, TransportKind
 from newsletter.errors import DeliveryFailure as Failure
-from newsletter.errors import Fatal
+from newsletter.errors import FatalDeliveryError
 from newsletter.models import Envelope, RenderedEmail
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # 102 (bench/pipeline.py at 20,000 digests: one writer syncing each 27.5 s, four 18.8 s,
 # one in batches 18.3-20.8 s with less CPU taken from the render workers). Since the spool
 # (the workers write and sync the files) a batch is a link each and one sync of new/; 100, as
-# the workers' batches (parallel.BATCH), so that each of theirs is one batch here.
+# the workers' batches (send.produce.BATCH), so that each of theirs is one batch here.
 OUTBOX_BATCH = 100
 
 
@@ -71,8 +71,8 @@ class OutboxTransport(Transport):
             raise _cannot_open(self.folder, exc) from exc
 
 
-def _cannot_open(folder: Path, exc: OSError) -> Fatal:
-    return Fatal(
+def _cannot_open(folder: Path, exc: OSError) -> FatalDeliveryError:
+    return FatalDeliveryError(
         f"cannot open the outbox {folder}: {exc.strerror or exc}; check that 'outbox' names "
         "a folder this user can write"
     )
@@ -111,8 +111,8 @@ class MaildirSpool:
                 os.close(handle)
 
 
-def _cannot_write(exc: OSError) -> Fatal:
-    return Fatal(f"cannot write to the outbox: {exc}; free some space and run again")
+def _cannot_write(exc: OSError) -> FatalDeliveryError:
+    return FatalDeliveryError(f"cannot write to the outbox: {exc}; free some space and run again")
 
 
 _MAILDIR_PARTS = ("tmp", "new", "cur")
@@ -126,7 +126,7 @@ def _make_maildir(folder: Path) -> None:
     if len(present) == len(_MAILDIR_PARTS):
         return
     if not present and any(folder.iterdir()):
-        raise Fatal(
+        raise FatalDeliveryError(
             f"the outbox {folder} holds other files and is not a Maildir (no tmp/, new/, "
             "cur/); point 'outbox' at a new or empty folder"
         )

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from newsletter.config.settings import Config, SmtpSettings
 from newsletter.delivery.transport import Connection, Outgoing, Transport, TransportKind
 from newsletter.errors import DeliveryFailure as Failure
-from newsletter.errors import Fatal
+from newsletter.errors import FatalDeliveryError
 from newsletter.files.yamlfile import load_yaml
 
 AUTH_HINT = "use an app password or the provider's SMTP authorization code"
@@ -33,7 +33,7 @@ class SmtpTransport(Transport):
             environ.get(settings.password_env or "", "") if settings.password_env else ""
         )
         if settings.username and settings.password_env and not self.password:
-            raise Fatal(
+            raise FatalDeliveryError(
                 f"${settings.password_env} is empty; export the SMTP password in that variable"
             )
 
@@ -61,7 +61,8 @@ class SmtpTransport(Transport):
         return client
 
     def open(self, client: smtplib.SMTP) -> None:
-        """Connect ``client``: greeting, STARTTLS, login; Fatal or Failure when it cannot."""
+        """Connect ``client``: greeting, STARTTLS, login; FatalDeliveryError or Failure when
+        it cannot."""
         settings = self.settings
         try:
             code, greeting = client.connect(settings.host, settings.effective_port)
@@ -73,7 +74,7 @@ class SmtpTransport(Transport):
                 _greet(client, self.where)
                 if not client.has_extn("starttls"):
                     client.close()
-                    raise Fatal(
+                    raise FatalDeliveryError(
                         f"{self.where} does not offer STARTTLS; refusing to send in plain text "
                         "(set smtp.security: ssl or none if that is really intended)"
                     )
@@ -82,12 +83,12 @@ class SmtpTransport(Transport):
             if settings.username:
                 client.login(settings.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
-            raise Fatal(
+            raise FatalDeliveryError(
                 f"{self.where} refused the login for {settings.username!r} "
                 f"({exc.smtp_code} {_text(exc.smtp_error)}); {AUTH_HINT}"
             ) from exc
         except ssl.SSLCertVerificationError as exc:
-            raise Fatal(
+            raise FatalDeliveryError(
                 f"{self.where}: the server's certificate is not trusted ({exc.verify_message}); "
                 "set smtp.ca_file to your CA's certificate"
             ) from exc

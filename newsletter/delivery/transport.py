@@ -49,7 +49,7 @@ class Connection(ABC):
 
     @abstractmethod
     def send(self, outgoing: Outgoing) -> None:
-        """Deliver one message or raise Failure / Fatal."""
+        """Deliver one message or raise Failure / FatalDeliveryError."""
 
     def send_many(self, batch: list[Outgoing]) -> None:
         """Deliver every message of ``batch`` or raise (a transport whose ``batch`` is more
@@ -81,7 +81,7 @@ class Transport(ABC):
 
     @abstractmethod
     def connect(self) -> Connection:
-        """A new connection (raises Fatal or Failure)."""
+        """A new connection (raises FatalDeliveryError or Failure)."""
 
     def spool(self) -> Spool | None:
         """Where rendering workers may write messages before they are handed over, so only

@@ -4,7 +4,7 @@ A digest is recorded as *pending* (its Message-ID, subscriber and papers in orde
 is handed over, a batch of them in one commit, and as *sent* as soon as the server accepted
 it (with those accepted at the same time, in one commit); so a crash leaves at most the
 digests that were on their way, and the next run hands those over again: the same
-Message-ID, the same papers, rendered again from the record (``pipeline``). The bytes
+Message-ID, the same papers, rendered again from the record (``send.sending``). The bytes
 themselves are not stored: writing ~50 KB per message twice cost more than rendering it
 (bench/ledger.py). Rows written before that keep their bytes and are resent byte for byte.
 ``DryRunLedger`` reads the same history and records nothing.

@@ -81,7 +81,7 @@ def load_profiles(
     """Load the profile file at ``path`` (subscribers without ``send_at``/``timezone`` get
     ``schedule``'s; ``matching`` tells which ``min_score`` is reachable); ProfileError lists
     every problem with its line. With ``spread`` (a map over worker processes, such as
-    ``parallel.Workers.map_ahead``), the entries are checked there while the file is read."""
+    ``send.produce.RenderPool.map_ahead``), the entries are checked there while the file is read."""
     defaults = _Defaults(schedule or ScheduleDefaults(), matching or MatchSettings())
     if not path.exists():
         raise ProfileError(

@@ -5,7 +5,7 @@ global job for ``schedule.cron``. Before each run, and every few seconds, the fi
 checked: a valid edit takes effect at once, an invalid one is logged with its line numbers
 and the last good version keeps running. Each run fetches the configured sources (as
 ``newsletter fetch``), ingests new digests and sends the due subscribers with the same
-``pipeline.Run`` as ``newsletter send`` (same ledger, same lock, same rule for who is due: the
+``send.run.Run`` as ``newsletter send`` (same ledger, same lock, same rule for who is due: the
 jobs only decide when to look).
 
 On a PostgreSQL store several instances may run, on any hosts: one leads the schedule, the
@@ -196,7 +196,7 @@ class Daemon:
         self.fetch(config)
         try:
             run = Run(config, self.world, holder="run", stop=self.stop, id=run_id)
-            report = run.once(subscribers)
+            report = run.send(subscribers)
         except BusyError as exc:
             self.log.warning("run %s skipped: %s", label, exc)
             return

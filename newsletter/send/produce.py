@@ -34,7 +34,7 @@ from newsletter.schedule.slots import Timetable
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
 BATCH = 100  # emails per message from a worker
-AHEAD_MAX = 8  # items of ``Workers.map_ahead`` waiting for the workers at most
+AHEAD_MAX = 8  # items of ``RenderPool.map_ahead`` waiting for the workers at most
 STOP_SECONDS = 5.0  # how long a stopped worker may take to exit before it is killed
 
 
@@ -51,7 +51,7 @@ class Produced:
 
 
 @dataclass(frozen=True)
-class Order:
+class RenderOrder:
     """Everything needed to produce digests for some subscribers (picklable for workers: the
     renderer travels as its settings and template sources, and compiles again there)."""
 
@@ -64,7 +64,7 @@ class Order:
     timetable: Timetable = field(default_factory=Timetable)  # when the next digests come
     spool: Spool | None = None  # where the workers write the emails (None: they travel back)
 
-    def part(self, subscribers: Sequence[Subscriber]) -> Order:
+    def part(self, subscribers: Sequence[Subscriber]) -> RenderOrder:
         """The same order for a subset of the subscribers (and only their history)."""
         keys = (s.email.casefold() for s in subscribers)
         history = {key: self.history[key] for key in keys if key in self.history}
@@ -88,7 +88,7 @@ def default_workers() -> int:
 
 
 def produce(
-    order: Order, workers: int | None = None, pool: Workers | None = None
+    order: RenderOrder, workers: int | None = None, pool: RenderPool | None = None
 ) -> Iterator[Produced]:
     """Every subscriber's email (or reason for none), in parallel when the list is long: on
     ``pool`` (workers started ahead, stopped here either way) or on workers started now."""
@@ -97,7 +97,7 @@ def produce(
         if pool:
             pool.stop()
         return _produce(order)
-    return _produce_parallel(order, pool or Workers(count))
+    return _produce_parallel(order, pool or RenderPool(count))
 
 
 def _parallel_workers(subscribers: int, workers: int | None) -> int:
@@ -107,13 +107,13 @@ def _parallel_workers(subscribers: int, workers: int | None) -> int:
     return count if count > 1 and subscribers >= PARALLEL_FROM else 0
 
 
-def _produce(order: Order) -> Iterator[Produced]:
+def _produce(order: RenderOrder) -> Iterator[Produced]:
     for start in range(0, len(order.subscribers), CHUNK):
         for batch in _batches(order.part(order.subscribers[start : start + CHUNK])):
             yield from batch
 
 
-def _batches(chunk: Order) -> Iterator[list[Produced]]:
+def _batches(chunk: RenderOrder) -> Iterator[list[Produced]]:
     """The chunk's outcomes, ``BATCH`` at a time; with a spool, the emails of each batch are
     written and on disk before it goes on, and carry no bytes."""
     batch: list[Produced] = []
@@ -145,7 +145,7 @@ def _settle(spool: Spool | None, staged: list[Any]) -> None:
         spool.settle(staged)
 
 
-def _produce_chunk(chunk: Order) -> Iterator[Produced]:
+def _produce_chunk(chunk: RenderOrder) -> Iterator[Produced]:
     """One matcher for the chunk's subscribers; each selection rendered as it is explained."""
     matcher = Matcher(chunk.subscribers, chunk.matching)
     for selection in matcher.iter_select(chunk.papers, chunk.now, chunk.history):
@@ -178,7 +178,7 @@ def _days(count: int) -> str:
     return "day" if count == 1 else f"{count} days"
 
 
-class Workers:
+class RenderPool:
     """Rendering worker processes, started before their order is known: a run starts them
     first, so that they start Python and import while it ingests and plans (about half a
     second of a 20,000-subscriber send, bench/pipeline.py). Used by one ``produce``, which
@@ -204,7 +204,7 @@ class Workers:
             process.daemon = True
             process.start()
 
-    def __enter__(self) -> Workers:
+    def __enter__(self) -> RenderPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -278,19 +278,19 @@ class Workers:
 
 def start_workers(
     subscribers: int, workers: int | None = None, idle: bool = False
-) -> Workers | None:
-    """Workers for a run of ``subscribers``, started now (``idle``: on CPU nothing else
+) -> RenderPool | None:
+    """RenderPool for a run of ``subscribers``, started now (``idle``: on CPU nothing else
     wants, ``_yield_the_cpu``); None when ``produce`` would not use them (one core, or too
     short a list)."""
     count = _parallel_workers(subscribers, workers)
-    return Workers(count, idle) if count else None
+    return RenderPool(count, idle) if count else None
 
 
 def _yield_the_cpu() -> None:
     """Run this process only on CPU that nothing else wants (SCHED_IDLE on Linux, else the
     lowest priority). Set once the worker has imported, so it still starts up at once.
 
-    For a send over SMTP (pipeline.Run): each of the server's four replies a message wakes
+    For a send over SMTP (send.run.Run): each of the server's four replies a message wakes
     a thread of the run, which should get a core at once. Rendering workers that wake after
     a pause (their queue was full) took those cores first: two processes busy a fifth of
     the time cut what ``deliver`` sends by 17% at nice 0, 15% at nice 10, 9-15% as
@@ -303,7 +303,7 @@ def _yield_the_cpu() -> None:
         os.nice(19)
 
 
-def _produce_parallel(order: Order, pool: Workers) -> Iterator[Produced]:
+def _produce_parallel(order: RenderOrder, pool: RenderPool) -> Iterator[Produced]:
     count = len(pool.processes)
     common = replace(order, subscribers=[], history={}, papers=list(order.papers))
     feeder = _Feeder(pool.tasks, order, min(CHUNK, -(-len(order.subscribers) // count)), count)
@@ -336,7 +336,7 @@ class _Feeder:
     """Hands the workers chunks of subscribers as they take them, then a stop each: a
     worker holds one chunk at a time, not its share of the whole list."""
 
-    def __init__(self, tasks: multiprocessing.Queue, order: Order, size: int, workers: int):
+    def __init__(self, tasks: multiprocessing.Queue, order: RenderOrder, size: int, workers: int):
         self.tasks = tasks
         chunks = (
             order.part(order.subscribers[i : i + size])
@@ -371,7 +371,7 @@ def _worker(
         while not isinstance(item := setup.get(), bytes):  # work before the order
             function, index, argument = item
             results.put((index, function(argument)))
-        common: Order = pickle.loads(item)
+        common: RenderOrder = pickle.loads(item)
         while (task := tasks.get()) is not None:
             subscribers, history = task
             for batch in _batches(replace(common, subscribers=subscribers, history=history)):

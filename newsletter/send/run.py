@@ -21,7 +21,7 @@ from newsletter.models import (
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Spread, entries_guess
 from newsletter.render.renderer import Renderer
-from newsletter.send.produce import Workers, start_workers
+from newsletter.send.produce import RenderPool, start_workers
 from newsletter.send.sending import SendContext, Sending, SendOptions
 from newsletter.send.shared import coordinate
 from newsletter.send.wiring import make_renderer, make_transport
@@ -33,13 +33,13 @@ from newsletter.world import World
 
 @dataclass
 class Run:
-    """One send run: the request, and ``once`` to carry it out.
+    """One send run: the request, and ``send`` to carry it out.
 
     Only due subscribers are served (``slots.Timetable``), unless ``ignore_schedule``.
     ``stop`` ends the run early (messages in flight finish and are recorded; nothing new is
     handed over); ``on_result`` is called after each recorded message (a progress bar).
     On PostgreSQL the run is cut into chunks that this process and any ``newsletter
-    worker`` share (``workers.coordinate``); ``share`` is set on a chunk's own Run."""
+    worker`` share (``send.shared.coordinate``); ``share`` is set on a chunk's own Run."""
 
     config: Config
     world: World
@@ -55,7 +55,7 @@ class Run:
     share: RunChunk | None = None  # a chunk of a shared run
     id: str | None = None  # a shared run's id (default: a new one; the scheduler sets it)
 
-    def once(self, subscribers: Sequence[Subscriber] | FromProfileFile) -> SendReport:
+    def send(self, subscribers: Sequence[Subscriber] | FromProfileFile) -> SendReport:
         """Ingest new digest files, then send each of ``subscribers`` who is due their
         digest."""
         with self._workers_ahead(subscribers) as pool:
@@ -89,7 +89,7 @@ class Run:
 
     def _workers_ahead(
         self, subscribers: Sequence[Subscriber] | FromProfileFile
-    ) -> contextlib.AbstractContextManager[Workers | None]:
+    ) -> contextlib.AbstractContextManager[RenderPool | None]:
         """Rendering workers started first, to start up while the run reads the profile
         file, ingests and plans (none for a shared run on PostgreSQL: each of its chunks
         starts its own)."""

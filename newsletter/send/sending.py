@@ -31,7 +31,7 @@ from newsletter.models import (
     Subscriber,
 )
 from newsletter.render.renderer import Renderer
-from newsletter.send.produce import Order, Workers, produce
+from newsletter.send.produce import RenderOrder, RenderPool, produce
 from newsletter.store.papers import Store
 from newsletter.world import World
 
@@ -51,13 +51,13 @@ RECORD_SIZE = 4096  # what one digest's rows take, at most (message id, ~10 pape
 PENDING_BATCH = 32
 
 
-SENT_GROUP = 16  # accepted messages recorded in one commit at most (_Group)
+SENT_GROUP = 16  # accepted messages recorded in one commit at most (_HeldResults)
 
 
 SENT_LINGER = 0.005  # seconds an accepted message waits for others to share its commit
 
 
-class _Group:
+class _HeldResults:
     """Results held back to be recorded in one commit: a commit a message cost ~100 us of
     the caller's thread, which shares the GIL and the cores with the connections
     (bench/send.py). A result waits at most ``SENT_GROUP`` results, and as results come, at
@@ -162,7 +162,7 @@ class Sending:
         ledger: Ledger,
         transport: Transport,
         renderer: Renderer | None,  # (None: plans only)
-        pool: Workers | None = None,  # rendering workers started ahead
+        pool: RenderPool | None = None,  # rendering workers started ahead
     ) -> None:
         self.context = context
         self.config = context.config
@@ -237,7 +237,7 @@ class Sending:
         retry = self.options.retry or Retry(config.smtp.max_attempts, config.smtp.retry_delay)
         outgoing = self._outgoing(pending, fresh)
         pacer = self._pacer()
-        group = _Group(self.world.monotonic if pacer.limits_nothing else None)
+        group = _HeldResults(self.world.monotonic if pacer.limits_nothing else None)
         try:
             for results in deliver(self.transport, outgoing, retry, self.options.stop, pacer):
                 self._record(group.add(results))
@@ -341,7 +341,7 @@ class Sending:
         """The new digests of ``fresh`` subscribers (noting who gets none, and why)."""
         config = self.config
         papers = self.store.papers(since=lookback_start(config, self.now)) if fresh else []
-        order = Order(
+        order = RenderOrder(
             fresh,
             papers,
             config.matching,

@@ -76,7 +76,7 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
         )
     try:
         queue = Queue(store)
-        worker = Worker(store, run, worker_id(run.holder))
+        worker = ChunkWorker(store, run, worker_id(run.holder))
         try:
             reports = _finish_earlier(queue, worker)
             as_of = run.world.now()
@@ -96,7 +96,7 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
         db.unlock(postgres.SEND_LOCK)
 
 
-def _finish_earlier(queue: Queue, worker: Worker) -> list[SendReport]:
+def _finish_earlier(queue: Queue, worker: ChunkWorker) -> list[SendReport]:
     """Work the runs left unfinished (their sender died or was stopped; the lock says none
     is coordinating them now) to the end; the reports of the chunks done meanwhile."""
     since = queue.clock()
@@ -111,7 +111,7 @@ def _no_fence(db: Any) -> None:
     """Planning records no digest: nothing to fence."""
 
 
-class Worker:
+class ChunkWorker:
     """Claims chunks and sends them: for one run (``send``) or any (``newsletter worker``).
 
     ``base`` gives what each chunk's Run takes from its caller (stop event, transport, retry
