@@ -91,6 +91,22 @@ def resubscribe(config: Config, world: World, email: str, how: str = "cli") -> S
         return SubscriberState(store).lift(address, how, world.now())
 
 
+def suppression_of(config: Config, world: World, email: str) -> Suppression | None:
+    """The suppression in force for ``email``, or None."""
+    address = checked_address(email)
+    with open_store_for(config, world.environ) as store:
+        return SubscriberState(store).suppression(address)
+
+
+def record_feedback(
+    config: Config, world: World, email: str, paper: str, digest: str, kind: str
+) -> None:
+    """Note a reader's feedback (``kind``) on ``paper`` of the digest ``digest``."""
+    address = checked_address(email)
+    with open_store_for(config, world.environ) as store:
+        SubscriberState(store).record_feedback(address, paper, digest, kind, world.now())
+
+
 @dataclass(frozen=True)
 class SubscriberHistory:
     """What a subscriber was sent and did (``newsletter history``)."""

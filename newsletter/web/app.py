@@ -21,7 +21,6 @@ from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, ServeError
 from newsletter.files.problems import time_zones
 from newsletter.ledger.ledger import Ledger
-from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
@@ -30,6 +29,12 @@ from newsletter.render.renderer import Renderer, display_name
 from newsletter.render.tokens import Signer
 from newsletter.send.wiring import make_renderer
 from newsletter.store.papers import open_store_for
+from newsletter.subscribers.service import (
+    record_feedback,
+    resubscribe,
+    suppression_of,
+    unsubscribe,
+)
 from newsletter.web.feed import atom_feed
 from newsletter.world import World
 
@@ -141,8 +146,7 @@ def _unsubscribe_routes(app: Flask, site: Site, page: Page) -> None:
     @app.get("/unsubscribe")
     def unsubscribe_page() -> tuple[str, int]:
         address = site.address("unsubscribe")
-        with open_store_for(site.config, site.world.environ) as store:
-            suppressed = SubscriberState(store).suppression(address) is not None
+        suppressed = suppression_of(site.config, site.world, address) is not None
         state = "unsubscribed" if suppressed else "confirm"
         title = "Unsubscribed" if suppressed else "Unsubscribe"
         return page("unsubscribe.html.j2", title, state=state, address=address, token=_token())
@@ -150,17 +154,15 @@ def _unsubscribe_routes(app: Flask, site: Site, page: Page) -> None:
     @app.post("/unsubscribe")
     def unsubscribe_post() -> tuple[str, int] | Response:
         address = site.address("unsubscribe")
-        now = site.now()
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         action = "unsubscribe" if one_click else request.form.get("action", "")
         if action not in ("unsubscribe", "resubscribe"):
             abort(403)
-        with open_store_for(site.config, site.world.environ) as store:
-            state = SubscriberState(store)
-            if action == "unsubscribe":
-                state.suppress(address, "unsubscribed", "one-click" if one_click else "web", now)
-            else:
-                state.lift(address, "web", now)
+        if action == "unsubscribe":
+            how = "one-click" if one_click else "web"
+            unsubscribe(site.config, site.world, address, how)
+        else:
+            resubscribe(site.config, site.world, address, "web")
         if one_click:  # RFC 8058: the mail client only needs a 2xx
             return Response("unsubscribed\n", 200, mimetype="text/plain")
         if action == "unsubscribe":
@@ -292,10 +294,10 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
         kind = request.values.get("k", "")
         if kind not in FEEDBACK_KINDS:
             abort(403)
+        if request.method == "POST":
+            record_feedback(site.config, site.world, address, paper, digest, kind)
         with open_store_for(site.config, site.world.environ) as store:
             known = store.papers_in_order([paper])
-            if request.method == "POST":
-                SubscriberState(store).record_feedback(address, paper, digest, kind, site.now())
         title = known[0].title if known else paper
         return page(
             "feedback.html.j2",
