@@ -20,7 +20,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -30,21 +29,20 @@ from newsletter.config.load import config_path, load_config
 from newsletter.config.settings import Config
 from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.matching.keywords import UNSAFE_CHARACTER
-from newsletter.models import (
-    FetchResult,
-    FileReport,
-    IngestReport,
-    Paper,
-    RenderedEmail,
-    Selection,
-    SendReport,
-    SourceStatus,
-)
+from newsletter.models import Paper, RenderedEmail
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import byline
-from newsletter.schedule.slots import slot_of, upcoming
-from newsletter.send.preview import Preview, preview
+from newsletter.reports import (
+    FetchResult,
+    FileReport,
+    IngestReport,
+    PreviewKind,
+    SendReport,
+    SourceStatus,
+)
+from newsletter.schedule.listing import next_sends
+from newsletter.send.preview import preview
 from newsletter.send.run import FromProfileFile, Run
 from newsletter.send.wiring import dkim_record, setup_problems, try_connection
 from newsletter.sources.service import fetch_sources, source_status
@@ -433,11 +431,11 @@ def preview_command(
     shown = preview(config, session.world, subscriber, everything)
     rendered = shown.email
     if as_json:
-        _echo_json(_preview_json(shown, subscriber.email))
+        _echo_json(shown.to_json())
         if out is None:
             return
     if rendered is None:
-        if shown.selection is None:  # suppressed: the reason says since when and how
+        if shown.kind is PreviewKind.SUPPRESSED:  # the reason says since when and how
             reason = f"{shown.reason} (newsletter resubscribe {subscriber.email} lifts it)"
         elif not shown.digests:
             reason = "nothing ingested yet: run `newsletter ingest`"
@@ -460,16 +458,6 @@ def preview_command(
         click.echo(rendered.text, nl=False)
 
 
-def _preview_json(shown: Preview, address: str) -> dict[str, object]:
-    if shown.selection is None and shown.email is None:
-        return {"subscriber": address, "suppressed": shown.reason}
-    if shown.selection is None:
-        assert shown.email is not None
-        pending = {"message_id": shown.email.message_id, "papers": list(shown.email.paper_ids)}
-        return {"subscriber": address, "pending": pending}
-    return _selection_json(shown.selection)
-
-
 def write_preview(rendered: RenderedEmail, folder: Path) -> list[Path]:
     """Write the HTML, text and .eml of ``rendered`` into ``folder``; return the paths."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -479,31 +467,6 @@ def write_preview(rendered: RenderedEmail, folder: Path) -> list[Path]:
     paths[1].write_text(rendered.text, encoding="utf-8")
     paths[2].write_bytes(rendered.data)
     return paths
-
-
-def _selection_json(selection: Selection) -> dict[str, object]:
-    return {
-        "subscriber": selection.subscriber.email,
-        "papers": [
-            {
-                "id": match.paper.id,
-                "title": match.paper.title,
-                "score": match.score,
-                "matched": {
-                    "authors": list(match.authors),
-                    "title": list(match.title_keywords),
-                    "abstract": list(match.abstract_keywords),
-                },
-                "highlight": {
-                    "title": [list(span) for span in match.title_spans],
-                    "abstract": [list(span) for span in match.abstract_spans],
-                },
-            }
-            for match in selection.matches
-        ],
-        "candidates": selection.candidates,
-        "left_out": selection.left_out,
-    }
 
 
 @cli.command("send")
@@ -666,31 +629,14 @@ def schedule_command(session: Session, as_json: bool) -> None:
     """List each receiving subscriber's next send time, locally and in UTC."""
     config = session.config()
     profiles = session.profiles(config)
-    cron = config.schedule.cron
-    rows = []
-    timetable = config.schedule.timetable()
-    for subscriber, when in upcoming(profiles.subscribers, session.world.now(), timetable):
-        local = when.astimezone(ZoneInfo(subscriber.timezone))
-        slot = slot_of(subscriber)
-        assert slot is not None
-        rows.append(
-            {
-                "subscriber": subscriber.email,
-                "schedule": f"cron {cron}" if cron else slot.label,
-                "timezone": subscriber.timezone,
-                "next_local": local.isoformat(),
-                "next_utc": when.isoformat(),
-            }
-        )
+    rows = next_sends(profiles.subscribers, session.world.now(), config.schedule)
     if as_json:
-        _echo_json(rows)
+        _echo_json([row.to_json() for row in rows])
         return
     for row in rows:
-        local = datetime.fromisoformat(str(row["next_local"]))
-        utc = datetime.fromisoformat(str(row["next_utc"]))
         click.echo(
-            f"{local:%a %Y-%m-%d %H:%M} {row['timezone']:<20} ({utc:%Y-%m-%d %H:%M} UTC)  "
-            f"{row['subscriber']}  [{row['schedule']}]"
+            f"{row.local:%a %Y-%m-%d %H:%M} {row.timezone:<20} ({row.utc:%Y-%m-%d %H:%M} UTC)  "
+            f"{row.subscriber}  [{row.schedule}]"
         )
     skipped = len(profiles.subscribers) - len(rows)
     click.echo(f"{_plural(len(rows), 'subscriber')} scheduled, {skipped} paused or inactive")

@@ -18,7 +18,8 @@ from newsletter.config.settings import DomainLimit, RateSettings, SmtpSettings
 from newsletter.delivery.flow import Retry, deliver
 from newsletter.delivery.pacing import Clock, Pacer, recipient_domain
 from newsletter.delivery.transport import Connection, Outgoing, Transport
-from newsletter.models import CapReached, Envelope, SendReport
+from newsletter.models import Envelope
+from newsletter.reports import CapReached, SendReport
 from newsletter.schedule.daemon import AFTER_CAP, Daemon
 from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, FakeClock, invoke

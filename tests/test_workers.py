@@ -19,7 +19,7 @@ from newsletter.config.load import load_config
 from newsletter.config.settings import Config
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
-from newsletter.models import CapReached, FailedItem, SendReport, SentItem, SkippedItem
+from newsletter.reports import CapReached, FailedItem, SendReport, SentItem, SkippedItem
 from newsletter.send.run import Run
 from newsletter.send.shared import ChunkWorker
 from newsletter.store.papers import open_store_for

@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import LeaseLost
-from newsletter.models import (
+from newsletter.reports import (
     CapReached,
     FailedItem,
     SendReport,
     SentItem,
     SkippedItem,
+    WorkerStatus,
 )
 from newsletter.store import postgres
 from newsletter.store.papers import Store
@@ -63,39 +64,6 @@ class Chunk:
     def label(self) -> str:
         """How logs name the chunk."""
         return f"{self.run[:8]}/{self.number}"
-
-
-@dataclass(frozen=True)
-class WorkerStatus:
-    """A live worker as ``newsletter workers`` lists it."""
-
-    id: str
-    host: str
-    pid: int
-    started: datetime
-    seen: datetime
-    chunk: str | None
-    chunks_done: int
-    messages: int
-
-    def per_minute(self, now: datetime) -> float:
-        """Messages a minute since it started."""
-        minutes = max((now - self.started).total_seconds() / 60, 1 / 60)
-        return self.messages / minutes
-
-    def to_json(self, now: datetime) -> dict[str, object]:
-        """The worker as ``newsletter workers --json`` prints it."""
-        return {
-            "id": self.id,
-            "host": self.host,
-            "pid": self.pid,
-            "started": self.started.isoformat(),
-            "seen": self.seen.isoformat(),
-            "chunk": self.chunk,
-            "chunks_done": self.chunks_done,
-            "messages": self.messages,
-            "per_minute": round(self.per_minute(now), 1),
-        }
 
 
 class Queue:

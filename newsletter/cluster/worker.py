@@ -20,9 +20,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from newsletter.cluster.queue import Queue, WorkerStatus, worker_id
+from newsletter.cluster.queue import Queue, worker_id
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
+from newsletter.reports import WorkerStatus
 from newsletter.send.shared import ChunkWorker
 from newsletter.store.papers import is_shared_store, open_store_for
 

@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from newsletter.config.settings import DEFAULT_DOMAIN, DomainLimit, SmtpSettings
-from newsletter.models import CapReached, Envelope
+from newsletter.models import Envelope
+from newsletter.reports import CapReached
 
 # Messages looked at ahead of one held back for its domain; each is rendered (~50 KB) and
 # recorded as pending, so the window stays small.

@@ -23,13 +23,7 @@ import numpy as np
 from newsletter.config.settings import Config, MatchSettings
 from newsletter.matching.index import KeywordIndex
 from newsletter.matching.keywords import author_keys, followed_author_key, merge_ranges, words
-from newsletter.models import (
-    History,
-    Match,
-    Paper,
-    Selection,
-    Subscriber,
-)
+from newsletter.models import History, Match, Paper, Selection, Subscriber
 
 _BLOCK = 64
 _EXPLAIN_ROWS = 512

@@ -33,9 +33,9 @@ from newsletter.cluster.worker import live_workers
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
 from newsletter.errors import BusyError, ConfigError, NewsletterError
-from newsletter.models import SendReport
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
+from newsletter.reports import SendReport
 from newsletter.schedule.slots import Slot, group_by_slot, next_fire
 from newsletter.send.run import Run
 from newsletter.sources.service import fetch_sources, source_status

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from newsletter.config.settings import Config
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import Matcher, lookback_start
-from newsletter.models import (
-    RenderedEmail,
-    Selection,
-    Subscriber,
-)
+from newsletter.models import Subscriber
+from newsletter.reports import Preview, PreviewKind
 from newsletter.send.produce import no_digest_reason
 from newsletter.send.sending import resent_copy
 from newsletter.send.wiring import make_renderer
 from newsletter.store.papers import open_store_for
 from newsletter.world import World
 
-
-@dataclass(frozen=True)
-class Preview:
-    """One subscriber's next send, as ``send --subscriber`` would make it now."""
-
-    selection: Selection | None  # None when a pending digest goes first
-    email: RenderedEmail | None  # None when nothing matched (and send_empty is off)
-    pending: bool  # the email is a digest an interrupted run left: handed over first
-    reason: str | None  # why there is no email
-    digests: int  # digest files ingested so far
+SUPPRESSED, PENDING, DIGEST, NOTHING = PreviewKind
 
 
 def preview(
@@ -42,7 +28,8 @@ def preview(
         digests = len(store.digests())
         suppression = SubscriberState(store).suppression(subscriber.email)
         if suppression is not None:  # the next send skips them
-            return Preview(None, None, False, suppression.describe(), digests)
+            reason = suppression.describe()
+            return Preview(SUPPRESSED, subscriber.email, None, None, reason, digests)
         ledger = Ledger(store)
         key = subscriber.email.casefold()
         pending = (
@@ -52,14 +39,14 @@ def preview(
         )
         if pending is not None:
             shown = resent_copy(pending, subscriber, store, renderer, config)
-            return Preview(None, shown, True, None, digests)
+            return Preview(PENDING, subscriber.email, None, shown, None, digests)
         since = lookback_start(config, now)
         history = {} if everything else ledger.history(since=since)
         papers = store.papers(since=since)
     (selection,) = Matcher([subscriber], config.matching).select(papers, now, history)
     next_send = config.schedule.timetable().next_fire(subscriber, now)
     rendered = renderer.render(selection, now, next_send)
-    reason = None
-    if rendered is None:
-        reason = no_digest_reason(selection, history.get(key), config.matching.lookback_days)
-    return Preview(selection, rendered, False, reason, digests)
+    if rendered is not None:
+        return Preview(DIGEST, subscriber.email, selection, rendered, None, digests)
+    reason = no_digest_reason(selection, history.get(key), config.matching.lookback_days)
+    return Preview(NOTHING, subscriber.email, selection, None, reason, digests)

@@ -14,13 +14,11 @@ from newsletter.delivery.registry import transport_kind
 from newsletter.delivery.transport import DryRunTransport, Transport
 from newsletter.ledger.ledger import DryRunLedger, Ledger
 from newsletter.ledger.lock import state_lock
-from newsletter.models import (
-    SendReport,
-    Subscriber,
-)
+from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Spread, entries_guess
 from newsletter.render.renderer import Renderer
+from newsletter.reports import SendReport
 from newsletter.send.produce import RenderPool, start_workers
 from newsletter.send.sending import SendContext, Sending, SendOptions
 from newsletter.send.shared import coordinate

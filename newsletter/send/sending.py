@@ -21,16 +21,9 @@ from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Handover, Ledger, Pending
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import explain_sent, lookback_start
-from newsletter.models import (
-    FailedItem,
-    History,
-    RenderedEmail,
-    SendReport,
-    SentItem,
-    SkippedItem,
-    Subscriber,
-)
+from newsletter.models import History, RenderedEmail, Subscriber
 from newsletter.render.renderer import Renderer
+from newsletter.reports import FailedItem, SendReport, SentItem, SkippedItem
 from newsletter.send.produce import RenderOrder, RenderPool, produce
 from newsletter.store.papers import Store
 from newsletter.world import World

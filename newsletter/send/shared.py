@@ -17,14 +17,11 @@ from newsletter.cluster.queue import CHANNEL, Chunk, Queue, RunChunk, merge, wor
 from newsletter.config.settings import Config, WorkerSettings
 from newsletter.delivery.flow import StopSignal
 from newsletter.errors import BusyError, LeaseLost, NewsletterError
-from newsletter.models import (
-    SendReport,
-    SkippedItem,
-    Subscriber,
-)
+from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import Renderer
+from newsletter.reports import SendReport, SkippedItem
 from newsletter.send.wiring import make_renderer
 from newsletter.store import postgres
 from newsletter.store.papers import Store, open_store_for, shared_database

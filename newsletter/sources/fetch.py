@@ -25,7 +25,8 @@ import httpx
 from newsletter import __version__
 from newsletter.config.settings import FetchSettings, SourceSettings
 from newsletter.errors import DigestError, FetchFailure
-from newsletter.models import Digest, FetchResult
+from newsletter.models import Digest
+from newsletter.reports import FetchResult
 from newsletter.sources.read import read_digest_bytes
 from newsletter.sources.registry import source_kind
 from newsletter.store.papers import FetchOutcome, Store

@@ -10,10 +10,7 @@ from newsletter.config.settings import Config, SourceSettings
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import moment
 from newsletter.ledger.lock import state_lock
-from newsletter.models import (
-    FetchReport,
-    SourceStatus,
-)
+from newsletter.reports import FetchReport, SourceStatus
 from newsletter.sources.read import discover_digests
 from newsletter.sources.registry import source_kind
 from newsletter.store.ingest import ingest

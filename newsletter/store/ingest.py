@@ -9,7 +9,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from newsletter.errors import DigestError
-from newsletter.models import FileReport, IngestReport
+from newsletter.reports import FileReport, IngestReport
 from newsletter.sources.arxiv_feed import KEEP
 from newsletter.sources.read import read_digest_bytes
 from newsletter.store.papers import DigestRecord, Store

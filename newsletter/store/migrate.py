@@ -15,7 +15,7 @@ from dataclasses import replace
 from newsletter.config.settings import Config
 from newsletter.errors import StoreError
 from newsletter.ledger.lock import state_lock
-from newsletter.models import MigrationReport, TableCopy
+from newsletter.reports import MigrationReport, TableCopy
 from newsletter.store.papers import (
     STORE_ENV,
     STORE_FILE,

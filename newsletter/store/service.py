@@ -7,10 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from newsletter.config.settings import Config, SourceSettings
-from newsletter.models import (
-    IngestReport,
-    Paper,
-)
+from newsletter.models import Paper
+from newsletter.reports import IngestReport
 from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import open_store_for

@@ -17,9 +17,9 @@ from pathlib import Path
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.suppression import SubscriberState
-from newsletter.models import BounceDecision
 from newsletter.profiles.cache import profiles_of
 from newsletter.render.links import make_signer
+from newsletter.reports import BounceDecision
 from newsletter.store.papers import open_store_for
 from newsletter.subscribers.bounce_reports import Failure, Report, classify, parse_message
 from newsletter.world import World

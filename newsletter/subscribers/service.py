@@ -4,21 +4,13 @@ and each subscriber's history (``newsletter subscribers``, ``unsubscribe``, ``re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
-from newsletter.models import (
-    Feedback,
-    SentDigest,
-    Subscriber,
-    SubscriberEvent,
-    SubscriberStatus,
-    Suppression,
-)
+from newsletter.models import Subscriber, Suppression
 from newsletter.profiles.cache import profiles_of
+from newsletter.reports import SubscriberHistory, SubscriberStatus
 from newsletter.store.papers import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 from newsletter.world import World
@@ -105,40 +97,6 @@ def record_feedback(
     address = checked_address(email)
     with open_store_for(config, world.environ) as store:
         SubscriberState(store).record_feedback(address, paper, digest, kind, world.now())
-
-
-@dataclass(frozen=True)
-class SubscriberHistory:
-    """What a subscriber was sent and did (``newsletter history``)."""
-
-    address: str
-    digests: tuple[SentDigest, ...]  # newest first
-    titles: dict[str, str]  # paper id -> title, for the papers of those digests
-    events: tuple[SubscriberEvent, ...]
-    feedback: tuple[Feedback, ...]
-    suppression: Suppression | None
-
-    def to_json(self) -> dict[str, object]:
-        """As ``newsletter history --json`` prints it."""
-        clicks: dict[str, list[Feedback]] = {}
-        for click in self.feedback:
-            clicks.setdefault(click.digest, []).append(click)
-        return {
-            "subscriber": self.address,
-            "suppressed": self.suppression.describe() if self.suppression else None,
-            "digests": [
-                digest.to_json()
-                | {
-                    "titles": [self.titles.get(p, "") for p in digest.papers],
-                    "feedback": [
-                        {"paper": c.paper_id, "kind": c.kind, "at": c.at.isoformat()}
-                        for c in clicks.get(digest.key, [])
-                    ],
-                }
-                for digest in self.digests
-            ],
-            "events": [event.to_json() for event in self.events],
-        }
 
 
 def subscriber_history(config: Config, world: World, email: str) -> SubscriberHistory:
