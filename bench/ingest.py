@@ -36,7 +36,7 @@ import feedparser
 
 from newsletter.sources.read import read_digest_bytes
 from newsletter.store.ingest import ingest_file
-from newsletter.store.papers import open_store
+from newsletter.store.sqlite import open_store
 
 TODAY = date(2026, 11, 21)
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)

@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.ledger.ledger import Handover, Ledger
 from newsletter.send.sending import PENDING_BATCH, batched
-from newsletter.store.papers import Store, open_store, pack_papers
+from newsletter.store.papers import Store
+from newsletter.store.schema import pack_papers
+from newsletter.store.sqlite import open_store
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 STAMP = NOW.isoformat()

@@ -72,7 +72,7 @@ def prerendered(config: Path, count: int) -> list[bytes]:
     from newsletter.profiles.cache import profiles_of
     from newsletter.send.wiring import make_renderer
     from newsletter.store.ingest import ingest
-    from newsletter.store.papers import open_store
+    from newsletter.store.sqlite import open_store
 
     settings = load_config(config)
     chosen = profiles_of(settings).subscribers[:count]

@@ -16,7 +16,9 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
 from newsletter.config.settings import Config
-from newsletter.store.papers import Store, open_store, open_store_for
+from newsletter.store.backend import open_store_for
+from newsletter.store.papers import Store
+from newsletter.store.sqlite import open_store
 from newsletter.world import World
 
 ROOT = Path(__file__).resolve().parent.parent

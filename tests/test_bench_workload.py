@@ -13,7 +13,7 @@ from newsletter.send.produce import RenderOrder, produce
 from newsletter.send.wiring import make_renderer
 from newsletter.sources.read import discover_digests
 from newsletter.store.ingest import ingest
-from newsletter.store.papers import open_store
+from newsletter.store.sqlite import open_store
 from tests.helpers import NOW, ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -25,7 +25,7 @@ from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Ledger
 from newsletter.profiles.cache import profiles_of
 from newsletter.send.run import Run
-from newsletter.store.papers import STORE_FILE, open_store
+from newsletter.store.sqlite import STORE_FILE, open_store
 from newsletter.world import World
 from tests.digest_text import capture, card
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for

@@ -12,7 +12,7 @@ import pytest
 
 from newsletter.errors import DigestError
 from newsletter.sources.read import read_digest_bytes, read_digest_file
-from newsletter.store.papers import open_store
+from newsletter.store.sqlite import open_store
 from tests.digest_text import ABSTRACT, capture, card
 from tests.helpers import invoke, shared_sample
 

@@ -11,7 +11,7 @@ import pytest
 
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
-from newsletter.store.papers import open_store
+from newsletter.store.sqlite import open_store
 from tests import helpers
 from tests.helpers import NOW, SAMPLES, invoke, open_project_store
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV

@@ -14,8 +14,9 @@ import pytest
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, StoreError
-from newsletter.store.papers import MIGRATIONS, open_store_for
+from newsletter.store.backend import open_store_for
 from newsletter.store.postgres import redact, translate_ddl
+from newsletter.store.schema import MIGRATIONS
 from tests.helpers import ROOT, invoke
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster
 
@@ -104,7 +105,7 @@ MIGRATE = """
 import sys
 from pathlib import Path
 from newsletter.config.settings import Config
-from newsletter.store.papers import open_store_for
+from newsletter.store.backend import open_store_for
 config = Config(path=Path("config.yaml"), store=sys.argv[1])
 with open_store_for(config, {"NEWSLETTER_STORE_PASSWORD": sys.argv[2]}) as store:
     print(store.schema_version)

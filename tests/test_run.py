@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from newsletter.ledger.ledger import Ledger
-from newsletter.store.papers import open_store
+from newsletter.store.sqlite import open_store
 from tests.helpers import SAMPLES, child_env, command, wait_for
 from tests.smtp_server import SmtpServer
 

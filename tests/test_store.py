@@ -18,15 +18,11 @@ from newsletter.errors import BusyError, StoreError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.lock import state_lock
 from newsletter.models import Card, Details
+from newsletter.store.backend import open_store_for
 from newsletter.store.ingest import ingest
-from newsletter.store.papers import (
-    MIGRATIONS,
-    STORE_FILE,
-    DigestRecord,
-    Store,
-    open_store,
-    open_store_for,
-)
+from newsletter.store.papers import DigestRecord, Store
+from newsletter.store.schema import MIGRATIONS
+from newsletter.store.sqlite import STORE_FILE, open_store
 from tests import helpers
 from tests.digest_text import capture, card
 from tests.helpers import NOW, child_env, command

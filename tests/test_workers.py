@@ -22,7 +22,7 @@ from newsletter.ledger.suppression import SubscriberState
 from newsletter.reports import CapReached, FailedItem, SendReport, SentItem, SkippedItem
 from newsletter.send.run import Run
 from newsletter.send.shared import ChunkWorker
-from newsletter.store.papers import open_store_for
+from newsletter.store.backend import open_store_for
 from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 from newsletter.config.settings import Config
 from newsletter.errors import NewsletterError
 from newsletter.store import postgres
-from newsletter.store.papers import Store, open_store_for, shared_database
+from newsletter.store.backend import open_store_for
+from newsletter.store.papers import Store, shared_database
 
 if TYPE_CHECKING:
     from newsletter.world import World

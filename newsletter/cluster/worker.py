@@ -25,7 +25,7 @@ from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.reports import WorkerStatus
 from newsletter.send.shared import ChunkWorker
-from newsletter.store.papers import is_shared_store, open_store_for
+from newsletter.store.backend import is_shared_store, open_store_for
 
 if TYPE_CHECKING:
     from newsletter.world import World

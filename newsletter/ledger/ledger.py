@@ -20,7 +20,8 @@ from typing import Any
 
 from newsletter.models import History, SentDigest
 from newsletter.render.envelope import digest_key
-from newsletter.store.papers import Store, pack_papers, rows_among, unpack_papers
+from newsletter.store.papers import Store, rows_among
+from newsletter.store.schema import pack_papers, unpack_papers
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from newsletter.reports import SendReport
 from newsletter.schedule.slots import Slot, group_by_slot, next_fire
 from newsletter.send.run import Run
 from newsletter.sources.service import fetch_sources, source_status
-from newsletter.store.papers import is_shared_store
+from newsletter.store.backend import is_shared_store
 from newsletter.subscribers.bounces import process_bounces
 from newsletter.world import World
 

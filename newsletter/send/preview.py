@@ -11,7 +11,7 @@ from newsletter.reports import Preview, PreviewKind
 from newsletter.send.produce import no_digest_reason
 from newsletter.send.sending import resent_copy
 from newsletter.send.wiring import make_renderer
-from newsletter.store.papers import open_store_for
+from newsletter.store.backend import open_store_for
 from newsletter.world import World
 
 SUPPRESSED, PENDING, DIGEST, NOTHING = PreviewKind

@@ -24,8 +24,9 @@ from newsletter.send.sending import SendContext, Sending, SendOptions
 from newsletter.send.shared import coordinate
 from newsletter.send.wiring import make_renderer, make_transport
 from newsletter.sources.read import discover_digests
+from newsletter.store.backend import is_shared_store, open_store_for
 from newsletter.store.ingest import ingest
-from newsletter.store.papers import Store, is_shared_store, open_store_for
+from newsletter.store.papers import Store
 from newsletter.world import World
 
 

@@ -24,7 +24,8 @@ from newsletter.render.renderer import Renderer
 from newsletter.reports import SendReport, SkippedItem
 from newsletter.send.wiring import make_renderer
 from newsletter.store import postgres
-from newsletter.store.papers import Store, open_store_for, shared_database
+from newsletter.store.backend import open_store_for
+from newsletter.store.papers import Store, shared_database
 from newsletter.world import World
 
 log = logging.getLogger("newsletter.worker")

@@ -13,8 +13,8 @@ from newsletter.ledger.lock import state_lock
 from newsletter.reports import FetchReport, SourceStatus
 from newsletter.sources.read import discover_digests
 from newsletter.sources.registry import source_kind
+from newsletter.store.backend import open_store_for
 from newsletter.store.ingest import ingest
-from newsletter.store.papers import open_store_for
 from newsletter.world import World
 
 

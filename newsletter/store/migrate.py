@@ -16,15 +16,10 @@ from newsletter.config.settings import Config
 from newsletter.errors import StoreError
 from newsletter.ledger.lock import state_lock
 from newsletter.reports import MigrationReport, TableCopy
-from newsletter.store.papers import (
-    STORE_ENV,
-    STORE_FILE,
-    Store,
-    open_store,
-    open_store_for,
-    shared_database,
-)
+from newsletter.store.backend import STORE_ENV, open_store_for
+from newsletter.store.papers import Store, shared_database
 from newsletter.store.postgres import is_postgres_url
+from newsletter.store.sqlite import STORE_FILE, open_store
 
 # In an order the foreign keys accept; the ids of the last two come from identity columns.
 TABLES = (

@@ -10,8 +10,8 @@ from newsletter.config.settings import Config, SourceSettings
 from newsletter.models import Paper
 from newsletter.reports import IngestReport
 from newsletter.sources.read import discover_digests
+from newsletter.store.backend import open_store_for
 from newsletter.store.ingest import ingest
-from newsletter.store.papers import open_store_for
 from newsletter.world import World
 
 

@@ -20,7 +20,7 @@ from newsletter.ledger.suppression import SubscriberState
 from newsletter.profiles.cache import profiles_of
 from newsletter.render.links import make_signer
 from newsletter.reports import BounceDecision
-from newsletter.store.papers import open_store_for
+from newsletter.store.backend import open_store_for
 from newsletter.subscribers.bounce_reports import Failure, Report, classify, parse_message
 from newsletter.world import World
 

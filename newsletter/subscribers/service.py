@@ -11,7 +11,7 @@ from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import Subscriber, Suppression
 from newsletter.profiles.cache import profiles_of
 from newsletter.reports import SubscriberHistory, SubscriberStatus
-from newsletter.store.papers import open_store_for
+from newsletter.store.backend import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 from newsletter.world import World
 

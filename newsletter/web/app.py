@@ -28,7 +28,7 @@ from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer, display_name
 from newsletter.render.tokens import Signer
 from newsletter.send.wiring import make_renderer
-from newsletter.store.papers import open_store_for
+from newsletter.store.backend import open_store_for
 from newsletter.subscribers.service import record_feedback, resubscribe, suppression_of, unsubscribe
 from newsletter.web.feed import atom_feed
 from newsletter.world import World
