@@ -33,7 +33,8 @@ from newsletter.models import Paper, Selection, Subscriber
 from newsletter.render.envelope import message_id_for
 from newsletter.render.links import Links
 from newsletter.render.mime import Composer, Headers
-from newsletter.render.renderer import HTML_TEMPLATE, TEXT_TEMPLATE, digest_view, wrap
+from newsletter.render.templates import HTML_TEMPLATE, TEXT_TEMPLATE
+from newsletter.render.views import digest_view, wrap
 from newsletter.send.wiring import make_renderer
 
 NOW = datetime(2026, 3, 12, 7, 0, tzinfo=UTC)

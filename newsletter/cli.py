@@ -32,7 +32,7 @@ from newsletter.matching.keywords import UNSAFE_CHARACTER
 from newsletter.models import Paper, RenderedEmail
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
-from newsletter.render.renderer import byline
+from newsletter.render.views import byline
 from newsletter.reports import (
     FetchResult,
     FileReport,

@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError, TemplateError
-from newsletter.render.renderer import HTML_BUDGET, shorten, wrap
+from newsletter.render.renderer import HTML_BUDGET
 from newsletter.render.tokens import Signer
+from newsletter.render.views import shorten, wrap
 from newsletter.send.wiring import make_renderer
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
@@ -351,7 +352,7 @@ def test_inlining_never_fetches_anything(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from newsletter.render.renderer import inline_css
+    from newsletter.render.templates import inline_css
 
     requests: list[str] = []
 

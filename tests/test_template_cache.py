@@ -10,7 +10,7 @@ import pytest
 
 from newsletter.errors import TemplateError
 from newsletter.files.state_cache import read_stored, write_cached
-from newsletter.render.renderer import HTML_TEMPLATE, load_templates
+from newsletter.render.templates import HTML_TEMPLATE, load_templates
 
 PACKAGED = Path(__file__).resolve().parent.parent / "newsletter" / "templates" / HTML_TEMPLATE
 

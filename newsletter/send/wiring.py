@@ -11,7 +11,8 @@ from newsletter.delivery.registry import transport_kind
 from newsletter.delivery.transport import Transport
 from newsletter.errors import ConfigError
 from newsletter.render.links import make_signer
-from newsletter.render.renderer import Renderer, load_templates
+from newsletter.render.renderer import Renderer
+from newsletter.render.templates import load_templates
 
 if TYPE_CHECKING:
     from newsletter.render.dkim import DkimSigner

@@ -25,8 +25,9 @@ from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render.links import FEEDBACK_KINDS, make_signer
-from newsletter.render.renderer import Renderer, display_name
+from newsletter.render.renderer import Renderer
 from newsletter.render.tokens import Signer
+from newsletter.render.views import display_name
 from newsletter.send.wiring import make_renderer
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.service import record_feedback, resubscribe, suppression_of, unsubscribe

@@ -9,7 +9,7 @@ from datetime import datetime
 from xml.etree import ElementTree
 
 from newsletter.models import Paper, SentDigest
-from newsletter.render.renderer import paper_url
+from newsletter.render.views import paper_url
 
 ATOM = "http://www.w3.org/2005/Atom"
 # Characters XML 1.0 cannot hold at all (a feed with one is unreadable to every reader).
