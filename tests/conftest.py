@@ -14,6 +14,7 @@ from click.testing import Result
 from tests import helpers
 from tests.helpers import NOW, SAMPLES, SHARED, invoke
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster, find_bindir
+from tests.shop import SHOP_PROFILES
 
 
 @pytest.fixture
@@ -94,3 +95,11 @@ def each_store(request: pytest.FixtureRequest) -> Iterator[str]:
         yield url
     finally:
         helpers.STORE_ENV.clear()
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    shutil.copytree(SAMPLES, tmp_path / "digests")
+    (tmp_path / "subscribers.yaml").write_text(SHOP_PROFILES)
+    (tmp_path / "config.yaml").write_text("sender: Research digest <digest@example.org>\n")
+    return tmp_path

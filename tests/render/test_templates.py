@@ -11,8 +11,9 @@ import pytest
 from newsletter.errors import TemplateError
 from newsletter.files.state_cache import read_stored, write_cached
 from newsletter.render.templates import HTML_TEMPLATE, load_templates
+from tests.helpers import ROOT
 
-PACKAGED = Path(__file__).resolve().parent.parent / "newsletter" / "templates" / HTML_TEMPLATE
+PACKAGED = ROOT / "newsletter" / "templates" / HTML_TEMPLATE
 
 
 @pytest.fixture

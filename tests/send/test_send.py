@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import ssl
@@ -374,7 +375,6 @@ def test_kills_of_a_2000_subscriber_send_to_the_outbox_leave_one_file_each(shop:
     has them; after kills at random points (start-up, rendering, hand-over) and a last run,
     each subscriber has exactly one message in new/, tmp/ is empty and the ledger agrees."""
     import mailbox
-    import os
     import random
 
     count, rng = 2000, random.Random(1616)

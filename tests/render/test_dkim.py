@@ -20,8 +20,8 @@ from newsletter.config.settings import DkimSettings
 from newsletter.errors import ConfigError
 from newsletter.render.dkim import DkimSigner, dns_record, make_dkim_signer
 from tests.helpers import NOW, SAMPLES, invoke
+from tests.send.test_send import PROFILES
 from tests.smtp_server import SmtpServer
-from tests.test_send import PROFILES
 
 SECRET = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "vYdwzo9WZIQmuhWYIlr2fsjFI4BcM-YLSxvL9cMqV1Q"}
 REQUIRED = {

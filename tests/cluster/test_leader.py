@@ -15,11 +15,11 @@ import pytest
 
 from newsletter.cluster.leader import ALREADY, NOT_LEADING, Leadership
 from newsletter.config.settings import Config
+from tests.cluster.test_worker import SUBSCRIBERS, claimed_by, environ, store_of, write_project
 from tests.digest_text import capture, card
 from tests.helpers import NOW, command, wait_for
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV
 from tests.smtp_server import Sink, SmtpServer
-from tests.test_workers import SUBSCRIBERS, claimed_by, environ, store_of, write_project
 
 CRON = "* * * * * */2"  # every 2 s: the next fire comes soon after the takeover
 

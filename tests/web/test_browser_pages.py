@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import NOW, invoke
-from tests.test_serve import ENV, Site, served_project
+from tests.helpers import NOW, ROOT, invoke
+from tests.web.test_app import ENV, Site, served_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -24,7 +24,7 @@ pytestmark = [
         "chromium-driver; .ci/run does)",
     ),
 ]
-SHOTS = Path(__file__).parent.parent / ".shots"  # left for a person to look at
+SHOTS = ROOT / ".shots"  # left for a person to look at
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from newsletter.config.load import load_config
 from newsletter.sources.registry import source_kind
 from newsletter.world import World
 from tests.digest_text import ABSTRACT, capture, card
-from tests.helpers import NOW, invoke, shared_sample
+from tests.helpers import NOW, ROOT, invoke, shared_sample
 from tests.http_server import Reply, SourceServer
-from tests.test_arxiv_feed import rss2
+from tests.sources.test_arxiv_feed import rss2
 
 HF_PATH = "/api/daily_papers?date=2026-03-12"
 FEED_PATH = "/rss/cs.LG+cs.CL"
@@ -494,7 +494,7 @@ def test_a_followed_author_fetched_from_arxiv_arrives_explained_and_linked(
 
 
 def test_the_readme_sources_example_is_a_valid_config(tmp_path: Path) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     example = readme.split("```yaml\nsources:", 1)[1].split("```", 1)[0]
     (tmp_path / "digests").mkdir()
     (tmp_path / "config.yaml").write_text("sender: D <d@example.org>\nsources:" + example)

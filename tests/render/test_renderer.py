@@ -19,6 +19,7 @@ from newsletter.render.renderer import HTML_BUDGET
 from newsletter.render.tokens import Signer
 from newsletter.render.views import shorten, wrap
 from newsletter.send.wiring import make_renderer
+from tests.helpers import ROOT
 from tests.render_helpers import NOW, ada, fixed_papers, project_config, selection_for
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -261,7 +262,7 @@ def test_a_followed_author_is_named_in_the_explanation_and_the_footer(tmp_path: 
 
 
 def test_every_text_colour_comes_with_a_background_colour() -> None:
-    source = (Path(__file__).parent.parent / "newsletter/templates/digest.html.j2").read_text()
+    source = (ROOT / "newsletter/templates/digest.html.j2").read_text()
     css = re.search(r"<style>\n(.*?)</style>", source, re.DOTALL).group(1)
     rules = re.findall(r"([^{}]+)\{([^{}]*)\}", css)
     assert rules

@@ -23,8 +23,8 @@ from newsletter.reports import CapReached, SendReport
 from newsletter.schedule.daemon import AFTER_CAP, Daemon
 from newsletter.world import World
 from tests.helpers import NOW, SAMPLES, FakeClock, invoke
+from tests.send.test_send import configure, ledger_rows
 from tests.smtp_server import SmtpServer
-from tests.test_send import configure, ledger_rows
 
 
 class Watched(Pacer):

@@ -10,9 +10,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from newsletter.store.sqlite import open_store
 from tests.conftest import RunCli
 from tests.digest_text import capture, card
-from tests.helpers import ROOT, child_env, command, invoke
+from tests.helpers import NOW, ROOT, child_env, command, invoke
 
 REQUIRED_FIELDS = {
     "id": str,
@@ -216,3 +219,35 @@ def test_the_ingest_summary_counts_in_words(project: Path, run_cli: RunCli) -> N
     assert result.stdout.splitlines()[-1] == (
         "1 file: 1 ingested, 0 already ingested, 0 rejected; 1 new paper"
     )
+
+
+def test_papers_never_prints_escape_sequences_a_store_holds(shop: Path) -> None:
+    from datetime import date
+
+    from newsletter.models import Card
+    from newsletter.store.papers import DigestRecord
+
+    hostile = Card(
+        title="\x1b]0;pwned\x07Pruning \x1b[31mred\x1b[0m",
+        abstract="An abstract.",
+        line=1,
+        organization="Org\x9b2J",
+    )
+    with open_store(shop / "state") as store:  # as an older version could have stored it
+        record = DigestRecord("f" * 64, "old.txt", "hf-listing", date(2026, 3, 12), 1, 0)
+        store.add_digest(record, [hostile], NOW)
+    result = invoke(shop / "config.yaml", "papers")
+    assert result.exit_code == 0, result.output
+    assert not any(ch in result.stdout for ch in "\x1b\x07\x9b")
+    assert "Pruning  [31mred" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [("send",), ("preview", "--subscriber", "ada@example.org"), ("papers",),
+             ("schedule",), ("ingest",), ("validate",)],
+)  # fmt: skip
+def test_a_missing_digests_folder_is_a_config_error_for_every_command(shop: Path, args) -> None:
+    shutil.rmtree(shop / "digests")
+    result = invoke(shop / "config.yaml", *args)
+    assert result.exit_code in ((1,) if args == ("validate",) else (2,)), result.output
+    assert "the digests folder" in result.output and "does not exist" in result.output

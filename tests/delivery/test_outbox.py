@@ -3,6 +3,7 @@ its spool, written by the rendering workers."""
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import shutil
@@ -22,6 +23,7 @@ from newsletter.delivery.pacing import Clock, Pacer
 from newsletter.delivery.transport import Outgoing
 from newsletter.errors import FatalDeliveryError
 from newsletter.models import Envelope, RenderedEmail
+from tests.shop import outbox_messages, send_now
 
 
 def message(number: int) -> Outgoing:
@@ -182,3 +184,20 @@ def test_a_paced_outbox_goes_through_the_pacer_on_a_thread(tmp_path: Path) -> No
     results = deliver(transport, [message(n) for n in range(5)], Retry(1, 0), pacer=pacer)
     assert sum(len(burst) for burst in results) == 5
     assert {thread for thread, _ in transport.batches} != {threading.get_ident()}
+
+
+def test_a_pre_created_empty_outbox_folder_becomes_a_maildir(shop: Path) -> None:
+    (shop / "outbox").mkdir()
+    result = send_now(shop, "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["sent"]) == 2
+    assert len(outbox_messages(shop)) == 2
+
+
+def test_an_outbox_folder_of_other_files_is_refused_with_the_fix(shop: Path) -> None:
+    (shop / "outbox").mkdir()
+    (shop / "outbox" / "notes.txt").write_text("mine")
+    result = send_now(shop)
+    assert result.exit_code != 0
+    assert "is not a Maildir" in result.output and "new or empty folder" in result.output
+    assert (shop / "outbox" / "notes.txt").read_text() == "mine"

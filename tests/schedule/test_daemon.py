@@ -4,6 +4,7 @@ edit, a bad edit, SIGTERM."""
 from __future__ import annotations
 
 import collections
+import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 from newsletter.ledger.ledger import Ledger
 from newsletter.store.sqlite import open_store
 from tests.helpers import SAMPLES, child_env, command, wait_for
-from tests.smtp_server import SmtpServer
+from tests.shop import SHOP_PROFILES, smtp_config, start_daemon
+from tests.smtp_server import ScriptedServer, SmtpServer
 
 PROFILES = """\
 subscribers:
@@ -79,3 +81,48 @@ def test_run_sends_new_digests_takes_edits_and_stops_cleanly(tmp_path: Path) -> 
     assert all(count == 1 for count in pairs.values())  # no paper twice to anyone
     assert {r["status"] for r in rows} == {"sent"}
     assert len({r["message_id"] for r in rows}) == len(messages)
+
+
+def test_sigterm_stops_the_daemon_within_10_s_against_a_slow_server(shop: Path) -> None:
+    with ScriptedServer(drip=1.0) as server:  # a greeting of 20 bytes takes 20 s
+        config = smtp_config(shop, server.port, timeout=30, message_timeout=600)
+        config.write_text(config.read_text() + "schedule:\n  cron: '* * * * * */1'\n")
+        log = shop / "run.log"
+        process = start_daemon(shop, log)
+        try:
+            assert wait_for(lambda: server.connections > 0), log.read_text()
+            time.sleep(0.5)  # well inside the slow conversation
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            returncode = process.wait(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            process.kill()
+    assert returncode == 0, log.read_text()
+    assert took < 10, f"took {took:.1f} s to stop\n{log.read_text()}"
+    assert "stopped" in log.read_text()
+    with open_store(shop / "state") as store:
+        pending = {p.subscriber for p in Ledger(store).pending()}
+    assert "ada@example.org" in pending  # cut short, kept, sent by the next run
+
+
+def test_sighup_reloads_the_files_and_keeps_running(shop: Path) -> None:
+    config = shop / "config.yaml"
+    config.write_text(config.read_text() + "schedule:\n  cron: '0 0 1 1 *'\n")
+    log = shop / "run.log"
+    process = start_daemon(shop, log)
+    try:
+        assert wait_for(lambda: "running;" in log.read_text()), log.read_text()
+        profiles = shop / "subscribers.yaml"
+        stamp = profiles.stat().st_mtime
+        profiles.write_text(SHOP_PROFILES + "  - email: carol@example.org\n    keywords: [x]\n")
+        config.write_text(config.read_text().replace("0 0 1 1 *", "0 6 * * *"))
+        for path in (profiles, config):  # the watcher sees no change: only SIGHUP can tell
+            os.utime(path, (stamp, stamp))
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "cron '0 6 * * *'" in log.read_text()), log.read_text()
+        assert "SIGHUP" in log.read_text() and "schedule rebuilt" in log.read_text()
+        assert process.poll() is None  # still running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, log.read_text()
