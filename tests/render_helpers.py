@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email
 from datetime import UTC, date, datetime
+from email import policy
 from pathlib import Path
 
 from newsletter.config.load import load_config
@@ -10,6 +12,7 @@ from newsletter.config.settings import Config
 from newsletter.matching.keywords import parse_keyword
 from newsletter.matching.matcher import Matcher
 from newsletter.models import Details, Paper, Selection, Subscriber
+from newsletter.send.wiring import make_renderer
 from tests.helpers import NOW
 
 SEEN = datetime(2026, 3, 12, 6, 0, tzinfo=UTC)
@@ -103,3 +106,19 @@ def project_config(tmp_path: Path, extra: str = "") -> Config:
 def selection_for(subscriber: Subscriber, papers: list[Paper], config: Config) -> Selection:
     (selection,) = Matcher([subscriber], config.matching).select(papers, NOW)
     return selection
+
+
+def render(tmp_path: Path, subscriber=None, papers=None, extra: str = "", environ=None):
+    config = project_config(tmp_path, extra)
+    papers = fixed_papers() if papers is None else papers
+    selection = selection_for(subscriber or ada(), papers, config)
+    return make_renderer(config, environ or {}).render(selection, NOW)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=policy.default)  # type: ignore[return-value]
+
+
+def parts(message) -> tuple[str, str]:
+    text, html = (part.get_content() for part in message.iter_parts())
+    return text, html

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config.settings import Config
-from newsletter.errors import BusyError, StoreError
+from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.lock import state_lock
 from newsletter.models import Card, Details
@@ -220,17 +220,6 @@ def test_the_state_folder_and_its_files_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     for path in state.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
-
-
-def test_deleting_the_lock_file_does_not_let_a_second_send_in(tmp_path: Path) -> None:
-    """Issue 13, 3: tmp cleaners and "rm stale lock" must not make two sends run at once."""
-    state = tmp_path / "state"
-    with state_lock(state, "send"):
-        (state / "newsletter.ledger.lock").unlink()
-        with pytest.raises(BusyError), state_lock(state, "send"):
-            pass
-    with state_lock(state, "send"):  # released: the next one gets in
-        pass
 
 
 def test_papers_stored_before_schema_5_read_with_empty_details(open_any: Opener) -> None:

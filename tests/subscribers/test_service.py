@@ -1,0 +1,73 @@
+"""The subscribers' side from the command line: who gets what and why, an unsubscribe and
+its lifting, and one subscriber's history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers import invoke
+
+PROFILES = """\
+subscribers:
+  - email: ada@example.org
+    keywords: [pruning]
+  - email: grace@example.org
+    keywords: [transformer]
+    active: false
+"""
+
+
+def project(samples_project: Path) -> Path:
+    (samples_project / "subscribers.yaml").write_text(PROFILES)
+    return samples_project / "config.yaml"
+
+
+def statuses(config: Path) -> dict[str, dict]:
+    result = invoke(config, "subscribers", "--json")
+    assert result.exit_code == 0, result.output
+    return {row["address"]: row for row in json.loads(result.stdout)}
+
+
+def test_each_address_says_its_status_and_why(samples_project: Path) -> None:
+    config = project(samples_project)
+    rows = statuses(config)
+    assert rows["ada@example.org"]["status"] == "active"
+    assert rows["ada@example.org"]["why"].startswith("daily at 07:00")
+    assert rows["grace@example.org"]["status"] == "paused"
+    assert (
+        rows["grace@example.org"]["why"] == "active: false in subscribers.yaml:4"
+    )  # (the entry's line)
+
+
+def test_an_unsubscribe_stops_the_next_send_until_it_is_lifted(samples_project: Path) -> None:
+    config = project(samples_project)
+    assert invoke(config, "unsubscribe", "Ada@Example.org").exit_code == 0
+    assert statuses(config)["ada@example.org"]["status"] == "unsubscribed"
+    sent = json.loads(invoke(config, "send", "--now", "--json").stdout)
+    assert sent["sent"] == []
+    assert invoke(config, "resubscribe", "ada@example.org").exit_code == 0
+    sent = json.loads(invoke(config, "send", "--now", "--json").stdout)
+    assert [item["subscriber"] for item in sent["sent"]] == ["ada@example.org"]
+    assert statuses(config)["ada@example.org"]["papers_sent"] == len(sent["sent"][0]["papers"])
+
+
+def test_the_history_lists_the_digests_with_their_titles_and_the_events(
+    samples_project: Path,
+) -> None:
+    config = project(samples_project)
+    invoke(config, "send", "--now")
+    invoke(config, "unsubscribe", "ada@example.org")
+    result = invoke(config, "history", "--subscriber", "ada@example.org", "--json")
+    assert result.exit_code == 0, result.output
+    history = json.loads(result.stdout)
+    (digest,) = history["digests"]
+    assert digest["titles"] and all(digest["titles"])
+    assert [event["event"] for event in history["events"]] == ["unsubscribed"]
+    assert history["suppressed"].startswith("unsubscribed")
+
+
+def test_an_address_that_is_none_is_a_usage_error(samples_project: Path) -> None:
+    result = invoke(project(samples_project), "unsubscribe", "not an address")
+    assert result.exit_code == 2
+    assert "'not an address' is not an address" in result.output
