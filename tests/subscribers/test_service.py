@@ -35,9 +35,8 @@ def test_each_address_says_its_status_and_why(samples_project: Path) -> None:
     assert rows["ada@example.org"]["status"] == "active"
     assert rows["ada@example.org"]["why"].startswith("daily at 07:00")
     assert rows["grace@example.org"]["status"] == "paused"
-    assert (
-        rows["grace@example.org"]["why"] == "active: false in subscribers.yaml:4"
-    )  # (the entry's line)
+    # (the line of grace's entry)
+    assert rows["grace@example.org"]["why"] == "active: false in subscribers.yaml:4"
 
 
 def test_an_unsubscribe_stops_the_next_send_until_it_is_lifted(samples_project: Path) -> None:
