@@ -499,15 +499,16 @@ def send_command(
 ) -> int:
     """Ingest new digests, then send every due subscriber their digest."""
     config = session.config()
-    run = Run(
-        config,
-        session.world,
-        dry_run=dry_run,
-        retry_failed=retry_failed,
-        ignore_schedule=ignore_schedule or bool(emails),
-    )
-    with _progress(enabled=not as_json and sys.stdout.isatty()) as progress:
-        run.on_result, run.on_start = progress
+    with _progress(enabled=not as_json and sys.stdout.isatty()) as (on_result, on_start):
+        run = Run(
+            config,
+            session.world,
+            dry_run=dry_run,
+            retry_failed=retry_failed,
+            ignore_schedule=ignore_schedule or bool(emails),
+            on_result=on_result,
+            on_start=on_start,
+        )
         report = run.send(FromProfileFile(emails))
     if as_json:
         _echo_json(report.to_json())

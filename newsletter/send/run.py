@@ -30,7 +30,7 @@ from newsletter.store.papers import Store
 from newsletter.world import World
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
     """One send run: the request, and ``send`` to carry it out.
 

@@ -36,12 +36,23 @@ class SharedRun(Protocol):
     (``send.run.Run``), declared here: the worker path calls the send code, never the
     reverse."""
 
-    config: Config
-    world: World
-    holder: str  # who holds the lock, as another process sees it
-    stop: StopSignal | None
-    retry_failed: bool
-    id: str | None  # the run's id (None: a new one)
+    @property
+    def config(self) -> Config: ...
+    @property
+    def world(self) -> World: ...
+    @property
+    def holder(self) -> str:
+        """Who holds the lock, as another process sees it."""
+        ...
+
+    @property
+    def stop(self) -> StopSignal | None: ...
+    @property
+    def retry_failed(self) -> bool: ...
+    @property
+    def id(self) -> str | None:
+        """The run's id (None: a new one)."""
+        ...
 
     def plan(
         self, store: Store, subscribers: Sequence[Subscriber], share: RunChunk
