@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -31,6 +32,7 @@ from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.matching.keywords import UNSAFE_CHARACTER
 from newsletter.models import Paper, RenderedEmail
 from newsletter.profiles.cache import profiles_of
+from newsletter.profiles.edit import NewProfile
 from newsletter.profiles.load import Profiles
 from newsletter.render.views import byline
 from newsletter.reports import (
@@ -50,6 +52,7 @@ from newsletter.store.service import ingest_files, stored_papers
 from newsletter.subscribers.service import (
     HOWS,
     resubscribe,
+    subscribe,
     subscriber_history,
     subscriber_statuses,
     unsubscribe,
@@ -664,6 +667,44 @@ def subscribers_command(session: Session, as_json: bool) -> None:
 
 
 _STATUSES = ("active", "paused", "unsubscribed", "bounced", "complained")
+
+
+@cli.command("subscribe")
+@click.argument("email")
+@click.option(
+    "--keywords",
+    required=True,
+    help='Comma-separated, as in subscribers.yaml: "pruning, distillation | KD, compress*".',
+)
+@click.option("--name", help="How the digest greets them.")
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), help="Default: daily.")
+@click.option("--day", help="The weekday of a weekly digest (monday or mon, ...).")
+@click.pass_obj
+def subscribe_command(
+    session: Session,
+    email: str,
+    keywords: str,
+    name: str | None,
+    frequency: str | None,
+    day: str | None,
+) -> None:
+    """Add EMAIL to subscribers.yaml with its keywords, no confirmation asked (you vouch for
+    the address); refuses what `validate` would refuse, writing nothing."""
+    words = tuple(word.strip() for word in keywords.split(",") if word.strip())
+    profile = NewProfile(email, words, name, frequency, day)
+    added = subscribe(session.config(), session.world, profile)
+    subscriber = added.subscriber
+    when = "never (paused)"
+    if added.first_digest is not None:
+        local = added.first_digest.astimezone(ZoneInfo(subscriber.timezone))
+        when = f"{local:%a %Y-%m-%d %H:%M} {subscriber.timezone}"
+    click.echo(f"added {subscriber.email} at {added.file}:{subscriber.line}; first digest {when}")
+    if added.suppression is not None:
+        click.echo(
+            f"note: {subscriber.email} is {added.suppression.describe()}: no digest goes to "
+            f"it until `newsletter resubscribe {subscriber.email}`",
+            err=True,
+        )
 
 
 @cli.command("unsubscribe")

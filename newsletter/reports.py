@@ -13,6 +13,7 @@ from newsletter.models import (
     Selection,
     SentDigest,
     SourceWarning,
+    Subscriber,
     SubscriberEvent,
     Suppression,
 )
@@ -466,3 +467,14 @@ class WorkerStatus:
             "messages": self.messages,
             "per_minute": round(self.per_minute(now), 1),
         }
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subscriber added by ``newsletter subscribe``: where their entry is, when their
+    first digest comes, and the suppression that would still hold it back."""
+
+    subscriber: Subscriber
+    file: str
+    first_digest: datetime | None  # UTC; None: never (paused)
+    suppression: Suppression | None

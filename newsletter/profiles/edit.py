@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
@@ -70,6 +70,119 @@ def edit_profile(config: Config, email: str, change: PreferenceChange) -> Subscr
             _write(path, new_text)
             return subscriber
     raise ProfileError(f"{path.name} kept changing while it was being edited; try again")
+
+
+@dataclass(frozen=True)
+class NewProfile:
+    """An entry to add to the profile file: the operator's ``newsletter subscribe`` (and,
+    later, a confirmed sign-up); None leaves a setting to the file's defaults."""
+
+    email: str
+    keywords: tuple[str, ...]
+    name: str | None = None
+    frequency: str | None = None  # daily | weekly
+    day: str | None = None  # for weekly
+
+
+def add_profile(config: Config, profile: NewProfile) -> Subscriber:
+    """Append ``profile`` to the profile file (its comments and layout kept, atomically,
+    under the lock); the subscriber as the file now says. ProfileError (nothing written)
+    when the address is there already or the entry would not be valid."""
+    path = config.subscribers
+    with profiles_lock(config.state_dir, exclusive=True):
+        for _ in range(_ATTEMPTS):
+            before = _stamp(path)
+            text = path.read_text(encoding="utf-8-sig")
+            present = _profiles(config).find(profile.email)
+            if present is not None:
+                raise ProfileError(
+                    f"{path.name}:{present.line}: {present.email} is subscribed already; "
+                    "change the entry there (or on the preferences page)"
+                )
+            new_text = _appended(text, path, profile)
+            if _stamp(path) != before:
+                continue  # edited meanwhile (by hand): start again from the new text
+            subscriber = _new_subscriber(config, text, new_text, profile.email)
+            _write(path, new_text)
+            return subscriber
+    raise ProfileError(f"{path.name} kept changing while it was being edited; try again")
+
+
+def _new_subscriber(config: Config, text: str, new_text: str, email: str) -> Subscriber:
+    """The added entry read back from ``new_text``; a ProfileError naming the entry, not a
+    line of a file that was never written, for a mistake in it."""
+    lines = text.count("\n") + 1
+    name = config.subscribers.name
+    try:
+        subscriber = _load_text(config, new_text, email, lambda line: line)
+    except ProfileError as exc:
+        problems = [
+            re.sub(
+                rf"{re.escape(name)}:(\d+):",
+                lambda m: (
+                    f"{name}:{m.group(1)}:"
+                    if int(m.group(1)) <= lines
+                    else f"the new entry for {email}:"
+                ),
+                problem,
+            )
+            for problem in exc.problems
+        ]
+        raise ProfileError(problems) from exc
+    assert subscriber is not None
+    return subscriber
+
+
+def _appended(text: str, path: Path, profile: NewProfile) -> str:
+    """``text`` with ``profile``'s entry added at the end of its ``subscribers:`` list."""
+    yaml = _round_trip(text)
+    try:
+        document = yaml.load(text) if text.strip() else None
+    except YAMLError as exc:
+        raise ProfileError(f"{path.name}: cannot be edited: {exc}") from exc
+    if document is None:
+        document = CommentedMap()
+    if not isinstance(document, dict):
+        raise ProfileError(f"{path.name}: cannot be edited: it is not a 'subscribers:' list")
+    if document.get("subscribers") is None:
+        document["subscribers"] = CommentedSeq()
+    entries = document["subscribers"]
+    if not isinstance(entries, list):
+        raise ProfileError(f"{path.name}: cannot be edited: 'subscribers' is not a list")
+    entries.append(_new_entry(profile))
+    out = io.StringIO()
+    yaml.dump(document, out)
+    return _spaced_like(text, out.getvalue())
+
+
+def _spaced_like(text: str, new_text: str) -> str:
+    """``new_text`` with a blank line before its last entry when the file's entries are
+    separated by blank lines (as the shipped file's are)."""
+    item = re.compile(r"^( *)- ", re.M)
+    starts = [m.start() for m in item.finditer(new_text)]
+    if len(starts) < 2 or not re.search(r"\n[ \t]*\n( *)- email:", text):
+        return new_text
+    last = new_text.rfind("- email:")
+    line_start = new_text.rfind("\n", 0, last) + 1
+    if new_text[:line_start].endswith("\n\n"):
+        return new_text
+    return new_text[:line_start] + "\n" + new_text[line_start:]
+
+
+def _new_entry(profile: NewProfile) -> CommentedMap:
+    entry = CommentedMap()
+    entry["email"] = profile.email.strip()
+    if profile.name:
+        entry["name"] = profile.name.strip()
+    keywords = CommentedSeq()
+    keywords.fa.set_flow_style()
+    entry["keywords"] = keywords
+    _edit_keywords(entry, PreferenceChange(add_keywords=profile.keywords), last_ok=True)
+    if profile.frequency:
+        entry["frequency"] = profile.frequency
+    if profile.day:
+        entry["day"] = profile.day
+    return entry
 
 
 def read_profile(config: Config, email: str) -> Subscriber | None:

@@ -4,13 +4,16 @@ and each subscriber's history (``newsletter subscribers``, ``unsubscribe``, ``re
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import Subscriber, Suppression
 from newsletter.profiles.cache import profiles_of
-from newsletter.reports import SubscriberHistory, SubscriberStatus
+from newsletter.profiles.edit import NewProfile, add_profile
+from newsletter.reports import SubscriberHistory, SubscriberStatus, Subscription
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 from newsletter.world import World
@@ -81,6 +84,18 @@ def resubscribe(config: Config, world: World, email: str, how: str = "cli") -> S
     address = checked_address(email)
     with open_store_for(config, world.environ) as store:
         return SubscriberState(store).lift(address, how, world.now())
+
+
+def subscribe(config: Config, world: World, profile: NewProfile) -> Subscription:
+    """Add ``profile`` to the profile file, no confirmation asked (the operator vouches for
+    the address); a ProfileError (nothing written) for what ``validate`` would refuse."""
+    address = checked_address(profile.email)
+    profile = replace(profile, email=address)
+    subscriber = add_profile(config, profile)
+    with open_store_for(config, world.environ) as store:
+        suppression = SubscriberState(store).suppression(address)
+    first = config.schedule.timetable().next_fire(subscriber, world.now())
+    return Subscription(subscriber, config.subscribers.name, first, suppression)
 
 
 def suppression_of(config: Config, world: World, email: str) -> Suppression | None:

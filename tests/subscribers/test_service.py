@@ -70,3 +70,53 @@ def test_an_address_that_is_none_is_a_usage_error(samples_project: Path) -> None
     result = invoke(project(samples_project), "unsubscribe", "not an address")
     assert result.exit_code == 2
     assert "'not an address' is not an address" in result.output
+
+
+def test_an_operator_subscribes_an_address_and_the_next_send_mails_it(
+    samples_project: Path,
+) -> None:
+    config = project(samples_project)
+    added = invoke(config, "subscribe", "Turing@Example.org", "--keywords", "zero-shot, pruning")
+    assert added.exit_code == 0, added.output
+    # (the domain is lowercased; the local part stays the reader's own)
+    assert "added Turing@example.org at subscribers.yaml:7; first digest" in added.output
+    assert "email: Turing@example.org" in (samples_project / "subscribers.yaml").read_text()
+    sent = json.loads(invoke(config, "send", "--now", "--json").stdout)
+    assert {item["subscriber"] for item in sent["sent"]} == {
+        "ada@example.org",
+        "Turing@example.org",
+    }
+
+
+def test_a_weekly_day_may_be_given_short(samples_project: Path) -> None:
+    config = project(samples_project)
+    result = invoke(
+        config, "subscribe", "t@example.org", "--keywords", "x", "--frequency", "weekly",
+        "--day", "fri",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "first digest Fri" in result.output
+    assert statuses(config)["t@example.org"]["why"].startswith("weekly on Friday")
+
+
+def test_subscribing_refuses_what_validate_refuses_and_writes_nothing(
+    samples_project: Path,
+) -> None:
+    config = project(samples_project)
+    again = invoke(config, "subscribe", "ada@example.org", "--keywords", "x")
+    assert again.exit_code == 2 and "ada@example.org is subscribed already" in again.output
+    bad = invoke(config, "subscribe", "t@example.org", "--keywords", "ok, *compress")
+    assert bad.exit_code == 2
+    assert "the new entry for t@example.org: bad keyword '*compress'" in bad.output
+    assert (samples_project / "subscribers.yaml").read_text() == PROFILES
+
+
+def test_subscribing_a_suppressed_address_says_what_still_holds_it_back(
+    samples_project: Path,
+) -> None:
+    config = project(samples_project)
+    invoke(config, "unsubscribe", "t@example.org")
+    result = invoke(config, "subscribe", "t@example.org", "--keywords", "pruning")
+    assert result.exit_code == 0
+    assert "note: t@example.org is unsubscribed" in result.stderr
+    assert "newsletter resubscribe t@example.org" in result.stderr
