@@ -44,7 +44,7 @@ from newsletter.reports import (
     SourceStatus,
 )
 from newsletter.schedule.listing import next_sends
-from newsletter.send.preview import preview
+from newsletter.send.preview import preview, send_test_copy
 from newsletter.send.run import FromProfileFile, Run
 from newsletter.send.wiring import dkim_record, setup_problems, try_connection
 from newsletter.sources.service import fetch_sources, source_status
@@ -491,6 +491,11 @@ def write_preview(rendered: RenderedEmail, folder: Path) -> list[Path]:
 @click.option(
     "--retry-failed", is_flag=True, help="Offer again papers whose delivery failed for good (5xx)."
 )
+@click.option(
+    "--to",
+    metavar="ADDRESS",
+    help="Mail the --subscriber's next digest to ADDRESS as a [test] copy; record nothing.",
+)
 @click.pass_obj
 def send_command(
     session: Session,
@@ -499,9 +504,12 @@ def send_command(
     dry_run: bool,
     as_json: bool,
     retry_failed: bool,
+    to: str | None,
 ) -> int:
     """Ingest new digests, then send every due subscriber their digest."""
     config = session.config()
+    if to is not None:
+        return _send_test_copy(session, config, emails, to)
     with _progress(enabled=not as_json and sys.stdout.isatty()) as (on_result, on_start):
         run = Run(
             config,
@@ -518,6 +526,25 @@ def send_command(
     else:
         _print_send_report(report)
     return EXIT_FAILED if report.failed or report.ingest.rejected else EXIT_OK
+
+
+def _send_test_copy(session: Session, config: Config, emails: tuple[str, ...], to: str) -> int:
+    if len(emails) != 1:
+        raise click.UsageError("--to needs one --subscriber: whose digest to send as a test")
+    (subscriber,) = session.profiles(config).named(emails)
+    sent = send_test_copy(config, session.world, subscriber, to)
+    if sent.copy is None:
+        click.echo(f"no test copy for {sent.subscriber}: {sent.reason}", err=True)
+        return EXIT_FAILED
+    if sent.error is not None:
+        click.echo(f"the test copy to {sent.to} failed: {sent.error}", err=True)
+        return EXIT_FAILED
+    papers = _plural(len(sent.copy.paper_ids), "paper")
+    click.echo(
+        f"test copy of {sent.subscriber}'s next digest ({papers}) to {sent.to} via "
+        f"{sent.where}: {sent.copy.subject}; nothing recorded"
+    )
+    return EXIT_OK
 
 
 @contextmanager

@@ -478,3 +478,16 @@ class Subscription:
     file: str
     first_digest: datetime | None  # UTC; None: never (paused)
     suppression: Suppression | None
+
+
+@dataclass(frozen=True)
+class TestCopy:
+    """``send --to``: a subscriber's next digest sent as a test copy to another address
+    (nothing recorded); ``copy`` is None when the next send has nothing for them."""
+
+    subscriber: str
+    to: str
+    copy: RenderedEmail | None
+    reason: str | None  # why there is nothing to copy
+    where: str = ""  # the folder or host:port it went to
+    error: str | None = None  # why delivery failed

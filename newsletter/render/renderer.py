@@ -4,13 +4,17 @@ signed MIME message (``mime``, ``envelope``, ``links``, ``dkim``)."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from datetime import datetime
+from email import parser as email_parser
+from email import policy
 from typing import TYPE_CHECKING
 
 from newsletter.config.settings import RenderSettings
 from newsletter.matching.keywords import one_line
 from newsletter.models import Envelope, RenderedEmail, Selection
-from newsletter.render.envelope import digest_key, envelope_for, message_id_for
+from newsletter.render.envelope import digest_key, envelope_for, message_id_for, sender_domain
 from newsletter.render.links import DigestLinks, Links, return_path
 from newsletter.render.mime import Composer, Headers
 from newsletter.render.templates import (
@@ -101,6 +105,23 @@ class Renderer:
             data=data,
             envelope=envelope,
         )
+
+    def test_copy(self, email: RenderedEmail, to: str, now: datetime) -> RenderedEmail:
+        """``email`` as a test copy for the address ``to``: its subject marked ``[test]``,
+        a Message-ID of its own (a mailbox must not take it for the digest), its bounces to
+        the sender (never counted against the subscriber), and signed again; the rest, links
+        included, exactly as the subscriber gets it."""
+        message = email_parser.BytesParser(policy=policy.SMTP).parsebytes(email.data)
+        del message["DKIM-Signature"]
+        subject = f"[test] {email.subject}"
+        message_id = f"<test.{uuid.uuid4().hex}@{sender_domain(self.settings.sender)}>"
+        message.replace_header("Subject", subject)
+        message.replace_header("Message-ID", message_id)
+        data = message.as_bytes(policy=policy.SMTP)
+        if self.dkim is not None:
+            data = self.dkim.sign(data, now)
+        envelope = envelope_for(self.settings.sender, to)
+        return replace(email, subject=subject, message_id=message_id, data=data, envelope=envelope)
 
     def _fitting_html(
         self, selection: Selection, links: DigestLinks, next_send: datetime | None

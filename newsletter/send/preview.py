@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from newsletter.config.settings import Config
+from newsletter.delivery.flow import Retry, deliver
+from newsletter.delivery.transport import Outgoing
+from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.matching.matcher import Matcher, lookback_start
 from newsletter.models import Subscriber
-from newsletter.reports import Preview, PreviewKind
+from newsletter.reports import Preview, PreviewKind, TestCopy
 from newsletter.send.produce import no_digest_reason
 from newsletter.send.sending import resent_copy
-from newsletter.send.wiring import make_renderer
+from newsletter.send.wiring import make_renderer, make_transport
 from newsletter.store.backend import open_store_for
+from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 from newsletter.world import World
 
 SUPPRESSED, PENDING, DIGEST, NOTHING = PreviewKind
@@ -50,3 +54,23 @@ def preview(
         return Preview(DIGEST, subscriber.email, selection, rendered, None, digests)
     reason = no_digest_reason(selection, history.get(key), config.matching.lookback_days)
     return Preview(NOTHING, subscriber.email, selection, None, reason, digests)
+
+
+def send_test_copy(config: Config, world: World, subscriber: Subscriber, to: str) -> TestCopy:
+    """Send ``subscriber``'s next digest, exactly as ``preview`` shows it, to ``to`` as a
+    test copy (``Renderer.test_copy``) through the configured transport; records nothing:
+    no ledger row, no paper counted as sent, no state lock."""
+    try:
+        address = normalized_address(to.strip())
+    except EmailNotValidError as exc:
+        raise ConfigError(f"'{to}' is not an address: {exc}") from exc
+    shown = preview(config, world, subscriber)
+    if shown.email is None:
+        reason = shown.reason if shown.digests else "nothing ingested yet: run `newsletter ingest`"
+        return TestCopy(subscriber.email, address, None, reason)
+    renderer = make_renderer(config, world.environ)
+    copy = renderer.test_copy(shown.email, address, world.now())
+    transport = make_transport(config, world.environ)
+    retry = Retry(config.smtp.max_attempts, config.smtp.retry_delay, sleep=world.sleep)
+    (result,) = [r for burst in deliver(transport, [Outgoing.of(copy)], retry) for r in burst]
+    return TestCopy(subscriber.email, address, copy, None, transport.where, result.error)

@@ -193,3 +193,17 @@ def test_a_key_file_that_is_no_rsa_key_is_refused(
     result = invoke(config, "validate", environ=SECRET)
     assert result.exit_code != 0 and expected in result.output
     assert str(tmp_path / "dkim.pem") in result.output
+
+
+def test_a_test_copy_is_signed_again_and_verifies(tmp_path: Path, key_pem: bytes) -> None:
+    config = project(tmp_path, key_pem, "bounce_address: bounces@example.org\n")
+    invoke(config, "ingest")
+    args = ("send", "--to", "me@example.org", "--subscriber", "ada@example.org")
+    result = invoke(config, *args, environ=SECRET)
+    assert result.exit_code == 0, result.output
+    (message,) = outbox(tmp_path)
+    assert b"\nSubject: [test] " in message
+    assert message.count(b"DKIM-Signature:") == 1  # the digest's own, with its subject, is gone
+    assert dkim.verify(message, dnsfunc=resolver(DkimSigner("example.org", "mail2026", key_pem)))
+    # its bounces go to the sender, never counted against the subscriber (no VERP)
+    assert message.startswith(b"Return-Path: <digest@example.org>\n")

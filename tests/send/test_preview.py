@@ -4,6 +4,7 @@ with --all."""
 from __future__ import annotations
 
 import json
+import mailbox
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from newsletter.ledger.ledger import Handover, Ledger
 from tests.helpers import invoke, open_project_store
 from tests.send.test_history import FIVE, MONDAY, drop_digest, make_project, send
+from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.usefixtures("each_store")
 
@@ -71,3 +73,60 @@ def test_preview_shows_a_pending_digest_first_as_send_would(tmp_path: Path) -> N
     assert FIVE[4] in text.stdout and FIVE[0] not in text.stdout  # its papers, no others
     dry = json.loads(invoke(config, "send", "--json", "--dry-run", "--now", now=later).stdout)
     assert dry["sent"][0]["message_id"] == "<left@example.org>"
+
+
+def test_a_test_copy_is_the_next_digest_to_another_address_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    config = make_project(tmp_path)
+    drop_digest(tmp_path, "mon.txt", FIVE)
+    invoke(config, "ingest", now=MONDAY)
+    shown = json.loads(preview(config, MONDAY, "--json").stdout)
+    result = invoke(
+        config, "send", "--to", "me@example.org", "--subscriber", "ada@example.org", now=MONDAY
+    )
+    assert result.exit_code == 0, result.output
+    assert "nothing recorded" in result.output
+    (copy,) = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert str(copy["Subject"]).startswith("[test] ")
+    assert str(copy["Message-ID"]).startswith("<test.")
+    titles = [p["title"] for p in shown["papers"]]
+    assert all(title in copy.get_payload(0).get_payload(decode=True).decode() for title in titles)
+    history = invoke(config, "history", "--subscriber", "ada@example.org", "--json")
+    assert json.loads(history.stdout)["digests"] == []
+    sent = json.loads(invoke(config, "send", "--now", "--json", now=MONDAY).stdout)
+    (item,) = sent["sent"]  # (the real digest still goes, with the same papers)
+    assert item["papers"] == [p["id"] for p in shown["papers"]]
+
+
+def test_a_test_copy_over_smtp_goes_to_the_given_address_only(tmp_path: Path) -> None:
+    config = make_project(tmp_path)
+    drop_digest(tmp_path, "mon.txt", FIVE)
+    invoke(config, "ingest", now=MONDAY)
+    with SmtpServer() as server:
+        config.write_text(
+            config.read_text()
+            + f"delivery: smtp\nsmtp:\n  host: 127.0.0.1\n  port: {server.port}\n"
+            "  security: none\n  timeout: 5\n"
+        )
+        args = ("send", "--to", "Me@Example.org", "--subscriber", "ada@example.org")
+        result = invoke(config, *args, now=MONDAY)
+        assert result.exit_code == 0, result.output
+        assert f"via 127.0.0.1:{server.port}" in result.output
+        assert server.sink.recipients() == ["Me@example.org"]
+        (copy,) = server.sink.parsed()
+    assert str(copy["Subject"]).startswith("[test] ")
+    assert copy["To"].addresses[0].addr_spec == "ada@example.org"  # whose digest it is
+
+
+def test_a_test_copy_needs_one_subscriber_and_says_when_there_is_nothing(tmp_path: Path) -> None:
+    config = make_project(tmp_path)
+    alone = invoke(config, "send", "--to", "me@example.org", now=MONDAY)
+    assert alone.exit_code == 2 and "--to needs one --subscriber" in alone.output
+    empty = invoke(
+        config, "send", "--to", "me@example.org", "--subscriber", "ada@example.org", now=MONDAY
+    )
+    assert empty.exit_code == 1
+    assert "no test copy for ada@example.org: nothing ingested yet" in empty.output
+    bad = invoke(config, "send", "--to", "me at home", "--subscriber", "ada@example.org")
+    assert bad.exit_code == 2 and "'me at home' is not an address" in bad.output
