@@ -66,11 +66,12 @@ SINKS = ("outbox", "smtp")
 MESSAGE_ROOM = 80_000  # bytes of disk an outbox takes a digest, with room to spare
 
 
-def in_child(call: str, **kwargs: object) -> dict:
-    """``call`` ("module.function") with ``kwargs`` in a fresh interpreter; its JSON result."""
+def in_child(call: str, tree: Path = HERE.parent, **kwargs: object) -> dict:
+    """``call`` ("module.function" of ``tree``'s bench/) with ``kwargs`` in a fresh
+    interpreter importing ``tree`` (default: this checkout); its JSON result."""
     module, function = call.split(".")
     code = (
-        f"import json, sys; sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]\n"
+        f"import json, sys; sys.path[:0] = [{str(tree / 'bench')!r}, {str(tree)!r}]\n"
         f"from {module} import {function}\n"
         f"print(json.dumps({function}(**json.loads(sys.argv[1]))))\n"
     )
@@ -78,8 +79,8 @@ def in_child(call: str, **kwargs: object) -> dict:
         [sys.executable, "-c", code, json.dumps(kwargs)],
         capture_output=True,
         text=True,
-        cwd=HERE.parent,
-        env=child_env(),
+        cwd=tree,
+        env=child_env(PYTHONPATH=str(tree)),
     )
     if done.returncode != 0:
         raise SystemExit(f"{call}({kwargs}) failed:\n{done.stderr[-3000:]}")

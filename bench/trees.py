@@ -11,7 +11,6 @@ Each point is a function of the trees' own bench/ (``scale.measure``,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run import in_child  # noqa: E402
 
 POINTS = {
     "scale": ("scale.measure", {"subscribers": 10_000, "papers": 1_000}),
@@ -33,20 +35,7 @@ POINTS = {
 
 def seconds(tree: Path, call: str, kwargs: dict) -> float:
     """``call`` with ``kwargs`` in a fresh interpreter that imports ``tree``; its seconds."""
-    module, function = call.split(".")
-    code = (
-        f"import json, sys; sys.path[:0] = [{str(tree / 'bench')!r}, {str(tree)!r}]\n"
-        f"from {module} import {function}\n"
-        f"print(json.dumps({function}(**json.loads(sys.argv[1]))['seconds']))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(kwargs)],
-        capture_output=True,
-        text=True,
-        cwd=tree,
-        check=True,
-    )
-    return float(done.stdout.strip().splitlines()[-1])
+    return float(in_child(call, tree=tree, **kwargs)["seconds"])
 
 
 def alternate(trees: dict[str, Path], call: str, kwargs: dict, pairs: int) -> dict[str, list]:

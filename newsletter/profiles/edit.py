@@ -158,9 +158,7 @@ def _appended(text: str, path: Path, profile: NewProfile) -> str:
 def _spaced_like(text: str, new_text: str) -> str:
     """``new_text`` with a blank line before its last entry when the file's entries are
     separated by blank lines (as the shipped file's are)."""
-    item = re.compile(r"^( *)- ", re.M)
-    starts = [m.start() for m in item.finditer(new_text)]
-    if len(starts) < 2 or not re.search(r"\n[ \t]*\n( *)- email:", text):
+    if not re.search(r"\n[ \t]*\n *- email:", text):
         return new_text
     last = new_text.rfind("- email:")
     line_start = new_text.rfind("\n", 0, last) + 1
