@@ -30,9 +30,8 @@ from newsletter.config.load import config_path, load_config
 from newsletter.config.settings import Config
 from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.matching.keywords import UNSAFE_CHARACTER
-from newsletter.models import Paper, RenderedEmail
+from newsletter.models import NewProfile, Paper, RenderedEmail
 from newsletter.profiles.cache import profiles_of
-from newsletter.profiles.edit import NewProfile
 from newsletter.profiles.load import Profiles
 from newsletter.render.views import byline
 from newsletter.reports import (
@@ -57,6 +56,7 @@ from newsletter.subscribers.service import (
     subscriber_statuses,
     unsubscribe,
 )
+from newsletter.subscribers.signup import pending_signups
 from newsletter.world import World
 
 EXIT_OK = 0
@@ -675,10 +675,16 @@ def schedule_command(session: Session, as_json: bool) -> None:
 
 @cli.command("subscribers")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option(
+    "--pending", is_flag=True, help="List sign-ups from the web waiting for their confirmation."
+)
 @click.pass_obj
-def subscribers_command(session: Session, as_json: bool) -> None:
+def subscribers_command(session: Session, as_json: bool, pending: bool) -> None:
     """Each address with its status (active, paused, unsubscribed, bounced, complained) and
     why, its last digest and how many papers it was sent."""
+    if pending:
+        _echo_pending(session.config(), session.world, as_json)
+        return
     rows = subscriber_statuses(session.config(), session.world)
     if as_json:
         _echo_json([row.to_json() for row in rows])
@@ -694,6 +700,32 @@ def subscribers_command(session: Session, as_json: bool) -> None:
 
 
 _STATUSES = ("active", "paused", "unsubscribed", "bounced", "complained")
+
+
+def _echo_pending(config: Config, world: World, as_json: bool) -> None:
+    hours = timedelta(hours=config.subscribe.confirm_hours)
+    requests = pending_signups(config, world)
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "address": r.address,
+                    "asked_at": r.asked_at.isoformat(),
+                    "expires": (r.asked_at + hours).isoformat(),
+                    "keywords": list(r.profile.keywords),
+                    "frequency": r.profile.frequency,
+                    "timezone": r.profile.timezone,
+                }
+                for r in requests
+            ]
+        )
+        return
+    for r in requests:
+        click.echo(
+            f"{r.address}  asked {r.asked_at:%Y-%m-%d %H:%M} UTC, expires "
+            f"{r.asked_at + hours:%Y-%m-%d %H:%M} UTC  [{', '.join(r.profile.keywords)}]"
+        )
+    click.echo(f"{_plural(len(requests), 'sign-up')} waiting for confirmation")
 
 
 @cli.command("subscribe")
@@ -843,14 +875,15 @@ _ACTIONS = ("suppressed", "unsubscribed", "counted", "ignored")
 @click.option("--port", type=int, help="Listen on this port (0: any free one); default serve.port.")
 @click.pass_obj
 def serve_command(session: Session, port: int | None) -> None:
-    """Serve the subscriber pages (unsubscribe, preferences, web copies, feeds, feedback)
-    until stopped; put it behind a reverse proxy doing TLS."""
+    """Serve the subscriber pages (sign-up, unsubscribe, preferences, web copies, feeds,
+    feedback) until stopped; put it behind a reverse proxy doing TLS."""
     from newsletter.web.app import serve_app  # Flask only for this command
 
     def ready(url: str) -> None:
         click.echo(f"serving on {url} (public_url: {config.render.public_url})", err=True)
 
     config = session.config()
+    _log_to_stderr()  # (sign-ups refused, mails that failed: the operator's to read)
     serve_app(config, session.world, port, ready)
 
 

@@ -240,6 +240,39 @@ class Suppression:
         return f"{text}: {self.detail}" if self.detail else text
 
 
+@dataclass(frozen=True)
+class NewProfile:
+    """An entry to add to the profile file: the operator's ``newsletter subscribe``, or a
+    confirmed sign-up; None leaves a setting to the file's defaults."""
+
+    email: str
+    keywords: tuple[str, ...]
+    name: str | None = None
+    frequency: str | None = None  # daily | weekly
+    day: str | None = None  # for weekly
+    send_at: time | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """A reader's sign-up on the web as the store keeps it: the entry asked for, which mail
+    it caused (``confirm``: the confirmation link; ``known``: the address is subscribed
+    already, it got its preferences link), and, once confirmed, when and how."""
+
+    id: str  # random; the confirmation link's token signs it
+    profile: NewProfile
+    asked_at: datetime
+    mail: str  # confirm | known
+    confirmed_at: datetime | None = None
+    how: str | None = None  # "web double opt-in"
+
+    @property
+    def address(self) -> str:
+        """The address it is for."""
+        return self.profile.email
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriberEvent:
     """One change of a subscriber's state, or a bounce that counts towards one."""

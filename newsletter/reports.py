@@ -12,6 +12,7 @@ from newsletter.models import (
     RenderedEmail,
     Selection,
     SentDigest,
+    SignupRequest,
     SourceWarning,
     Subscriber,
     SubscriberEvent,
@@ -491,3 +492,36 @@ class TestCopy:
     reason: str | None  # why there is nothing to copy
     where: str = ""  # the folder or host:port it went to
     error: str | None = None  # why delivery failed
+
+
+@dataclass(frozen=True)
+class SignupOutcome:
+    """What a sign-up on the form led to, for the log (the reader sees the same page
+    whatever it was): the mail sent (``confirm`` or ``known``), or why none was."""
+
+    address: str
+    mail: str | None  # confirm | known | None: refused
+    refusal: str | None = None  # honeypot, complained, per-address limit, hourly limit
+    request: SignupRequest | None = None
+    error: str | None = None  # why the mail could not be delivered
+
+
+@dataclass(frozen=True)
+class SignupLink:
+    """A confirmation link opened: its request, and whether it may still be confirmed."""
+
+    request: SignupRequest
+    state: str  # ready | confirmed | expired
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A sign-up confirmed: the entry as the profile file now holds it, when the first digest
+    comes, the suppression it lifted, and what became of the welcome mail."""
+
+    subscriber: Subscriber
+    first_digest: datetime | None  # UTC; None: never (paused)
+    lifted: Suppression | None
+    added: bool  # False: the address was in the file already (confirmed again)
+    welcome_error: str | None = None

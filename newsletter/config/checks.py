@@ -32,6 +32,22 @@ def source_problem(source: SourceSettings, earlier: list[str]) -> str | None:
     return _type_problem(source)
 
 
+def _check_subscribe(problems: Problems, config: Config) -> None:
+    """The sign-up page's domains are domain names; its links need the public URL."""
+    for index, domain in enumerate(config.subscribe.domains):
+        if not DOMAIN_NAME.fullmatch(domain.removeprefix("@")):
+            problems.add(
+                ("subscribe", "domains", index),
+                f"{domain!r} is not a domain name (like uni-example.edu)",
+            )
+    if config.subscribe.enabled and not config.render.public_url:
+        problems.add(
+            ("subscribe", "enabled"),
+            "the sign-up page mails a confirmation link to <public_url>/confirm: set "
+            "'public_url' (where readers reach newsletter serve)",
+        )
+
+
 def _type_problem(source: SourceSettings) -> str | None:
     """What is wrong with the settings that depend on the source's type."""
     bad = [c for c in source.categories if not ARXIV_CATEGORY.fullmatch(c)]
@@ -50,6 +66,7 @@ def cross_checks(problems: Problems, data: dict, config: Config) -> None:
     _check_digests_folder(problems, config.digests)
     _check_smtp(problems, data.get("smtp"), config.smtp)
     _check_dkim(problems, config.dkim, config.render.sender)
+    _check_subscribe(problems, config)
     problem = store_url_problem(config.store)
     if problem:
         problems.add(("store",), problem)

@@ -4,7 +4,7 @@ file and line."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from newsletter.delivery.registry import TRANSPORTS
 from newsletter.errors import ConfigError
 from newsletter.files.problems import Problems
 from newsletter.files.yamlfile import KeyPath, load_yaml
-from newsletter.models import DEFAULT_ANNOUNCE_TYPES
 from newsletter.sources.registry import SOURCE_KINDS
 
 ENV_VAR = "NEWSLETTER_CONFIG"
@@ -80,6 +79,8 @@ class _Reader:
                 values[item.name] = self._sources(data.get("sources"), (*at, "sources"))
             elif "domains" in meta:
                 values[item.name] = self._domains(data.get("domains"), (*at, "domains"))
+            elif "list" in meta:
+                values[item.name] = self._words(data, item, at)
             elif "kind" in meta and data.get(item.name) is not None:
                 value = self.value((*at, item.name), data[item.name], meta["kind"])
                 if value is not None:
@@ -111,8 +112,7 @@ class _Reader:
             if not isinstance(entry, dict):
                 self.problems.add(here, "each source must be a mapping: name, type, ...")
                 continue
-            lists = {key: self._words(entry, key, here) for key in _LISTS}
-            source = self.read(SourceSettings, entry, here, **lists)
+            source = self.read(SourceSettings, entry, here)
             problem = source_problem(source, [s.name for s in found])
             if problem:
                 self.problems.add(here, problem)
@@ -147,13 +147,14 @@ class _Reader:
                 found[_wire_domain(name)] = self.read(DomainLimit, entry, here)
         return found
 
-    def _words(self, entry: dict, key: str, at: KeyPath) -> tuple[str, ...]:
-        """A list of words in a source entry (its default when absent)."""
-        value = entry.get(key)
+    def _words(self, data: dict, item: Field, at: KeyPath) -> tuple[str, ...]:
+        """The list of words ``item`` names in ``data`` (its default when absent)."""
+        key, value = item.name, data.get(item.name)
         if value is None:
-            return _LISTS[key]
+            return item.default  # type: ignore[return-value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problems.add((*at, key), f"'{key}' must be a list, e.g. [{_LIST_EXAMPLES[key]}]")
+            example = item.metadata["list"]
+            self.problems.add((*at, key), f"'{key}' must be a list, e.g. [{example}]")
             return ()
         return tuple(v.strip() for v in value)
 
@@ -182,12 +183,6 @@ class _Reader:
                 return None
             return self.base / value.strip()
         return problems.text(at, value)
-
-
-_LISTS = {"categories": (), "announce_types": DEFAULT_ANNOUNCE_TYPES}
-
-
-_LIST_EXAMPLES = {"categories": "cs.LG, cs.CL", "announce_types": "new, cross"}
 
 
 def _wire_domain(name: str) -> str:

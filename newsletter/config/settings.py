@@ -16,7 +16,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
-from newsletter.models import DEFAULT_ANNOUNCE_TYPES
+from newsletter.models import DEFAULT_ANNOUNCE_TYPES, WEEKDAYS
 from newsletter.schedule.slots import Timetable, cron_trigger
 
 
@@ -34,6 +34,11 @@ class Kind:
 def setting(default: Any, kind: str, low: float = 0, high: float = 0, choices=()) -> Any:
     """A dataclass field that is also a key of the config file."""
     return field(default=default, metadata={"kind": Kind(kind, low, high, tuple(choices))})
+
+
+def word_list(default: tuple[str, ...], example: str) -> Any:
+    """A dataclass field holding a list of words (``example``: what the error shows)."""
+    return field(default=default, metadata={"list": example})
 
 
 def section(cls: type, key: str | None) -> Any:
@@ -186,6 +191,45 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class SignupDefaults:
+    """What an entry added by a confirmed sign-up gets besides its email and keywords (the
+    reader picks frequency, day and time zone on the form; these are its defaults)."""
+
+    frequency: str = setting("daily", "choice", choices=("daily", "weekly"))
+    day: str = setting("monday", "choice", choices=WEEKDAYS)  # of a weekly digest
+    send_at: time = setting(time(7, 0), "clock")
+    timezone: str = setting("UTC", "timezone")
+
+
+@dataclass(frozen=True)
+class SignupLimits:
+    """How many confirmation mails the form may cause: to one address, and in all."""
+
+    per_address_hours: int = setting(24, "int", 1, 24 * 365)  # one mail an address per window
+    per_hour: int = setting(200, "int", 1, 1_000_000)  # all of them together
+
+
+@dataclass(frozen=True)
+class SubscribeSettings:
+    """The sign-up page of ``newsletter serve`` (double opt-in): off unless enabled."""
+
+    enabled: bool = setting(False, "flag")  # /subscribe answers 404 while false
+    confirm_hours: int = setting(48, "int", 1, 24 * 30)  # a confirmation link works this long
+    domains: tuple[str, ...] = word_list((), "uni-example.edu")  # empty: any domain
+    defaults: SignupDefaults = section(SignupDefaults, "defaults")
+    limits: SignupLimits = section(SignupLimits, "limits")
+
+    def admits(self, address: str) -> bool:
+        """May ``address`` sign up (its domain, or a subdomain of one, is allowed)?"""
+        if not self.domains:
+            return True
+        domain = address.rpartition("@")[2].casefold()
+        return any(
+            domain == d.casefold() or domain.endswith("." + d.casefold()) for d in self.domains
+        )
+
+
+@dataclass(frozen=True)
 class BounceSettings:
     """How bounces are counted, and where ``newsletter run`` collects them."""
 
@@ -204,9 +248,9 @@ class SourceSettings:
     url: str | None = setting(None, "text")  # default: the service's own, by type
     # arxiv_rss: the feed is <url>/<cat+cat>; arxiv_query: cat:A OR cat:B (read by
     # ``_Reader._words``, as announce_types is)
-    categories: tuple[str, ...] = field(default=(), metadata={"list": True})
+    categories: tuple[str, ...] = word_list((), "cs.LG, cs.CL")
     # arxiv_rss: which announcements to read (a replacement is a paper already announced)
-    announce_types: tuple[str, ...] = field(default=DEFAULT_ANNOUNCE_TYPES, metadata={"list": True})
+    announce_types: tuple[str, ...] = word_list(DEFAULT_ANNOUNCE_TYPES, "new, cross")
     # arxiv_query: the API's search_query (ANDed with the categories when both are given)
     query: str | None = setting(None, "text")
     max_results: int = setting(500, "int", 1, 30000)  # arxiv_query: the most papers a day
@@ -258,6 +302,7 @@ class Config:
     serve: ServeSettings = section(ServeSettings, "serve")
     workers: WorkerSettings = section(WorkerSettings, "workers")
     bounce: BounceSettings = section(BounceSettings, "bounce")
+    subscribe: SubscribeSettings = section(SubscribeSettings, "subscribe")
     sources: tuple[SourceSettings, ...] = field(default=(), metadata={"sources": True})
 
     def announce_types(self, file_name: str) -> tuple[str, ...]:

@@ -56,7 +56,7 @@ class SubscriberState:
                 "INSERT INTO suppressions VALUES (?, ?, ?, ?, ?, ?)",
                 (key, email, reason, how, now.isoformat(), detail),
             )
-            _event(db, key, now, reason, how, detail)
+            record_event(db, key, now, reason, how, detail)
         return True
 
     def lift(self, email: str, how: str, now: datetime) -> Suppression | None:
@@ -67,7 +67,7 @@ class SubscriberState:
         key = email.casefold()
         with self.store.transaction() as db:
             db.execute("DELETE FROM suppressions WHERE subscriber = ?", (key,))
-            _event(db, key, now, "resubscribed", how, f"was {lifted.describe()}")
+            record_event(db, key, now, "resubscribed", how, f"was {lifted.describe()}")
         return lifted
 
     def soft_bounce(self, email: str, now: datetime, detail: str, days: int) -> int:
@@ -75,7 +75,7 @@ class SubscriberState:
         the address was last resubscribed, this one included."""
         key = email.casefold()
         with self.store.transaction() as db:
-            _event(db, key, now, "soft-bounce", "bounce", detail)
+            record_event(db, key, now, "soft-bounce", "bounce", detail)
         since = (now - timedelta(days=days)).isoformat()
         lifted = self.db.execute(
             "SELECT max(at) FROM subscriber_events WHERE subscriber = ? AND event = 'resubscribed'",
@@ -134,7 +134,8 @@ def _suppression(row: tuple) -> Suppression:
     return Suppression(address, reason, how, datetime.fromisoformat(at), detail)
 
 
-def _event(db, key: str, now: datetime, event: str, how: str, detail: str | None) -> None:
+def record_event(db, key: str, now: datetime, event: str, how: str, detail: str | None) -> None:
+    """Add an event of the subscriber ``key`` (casefolded) in the open transaction ``db``."""
     db.execute(
         "INSERT INTO subscriber_events (subscriber, at, event, how, detail) VALUES (?, ?, ?, ?, ?)",
         (key, now.isoformat(), event, how, detail),

@@ -28,7 +28,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, ProfileError
 from newsletter.ledger.lock import profiles_lock
-from newsletter.models import Subscriber
+from newsletter.models import NewProfile, Subscriber
 from newsletter.profiles.load import Profiles, load_profiles
 
 _ATTEMPTS = 3
@@ -72,16 +72,12 @@ def edit_profile(config: Config, email: str, change: PreferenceChange) -> Subscr
     raise ProfileError(f"{path.name} kept changing while it was being edited; try again")
 
 
-@dataclass(frozen=True)
-class NewProfile:
-    """An entry to add to the profile file: the operator's ``newsletter subscribe`` (and,
-    later, a confirmed sign-up); None leaves a setting to the file's defaults."""
-
-    email: str
-    keywords: tuple[str, ...]
-    name: str | None = None
-    frequency: str | None = None  # daily | weekly
-    day: str | None = None  # for weekly
+def check_profile(config: Config, profile: NewProfile) -> Subscriber:
+    """``profile`` as the entry ``add_profile`` would write, checked on its own (whether or
+    not the address is in the file); a ProfileError naming "the new entry" for what
+    ``validate`` would refuse. Nothing is written."""
+    new_text = _appended("", config.subscribers, profile)
+    return _new_subscriber(config, "", new_text, profile.email)
 
 
 def add_profile(config: Config, profile: NewProfile) -> Subscriber:
@@ -180,6 +176,10 @@ def _new_entry(profile: NewProfile) -> CommentedMap:
         entry["frequency"] = profile.frequency
     if profile.day:
         entry["day"] = profile.day
+    if profile.send_at is not None:
+        entry["send_at"] = DoubleQuotedScalarString(f"{profile.send_at:%H:%M}")
+    if profile.timezone:
+        entry["timezone"] = profile.timezone
     return entry
 
 

@@ -51,6 +51,12 @@ class Links:
         mailbox = settings.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings.sender)}"
         self.mailto = f"mailto:{mailbox}?subject=unsubscribe"
 
+    def for_accounts(self) -> AccountLinks | None:
+        """The links of the sign-up flow's mails (None without public_url or a secret)."""
+        if self.signer is None or self.public is None or self.unsubscribe_base is None:
+            return None
+        return AccountLinks(self.public, self.signer, self.unsubscribe_base)
+
     def for_digest(
         self, email: str, digest: str, papers: tuple[str, ...], today: date
     ) -> DigestLinks:
@@ -80,6 +86,28 @@ class Links:
             feed=f"{public}/feed?t={token('feed')}",
             feedback=tuple(feedback(paper) for paper in papers),
         )
+
+
+@dataclass(frozen=True)
+class AccountLinks:
+    """The links a mail of the sign-up flow carries for one address (or one request)."""
+
+    public: str
+    signer: Signer
+    unsubscribe_base: str
+
+    def confirm(self, request_id: str, today: date) -> str:
+        """The page confirming the sign-up ``request_id``."""
+        return f"{self.public}/confirm?t={self.signer.sign('confirm', request_id, day=today)}"
+
+    def preferences(self, email: str, today: date) -> str:
+        """``email``'s preferences page."""
+        return f"{self.public}/preferences?t={self.signer.sign('preferences', email, day=today)}"
+
+    def unsubscribe(self, email: str, today: date) -> str:
+        """``email``'s unsubscribe page."""
+        token = self.signer.sign("unsubscribe", email, day=today)
+        return with_query(self.unsubscribe_base, t=token)
 
 
 def with_query(url: str, **params: str) -> str:

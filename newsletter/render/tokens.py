@@ -19,7 +19,8 @@ import hmac
 from dataclasses import dataclass
 from datetime import date
 
-PURPOSES = ("unsubscribe", "preferences", "archive", "feed", "feedback", "bounce")
+# (confirm: a sign-up's confirmation link; it signs the request's id in the address's place)
+PURPOSES = ("unsubscribe", "preferences", "archive", "feed", "feedback", "bounce", "confirm")
 _EPOCH = date(1970, 1, 1)
 _MAC_BYTES = 16
 _ADDRESS_MAX = 512  # RFC 5321 allows 254; room for a little more, never for a megabyte

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from newsletter.config.settings import Config
-from newsletter.delivery.flow import Retry, deliver
-from newsletter.delivery.transport import Outgoing
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
@@ -13,7 +11,7 @@ from newsletter.models import Subscriber
 from newsletter.reports import Preview, PreviewKind, TestCopy
 from newsletter.send.produce import no_digest_reason
 from newsletter.send.sending import resent_copy
-from newsletter.send.wiring import make_renderer, make_transport
+from newsletter.send.wiring import make_renderer, send_one
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 from newsletter.world import World
@@ -70,7 +68,5 @@ def send_test_copy(config: Config, world: World, subscriber: Subscriber, to: str
         return TestCopy(subscriber.email, address, None, reason)
     renderer = make_renderer(config, world.environ)
     copy = renderer.test_copy(shown.email, address, world.now())
-    transport = make_transport(config, world.environ)
-    retry = Retry(config.smtp.max_attempts, config.smtp.retry_delay, sleep=world.sleep)
-    (result,) = [r for burst in deliver(transport, [Outgoing.of(copy)], retry) for r in burst]
-    return TestCopy(subscriber.email, address, copy, None, transport.where, result.error)
+    result, where = send_one(config, world, copy)
+    return TestCopy(subscriber.email, address, copy, None, where, result.error)

@@ -7,12 +7,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from newsletter.config.settings import Config
+from newsletter.delivery.flow import Retry, deliver
 from newsletter.delivery.registry import transport_kind
-from newsletter.delivery.transport import Transport
+from newsletter.delivery.transport import Outgoing, Result, Transport
 from newsletter.errors import ConfigError
+from newsletter.models import RenderedEmail
 from newsletter.render.links import make_signer
+from newsletter.render.notices import Notices
 from newsletter.render.renderer import Renderer
 from newsletter.render.templates import load_templates
+from newsletter.world import World
 
 if TYPE_CHECKING:
     from newsletter.render.dkim import DkimSigner
@@ -33,6 +37,20 @@ def make_renderer(config: Config, environ: Mapping[str, str]) -> Renderer:
     dkim = _dkim_signer(config, environ)
     cache = config.state_dir / TEMPLATES_CACHE if config.state_dir.is_dir() else None
     return Renderer(config.render, load_templates(config.templates, cache), signer, dkim)
+
+
+def make_notices(config: Config, environ: Mapping[str, str]) -> Notices:
+    """The renderer of the sign-up flow's mails (confirm, known, welcome)."""
+    return Notices(config.render, config.templates, _dkim_signer(config, environ))
+
+
+def send_one(config: Config, world: World, email: RenderedEmail) -> tuple[Result, str]:
+    """Deliver one message through the configured transport (retried as a send retries):
+    what happened, and where it went; nothing is recorded (the ledger is for digests)."""
+    transport = make_transport(config, world.environ)
+    retry = Retry(config.smtp.max_attempts, config.smtp.retry_delay, sleep=world.sleep)
+    (result,) = [r for burst in deliver(transport, [Outgoing.of(email)], retry) for r in burst]
+    return result, transport.where
 
 
 def _dkim_signer(config: Config, environ: Mapping[str, str]) -> DkimSigner | None:

@@ -238,6 +238,22 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 9: each digest's papers packed into its own row (``_pack_delivery_papers``).
     _pack_delivery_papers,
+    # 10: sign-ups on the web (double opt-in): each request, the entry asked for (JSON), the
+    # mail it caused (the limits count them), and, once confirmed, the consent (when, how).
+    """
+    CREATE TABLE signups (
+        id           TEXT PRIMARY KEY,
+        subscriber   TEXT NOT NULL,
+        address      TEXT NOT NULL,
+        asked_at     TEXT NOT NULL,
+        mail         TEXT NOT NULL CHECK (mail IN ('confirm', 'known')),
+        entry        TEXT NOT NULL,
+        confirmed_at TEXT,
+        how          TEXT
+    );
+    CREATE INDEX signups_by_subscriber ON signups (subscriber, asked_at);
+    CREATE INDEX signups_by_time ON signups (asked_at);
+    """,
 )
 
 

@@ -10,9 +10,9 @@ from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
-from newsletter.models import Subscriber, Suppression
+from newsletter.models import NewProfile, Subscriber, Suppression
 from newsletter.profiles.cache import profiles_of
-from newsletter.profiles.edit import NewProfile, add_profile
+from newsletter.profiles.edit import add_profile
 from newsletter.reports import SubscriberHistory, SubscriberStatus, Subscription
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address

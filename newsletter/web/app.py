@@ -10,15 +10,17 @@ not have (so no CSRF). One-click unsubscribe is RFC 8058: a POST of
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 import jinja2
 from flask import Flask, Response, abort, render_template, request
 
 from newsletter.config.settings import Config
-from newsletter.errors import ConfigError, ServeError
+from newsletter.errors import ConfigError, NewsletterError, ProfileError, ServeError
 from newsletter.files.problems import time_zones
 from newsletter.ledger.ledger import Ledger
 from newsletter.matching.matcher import explain_sent
@@ -28,12 +30,23 @@ from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer
 from newsletter.render.tokens import Signer
 from newsletter.render.views import display_name
+from newsletter.reports import SignupLink
 from newsletter.send.wiring import make_renderer
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.service import record_feedback, resubscribe, suppression_of, unsubscribe
+from newsletter.subscribers.signup import (
+    SIGNUP_FREQUENCIES,
+    TRAP,
+    confirm_signup,
+    open_link,
+    read_signup,
+    request_signup,
+    schedule_text,
+)
 from newsletter.web.feed import atom_feed
 from newsletter.world import World
 
+log = logging.getLogger("newsletter.serve")
 _FREQUENCY_TEXT = {"daily": "Daily", "weekly": "Weekly", "paused": "Paused (no digests)"}
 _KIND_TEXT = {"more": "more like this", "less": "not relevant"}
 FEED_DIGESTS = 30  # the feed holds the papers of this many recent digests
@@ -66,6 +79,7 @@ class Site:
         self.world = world
         self.signer: Signer = signer
         self.brand = display_name(config.render.sender)
+        self.public_url = config.render.public_url.rstrip("/")
         self._lock = threading.Lock()
         self._renderer: Renderer | None = None
 
@@ -132,6 +146,7 @@ def create_app(config: Config, world: World) -> Flask:
     _unsubscribe_routes(app, site, page)
     _preference_routes(app, site, page)
     _digest_routes(app, site, page)
+    _signup_routes(app, site, page)
     return app
 
 
@@ -306,6 +321,106 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
             digest=digest,
             paper=paper,
         )
+
+
+_SIGNUP_FIELDS = ("email", "keywords", "name", "frequency", "day", "timezone")
+
+
+def _signup_routes(app: Flask, site: Site, page: Page) -> None:
+    settings = site.config.subscribe
+
+    def form(values: dict[str, str], problems: list[str], status: int = 200) -> tuple[str, int]:
+        return page(
+            "subscribe.html.j2",
+            "Subscribe",
+            status,
+            values=values,
+            problems=problems,
+            frequencies=[(f, _FREQUENCY_TEXT[f]) for f in SIGNUP_FREQUENCIES],
+            weekdays=WEEKDAYS,
+            timezones=_zones(),
+            send_at=f"{settings.defaults.send_at:%H:%M}",
+            domains=settings.domains,
+            trap=TRAP,
+        )
+
+    @app.get("/subscribe")
+    def subscribe_page() -> tuple[str, int]:
+        if not settings.enabled:
+            return page("invalid.html.j2", "Page not found", 404)
+        defaults = settings.defaults
+        blank = {"email": "", "keywords": "", "name": "", "frequency": defaults.frequency}
+        return form(blank | {"day": defaults.day, "timezone": defaults.timezone}, [])
+
+    @app.post("/subscribe")
+    def subscribe_post() -> tuple[str, int]:
+        if not settings.enabled:
+            return page("invalid.html.j2", "Page not found", 404)
+        values = {key: request.form.get(key, "")[:2000] for key in _SIGNUP_FIELDS}
+        try:
+            profile = read_signup(site.config, values)
+        except ProfileError as exc:
+            return form(values, exc.problems, 400)
+        try:
+            request_signup(site.config, site.world, profile, trapped=bool(request.form.get(TRAP)))
+        except NewsletterError as exc:  # the store or the mail server: the reader may retry
+            log.error("sign-up of %s failed: %s", profile.email, exc)
+            return page("busy.html.j2", "Please try again", 503)
+        return page("subscribe_sent.html.j2", "Check your inbox", hours=settings.confirm_hours)
+
+    def confirmation(state: str, link: SignupLink, status: int = 200, **values: object):
+        address = link.request.address
+        today = site.now().date()
+        return page(
+            "confirm.html.j2",
+            _CONFIRM_TITLES[state],
+            status,
+            state=state,
+            request=link.request,
+            token=_token(),
+            schedule=schedule_text(link.request.profile, site.config),
+            hours=settings.confirm_hours,
+            expires=f"{link.expires:%Y-%m-%d %H:%M} UTC",
+            subscribe=f"{site.public_url}/subscribe",
+            preferences=f"{site.public_url}/preferences?t="
+            + site.signer.sign("preferences", address, day=today),
+            **({"first_digest": ""} | values),
+        )
+
+    def opened() -> SignupLink:
+        link = open_link(site.config, site.world, _token()) if settings.enabled else None
+        if link is None:
+            abort(403)
+        return link
+
+    @app.get("/confirm")
+    def confirm_page() -> tuple[str, int]:
+        link = opened()
+        return confirmation(link.state, link, 410 if link.state == "expired" else 200)
+
+    @app.post("/confirm")
+    def confirm_post() -> tuple[str, int]:
+        link = opened()
+        if link.state != "ready":
+            return confirmation(link.state, link, 410 if link.state == "expired" else 200)
+        try:
+            done = confirm_signup(site.config, site.world, link.request)
+        except NewsletterError as exc:  # the operator's file or the store: retry later
+            log.error("confirming the sign-up of %s failed: %s", link.request.address, exc)
+            return confirmation("failed", link, 503)
+        zone = done.subscriber.timezone
+        first = done.first_digest.astimezone(ZoneInfo(zone)) if done.first_digest else None
+        when = f"{first:%A %d %B %Y, %H:%M} ({zone})" if first else ""
+        return confirmation("done", link, first_digest=when)
+
+
+_CONFIRM_TITLES = {
+    "ready": "Confirm your subscription",
+    "done": "You are subscribed",
+    "confirmed": "Subscription confirmed",
+    "expired": "Link expired",
+    "failed": "Please try again",
+}
 
 
 def serve_app(config: Config, world: World, port: int | None, ready: Callable[[str], None]) -> None:

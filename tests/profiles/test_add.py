@@ -9,8 +9,9 @@ import pytest
 
 from newsletter.config.load import load_config
 from newsletter.errors import ProfileError
+from newsletter.models import NewProfile
 from newsletter.profiles.cache import profiles_of
-from newsletter.profiles.edit import NewProfile, add_profile
+from newsletter.profiles.edit import add_profile
 
 PROFILES = """\
 # The operator's notes stay.

@@ -9,10 +9,11 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -54,6 +55,7 @@ class Site:
     folder: Path
     url: str
     links: dict[str, dict[str, str]]  # address -> link name -> URL (from the sent emails)
+    log: list[str] = field(default_factory=list)  # what serve wrote to stderr after starting
 
     @property
     def config(self) -> Path:
@@ -87,14 +89,15 @@ def site(tmp_path_factory) -> Iterator[Site]:
 
 
 @contextmanager
-def served_project(folder: Path) -> Iterator[Site]:
-    """A project in ``folder`` that sent its digests, with ``newsletter serve`` running."""
+def served_project(folder: Path, config: str = "") -> Iterator[Site]:
+    """A project in ``folder`` that sent its digests, with ``newsletter serve`` running
+    (``config``: more of config.yaml)."""
     shutil.copytree(SAMPLES, folder / "digests")
     port = free_port()
     (folder / "config.yaml").write_text(
         "digests: digests\nstate_dir: state\noutbox_dir: outbox\n"
         f"public_url: http://127.0.0.1:{port}\nbounce_address: bounces@example.org\n"
-        "previous_secret_env: NEWSLETTER_OLD_SECRET\n"
+        "previous_secret_env: NEWSLETTER_OLD_SECRET\n" + config
     )
     (folder / "subscribers.yaml").write_text(PROFILES)
     result = invoke(folder / "config.yaml", "send", "--now", environ=ENV, now=NOW)
@@ -109,7 +112,10 @@ def served_project(folder: Path) -> Iterator[Site]:
         assert process.stderr is not None
         line = process.stderr.readline()
         assert "serving on http://127.0.0.1:" in line, line + process.stderr.read()
-        yield Site(folder, f"http://127.0.0.1:{port}", sent_links(folder / "outbox"))
+        served = Site(folder, f"http://127.0.0.1:{port}", sent_links(folder / "outbox"))
+        # (read on, so that the pipe never fills and tests can see what was logged)
+        threading.Thread(target=served.log.extend, args=(process.stderr,), daemon=True).start()
+        yield served
     finally:
         process.terminate()
         process.wait(timeout=10)

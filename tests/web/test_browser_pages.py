@@ -16,7 +16,7 @@ from tests.web.test_app import ENV, Site, served_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = [
+NEEDS_BROWSER = [
     pytest.mark.slow,  # a real browser
     pytest.mark.skipif(
         CHROMIUM is None or DRIVER is None,
@@ -24,6 +24,7 @@ pytestmark = [
         "chromium-driver; .ci/run does)",
     ),
 ]
+pytestmark = NEEDS_BROWSER
 SHOTS = ROOT / ".shots"  # left for a person to look at
 
 
