@@ -73,6 +73,8 @@ class Site:
 def sent_links(outbox: Path) -> dict[str, dict[str, str]]:
     """Each recipient's links, read from the text part of the delivered messages."""
     found: dict[str, dict[str, str]] = {}
+    if not (outbox / "new").is_dir():  # (delivered over SMTP instead)
+        return found
     for path in sorted((outbox / "new").iterdir()):
         message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
         text = message.get_body(("plain",)).get_content()

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import invoke, open_project_store
+from tests.helpers import ROOT, invoke, open_project_store
+from tests.smtp_server import SmtpServer
 from tests.web.test_app import ENV, PROFILES, Site, served_project
 
 SIGNUP = """\
@@ -180,3 +181,54 @@ def test_the_page_is_not_found_until_the_operator_enables_it(tmp_path: Path, htt
         assert http.get(f"{closed.url}/subscribe").status_code == 404
         assert sign_up(closed, http, "x@example.net").status_code == 404
         assert (closed.folder / "subscribers.yaml").read_text() == PROFILES
+
+
+def test_over_smtp_the_confirmation_and_welcome_reach_a_real_server(tmp_path: Path, http) -> None:
+    with SmtpServer() as server:
+        smtp = f"delivery: smtp\nsmtp:\n  host: 127.0.0.1\n  port: {server.port}\n"
+        with served_project(
+            tmp_path, SIGNUP.format(per_hour=50) + smtp + "  security: none\n"
+        ) as s:
+            assert sign_up(s, http, "eve@example.net").status_code == 200
+            (confirm,) = [m for m in server.sink.parsed() if m["To"] == "eve@example.net"]
+            assert confirm.get_body(("html",)) is not None  # multipart: text and HTML
+            token = link_of(confirm, "confirm").partition("?t=")[2]
+            assert "eve@example.net" not in profiles(s)
+            assert http.post(f"{s.url}/confirm", data={"t": token}).status_code == 200
+            assert "- email: eve@example.net" in profiles(s)
+            mails = [m for m in server.sink.parsed() if m["To"] == "eve@example.net"]
+            assert [m["Subject"].split()[0] for m in mails] == ["Confirm", "Welcome"]
+            invoke(s.config, "send", "--now", environ=ENV)
+            assert server.sink.recipients().count("eve@example.net") == 3  # and her digest
+
+
+def readme_form() -> dict[str, str]:
+    """The fields of the embeddable form in the README, with the values it would send."""
+    from html.parser import HTMLParser
+
+    block = re.search(r"```html\n(<form.*?</form>)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert block, "README has no embeddable form"
+    fields: dict[str, str] = {}
+
+    class Fields(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            named = dict(attrs)
+            if tag in ("input", "select") and "name" in named:
+                fields.setdefault(named["name"] or "", named.get("value") or "")
+            if tag == "option" and fields.get("frequency") == "":
+                fields["frequency"] = named["value"] or ""
+
+    Fields().feed(block.group(1))
+    return fields
+
+
+def test_the_readme_form_signs_up_from_another_site(site: Site, http) -> None:
+    fields = readme_form()
+    assert fields.keys() >= {"email", "keywords", "frequency", "website"}
+    fields |= {"email": "lab@example.net", "keywords": "pruning, sparse attention"}
+    posted = http.post(
+        f"{site.url}/subscribe", data=fields, headers={"Origin": "https://lab.example.edu"}
+    )
+    assert posted.status_code == 200 and "Check your inbox" in posted.text
+    (mail,) = mails_to(site, "lab@example.net")
+    assert "/confirm?t=" in link_of(mail, "confirm")
