@@ -28,6 +28,7 @@ from newsletter import __version__
 from newsletter.cluster.worker import live_workers, serve_worker
 from newsletter.config.load import config_path, load_config
 from newsletter.config.settings import Config
+from newsletter.delivery.refusals import MAILBOX, POLICY, POLICY_HINT
 from newsletter.errors import EXIT_FAILED, NewsletterError
 from newsletter.matching.keywords import UNSAFE_CHARACTER
 from newsletter.models import NewProfile, Paper, RenderedEmail
@@ -588,6 +589,8 @@ def _print_send_report(report: SendReport) -> None:
     for failed in report.failed:
         kind = "failed for good" if failed.permanent else "deferred, retried next run"
         click.echo(f"failed ({kind}): {failed.subscriber}: {failed.error}", err=True)
+        if failed.refusal in _REFUSAL_NOTES:
+            click.echo(f"  {_REFUSAL_NOTES[failed.refusal]}", err=True)
     destination = "" if report.dry_run else f" to {report.where}"
     click.echo(
         f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
@@ -869,6 +872,11 @@ def bounces_command(
 
 
 _ACTIONS = ("suppressed", "unsubscribed", "counted", "ignored")
+_REFUSAL_NOTES = {
+    MAILBOX: "the mailbox does not exist: the address is suppressed as bounced "
+    "(`newsletter resubscribe` lifts it)",
+    POLICY: POLICY_HINT,
+}
 
 
 @cli.command("serve")

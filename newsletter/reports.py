@@ -115,6 +115,7 @@ class FailedItem:
     error: str
     code: int | None
     permanent: bool
+    refusal: str | None = None  # mailbox (the address is now suppressed) | policy (about us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class SendReport:
                     "error": f.error,
                     "code": f.code,
                     "permanent": f.permanent,  # false: it stays pending, the next run retries
+                    "refusal": f.refusal,
                 }
                 for f in self.failed
             ],
@@ -275,7 +277,7 @@ class BounceDecision:
 
     source: str  # the file (and message number) it came from
     address: str | None  # None: no address could be found or attributed
-    kind: str  # permanent | temporary | complaint | none
+    kind: str  # permanent | temporary | delayed | complaint | none
     action: str  # suppressed | counted | ignored | unsubscribed
     detail: str  # the status and diagnostic, or why nothing was done
     subscriber: bool = True  # is the address ours (profiles or ledger)?

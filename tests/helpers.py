@@ -4,10 +4,11 @@ process and one to build its command line for a child process."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -70,6 +71,15 @@ def shared_sample(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (../shared holds the recorded responses)")
     return path
+
+
+def readers_of_pruning(folder: Path, addresses: Iterable[str]) -> Path:
+    """``folder`` made a project of our sample digests and ``addresses`` reading about
+    pruning (no config.yaml yet); ``folder``."""
+    shutil.copytree(SAMPLES, folder / "digests")
+    entries = "".join(f"  - email: {address}\n    keywords: [pruning]\n" for address in addresses)
+    (folder / "subscribers.yaml").write_text("subscribers:\n" + entries)
+    return folder
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:

@@ -29,6 +29,7 @@ class Sink:
     refuse: dict[str, tuple[int, str, int]] = field(
         default_factory=dict
     )  # rcpt -> code, text, times
+    refuse_data: dict[str, str] = field(default_factory=dict)  # rcpt -> reply after DATA
     drop_at: int | None = None  # close the connection without a reply on this DATA, once
     delay: float = 0.0  # seconds to think before accepting each message
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -53,6 +54,9 @@ class Sink:
                 self.drop_at = None
                 server.transport.close()
                 return "421 dropped"
+            for rcpt in envelope.rcpt_tos:
+                if rcpt in self.refuse_data:
+                    return self.refuse_data[rcpt]
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
 

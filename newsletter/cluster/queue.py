@@ -267,7 +267,9 @@ def encode(report: SendReport) -> str:
                 [s.subscriber, s.reason, s.until.isoformat() if s.until else None]
                 for s in report.skipped
             ],
-            "failed": [[f.subscriber, f.error, f.code, f.permanent] for f in report.failed],
+            "failed": [
+                [f.subscriber, f.error, f.code, f.permanent, f.refusal] for f in report.failed
+            ],
             "where": report.where,
             "held": report.held,
             "capped": [capped.limit, capped.cap, capped.resets_at.isoformat()] if capped else None,

@@ -97,6 +97,16 @@ class SubscriberState:
             )
             return cursor.rowcount == 1
 
+    def first_failure(self, email: str, message_id: str, now: datetime) -> bool:
+        """Note that our message ``message_id`` failed for ``email``; False when a report
+        about it was counted before (one lost digest counts once)."""
+        with self.store.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO failed_messages VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (email.casefold(), message_id, now.isoformat()),
+            )
+            return cursor.rowcount == 1
+
     def events(self, email: str) -> list[SubscriberEvent]:
         """``email``'s events, oldest first."""
         rows = self.db.execute(

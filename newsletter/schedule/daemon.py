@@ -281,11 +281,11 @@ class Daemon:
         except NewsletterError as exc:
             self.log.error("reading bounces failed: %s", exc)
             return
-        for decision in decisions:
-            if decision.action != "ignored":
-                self.log.info(
-                    "bounce: %s %s (%s)", decision.address, decision.action, decision.detail
-                )
+        for decision in decisions:  # (ignored ones too: a delay notice, a stray mail)
+            self.log.info(
+                "bounce: %s %s, %s (%s)",
+                decision.address or "-", decision.kind, decision.action, decision.detail,
+            )  # fmt: skip
 
     def fetch(self, config: Config) -> None:
         """Fetch the configured sources (before each run); a line per request, problems as

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from newsletter.config.settings import Config, SmtpSettings
 from newsletter.delivery.flow import Retry, StopSignal, deliver
 from newsletter.delivery.pacing import Clock, Pacer
+from newsletter.delivery.refusals import MAILBOX, refusal_kind
 from newsletter.delivery.transport import Outgoing, Result, Transport
 from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Handover, Ledger, Pending
@@ -392,4 +393,8 @@ class Sending:
             result.permanent,
             self.now,
         )
-        self.failed.append(FailedItem(email, error, result.code, result.permanent))
+        refusal = refusal_kind(result.code, error) if result.permanent else None
+        if refusal == MAILBOX:  # the address does not exist: never offered papers again
+            detail = f"refused by {self.transport.where}: {error}"[:300]
+            SubscriberState(self.store).suppress(email, "bounced", "refusal", self.now, detail)
+        self.failed.append(FailedItem(email, error, result.code, result.permanent, refusal))

@@ -31,10 +31,14 @@ TABLES = (
     "fetches",
     "suppressions",
     "bounce_reports",
+    "failed_messages",
+    "signups",
     "subscriber_events",
     "feedback",
 )
 IDENTITIES = ("subscriber_events", "feedback")
+# Not copied: the tables of shared runs, which only PostgreSQL's workers fill.
+NOT_COPIED = ("send_runs", "send_chunks", "workers", "slot_runs")
 
 
 def migrate_store(config: Config, environ: Mapping[str, str], target_url: str) -> MigrationReport:

@@ -254,6 +254,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX signups_by_subscriber ON signups (subscriber, asked_at);
     CREATE INDEX signups_by_time ON signups (asked_at);
     """,
+    # 11: the messages of ours that reports said failed, per address: several reports about
+    # one lost digest (a failure after a delay notice, two relays) count it once.
+    """
+    CREATE TABLE failed_messages (
+        subscriber  TEXT NOT NULL,
+        message_id  TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        PRIMARY KEY (subscriber, message_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

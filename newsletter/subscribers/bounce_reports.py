@@ -3,7 +3,8 @@
 In this order: an ARF complaint (``multipart/report; report-type=feedback-report``) names
 the address that complained; an RFC 3464 delivery status report is read field by field (a
 ``Status`` of 5.x.x is permanent, 4.x.x temporary, whatever ``Action`` says: RFC 3463 makes
-the class the judge, and repeated temporary failures suppress anyway); anything else goes to
+the class the judge, and repeated temporary failures suppress anyway; but ``Action:
+delayed`` is only a delay notice, never a failure); anything else goes to
 flufl.bounce (Mailman's detectors for Exim, qmail, Postfix, Exchange, Yahoo, ...), then to
 ``X-Failed-Recipients`` and the diagnostic text. The VERP token of the address the bounce
 was sent to is read too: it names the subscriber when the report does not.
@@ -27,6 +28,7 @@ _ORIGINAL = re.compile(
     r"(?im)^.*(original message|copy of (the|your) message|below this line|message headers"
     r"|returned message|^received: ).*$"
 )
+_MESSAGE_ID = re.compile(r"(?im)^message-id:\s*(<[^>\s]+>)")
 _VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
 
 
@@ -39,6 +41,7 @@ class Failure:
     status: str | None  # the enhanced status code (5.1.1), when given
     diagnostic: str  # what the server said, shortened
     also: tuple[str, ...] = ()  # other names of the same recipient (Original-Recipient)
+    delayed: bool = False  # a delay notice (Action: delayed): still being retried
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Report:
     verp: str | None  # the token of our bounce address it was sent to
     message_id: str | None  # the report's own Message-ID (read twice, it counts once)
     status: str | None = None  # the status code of its text, for a report naming nobody
+    about: str | None = None  # the Message-ID of our message it reports on, when returned
 
 
 def parse_message(data: bytes) -> email.message.EmailMessage:
@@ -66,12 +70,27 @@ def classify(message: email.message.EmailMessage, bounce_local: str | None) -> R
     VERP token follows it and a ``+``)."""
     verp = _verp_token(message, bounce_local) if bounce_local else None
     message_id = str(message.get("Message-ID", "")).strip() or None
+    about = _original_message_id(message)
     if _is_complaint(message):
-        return Report("complaint", _complainants(message), verp, message_id)
+        return Report("complaint", _complainants(message), verp, message_id, about=about)
     failures = _dsn_failures(message) or _detected_failures(message)
     kind = "bounce" if failures or verp else "none"
     status = _STATUS.search(_diagnostic_text(message)) if verp and not failures else None
-    return Report(kind, tuple(failures), verp, message_id, status.group(0) if status else None)
+    code = status.group(0) if status else None
+    return Report(kind, tuple(failures), verp, message_id, code, about)
+
+
+def _original_message_id(message: email.message.EmailMessage) -> str | None:
+    """The Message-ID of the returned message (its headers part, else its quoted text)."""
+    for part in message.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            found = _returned_headers(part).get("Message-ID")
+            if found:
+                return str(found).strip()
+    text = _body_text(message)
+    cut = _ORIGINAL.search(text)
+    quoted = _MESSAGE_ID.search(text[cut.start() :]) if cut else None
+    return quoted.group(1) if quoted else None
 
 
 def _verp_token(message: email.message.EmailMessage, local: str) -> str | None:
@@ -163,9 +182,11 @@ def _recipient_failure(block: email.message.Message) -> Failure | None:
     diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
     permanent = status.group(1) == "5" if status else action == "failed"
     address, *also = [*final, *original]
+    code = status.group(0) if status else None
     return Failure(
-        address, permanent, status.group(0) if status else None, diagnostic[:300], tuple(also)
-    )
+        address, permanent and action == "failed", code, diagnostic[:300], tuple(also),
+        delayed=action == "delayed",
+    )  # fmt: skip
 
 
 def _addresses(field: str) -> list[str]:
@@ -222,6 +243,13 @@ def _looks_like_bounce(message: email.message.EmailMessage) -> bool:
 def _diagnostic_text(message: email.message.EmailMessage) -> str:
     """The bounce's own words: its first text part, up to where the returned message
     starts."""
+    text = _body_text(message)
+    cut = _ORIGINAL.search(text)
+    return text[: cut.start()] if cut else text
+
+
+def _body_text(message: email.message.EmailMessage) -> str:
+    """The first text part of ``message`` as text (HTML tags removed), or ""."""
     for part in message.walk():
         if part.get_content_maintype() == "text" and not part.is_attachment():
             try:
@@ -231,8 +259,7 @@ def _diagnostic_text(message: email.message.EmailMessage) -> str:
                 text = payload.decode("latin-1") if isinstance(payload, bytes) else ""
             if part.get_content_subtype() == "html":
                 text = re.sub(r"<[^>]+>", " ", text)
-            cut = _ORIGINAL.search(text)
-            return text[: cut.start()] if cut else text
+            return text
     return ""
 
 

@@ -2,9 +2,11 @@
 
 A permanent failure suppresses the address (bounced); a temporary one is counted, and
 ``bounce.soft_limit`` of them within ``bounce.soft_days`` suppress it; a complaint
-unsubscribes it. Only our subscribers' addresses are acted on (those of the profile file,
-the ledger and the suppression list); the VERP token names the subscriber when the report
-names nobody we know. Each message counts once, however often it is read.
+unsubscribes it; a delay notice (the server is still trying) is noted and never counted.
+Only our subscribers' addresses are acted on (those of the profile file, the ledger and the
+suppression list); the VERP token names the subscriber when the report names nobody we know.
+Each report counts once however often it is read, and so does each lost digest however many
+reports are made about it (by the Message-ID of the returned message).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class _Judge:
             failures = [Failure(verp, base.permanent, base.status, base.diagnostic)]
         if not failures:
             return [_ignored(source, "a bounce naming no address, without a VERP token")]
-        return [self._act(source, report.kind, failure) for failure in failures]
+        return [self._act(source, report, failure) for failure in failures]
 
     def _ours(self, failure: Failure) -> str | None:
         for name in (failure.address, *failure.also):
@@ -117,19 +119,25 @@ class _Judge:
                 return self.known[name.casefold()]
         return None
 
-    def _act(self, source: str, kind: str, failure: Failure) -> BounceDecision:
+    def _act(self, source: str, report: Report, failure: Failure) -> BounceDecision:
         address = self._ours(failure)
         said = " ".join(filter(None, [failure.status, failure.diagnostic]))[:300]
         if address is None:
-            kind = "complaint" if kind == "complaint" else _permanence(failure)
+            kind = "complaint" if report.kind == "complaint" else _permanence(failure)
             return _ignored(source, f"not a subscriber ({said})", failure.address, kind)
         state, now = self.state, self.now
-        if kind == "complaint":
+        if report.kind == "complaint":
             state.suppress(address, "complained", "complaint", now, said)
             return BounceDecision(source, address, "complaint", "unsubscribed", said)
+        if failure.delayed:  # the same message may still arrive: its failure, if any, counts
+            note = f"a delay notice (still being retried), not counted: {said}"
+            return BounceDecision(source, address, "delayed", "ignored", note)
         if failure.permanent:
             state.suppress(address, "bounced", "bounce", now, said)
             return BounceDecision(source, address, "permanent", "suppressed", said)
+        if report.about and not state.first_failure(address, report.about, now):
+            note = f"already counted: another report about the same message {report.about}"
+            return BounceDecision(source, address, "temporary", "ignored", note)
         days = self.settings.soft_days
         count = state.soft_bounce(address, now, said, days)
         if count >= self.settings.soft_limit:
@@ -149,6 +157,8 @@ def _unnamed(report: Report) -> Failure:
 
 
 def _permanence(failure: Failure) -> str:
+    if failure.delayed:
+        return "delayed"
     return "permanent" if failure.permanent else "temporary"
 
 

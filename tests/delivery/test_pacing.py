@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from newsletter.models import Envelope
 from newsletter.reports import CapReached, SendReport
 from newsletter.schedule.daemon import AFTER_CAP, Daemon
 from newsletter.world import World
-from tests.helpers import NOW, SAMPLES, FakeClock, invoke
+from tests.helpers import NOW, FakeClock, invoke, readers_of_pruning
 from tests.send.test_send import configure, ledger_rows
 from tests.smtp_server import SmtpServer
 
@@ -156,10 +155,7 @@ RECIPIENTS = [f"reader{i}@example.org" for i in range(10)]
 @pytest.fixture
 def readers(tmp_path: Path) -> Path:
     """A project with our sample digests and ten readers of papers on pruning."""
-    shutil.copytree(SAMPLES, tmp_path / "digests")
-    entries = "".join(f"  - email: {address}\n    keywords: [pruning]\n" for address in RECIPIENTS)
-    (tmp_path / "subscribers.yaml").write_text("subscribers:\n" + entries)
-    return tmp_path
+    return readers_of_pruning(tmp_path, RECIPIENTS)
 
 
 def capped_readers(readers: Path, port: int, **rate: int) -> None:

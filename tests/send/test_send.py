@@ -98,15 +98,16 @@ def test_plain_delivery_and_nothing_twice(shop: Path) -> None:
 
 
 def test_a_refused_recipient_fails_alone_and_is_not_retried(shop: Path) -> None:
-    sink = Sink(refuse={"bob@example.org": (550, "5.1.1 No such user", -1)})
+    # (a refusal that is not about the mailbox: one that is suppresses it, tests/send/test_refusals)
+    sink = Sink(refuse={"bob@example.org": (554, "5.6.0 Message refused here", -1)})
     with SmtpServer(sink) as server:
         configure(shop, server.port)
         result = send(shop, "--json")
         assert result.exit_code == 1
         data = report(result)
         assert [f["subscriber"] for f in data["failed"]] == ["bob@example.org"]
-        assert data["failed"][0]["code"] == 550
-        assert "No such user" in data["failed"][0]["error"]
+        assert data["failed"][0]["code"] == 554
+        assert "Message refused here" in data["failed"][0]["error"]
         assert sorted(server.sink.recipients()) == ["ada@example.org", "grace@example.org"]
         later = send(shop, "--json", now=NOW + timedelta(hours=1))
         assert later.exit_code == 0 and report(later)["failed"] == []

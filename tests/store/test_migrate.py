@@ -11,6 +11,7 @@ import pytest
 
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
+from newsletter.store.migrate import NOT_COPIED, TABLES
 from newsletter.store.sqlite import open_store
 from tests import helpers
 from tests.helpers import NOW, SAMPLES, invoke, open_project_store
@@ -94,3 +95,10 @@ def test_the_target_must_be_postgresql_and_the_source_must_exist(tmp_path: Path)
     assert result.exit_code == 1 and "there is no SQLite store to copy" in result.output
     result = invoke(tmp_path / "config.yaml", "migrate-store", "--to", "sqlite")
     assert result.exit_code == 1 and "give a PostgreSQL URL" in result.output
+
+
+def test_every_table_of_the_schema_is_copied_or_said_not_to_be(tmp_path: Path) -> None:
+    with open_store(tmp_path / "state") as store:
+        rows = store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {name for (name,) in rows}
+    assert tables == {*TABLES, *NOT_COPIED}

@@ -131,19 +131,42 @@ def test_a_forged_verp_token_attributes_nothing(project: Path) -> None:
     assert decision["action"] == "ignored" and statuses(project)["ada@example.org"] == "active"
 
 
+def report(project: Path, sample: str, number: int, original: str) -> str:
+    """A made-up report ``sample`` (its own id ``number``) about our message ``original``."""
+    path = project / f"{Path(sample).stem}-{number}.eml"
+    text = (HERE / sample).read_text().replace("MSGNUM", str(number))
+    path.write_text(text.replace("ORIGINAL", original))
+    return str(path)
+
+
 def test_temporary_failures_suppress_at_the_soft_limit_and_count_once(project: Path) -> None:
-    first, second = project / "d1.eml", project / "d2.eml"
-    text = (HERE / "delayed.eml").read_text()
-    first.write_text(text.replace("MSGNUM", "1"))
-    second.write_text(text.replace("MSGNUM", "2"))
-    (one,) = bounces(project, str(first))
+    first = report(project, "undelivered.eml", 1, "digest-1")
+    (one,) = bounces(project, first)
     assert (one["kind"], one["action"]) == ("temporary", "counted")
-    (again,) = bounces(project, str(first))  # the same report read twice counts once
+    (again,) = bounces(project, first)  # the same report read twice counts once
     assert again["action"] == "ignored" and "already read" in again["detail"]
     assert statuses(project)["grace@example.org"] == "active"
-    (two,) = bounces(project, str(second))
+    (two,) = bounces(project, report(project, "undelivered.eml", 2, "digest-2"))
     assert two["action"] == "suppressed" and "2 temporary failures" in two["detail"]
     assert statuses(project)["grace@example.org"] == "bounced"
+
+
+def test_a_delay_notice_is_logged_and_never_counted(project: Path) -> None:
+    for number in (1, 2, 3):  # more than soft_limit of them
+        (decision,) = bounces(project, report(project, "delayed.eml", number, f"d-{number}"))
+        assert (decision["kind"], decision["action"]) == ("delayed", "ignored")
+        assert "still being retried" in decision["detail"] and "4.2.2" in decision["detail"]
+    assert statuses(project)["grace@example.org"] == "active"
+
+
+def test_reports_about_one_message_count_once(project: Path) -> None:
+    (delay,) = bounces(project, report(project, "delayed.eml", 1, "digest-7"))
+    (failed,) = bounces(project, report(project, "undelivered.eml", 2, "digest-7"))
+    assert delay["action"] == "ignored" and failed["action"] == "counted"
+    assert "temporary failure 1 of 2" in failed["detail"]
+    (repeat,) = bounces(project, report(project, "undelivered.eml", 3, "digest-7"))
+    assert repeat["action"] == "ignored" and "<digest-7@example.org>" in repeat["detail"]
+    assert statuses(project)["grace@example.org"] == "active"  # one digest lost, one count
 
 
 def test_an_arf_complaint_unsubscribes(project: Path) -> None:
@@ -184,7 +207,7 @@ def test_the_daemon_reads_the_configured_maildir_on_its_interval(
         jobs["bounces"].func()
         shutil.rmtree(project / "bounces")
         jobs["bounces"].func()  # a problem is logged; the daemon goes on
-    assert "bounce: ada@example.org unsubscribed (" in caplog.text
+    assert "bounce: ada@example.org complaint, unsubscribed (" in caplog.text
     missing = f"reading bounces failed: {project / 'bounces'}: no such file or folder"
     assert missing in caplog.text
     assert statuses(project)["ada@example.org"] == "complained"
