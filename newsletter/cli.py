@@ -845,8 +845,9 @@ def history_command(session: Session, email: str, as_json: bool) -> None:
 def bounces_command(
     session: Session, paths: tuple[Path, ...], maildirs: tuple[Path, ...], as_json: bool
 ) -> None:
-    """Read bounce and complaint messages (files, mboxes, Maildirs) and act on them:
-    suppress permanent failures, count temporary ones, unsubscribe complaints."""
+    """Read bounce, complaint and unsubscribe messages (files, mboxes, Maildirs) and act on
+    them: suppress permanent failures, count temporary ones, unsubscribe complaints and mail
+    to the unsubscribe mailbox."""
     config = session.config()
     if not paths and not maildirs and config.bounce.maildir is not None:
         maildirs = (config.bounce.maildir,)

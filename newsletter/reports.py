@@ -277,7 +277,7 @@ class BounceDecision:
 
     source: str  # the file (and message number) it came from
     address: str | None  # None: no address could be found or attributed
-    kind: str  # permanent | temporary | delayed | complaint | none
+    kind: str  # permanent | temporary | delayed | complaint | unsubscribe | none
     action: str  # suppressed | counted | ignored | unsubscribed
     detail: str  # the status and diagnostic, or why nothing was done
     subscriber: bool = True  # is the address ours (profiles or ledger)?

@@ -48,8 +48,17 @@ class Links:
         self.unsubscribe_base = settings.unsubscribe_url or (
             f"{self.public}/unsubscribe" if self.public else None
         )
-        mailbox = settings.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings.sender)}"
-        self.mailto = f"mailto:{mailbox}?subject=unsubscribe"
+        self.mailbox = unsubscribe_mailbox(settings)
+        self.mailto = f"mailto:{self.mailbox}?subject=unsubscribe"
+
+    def mailto_for(self, email: str) -> str:
+        """``email``'s mailto unsubscribe link: the unsubscribe mailbox with the subscriber's
+        token after a ``+`` (``unsubscribe+<token>@domain``), so that a mail to it names them
+        whatever address it comes from; the plain mailbox without a secret."""
+        if self.signer is None:
+            return self.mailto
+        local, _, domain = self.mailbox.rpartition("@")
+        return f"mailto:{local}+{self.signer.mailto(email)}@{domain}?subject=unsubscribe"
 
     def for_accounts(self) -> AccountLinks | None:
         """The links of the sign-up flow's mails (None without public_url or a secret)."""
@@ -62,15 +71,16 @@ class Links:
     ) -> DigestLinks:
         """The links of ``email``'s digest ``digest`` (its key) carrying ``papers``."""
         signer = self.signer
+        mailto = self.mailto_for(email)
         if signer is None or self.unsubscribe_base is None:
-            return DigestLinks(self.mailto, None)
+            return DigestLinks(mailto, None)
 
         def token(purpose: str, *parts: str) -> str:
             return signer.sign(purpose, email, *parts, day=today)
 
         https = with_query(self.unsubscribe_base, t=token("unsubscribe"))
         if self.public is None:
-            return DigestLinks(self.mailto, https)
+            return DigestLinks(mailto, https)
         public = self.public
 
         def feedback(paper: str) -> tuple[str, str]:
@@ -79,7 +89,7 @@ class Links:
             return more, less
 
         return DigestLinks(
-            self.mailto,
+            mailto,
             https,
             preferences=f"{public}/preferences?t={token('preferences')}",
             archive=f"{public}/digest/{digest}?t={token('archive', digest)}",
@@ -108,6 +118,12 @@ class AccountLinks:
         """``email``'s unsubscribe page."""
         token = self.signer.sign("unsubscribe", email, day=today)
         return with_query(self.unsubscribe_base, t=token)
+
+
+def unsubscribe_mailbox(settings: RenderSettings) -> str:
+    """The address readers write to to unsubscribe (``unsubscribe_mailto``, by default
+    ``unsubscribe@`` the sender's domain)."""
+    return settings.unsubscribe_mailto or f"unsubscribe@{sender_domain(settings.sender)}"
 
 
 def with_query(url: str, **params: str) -> str:

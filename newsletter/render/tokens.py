@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import date
 
 # (confirm: a sign-up's confirmation link; it signs the request's id in the address's place)
-PURPOSES = ("unsubscribe", "preferences", "archive", "feed", "feedback", "bounce", "confirm")
+PURPOSES = (
+    "unsubscribe", "preferences", "archive", "feed", "feedback", "bounce", "mailto", "confirm",
+)  # fmt: skip
 _EPOCH = date(1970, 1, 1)
 _MAC_BYTES = 16
 _ADDRESS_MAX = 512  # RFC 5321 allows 254; room for a little more, never for a megabyte
@@ -77,8 +79,20 @@ class Signer:
 
     def verp_candidates(self, address: str) -> list[str]:
         """The bounce tokens of ``address`` under the current and the previous secret."""
+        return self._short_candidates("bounce", address)
+
+    def mailto(self, address: str) -> str:
+        """The short token naming ``address`` in the unsubscribe mailbox's address (like a
+        bounce token, but of its own purpose: a bounce address does not unsubscribe)."""
+        return self.mailto_candidates(address)[0]
+
+    def mailto_candidates(self, address: str) -> list[str]:
+        """The unsubscribe-mailbox tokens of ``address`` under the current and previous secret."""
+        return self._short_candidates("mailto", address)
+
+    def _short_candidates(self, purpose: str, address: str) -> list[str]:
         secrets = [self.secret] + ([self.previous] if self.previous else [])
-        return [_mac(secret, "bounce", address.casefold(), 0, ()).hex()[:20] for secret in secrets]
+        return [_mac(secret, purpose, address.casefold(), 0, ()).hex()[:20] for secret in secrets]
 
 
 def _mac(secret: bytes, purpose: str, address: str, issued: int, parts: tuple[str, ...]) -> bytes:

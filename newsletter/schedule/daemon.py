@@ -271,7 +271,7 @@ class Daemon:
         self.fetch(self.loaded.config)
 
     def bounce_job(self) -> None:
-        """Read new bounce and complaint messages of ``bounce.maildir``; a line per action."""
+        """Read new bounce, complaint and unsubscribe messages of ``bounce.maildir``."""
         self.watch()
         assert self.loaded is not None
         config = self.loaded.config
@@ -281,11 +281,8 @@ class Daemon:
         except NewsletterError as exc:
             self.log.error("reading bounces failed: %s", exc)
             return
-        for decision in decisions:  # (ignored ones too: a delay notice, a stray mail)
-            self.log.info(
-                "bounce: %s %s, %s (%s)",
-                decision.address or "-", decision.kind, decision.action, decision.detail,
-            )  # fmt: skip
+        if decisions:  # (each one is logged by process_bounces, as "newsletter.bounces")
+            self.log.info("read bounce and unsubscribe mail: %d decisions", len(decisions))
 
     def fetch(self, config: Config) -> None:
         """Fetch the configured sources (before each run); a line per request, problems as

@@ -7,10 +7,16 @@ Only our subscribers' addresses are acted on (those of the profile file, the led
 suppression list); the VERP token names the subscriber when the report names nobody we know.
 Each report counts once however often it is read, and so does each lost digest however many
 reports are made about it (by the Message-ID of the returned message).
+
+Mail to the unsubscribe mailbox (``List-Unsubscribe``'s mailto) is read from the same
+sources: its recipient's token names the subscriber, who is unsubscribed (how: mailto);
+without a valid token, a mail whose From and envelope sender are one subscribed address
+unsubscribes that address; anything else is reported and never acted on.
 """
 
 from __future__ import annotations
 
+import logging
 import mailbox
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -20,11 +26,14 @@ from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.profiles.cache import profiles_of
-from newsletter.render.links import make_signer
+from newsletter.render.links import make_signer, unsubscribe_mailbox
 from newsletter.reports import BounceDecision
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.bounce_reports import Failure, Report, classify, parse_message
+from newsletter.subscribers.mailto import MailtoRequest, mailto_request
 from newsletter.world import World
+
+log = logging.getLogger("newsletter.bounces")
 
 
 def process_bounces(
@@ -49,13 +58,30 @@ def process_bounces(
             for token in (signer.verp_candidates(address) if signer else [])
         }
         judge = _Judge(state, known, tokens, config, world.now())
+        if signer is not None:
+            judge.mailto_tokens = {
+                token: address
+                for address in known.values()
+                for token in signer.mailto_candidates(address)
+            }
+        mailbox = unsubscribe_mailbox(config.render)
         for source, data in _messages(paths, maildirs):
             try:
-                report = classify(parse_message(data), local)
+                message = parse_message(data)
+                request = mailto_request(message, mailbox)
+                report = None if request else classify(message, local)
             except Exception as exc:  # one unreadable message never stops the others
                 decisions.append(_ignored(source, f"cannot read it: {type(exc).__name__}: {exc}"))
                 continue
-            decisions.extend(judge.decide(source, report))
+            if request is not None:
+                message_id = str(message.get("Message-ID", "")).strip() or None
+                decisions.append(judge.unsubscribe_request(source, request, message_id))
+            else:
+                assert report is not None
+                decisions.extend(judge.decide(source, report))
+    for decision in decisions:
+        log.info("%s: %s: %s, %s (%s)", decision.source, decision.address or "-",
+                 decision.kind, decision.action, decision.detail)  # fmt: skip
     return decisions
 
 
@@ -96,6 +122,48 @@ class _Judge:
         self.tokens = tokens
         self.settings = config.bounce
         self.now = now
+        self.mailto_tokens: dict[str, str] = {}  # token of the unsubscribe mailbox -> address
+
+    def unsubscribe_request(
+        self, source: str, request: MailtoRequest, message_id: str | None
+    ) -> BounceDecision:
+        """Act on a mail to the unsubscribe mailbox: unsubscribe whom its token names, or
+        its sender when From and envelope are one subscribed address; else report it."""
+        if message_id and not self.state.first_report(message_id, self.now):
+            return _ignored(source, f"already read ({message_id})", request.sender, "unsubscribe")
+        if request.automatic:
+            why = f"an automatic reply (Auto-Submitted: {request.automatic}), not a request"
+            return _ignored(source, why, request.sender, "unsubscribe")
+        address = self.mailto_tokens.get((request.token or "").lower())
+        detail = f"a mail to the unsubscribe address from {request.sender or 'nobody'}"
+        if address is not None:
+            detail += ", its token naming the subscriber"
+        else:
+            address, why = self._sender_of(request)
+            if address is None:
+                return _ignored(
+                    source, f"{detail}: {why}; nothing done", request.sender, "unsubscribe"
+                )
+            detail += ", From and envelope aligned" + (
+                " (its token is not valid)" if request.token else ""
+            )
+        if not self.state.suppress(address, "unsubscribed", "mailto", self.now, detail):
+            earlier = self.state.suppression(address)
+            why = f"{detail}; suppressed already ({earlier.describe() if earlier else ''})"
+            return BounceDecision(source, address, "unsubscribe", "ignored", why)
+        return BounceDecision(source, address, "unsubscribe", "unsubscribed", detail)
+
+    def _sender_of(self, request: MailtoRequest) -> tuple[str | None, str]:
+        """The subscribed address that sent ``request`` (From and envelope aligned), or None
+        and why not."""
+        known = self.known.get((request.sender or "").casefold())
+        problem = "its token is not valid" if request.token else "it carries no token"
+        if known is None:
+            return None, f"{problem}, and its sender is not a subscriber"
+        if not request.aligned():
+            envelope = request.envelope or "none recorded"
+            return None, f"{problem}, and its From is not its envelope sender ({envelope})"
+        return known, ""
 
     def decide(self, source: str, report: Report) -> list[BounceDecision]:
         """What to do about ``report`` (read from ``source``); done, and returned."""
