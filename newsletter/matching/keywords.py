@@ -94,6 +94,29 @@ class Keyword:
         return parse_keyword, (self.text,)
 
 
+ENTRY_MAX_CHARS = 200  # a keyword, an exclusion, an author: a phrase, never a page
+LIST_MAX_ENTRIES = 200  # keywords (and exclude, require, authors) in one profile
+
+
+def entry_problem(text: str) -> str | None:
+    """Why ``text`` cannot be one entry of a profile's list (too long, or holding an
+    invisible format character, such as a zero-width space, that makes look-alike entries),
+    or None."""
+    if len(text) > ENTRY_MAX_CHARS:
+        return (
+            f"'{text[:40]}...' is {len(text)} characters long; an entry is at most "
+            f"{ENTRY_MAX_CHARS} (a word or a phrase)"
+        )
+    for character in text:
+        if unicodedata.category(character) == "Cf":
+            name = unicodedata.name(character, "a format character")
+            return (
+                f"{text!r} holds the invisible character U+{ord(character):04X} ({name}); "
+                "remove it (retype the entry if you cannot see it)"
+            )
+    return None
+
+
 @functools.lru_cache(maxsize=65536)
 def parse_keyword(text: str) -> Keyword:
     """Parse a keyword; KeywordError for an empty one, an empty alternative or a misplaced
@@ -105,6 +128,9 @@ def parse_keyword(text: str) -> Keyword:
         raise KeywordError(
             f"{stripped!r} holds the control character U+{ord(unsafe.group()):04X}; remove it"
         )
+    too_much = entry_problem(stripped)
+    if too_much:
+        raise KeywordError(too_much)
     parts = stripped.split("|")
     if len(parts) > 1 and not all(part.strip() for part in parts):
         raise KeywordError(

@@ -20,7 +20,13 @@ from newsletter.files.yamlfile import (
     list_pieces,
     read_text,
 )
-from newsletter.matching.keywords import Keyword, followed_author_key, parse_keyword
+from newsletter.matching.keywords import (
+    LIST_MAX_ENTRIES,
+    Keyword,
+    entry_problem,
+    followed_author_key,
+    parse_keyword,
+)
 from newsletter.models import ARXIV_CATEGORY, FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 
@@ -406,15 +412,30 @@ class _ProfileReader:
         if not isinstance(value, list):
             self.add(key, f"'{key}' must be a list, e.g. {key}: [{example}]")
             return []
+        if not self.short_enough(key, value):
+            return []
         found = []
         for index, item in enumerate(value):
             if not isinstance(item, str):
                 self.add((key, index), f"each of '{key}' must be text, e.g. {key}: [{example}]")
                 continue
             text = self.checked(self.problems.text((*self.at, key, index), item))
-            if isinstance(text, str):
+            if isinstance(text, str) and (problem := entry_problem(text)):
+                self.add((key, index), problem)
+            elif isinstance(text, str):
                 found.append((index, text))
         return found
+
+    def short_enough(self, key: str, value: list) -> bool:
+        """Is the list under ``key`` within LIST_MAX_ENTRIES? (A problem if not.)"""
+        if len(value) <= LIST_MAX_ENTRIES:
+            return True
+        self.add(
+            key,
+            f"'{key}' lists {len(value)} entries; a profile takes at most {LIST_MAX_ENTRIES} "
+            "(a few precise ones match better than many)",
+        )
+        return False
 
     def authors(self, entry: dict) -> tuple[str, ...]:
         """Followed people: each a full name, or initials and a last name."""
@@ -475,6 +496,8 @@ class _ProfileReader:
             return ()
         if required and not value:
             self.add(key, f"'{key}' is empty: give at least one keyword")
+            return ()
+        if not self.short_enough(key, value):
             return ()
         parsed: dict[tuple[tuple[str, ...], bool], Keyword] = {}
         for index, item in enumerate(value):

@@ -214,3 +214,5 @@ def test_the_form_is_checked_as_validate_checks_the_file(project) -> None:
     assert signup.read_signup(config, form(email="kim@cs.uni-example.edu")).timezone == "UTC"
     with pytest.raises(ProfileError, match="at least one keyword"):
         signup.read_signup(config, form(keywords=" , "))
+    with pytest.raises(ProfileError, match=r"U\+200B \(ZERO WIDTH SPACE\)"):
+        signup.read_signup(config, form(keywords="prun\u200bing"))
