@@ -43,6 +43,11 @@ class ProfileError(ConfigError):
     """The profile file (subscribers.yaml) has mistakes."""
 
 
+class ProfilesUnreadable(ProfileError):
+    """The profile file is invalid as it stands (before any change): the operator's to fix;
+    a page can only ask to come back later."""
+
+
 class TemplateError(ConfigError):
     """A digest template does not compile, or fails while rendering."""
 

@@ -4,8 +4,10 @@ The file stays the operator's: ruamel.yaml edits it round-trip, so comments, key
 quoting and layout survive; only the keys that changed are touched. The new text is checked
 by the same loader as every send before it replaces the file (a temporary file, then a
 rename: a reader sees the old file or the new one, never half of one). Edits take the
-profile file's lock, which a send also takes to read the file, and the file is re-read if it
-changed while the edit was being made (an operator saving by hand is not overwritten).
+profile file's lock, which a send also takes to read the file. An operator saving by hand
+takes no lock: the file's content is compared again right before the rename, and when it
+changed, the edit is made again on the new text (a save by hand is never overwritten); a
+file read while an editor was writing it in place is read again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
+from time import sleep as pause
 
 import yaml
 from ruamel.yaml import YAML
@@ -26,12 +29,16 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from newsletter.config.settings import Config
-from newsletter.errors import ConfigError, ProfileError
+from newsletter.errors import ConfigError, ProfileError, ProfilesUnreadable
 from newsletter.ledger.lock import profiles_lock
 from newsletter.models import NewProfile, Subscriber
 from newsletter.profiles.load import Profiles, load_profiles
 
-_ATTEMPTS = 3
+_ATTEMPTS = 50  # (a file saved by hand again and again: each save makes the edit again)
+_SETTLE_TRIES = 20
+_SETTLE_SECONDS = 0.005
+_KEPT_CHECKS = 4
+Sleep = Callable[[float], None]
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
@@ -48,27 +55,32 @@ class PreferenceChange:
     remove_keywords: tuple[str, ...] = ()  # as written in the file
 
 
-def edit_profile(config: Config, email: str, change: PreferenceChange) -> Subscriber:
+def edit_profile(
+    config: Config, email: str, change: PreferenceChange, sleep: Sleep = pause
+) -> Subscriber:
     """Apply ``change`` to ``email``'s entry of the profile file; the subscriber as the file
     now says. ProfileError (nothing written) when the result would not be a valid file, or
     the address is not in it."""
     path = config.subscribers
     with profiles_lock(config.state_dir, exclusive=True):
         for _ in range(_ATTEMPTS):
-            before = _stamp(path)
-            text = path.read_text(encoding="utf-8-sig")
-            target = _target(config, text, email)
-            current = target.subscriber(email)
-            if current is None:
-                raise ProfileError(f"{email} is not in {path.name}")
-            new_text = target.edited(current, change)
-            if new_text == text:
-                return current
-            if _stamp(path) != before:
-                continue  # edited meanwhile (by hand): start again from the new text
-            subscriber = target.checked(new_text, email)
-            _write(path, new_text)
-            return subscriber
+            text = _settled_text(path, sleep)
+            try:
+                target, current = _current(config, text, email)
+                if current is None:
+                    raise ProfileError(f"{email} is not in {path.name}")
+                new_text = target.edited(current, change)
+                if new_text == text:
+                    return current
+                subscriber = target.checked(new_text, email)
+            except ProfileError:
+                if _being_saved(path, text, sleep):
+                    continue  # read while an editor was writing it: read it again
+                raise
+            if _replaced(path, text, new_text) and _kept(path, new_text, sleep):
+                return subscriber
+            # Saved by hand since it was read, or just after (by an editor holding the older
+            # text): the change is made again on the new text (a no-op if it is there).
     raise ProfileError(f"{path.name} kept changing while it was being edited; try again")
 
 
@@ -80,27 +92,34 @@ def check_profile(config: Config, profile: NewProfile) -> Subscriber:
     return _new_subscriber(config, "", new_text, profile.email)
 
 
-def add_profile(config: Config, profile: NewProfile) -> Subscriber:
+def add_profile(config: Config, profile: NewProfile, sleep: Sleep = pause) -> Subscriber:
     """Append ``profile`` to the profile file (its comments and layout kept, atomically,
     under the lock); the subscriber as the file now says. ProfileError (nothing written)
     when the address is there already or the entry would not be valid."""
     path = config.subscribers
+    written = False  # (once written, finding the entry means it stayed)
     with profiles_lock(config.state_dir, exclusive=True):
         for _ in range(_ATTEMPTS):
-            before = _stamp(path)
-            text = path.read_text(encoding="utf-8-sig")
-            present = _profiles(config).find(profile.email)
+            text = _settled_text(path, sleep)
+            try:
+                present = _profiles(config).find(profile.email)
+            except ConfigError:
+                if _being_saved(path, text, sleep):
+                    continue
+                raise
+            if present is not None and written:
+                return present
             if present is not None:
                 raise ProfileError(
                     f"{path.name}:{present.line}: {present.email} is subscribed already; "
                     "change the entry there (or on the preferences page)"
                 )
             new_text = _appended(text, path, profile)
-            if _stamp(path) != before:
-                continue  # edited meanwhile (by hand): start again from the new text
             subscriber = _new_subscriber(config, text, new_text, profile.email)
-            _write(path, new_text)
-            return subscriber
+            if _replaced(path, text, new_text):
+                written = True
+                if _kept(path, new_text, sleep):
+                    return subscriber
     raise ProfileError(f"{path.name} kept changing while it was being edited; try again")
 
 
@@ -183,11 +202,32 @@ def _new_entry(profile: NewProfile) -> CommentedMap:
     return entry
 
 
-def read_profile(config: Config, email: str) -> Subscriber | None:
+def read_profile(config: Config, email: str, sleep: Sleep = pause) -> Subscriber | None:
     """``email``'s profile as the file says now (None if not there): only their entry is
-    read when the file's layout allows, so a page stays quick in a file of 100,000."""
+    read when the file's layout allows, so a page stays quick in a file of 100,000. A file
+    caught while an editor writes it in place is read again; a ConfigError when it stays
+    invalid."""
     path = config.subscribers
-    return _target(config, path.read_text(encoding="utf-8-sig"), email).subscriber(email)
+    for _ in range(_SETTLE_TRIES):
+        text = _read(path)
+        try:
+            return _current(config, text, email)[1]
+        except ProfilesUnreadable:
+            if not _being_saved(path, text, sleep):
+                raise
+    return _current(config, _read(path), email)[1]
+
+
+def _current(
+    config: Config, text: str, email: str
+) -> tuple[_WholeFile | _OneEntry, Subscriber | None]:
+    """How to work on ``email``'s entry of ``text``, and the entry as it stands; a
+    ProfilesUnreadable when the file is invalid before any change."""
+    try:
+        target = _target(config, text, email)
+        return target, target.subscriber(email)
+    except ConfigError as exc:
+        raise ProfilesUnreadable(exc.problems) from exc
 
 
 class _WholeFile:
@@ -463,20 +503,56 @@ def _entry(document: object, email: str) -> dict | None:
     return None
 
 
-def _write(path: Path, text: str) -> None:
-    """Put ``text`` in place of the file at ``path`` atomically, with its permissions."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+def _replaced(path: Path, read: str, text: str) -> bool:
+    """Put ``text`` in place of the file at ``path`` atomically, with its permissions, if
+    the file still holds ``read`` (what the edit was made on); False, nothing written, if
+    someone saved it meanwhile. Its content is compared at the last moment, right before
+    the rename: an editor's save is never overwritten (bar one landing in the microseconds
+    between that comparison and the rename)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, path.stat().st_mode & 0o7777)
+        if _read(path) != read:
+            return False
         os.replace(temporary, path)
+        return True
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    status = path.stat()
-    return status.st_mtime_ns, status.st_size
+def _kept(path: Path, written: str, sleep: Sleep) -> bool:
+    """Does the file still hold ``written`` a moment later? (An editor that read the file
+    just before it was replaced saves its older text over it: the edit is then made again.)"""
+    for _ in range(_KEPT_CHECKS):
+        sleep(_SETTLE_SECONDS)
+        if _read(path) != written:
+            return False
+    return True
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8-sig")
+
+
+def _settled_text(path: Path, sleep: Sleep) -> str:
+    """The file's text once two readings a moment apart agree (an editor writing the file
+    in place leaves it empty or half written for a moment)."""
+    text = _read(path)
+    for _ in range(_SETTLE_TRIES):
+        sleep(_SETTLE_SECONDS)
+        again = _read(path)
+        if again == text:
+            return text
+        text = again
+    return text
+
+
+def _being_saved(path: Path, read: str, sleep: Sleep) -> bool:
+    """Was the text ``read`` (which did not load) a file being saved? True when the file
+    holds something else a moment later."""
+    sleep(_SETTLE_SECONDS)
+    return _read(path) != read

@@ -18,9 +18,17 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from flask import Flask, Response, abort, render_template, request
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import InternalServerError
 
 from newsletter.config.settings import Config
-from newsletter.errors import ConfigError, NewsletterError, ProfileError, ServeError
+from newsletter.errors import (
+    ConfigError,
+    NewsletterError,
+    ProfileError,
+    ProfilesUnreadable,
+    ServeError,
+)
 from newsletter.files.problems import time_zones
 from newsletter.ledger.ledger import Ledger
 from newsletter.matching.matcher import explain_sent
@@ -138,6 +146,23 @@ def create_app(config: Config, world: World) -> Flask:
     def too_large(error: Exception) -> tuple[str, int]:
         return page("invalid.html.j2", "Request too large", 413)
 
+    @app.errorhandler(ProfilesUnreadable)
+    def profiles_unreadable(error: ProfilesUnreadable) -> tuple[str, int, dict[str, str]]:
+        log.error("the profile file cannot be read: %s", error)
+        body, status = page("updating.html.j2", "Please try again in a minute", 503)
+        return body, status, {"Retry-After": "60"}
+
+    @app.errorhandler(NewsletterError)
+    def unavailable(error: NewsletterError) -> tuple[str, int, dict[str, str]]:
+        log.error("%s failed: %s", request.path, error)  # (the store, a template, ...)
+        body, status = page("busy.html.j2", "Please try again", 503)
+        return body, status, {"Retry-After": "60"}
+
+    @app.errorhandler(500)
+    def broken(error: InternalServerError) -> tuple[str, int]:
+        log.error("%s failed", request.path, exc_info=error.original_exception)
+        return page("busy.html.j2", "Please try again", 500)
+
     @app.after_request
     def secure(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
@@ -192,8 +217,11 @@ def _token() -> str:
 
 
 def _preference_routes(app: Flask, site: Site, page: Page) -> None:
-    def show(address: str, status: int = 200, **values: object) -> tuple[str, int]:
-        subscriber = site.subscriber(address)
+    def show(
+        address: str, status: int = 200, subscriber: Subscriber | None = None, **values: object
+    ) -> tuple[str, int]:
+        subscriber = subscriber or site.subscriber(address)
+        typed = _typed(subscriber, request.form if status == 400 else None)
         return page(
             "preferences.html.j2",
             "Your preferences",
@@ -204,6 +232,7 @@ def _preference_routes(app: Flask, site: Site, page: Page) -> None:
             frequencies=[(f, _FREQUENCY_TEXT[f]) for f in FREQUENCIES],
             weekdays=WEEKDAYS,
             timezones=_zones(),
+            typed=typed,
             **({"saved": False, "problems": []} | values),
         )
 
@@ -216,10 +245,34 @@ def _preference_routes(app: Flask, site: Site, page: Page) -> None:
         address = site.address("preferences")
         try:
             change = _change_from_form()
-            edit_profile(site.config, address, change)
+            saved = edit_profile(site.config, address, change)
+        except ProfilesUnreadable:
+            raise  # (the operator's file, not the reader's change: the 503 page)
         except ConfigError as exc:
             return show(address, 400, problems=[_for_reader(p) for p in exc.problems])
-        return show(address, saved=True)
+        return show(address, subscriber=saved, saved=True)  # (as written: no second reading)
+
+
+def _typed(subscriber: Subscriber | None, form: MultiDict[str, str] | None) -> dict[str, object]:
+    """What the preferences form shows: the profile's settings, or, after a refusal, what
+    the reader typed (nothing of it lost)."""
+    if subscriber is None:
+        return {}
+    shown: dict[str, object] = {
+        "frequency": subscriber.frequency,
+        "day": subscriber.day or "monday",
+        "send_at": f"{subscriber.send_at:%H:%M}",
+        "timezone": subscriber.timezone,
+        "max_papers": str(subscriber.max_papers),
+        "remove": (),
+        "add": "",
+    }
+    if form is not None:
+        for key in ("frequency", "day", "send_at", "timezone", "max_papers", "add"):
+            if form.get(key):
+                shown[key] = form[key][:500]
+        shown["remove"] = tuple(form.getlist("remove"))
+    return shown
 
 
 def _change_from_form() -> PreferenceChange:

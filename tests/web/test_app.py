@@ -5,6 +5,7 @@ into the profile file, web copies, the feed and feedback."""
 from __future__ import annotations
 
 import email
+import html
 import json
 import re
 import shutil
@@ -265,6 +266,37 @@ def test_an_invalid_preference_is_refused_and_the_file_kept(site: Site, http: ht
     bad_zone = http.post(url.split("?")[0], data={"t": token_of(url), "timezone": "Mars/Base"})
     assert bad_zone.status_code == 400 and "not a time zone" in bad_zone.text
     assert site.config.with_name("subscribers.yaml").read_text() == before
+
+
+def test_a_refused_keyword_keeps_everything_typed(site: Site, http: httpx.Client) -> None:
+    url = site.links["grace@example.org"]["Preferences"]
+    form = {"t": token_of(url), "add": "vision, com*press", "max_papers": "7",
+            "send_at": "09:15", "timezone": "Asia/Tokyo", "remove": "transformer"}  # fmt: skip
+    page = http.post(url.split("?")[0], data=form)
+    assert page.status_code == 400 and "bad keyword 'com*press'" in html.unescape(page.text)
+    assert 'value="vision, com*press"' in page.text and 'value="7"' in page.text
+    assert 'value="09:15"' in page.text and "<option selected>Asia/Tokyo</option>" in page.text
+    assert 'value="transformer" checked' in page.text
+
+
+def test_an_invalid_profile_file_gets_a_styled_try_again_page(site: Site, http) -> None:
+    path = site.config.with_name("subscribers.yaml")
+    good = path.read_text()
+    url = site.links["ada@example.org"]["Preferences"]
+    try:
+        for broken in ("", "subscribers: [\n"):  # emptied, and cut in the middle
+            path.write_text(broken)
+            for answer in (
+                http.get(url),
+                http.post(url.split("?")[0], data={"t": token_of(url), "max_papers": "3"}),
+            ):
+                assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
+                assert "Your preferences are being updated right now" in answer.text
+                assert "Internal Server Error" not in answer.text
+            assert path.read_text() == broken
+        assert any("the profile file cannot be read" in line for line in site.log)
+    finally:
+        path.write_text(good)
 
 
 def test_one_click_unsubscribes_and_survives_the_operator_re_adding_the_address(
