@@ -93,6 +93,9 @@ class RenderSettings:
     # issued up to secret_grace_days before.
     previous_secret_env: str | None = setting(None, "text")
     secret_grace_days: int = setting(60, "int", 0, 3650)
+    # Every link expires this long after its digest was sent (a year-old one still works);
+    # an expired link's page offers to mail a fresh one.
+    link_max_age_days: int = setting(400, "int", 1, 3650)
     # The return path of every digest becomes <local>+<token>@<domain> (VERP): a bounce
     # then names its subscriber even when the report does not.
     bounce_address: str | None = setting(None, "text")

@@ -150,7 +150,7 @@ def make_signer(settings: RenderSettings, environ: Mapping[str, str]) -> Signer 
     name = settings.unsubscribe_secret_env
     secret = environ.get(name, "")
     if not needs_secret(settings):
-        return Signer(secret) if secret else None
+        return Signer(secret, max_age_days=settings.link_max_age_days) if secret else None
     why = "unsubscribe_url, public_url or bounce_address is set"
     if not secret:
         raise ConfigError(
@@ -163,7 +163,7 @@ def make_signer(settings: RenderSettings, environ: Mapping[str, str]) -> Signer 
         previous = environ.get(settings.previous_secret_env) or None
         if previous:
             _check_strength(settings.previous_secret_env, previous)
-    return Signer(secret, previous, settings.secret_grace_days)
+    return Signer(secret, previous, settings.secret_grace_days, settings.link_max_age_days)
 
 
 def _check_strength(name: str, secret: str) -> None:

@@ -30,14 +30,14 @@ if TYPE_CHECKING:
 
     from newsletter.render.dkim import DkimSigner
 
-KINDS = ("confirm", "known", "welcome")
+KINDS = ("confirm", "known", "welcome", "fresh")
 
 
 @dataclass(frozen=True)
 class NoticeView:
     """Everything a notice template may use, as ``notice``."""
 
-    kind: str  # confirm | known | welcome
+    kind: str  # confirm | known | welcome | fresh
     subject: str
     brand: str
     address: str
@@ -46,7 +46,7 @@ class NoticeView:
     keywords: tuple[str, ...]
     schedule: str  # "daily at 07:00 (Europe/Berlin)"
     first_digest: str  # "Fri 13 Mar 2026, 07:00 (Europe/Berlin)", or "" (paused)
-    unsubscribe: str = ""  # welcome: the unsubscribe page
+    unsubscribe: str = ""  # welcome, fresh: the unsubscribe page
 
 
 class Notices:
@@ -68,6 +68,7 @@ class Notices:
             "confirm": f"Confirm your subscription to {self.brand}",
             "known": f"You are already subscribed to {self.brand}",
             "welcome": f"Welcome to {self.brand}",
+            "fresh": f"Your new links for {self.brand}",
         }[kind]
 
     def render(self, view: NoticeView, now: datetime) -> RenderedEmail:

@@ -255,7 +255,7 @@ def _notice(
     first: datetime | None,
 ) -> RenderedEmail:
     """The ``kind`` mail for ``request`` (describing ``profile``), rendered."""
-    links = _links(config, world)
+    links = account_links(config, world)
     notices = make_notices(config, world.environ)
     now = world.now()
     address = request.address
@@ -278,7 +278,8 @@ def _notice(
     return notices.render(view, now)
 
 
-def _links(config: Config, world: World) -> AccountLinks:
+def account_links(config: Config, world: World) -> AccountLinks:
+    """The links the mails to one reader carry; a ConfigError without public_url."""
     links = Links(config.render, make_signer(config.render, world.environ)).for_accounts()
     if links is None:
         raise ConfigError(

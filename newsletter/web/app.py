@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from flask import Flask, Response, abort, render_template, request
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import InternalServerError
+from werkzeug.exceptions import Gone, InternalServerError
 
 from newsletter.config.settings import Config
 from newsletter.errors import (
@@ -41,6 +41,7 @@ from newsletter.render.views import display_name
 from newsletter.reports import SignupLink
 from newsletter.send.wiring import make_renderer
 from newsletter.store.backend import open_store_for
+from newsletter.subscribers.fresh_links import mail_fresh_links
 from newsletter.subscribers.service import record_feedback, resubscribe, suppression_of, unsubscribe
 from newsletter.subscribers.signup import (
     SIGNUP_FREQUENCIES,
@@ -72,6 +73,14 @@ SECURITY_HEADERS = {
 }
 
 
+class LinkExpired(Gone):
+    """A genuine link, too old: its page offers to mail a fresh one to its owner."""
+
+    def __init__(self, purpose: str, parts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.purpose, self.parts = purpose, parts
+
+
 class Site:
     """What the pages share: the config, the clock, the signer, and the renderer made once.
     A subscriber's profile is read from the file on each request (their entry only)."""
@@ -99,6 +108,8 @@ class Site:
         """The address the request's token is for, or the generic page (403)."""
         token = request.values.get("t", "")
         verdict = self.signer.check(token, purpose, *parts, today=self.now().date())
+        if verdict.expired:
+            raise LinkExpired(purpose, parts)
         if verdict.address is None:
             abort(403)
         return verdict.address
@@ -145,6 +156,25 @@ def create_app(config: Config, world: World) -> Flask:
     @app.errorhandler(413)
     def too_large(error: Exception) -> tuple[str, int]:
         return page("invalid.html.j2", "Request too large", 413)
+
+    @app.errorhandler(LinkExpired)
+    def expired(error: LinkExpired) -> tuple[str, int]:
+        return page(
+            "expired.html.j2", "Link expired", 410, token=_token(), purpose=error.purpose,
+            parts=error.parts, sent=False, fresh_url=f"{site.public_url}/fresh-link",
+        )  # fmt: skip
+
+    @app.post("/fresh-link")
+    def fresh_link() -> tuple[str, int]:
+        purpose = request.form.get("p", "")
+        parts = tuple(request.form.getlist("part"))
+        verdict = site.signer.check(_token(), purpose, *parts, today=site.now().date())
+        if verdict.expired_for is not None:
+            mail_fresh_links(site.config, site.world, verdict.expired_for)
+        elif verdict.address is None:
+            abort(403)  # (a current link needs no fresh one; a forged one gets nothing)
+        return page("expired.html.j2", "New links on their way", token="", purpose="",
+                    parts=(), sent=True, fresh_url="")  # fmt: skip
 
     @app.errorhandler(ProfilesUnreadable)
     def profiles_unreadable(error: ProfilesUnreadable) -> tuple[str, int, dict[str, str]]:

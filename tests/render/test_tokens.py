@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import string
 from datetime import date, timedelta
 
 from newsletter.render.tokens import Signer
@@ -47,10 +49,57 @@ def test_after_rotation_old_links_work_for_the_grace_period_then_expire() -> Non
     rotated = Signer(SECRET, previous=OLD, grace_days=30)
     assert rotated.check(token, "unsubscribe", today=TODAY).address == "ada@example.org"
     late = rotated.check(token, "unsubscribe", today=issued + timedelta(days=31))
-    assert late.address is None and late.expired
-    # The current secret's links never expire.
-    fresh = rotated.sign("unsubscribe", "ada@example.org", day=issued)
-    assert rotated.check(fresh, "unsubscribe", today=TODAY + timedelta(days=3000)).address
+    assert late.address is None and late.expired_for == "ada@example.org"
+
+
+def test_every_link_expires_after_max_age_and_says_whose_it_was() -> None:
+    signer = Signer(SECRET, max_age_days=400)
+    token = signer.sign("unsubscribe", "ada@example.org", day=TODAY)
+    year_on = signer.check(token, "unsubscribe", today=TODAY + timedelta(days=365))
+    assert year_on.address == "ada@example.org"  # a year-old digest still unsubscribes
+    late = signer.check(token, "unsubscribe", today=TODAY + timedelta(days=401))
+    assert late.address is None and late.expired_for == "ada@example.org"
+    forged = signer.check(token[:-2] + "AA", "unsubscribe", today=TODAY + timedelta(days=401))
+    assert forged.address is None and not forged.expired  # only a genuine one says whose
+
+
+def test_a_token_dated_in_the_future_is_refused_under_either_secret() -> None:
+    rotated = Signer(SECRET, previous=OLD, grace_days=30)
+    for secret in (SECRET, OLD):
+        ahead = Signer(secret).sign("unsubscribe", "ada@example.org", day=TODAY + timedelta(2))
+        verdict = rotated.check(ahead, "unsubscribe", today=TODAY)
+        assert verdict.address is None and not verdict.expired, secret
+    tomorrow = rotated.sign("unsubscribe", "ada@example.org", day=TODAY + timedelta(1))
+    assert rotated.check(tomorrow, "unsubscribe", today=TODAY).address  # (clock skew)
+
+
+def test_only_the_one_spelling_sign_writes_is_accepted() -> None:
+    signer = Signer(SECRET)
+    token = signer.sign("unsubscribe", "ada@example.org", day=TODAY)
+    address, day, mac = token.split(".")
+    assert signer.check(token, "unsubscribe", today=TODAY).address
+    for other in [
+        f"{address}.0{day}.{mac}",  # a leading zero
+        f"{address}==.{day}.{mac}",  # padding
+        f"{address}.{day}.{mac}=",
+        f"{address[:-1]}{chr(ord(address[-1]) + 1)}.{day}.{mac}",  # other trailing bits
+        f"{address}.{day}.{mac[:-1]}{chr(ord(mac[-1]) ^ 1)}",
+        f"{address}.+{day}.{mac}",
+        f"{address}.{day}.{mac}".replace("-", "+").replace("_", "/"),  # standard alphabet
+    ]:
+        if other != token:
+            assert signer.check(other, "unsubscribe", today=TODAY).address is None, other
+    # The same bytes spelt with other unused low bits in the last character of the MAC.
+    alphabet = string.ascii_letters + string.digits + "-_"
+    same = [
+        c for c in alphabet
+        if c != mac[-1] and base64.urlsafe_b64decode(mac[:-1] + c + "==")
+        == base64.urlsafe_b64decode(mac + "==")
+    ]  # fmt: skip
+    assert same  # (a 16-byte MAC leaves four bits unused)
+    for c in same:
+        twin = f"{address}.{day}.{mac[:-1]}{c}"
+        assert signer.check(twin, "unsubscribe", today=TODAY).address is None
 
 
 def test_verp_tokens_are_short_lowercase_and_follow_the_secret() -> None:

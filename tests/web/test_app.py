@@ -184,7 +184,33 @@ def test_links_signed_by_the_previous_secret_work_for_the_grace_period_only(
     expired = old.sign("preferences", "ada@example.org", day=today - timedelta(days=61))
     assert http.get(f"{site.url}/preferences?t={recent}").status_code == 200
     refused = http.get(f"{site.url}/preferences?t={expired}")
-    assert refused.status_code == 403 and "This link is not valid" in refused.text
+    assert refused.status_code == 410 and "Mail me a new link" in refused.text
+
+
+def test_an_expired_link_offers_a_fresh_one_by_mail_once_a_day(site: Site, http) -> None:
+    today = datetime.now(UTC).date()
+    signer = Signer(SECRET)
+    old = signer.sign("archive", "grace@example.org", "k1", day=today - timedelta(days=401))
+    page = http.get(f"{site.url}/digest/k1?t={old}")
+    assert page.status_code == 410 and 'name="part" value="k1"' in page.text
+    form = {"t": old, "p": "archive", "part": "k1"}
+    outbox = site.folder / "outbox" / "new"
+    before = set(outbox.iterdir())
+    done = http.post(f"{site.url}/fresh-link", data=form)
+    assert done.status_code == 200 and "a mail with new links is on its way" in done.text
+    (mail,) = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+               for p in set(outbox.iterdir()) - before]  # fmt: skip
+    assert mail["To"] == "grace@example.org" and mail["Subject"].startswith("Your new links")
+    fresh = next(
+        w for w in mail.get_body(("plain",)).get_content().split() if "/preferences?t=" in w
+    )
+    assert http.get(fresh).status_code == 200  # the new link works
+    again = http.post(f"{site.url}/fresh-link", data=form)  # the same page, no second mail
+    assert again.text == done.text and len(set(outbox.iterdir()) - before) == 1
+    forged = http.post(f"{site.url}/fresh-link", data=form | {"part": "k2"})
+    assert forged.status_code == 403
+    future = signer.sign("archive", "grace@example.org", "k1", day=today + timedelta(days=5))
+    assert http.get(f"{site.url}/digest/k1?t={future}").status_code == 403
 
 
 def test_a_token_for_another_purpose_or_digest_is_refused(site: Site, http: httpx.Client) -> None:
