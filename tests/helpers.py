@@ -3,13 +3,16 @@ process and one to build its command line for a child process."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,12 @@ class FakeClock:
         """A World on this clock (and an empty environment unless given)."""
         given.setdefault("environ", {})
         return World(now=self.now, sleep=self.sleep, monotonic=self.monotonic, **given)  # type: ignore[arg-type]
+
+
+def legacy_token(secret: str, purpose: str, address: str, day: date) -> str:
+    """A token as release 0.1 signed it: the address in base64url in the key's place."""
+    issued = (day - date(1970, 1, 1)).days
+    message = "\0".join([purpose, address.casefold(), str(issued)]).encode()
+    mac = hmac.new(secret.encode(), message, hashlib.sha256).digest()[:16]
+    b64 = [base64.urlsafe_b64encode(x).decode().rstrip("=") for x in (address.encode(), mac)]
+    return f"{b64[0]}.{issued}.{b64[1]}"

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from newsletter.ledger.link_keys import keep_keys, unknown_keys
 from newsletter.models import History, SentDigest
 from newsletter.render.envelope import digest_key
+from newsletter.render.tokens import Signer
 from newsletter.store.papers import Store, rows_among
 from newsletter.store.schema import pack_papers, unpack_papers
 
@@ -124,6 +126,14 @@ class Ledger:
                 " ON CONFLICT DO NOTHING",
                 ((email.casefold(), now.isoformat()) for email in subscribers),
             )
+
+    def record_link_keys(self, signer: Signer, subscribers: Sequence[str], now: datetime) -> None:
+        """Keep the link keys of these subscribers that the store lacks (their digests'
+        links name them by key)."""
+        keys = unknown_keys(self.db, signer, subscribers)
+        if keys:
+            with self._writing() as db:
+                keep_keys(db, keys, now)
 
     def record_served(self, subscribers: Sequence[str], now: datetime) -> None:
         """These subscribers were served now: given a digest, or found to have none."""

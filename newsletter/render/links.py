@@ -8,7 +8,7 @@ digest, the subscriber's feed, and feedback on each paper. Without ``public_url`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlencode, urlsplit
@@ -60,11 +60,12 @@ class Links:
         local, _, domain = self.mailbox.rpartition("@")
         return f"mailto:{local}+{self.signer.mailto(email)}@{domain}?subject=unsubscribe"
 
-    def for_accounts(self) -> AccountLinks | None:
-        """The links of the sign-up flow's mails (None without public_url or a secret)."""
+    def for_accounts(self, remember: Callable[[str], None]) -> AccountLinks | None:
+        """The links of the sign-up flow's mails (None without public_url or a secret);
+        ``remember`` keeps an address's link key in the store before a link names it."""
         if self.signer is None or self.public is None or self.unsubscribe_base is None:
             return None
-        return AccountLinks(self.public, self.signer, self.unsubscribe_base)
+        return AccountLinks(self.public, self.signer, self.unsubscribe_base, remember)
 
     def for_digest(
         self, email: str, digest: str, papers: tuple[str, ...], today: date
@@ -75,9 +76,7 @@ class Links:
         if signer is None or self.unsubscribe_base is None:
             return DigestLinks(mailto, None)
 
-        def token(purpose: str, *parts: str) -> str:
-            return signer.sign(purpose, email, *parts, day=today)
-
+        token = signer.signing(email, today)
         https = with_query(self.unsubscribe_base, t=token("unsubscribe"))
         if self.public is None:
             return DigestLinks(mailto, https)
@@ -105,17 +104,21 @@ class AccountLinks:
     public: str
     signer: Signer
     unsubscribe_base: str
+    remember: Callable[[str], None]  # keeps the address's link key (``ledger.link_keys``)
 
     def confirm(self, request_id: str, today: date) -> str:
         """The page confirming the sign-up ``request_id``."""
-        return f"{self.public}/confirm?t={self.signer.sign('confirm', request_id, day=today)}"
+        token = self.signer.sign_opaque("confirm", request_id, day=today)
+        return f"{self.public}/confirm?t={token}"
 
     def preferences(self, email: str, today: date) -> str:
         """``email``'s preferences page."""
+        self.remember(email)
         return f"{self.public}/preferences?t={self.signer.sign('preferences', email, day=today)}"
 
     def unsubscribe(self, email: str, today: date) -> str:
         """``email``'s unsubscribe page."""
+        self.remember(email)
         token = self.signer.sign("unsubscribe", email, day=today)
         return with_query(self.unsubscribe_base, t=token)
 

@@ -204,6 +204,9 @@ class Sending:
                 reason = "paused" if subscriber.active else "inactive (active: false)"
                 self.skipped.append(SkippedItem(subscriber.email, reason))
         self._done_before()
+        if self.renderer is not None and self.renderer.signer is not None:
+            emails = [s.email for s in self.wanted.values()]
+            self.ledger.record_link_keys(self.renderer.signer, emails, self.now)
         only = list(self.wanted) if self.ledger.run else None  # (a chunk reads its own)
         since = lookback_start(self.config, self.now)
         self.history = self.ledger.history(self.options.retry_failed, since=since, only=only)

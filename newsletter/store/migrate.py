@@ -33,6 +33,7 @@ TABLES = (
     "bounce_reports",
     "failed_messages",
     "signups",
+    "link_keys",
     "subscriber_events",
     "feedback",
 )

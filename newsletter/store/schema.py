@@ -264,6 +264,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (subscriber, message_id)
     ) WITHOUT ROWID;
     """,
+    # 12: the keys that name subscribers in their links (``ledger.link_keys``): the address
+    # is in no URL.
+    """
+    CREATE TABLE link_keys (
+        link_key    TEXT PRIMARY KEY,
+        subscriber  TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        since       TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX link_keys_by_subscriber ON link_keys (subscriber);
+    """,
 )
 
 

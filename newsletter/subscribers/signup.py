@@ -22,12 +22,14 @@ from zoneinfo import ZoneInfo
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, ProfileError
 from newsletter.files.problems import time_zones
+from newsletter.ledger.link_keys import LinkKeys
 from newsletter.ledger.signups import Signups
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import WEEKDAYS, NewProfile, RenderedEmail, SignupRequest, Subscriber
 from newsletter.profiles.edit import add_profile, check_profile, read_profile
 from newsletter.render.links import AccountLinks, Links, make_signer
 from newsletter.render.notices import NoticeView
+from newsletter.render.tokens import opaque
 from newsletter.reports import Confirmation, SignupLink, SignupOutcome
 from newsletter.send.wiring import make_notices, send_one
 from newsletter.store.backend import open_store_for
@@ -174,7 +176,7 @@ def open_link(config: Config, world: World, token: str) -> SignupLink | None:
     now = world.now()
     if signer is None:
         return None
-    request_id = signer.check(token, "confirm", today=now.date()).address
+    request_id = signer.check(token, "confirm", today=now.date(), address_of=opaque).address
     if request_id is None:
         return None
     with open_store_for(config, world.environ) as store:
@@ -280,7 +282,14 @@ def _notice(
 
 def account_links(config: Config, world: World) -> AccountLinks:
     """The links the mails to one reader carry; a ConfigError without public_url."""
-    links = Links(config.render, make_signer(config.render, world.environ)).for_accounts()
+    signer = make_signer(config.render, world.environ)
+
+    def remember(address: str) -> None:
+        if signer is not None:
+            with open_store_for(config, world.environ) as store:
+                LinkKeys(store).remember(signer, [address], world.now())
+
+    links = Links(config.render, signer).for_accounts(remember)
     if links is None:
         raise ConfigError(
             "the sign-up mails link to newsletter serve: set 'public_url' and the secret in "

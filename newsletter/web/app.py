@@ -31,12 +31,13 @@ from newsletter.errors import (
 )
 from newsletter.files.problems import time_zones
 from newsletter.ledger.ledger import Ledger
+from newsletter.ledger.link_keys import LinkKeys
 from newsletter.matching.matcher import explain_sent
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer
-from newsletter.render.tokens import Signer
+from newsletter.render.tokens import Signer, Verdict
 from newsletter.render.views import display_name
 from newsletter.reports import SignupLink
 from newsletter.send.wiring import make_renderer
@@ -56,6 +57,7 @@ from newsletter.web.feed import atom_feed
 from newsletter.world import World
 
 log = logging.getLogger("newsletter.serve")
+_KEYS_CACHED = 10_000  # link keys the server remembers (a few MB at most)
 _FREQUENCY_TEXT = {"daily": "Daily", "weekly": "Weekly", "paused": "Paused (no digests)"}
 _KIND_TEXT = {"more": "more like this", "less": "not relevant"}
 FEED_DIGESTS = 30  # the feed holds the papers of this many recent digests
@@ -99,6 +101,7 @@ class Site:
         self.public_url = config.render.public_url.rstrip("/")
         self._lock = threading.Lock()
         self._renderer: Renderer | None = None
+        self._keys: dict[str, str] = {}  # link key -> address, as the store said
 
     def now(self) -> datetime:
         """The clock."""
@@ -106,13 +109,49 @@ class Site:
 
     def address(self, purpose: str, *parts: str) -> str:
         """The address the request's token is for, or the generic page (403)."""
-        token = request.values.get("t", "")
-        verdict = self.signer.check(token, purpose, *parts, today=self.now().date())
+        verdict = self.check(request.values.get("t", ""), purpose, *parts)
         if verdict.expired:
             raise LinkExpired(purpose, parts)
         if verdict.address is None:
             abort(403)
+        self.remember(verdict.address)  # (the links its pages make name it by today's key)
         return verdict.address
+
+    def check(self, token: str, purpose: str, *parts: str) -> Verdict:
+        """What ``token`` proves for ``purpose`` and ``parts`` (its key looked up in the store)."""
+        return self.signer.check(
+            token, purpose, *parts, today=self.now().date(), address_of=self._address_of
+        )
+
+    def sign(self, purpose: str, address: str, *parts: str) -> str:
+        """A token of today for ``address`` (its key kept in the store first)."""
+        self.remember(address)
+        return self.signer.sign(purpose, address, *parts, day=self.now().date())
+
+    def remember(self, address: str) -> None:
+        """Keep ``address``'s link key in the store before a page's link names it."""
+        key = self.signer.key(address)
+        if self._keys.get(key) != address:
+            with open_store_for(self.config, self.world.environ) as store:
+                LinkKeys(store).remember(self.signer, [address], self.now())
+            self._cache(key, address)
+
+    def _address_of(self, key: str) -> str | None:
+        found = self._keys.get(key)
+        if found is None:
+            with open_store_for(self.config, self.world.environ) as store:
+                found = LinkKeys(store).address_of(key)
+            if found is not None:
+                self._cache(key, found)
+        return found
+
+    def _cache(self, key: str, address: str) -> None:
+        # A key names one address for ever: what was found stays true (bounded, not evicted
+        # one by one: a full cache is simply started again).
+        with self._lock:
+            if len(self._keys) >= _KEYS_CACHED:
+                self._keys.clear()
+            self._keys[key] = address
 
     def subscriber(self, address: str) -> Subscriber | None:
         """``address``'s profile as the file says now (an edit, the operator's)."""
@@ -168,7 +207,7 @@ def create_app(config: Config, world: World) -> Flask:
     def fresh_link() -> tuple[str, int]:
         purpose = request.form.get("p", "")
         parts = tuple(request.form.getlist("part"))
-        verdict = site.signer.check(_token(), purpose, *parts, today=site.now().date())
+        verdict = site.check(_token(), purpose, *parts)
         if verdict.expired_for is not None:
             mail_fresh_links(site.config, site.world, verdict.expired_for)
         elif verdict.address is None:
@@ -453,7 +492,6 @@ def _signup_routes(app: Flask, site: Site, page: Page) -> None:
 
     def confirmation(state: str, link: SignupLink, status: int = 200, **values: object):
         address = link.request.address
-        today = site.now().date()
         return page(
             "confirm.html.j2",
             _CONFIRM_TITLES[state],
@@ -465,8 +503,7 @@ def _signup_routes(app: Flask, site: Site, page: Page) -> None:
             hours=settings.confirm_hours,
             expires=f"{link.expires:%Y-%m-%d %H:%M} UTC",
             subscribe=f"{site.public_url}/subscribe",
-            preferences=f"{site.public_url}/preferences?t="
-            + site.signer.sign("preferences", address, day=today),
+            preferences=f"{site.public_url}/preferences?t=" + site.sign("preferences", address),
             **({"first_digest": ""} | values),
         )
 

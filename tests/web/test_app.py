@@ -4,6 +4,7 @@ into the profile file, web copies, the feed and feedback."""
 
 from __future__ import annotations
 
+import base64
 import email
 import html
 import json
@@ -23,8 +24,10 @@ import feedparser
 import httpx
 import pytest
 
+from newsletter.ledger.link_keys import LinkKeys
 from newsletter.render.tokens import Signer
-from tests.helpers import NOW, SAMPLES, child_env, command, invoke
+from newsletter.store.sqlite import open_store
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke, legacy_token
 from tests.smtp_server import free_port
 
 SECRET = "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"
@@ -65,6 +68,11 @@ class Site:
     def send(self, *args: str) -> str:
         result = invoke(self.config, "send", *args, environ=ENV, now=NOW)
         return result.output
+
+    def keep_keys(self, signer: Signer, *addresses: str) -> None:
+        """Keep the link keys of ``addresses`` under ``signer``, as a send with it does."""
+        with open_store(self.folder / "state") as store:
+            LinkKeys(store).remember(signer, addresses, datetime.now(UTC))
 
     def statuses(self) -> dict[str, str]:
         result = invoke(self.config, "subscribers", "--json", environ=ENV)
@@ -179,6 +187,7 @@ def test_links_signed_by_the_previous_secret_work_for_the_grace_period_only(
     site: Site, http: httpx.Client
 ) -> None:
     old = Signer(OLD_SECRET)
+    site.keep_keys(old, "ada@example.org")  # (as a send before the rotation did)
     today = datetime.now(UTC).date()  # the server runs on the real clock
     recent = old.sign("preferences", "ada@example.org", day=today - timedelta(days=10))
     expired = old.sign("preferences", "ada@example.org", day=today - timedelta(days=61))
@@ -351,3 +360,20 @@ def test_a_request_too_large_is_refused(site: Site, http: httpx.Client) -> None:
     assert response.status_code == 413
     time.sleep(0)  # (the server stays up for the next test)
     assert http.get(url).status_code == 200
+
+
+def test_no_link_spells_its_subscribers_address(site: Site) -> None:
+    for address, links in site.links.items():
+        local = address.split("@")[0]
+        for name, url in links.items():
+            token = token_of(url)
+            key = token.split(".")[0]
+            spelled = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+            assert local not in url and local.encode() not in spelled, (name, url)
+
+
+def test_a_link_of_the_previous_release_still_works(site: Site, http: httpx.Client) -> None:
+    today = datetime.now(UTC).date()
+    old = legacy_token(SECRET, "preferences", "grace@example.org", today - timedelta(days=3))
+    page = http.get(f"{site.url}/preferences?t={old}")
+    assert page.status_code == 200 and "grace@example.org" in page.text
