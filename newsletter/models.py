@@ -219,6 +219,7 @@ class RenderedEmail:
     data: bytes  # the serialized MIME message (CRLF line ends)
     envelope: Envelope
     staged: bool = False  # the bytes are on disk in the outbox's spool already, not in data
+    explained: str | None = None  # what matched, per paper (``matching.explained``: JSON)
 
 
 SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained")
@@ -310,6 +311,7 @@ class SentDigest:
     sent_at: datetime | None
     papers: tuple[str, ...]  # in the order sent
     error: str | None = None
+    explained: str | None = None  # what matched then (``matching.explained``; None before 0.2)
 
     def to_json(self) -> dict[str, object]:
         """As ``newsletter history --json`` prints it."""

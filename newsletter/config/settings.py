@@ -101,9 +101,9 @@ class RenderSettings:
     bounce_address: str | None = setting(None, "text")
     # Gmail's feedback loop groups complaints by this header ("campaign:customer:type:sender").
     feedback_id: str | None = setting(None, "text")
-    profile_help: str = setting(
-        "To change your keywords or how often you hear from us, reply to this email.", "text"
-    )
+    # The footer's help line (default: where a reader changes their profile, in their words:
+    # the preferences page when public_url is set, else a reply).
+    profile_help: str | None = setting(None, "text")
 
 
 @dataclass(frozen=True)

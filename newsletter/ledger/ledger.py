@@ -45,6 +45,7 @@ class Handover:
     message_id: str
     subscriber: str
     paper_ids: tuple[str, ...]
+    explained: str | None = None  # what matched (``matching.explained``)
 
 
 class Ledger:
@@ -196,12 +197,13 @@ class Ledger:
             _served(db, keys, stamp)
             db.executemany(
                 "INSERT INTO deliveries (message_id, subscriber, status, created_at, updated_at,"
-                " run, papers) VALUES (?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (message_id)"
-                " DO UPDATE SET status = 'pending', created_at = excluded.created_at,"
-                " updated_at = excluded.updated_at, data = NULL, run = excluded.run,"
-                " papers = excluded.papers",
+                " run, papers, explained) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)"
+                " ON CONFLICT (message_id) DO UPDATE SET status = 'pending',"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at,"
+                " data = NULL, run = excluded.run, papers = excluded.papers,"
+                " explained = excluded.explained",
                 (
-                    (d.message_id, key, stamp, stamp, run, pack_papers(d.paper_ids))
+                    (d.message_id, key, stamp, stamp, run, pack_papers(d.paper_ids), d.explained)
                     for d, key in zip(digests, keys, strict=True)
                 ),
             )
@@ -275,7 +277,8 @@ class Ledger:
     def digests_of(self, subscriber: str) -> list[SentDigest]:
         """``subscriber``'s digests, newest first, each with its papers in the order sent."""
         rows = self.db.execute(
-            "SELECT message_id, status, created_at, sent_at, last_error, papers FROM deliveries"
+            "SELECT message_id, status, created_at, sent_at, last_error, papers, explained"
+            " FROM deliveries"
             " WHERE subscriber = ? ORDER BY created_at DESC, message_id",
             (subscriber.casefold(),),
         ).fetchall()
@@ -284,7 +287,8 @@ class Ledger:
     def digest(self, key: str) -> tuple[str, SentDigest] | None:
         """The digest whose key (``envelope.digest_key``) is ``key``, with its subscriber."""
         row = self.db.execute(
-            "SELECT subscriber, message_id, status, created_at, sent_at, last_error, papers "
+            "SELECT subscriber, message_id, status, created_at, sent_at, last_error, papers, "
+            "explained "
             "FROM deliveries WHERE message_id >= ? AND message_id < ? LIMIT 1",
             (f"<digest.{key}@", f"<digest.{key}A"),  # "A" sorts after "@"
         ).fetchone()
@@ -300,6 +304,7 @@ class Ledger:
         sent: str | None,
         error: str | None,
         packed: str | None,
+        explained: str | None,
     ) -> SentDigest:
         return SentDigest(
             message_id=message_id,
@@ -309,6 +314,7 @@ class Ledger:
             sent_at=moment(sent),
             papers=unpack_papers(packed),
             error=error,
+            explained=explained,
         )
 
     def totals(self) -> dict[str, tuple[datetime | None, int]]:

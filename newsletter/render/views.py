@@ -100,11 +100,11 @@ def digest_view(
         summary=_summary(matches),
         papers=papers,
         left_out=left_out,
-        left_out_note=_left_out_note(left_out, subscriber, next_send),
+        left_out_note=_left_out_note(left_out, subscriber, next_send, bool(links.preferences)),
         empty=not papers,
         empty_note="Nothing new matched your keywords this time. We will write when it does.",
         why_note=f"You receive this because you follow: {follows}.",
-        profile_help=settings.profile_help,
+        profile_help=settings.profile_help or _profile_help(bool(links.preferences)),
         unsubscribe_link=links.preferred,
         preferences_link=links.preferences or "",
         archive_link=links.archive or "",
@@ -113,15 +113,20 @@ def digest_view(
     )
 
 
+def matched_text(match: Match) -> str:
+    """Why a paper is there, in a line: "pruning (title), distillation (abstract)"."""
+    reasons = [f"{name} (an author you follow)" for name in match.authors]
+    reasons += [f"{k} (title)" for k in match.title_keywords]
+    reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
+    return ", ".join(reasons)
+
+
 @functools.lru_cache(maxsize=1024)
 def paper_view(match: Match, abstract_chars: int) -> PaperView:
     """One match as the templates show it. Cached: subscribers with the same keywords get
     equal matches for a paper, and a large send renders each such view once."""
     paper = match.paper
     parts = _paper_parts(paper, abstract_chars)
-    reasons = [f"{name} (an author you follow)" for name in match.authors]
-    reasons += [f"{k} (title)" for k in match.title_keywords]
-    reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
     return PaperView(
         title=paper.title,
         url=parts.url,
@@ -129,7 +134,7 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
         title_segments=segments(paper.title, match.title_spans),
         abstract_segments=segments(parts.abstract, match.abstract_spans),
         abstract_text=parts.abstract,
-        matched=", ".join(reasons),
+        matched=matched_text(match),
         authors=parts.authors,
         links=parts.links,
     )
@@ -295,18 +300,32 @@ def display_name(sender: str) -> str:
     return name or "Research digest"
 
 
-def _left_out_note(left_out: int, subscriber: Subscriber, next_send: datetime | None) -> str:
+def _left_out_note(
+    left_out: int, subscriber: Subscriber, next_send: datetime | None, preferences: bool
+) -> str:
     """What did not fit, and when it comes: it stays a candidate for the next digests."""
     when = ""
     if next_send is not None:
         local = next_send.astimezone(ZoneInfo(subscriber.timezone))
         when = f", on {local:%A} {local.day} {local:%B}"
     them = "It stays" if left_out == 1 else "They stay"
+    more = (
+        "raise “Papers per digest” in your preferences"
+        if preferences
+        else "reply to this email and ask for more papers per digest"
+    )
     return (
         f"{_count(left_out, 'more match', 'more matches')} did not fit in this email. "
-        f"{them} in line for your next digest{when}; raise max_papers in your profile to "
-        "get more at once."
+        f"{them} in line for your next digest{when}; {more} to get more at once."
     )
+
+
+def _profile_help(preferences: bool) -> str:
+    """Where a reader changes what they get: the preferences page, or (without the web app)
+    a reply, which the sender reads."""
+    if preferences:
+        return "Change your keywords, how many papers you get and how often in Preferences below."
+    return "To change your keywords or how often you hear from us, reply to this email."
 
 
 def _count(number: int, one: str, many: str) -> str:

@@ -311,7 +311,12 @@ class Sending:
             for batch in batched(self._produce(fresh), size):
                 self._make_room(len(batch))
                 handovers = [
-                    Handover(r.message_id, r.subscriber, self._expect(r.message_id, r.paper_ids))
+                    Handover(
+                        r.message_id,
+                        r.subscriber,
+                        self._expect(r.message_id, r.paper_ids),
+                        r.explained,
+                    )
                     for r in batch
                 ]
                 self.ledger.record_pending(handovers, self.now)

@@ -275,6 +275,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX link_keys_by_subscriber ON link_keys (subscriber);
     """,
+    # 13: what matched, kept with each digest (``matching.explained``): its web copy and the
+    # feed explain each paper as it was explained the day it was sent.
+    """
+    ALTER TABLE deliveries ADD COLUMN explained TEXT;
+    """,
 )
 
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, time
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -21,7 +22,7 @@ from flask import Flask, Response, abort, render_template, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import Gone, InternalServerError
 
-from newsletter.config.settings import Config
+from newsletter.config.settings import Config, MatchSettings
 from newsletter.errors import (
     ConfigError,
     NewsletterError,
@@ -32,8 +33,16 @@ from newsletter.errors import (
 from newsletter.files.problems import time_zones
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.link_keys import LinkKeys
+from newsletter.matching.explained import explained
 from newsletter.matching.matcher import explain_sent
-from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
+from newsletter.models import (
+    FREQUENCIES,
+    WEEKDAYS,
+    Paper,
+    Selection,
+    SentDigest,
+    Subscriber,
+)
 from newsletter.profiles.edit import PreferenceChange, edit_profile, read_profile
 from newsletter.render.links import FEEDBACK_KINDS, make_signer
 from newsletter.render.renderer import Renderer
@@ -404,7 +413,7 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
             papers = store.papers_in_order(digest.papers)
         subscriber = site.subscriber(address) or Subscriber(address, ())
         when = digest.sent_at or digest.created_at
-        selection = explain_sent(subscriber, papers, when, site.config.matching)
+        selection = _as_sent(subscriber, digest, papers, when, site.config.matching)
         rendered = site.renderer().render(selection, when)
         assert rendered is not None  # send_empty or not, a sent digest has papers
         return Response(rendered.html, 200, mimetype="text/html")
@@ -417,7 +426,10 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
             digests = digests[:FEED_DIGESTS]
             wanted = sorted({paper for digest in digests for paper in digest.papers})
             papers = {p.id: p for p in store.papers_in_order(wanted)}
-        body = atom_feed(site.brand, address, request.url, digests, papers, site.now())
+        # rel=self is where readers reach the feed (public_url), not the Host header a
+        # request carried: a forged Host must not end up in a reader's feed.
+        self_url = f"{site.public_url}/feed?t={quote(_token(), safe='')}"
+        body = atom_feed(site.brand, address, self_url, digests, papers, site.now())
         return Response(body, 200, mimetype="application/atom+xml")
 
     @app.route("/feedback", methods=["GET", "POST"])
@@ -443,6 +455,21 @@ def _digest_routes(app: Flask, site: Site, page: Page) -> None:
             digest=digest,
             paper=paper,
         )
+
+
+def _as_sent(
+    subscriber: Subscriber,
+    digest: SentDigest,
+    papers: list[Paper],
+    when: datetime,
+    settings: MatchSettings,
+) -> Selection:
+    """A sent digest's papers explained as they were the day it was sent (by today's
+    profile only for a digest sent before explanations were kept)."""
+    matches = explained(digest.papers, papers, digest.explained)
+    if matches is None:
+        return explain_sent(subscriber, papers, when, settings)
+    return Selection(subscriber, matches, len(papers), len(papers))
 
 
 _SIGNUP_FIELDS = ("email", "keywords", "name", "frequency", "day", "timezone")

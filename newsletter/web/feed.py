@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from xml.etree import ElementTree
 
+from newsletter.matching.explained import explained
 from newsletter.models import Paper, SentDigest
-from newsletter.render.views import paper_url
+from newsletter.render.views import matched_text, paper_url
 
 ATOM = "http://www.w3.org/2005/Atom"
 # Characters XML 1.0 cannot hold at all (a feed with one is unreadable to every reader).
@@ -36,14 +37,17 @@ def atom_feed(
     _text(author, "name", brand)
     for digest in digests:
         when = (digest.sent_at or digest.created_at).isoformat()
-        for paper_id in digest.papers:
-            paper = papers.get(paper_id)
-            if paper is not None:
-                _entry(feed, paper, digest, when)
+        found = [papers[paper_id] for paper_id in digest.papers if paper_id in papers]
+        matches = explained(digest.papers, found, digest.explained)
+        why = [matched_text(m) for m in matches] if matches else [""] * len(found)
+        for paper, reasons in zip(found, why, strict=True):
+            _entry(feed, paper, digest, when, reasons)
     return ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
-def _entry(feed: ElementTree.Element, paper: Paper, digest: SentDigest, when: str) -> None:
+def _entry(
+    feed: ElementTree.Element, paper: Paper, digest: SentDigest, when: str, reasons: str
+) -> None:
     entry = ElementTree.SubElement(feed, f"{{{ATOM}}}entry")
     _text(entry, "title", paper.title)
     _text(entry, "id", _urn("paper", digest.key, paper.id))
@@ -54,7 +58,9 @@ def _entry(feed: ElementTree.Element, paper: Paper, digest: SentDigest, when: st
     for name in paper.details.authors:
         author = ElementTree.SubElement(entry, f"{{{ATOM}}}author")
         _text(author, "name", name)
-    summary = _text(entry, "summary", paper.abstract)
+    # (what matched the day it was sent, first: the reader's feed says why, as the email did)
+    text = f"Matched: {reasons}\n\n{paper.abstract}" if reasons else paper.abstract
+    summary = _text(entry, "summary", text)
     summary.set("type", "text")
 
 

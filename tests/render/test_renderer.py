@@ -74,6 +74,23 @@ def test_html_stays_under_the_size_budget_with_100_papers(tmp_path: Path) -> Non
     assert rendered.subject.startswith(f"{shown} new papers:")
 
 
+def test_the_footer_speaks_the_readers_words_not_the_programs(tmp_path: Path) -> None:
+    secret = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "k2Jx9-TqLw_0aZr7Vn4bYc8uHs1eDf6gPm3"}
+    served = render(
+        tmp_path,
+        subscriber=ada(max_papers=1),
+        extra="public_url: https://news.example.org\n",
+        environ=secret,
+    )
+    for body in (served.text, served.html):
+        flat = " ".join(body.split())
+        assert "reply to this email" not in flat and "max_papers" not in flat
+        assert "in Preferences below" in flat and "“Papers per digest” in your preferences" in flat
+    mailed = render(tmp_path, subscriber=ada(max_papers=1))  # (no web app: a reply it is)
+    flat = " ".join(mailed.text.split())
+    assert "max_papers" not in flat and "reply to this email" in flat
+
+
 def test_a_profile_of_100000_keywords_keeps_the_html_under_budget(tmp_path: Path) -> None:
     from newsletter.matching.keywords import parse_keyword
 

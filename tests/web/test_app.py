@@ -377,3 +377,34 @@ def test_a_link_of_the_previous_release_still_works(site: Site, http: httpx.Clie
     old = legacy_token(SECRET, "preferences", "grace@example.org", today - timedelta(days=3))
     page = http.get(f"{site.url}/preferences?t={old}")
     assert page.status_code == 200 and "grace@example.org" in page.text
+
+
+def test_the_feed_names_itself_by_public_url_whatever_host_the_request_says(
+    site: Site, http: httpx.Client
+) -> None:
+    url = site.links["ada@example.org"]["Your feed"]
+    body = http.get(url, headers={"Host": "evil.example.net"}).content
+    feed = feedparser.parse(body)
+    (self_link,) = [link.href for link in feed.feed.links if link.rel == "self"]
+    assert self_link == url and b"evil.example.net" not in body
+
+
+def test_the_web_copy_and_feed_explain_by_what_matched_when_sent(tmp_path: Path, http) -> None:
+    with served_project(tmp_path) as site:
+        links = site.links["ada@example.org"]
+        profiles = site.folder / "subscribers.yaml"
+        before = http.get(links["View in your browser"]).text
+        # Ada drops every keyword her digest was sent for.
+        edited = profiles.read_text().replace(
+            'keywords: [pruning, "knowledge distillation", "compress*"]', "keywords: [quantum]"
+        )
+        assert edited != profiles.read_text()
+        profiles.write_text(edited)
+        copy = http.get(links["View in your browser"]).text
+        reasons = re.findall(r"Matched:</span>([^<]*)</p>", copy)
+        assert reasons and all(r.strip() for r in reasons), reasons  # none empty
+        assert reasons == re.findall(r"Matched:</span>([^<]*)</p>", before)
+        assert any("pruning" in r for r in reasons)
+        feed = feedparser.parse(http.get(links["Your feed"]).content)
+        summaries = [entry.summary for entry in feed.entries]
+        assert summaries and all(s.startswith("Matched: ") for s in summaries), summaries[:1]

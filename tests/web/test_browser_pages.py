@@ -81,6 +81,21 @@ def unsubscribe_link_of_preview(site: Site, address: str, folder: Path) -> str:
     return str(message["List-Unsubscribe"]).split(", ")[1].strip("<>")
 
 
+def serious_violations(browser, also: tuple[str, ...] = ()) -> list[str]:
+    """What axe-core finds serious or critical on the page shown (and any violation of the
+    rules ``also``, whatever its impact)."""
+    from axe_selenium_python import Axe
+
+    axe = Axe(browser)
+    axe.inject()
+    results = axe.run()
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in results["violations"]
+        if v["impact"] in ("serious", "critical") or v["id"] in also
+    ]
+
+
 def page_says(browser, text: str) -> bool:
     """Whether the page shows ``text`` once the navigation a click started has finished
     (the old page's body goes stale meanwhile)."""

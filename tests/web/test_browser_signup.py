@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.web.test_app import Site, served_project
-from tests.web.test_browser_pages import NEEDS_BROWSER, browser, page_says, shoot
+from tests.web.test_browser_pages import (
+    NEEDS_BROWSER,
+    browser,
+    page_says,
+    serious_violations,
+    shoot,
+)
 from tests.web.test_signup import SIGNUP, link_of, mails_to, profiles
 
 pytestmark = NEEDS_BROWSER
@@ -19,20 +25,6 @@ WIDTHS = (375, 1280)
 def site(tmp_path_factory):
     with served_project(tmp_path_factory.mktemp("signup-browser"), SIGNUP.format(per_hour=50)) as s:
         yield s
-
-
-def serious_violations(browser) -> list[str]:
-    """What axe-core finds serious or critical on the page shown."""
-    from axe_selenium_python import Axe
-
-    axe = Axe(browser)
-    axe.inject()
-    results = axe.run()
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
-        for v in results["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def look_at(browser, name: str) -> None:
