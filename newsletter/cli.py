@@ -845,17 +845,21 @@ def history_command(session: Session, email: str, as_json: bool) -> None:
 def bounces_command(
     session: Session, paths: tuple[Path, ...], maildirs: tuple[Path, ...], as_json: bool
 ) -> None:
-    """Read bounce, complaint and unsubscribe messages (files, mboxes, Maildirs) and act on
-    them: suppress permanent failures, count temporary ones, unsubscribe complaints and mail
-    to the unsubscribe mailbox."""
+    """Read bounce, complaint and unsubscribe messages (files, mboxes, Maildirs; without
+    arguments, bounce.maildir and bounce.imap) and act on them: suppress permanent
+    failures, count temporary ones, unsubscribe complaints and mail to the unsubscribe
+    mailbox."""
     config = session.config()
-    if not paths and not maildirs and config.bounce.maildir is not None:
-        maildirs = (config.bounce.maildir,)
-    if not paths and not maildirs:
-        raise click.UsageError("give bounce files or --maildir DIR (or set bounce.maildir)")
-    from newsletter.subscribers.bounces import process_bounces
+    from newsletter.subscribers.bounces import configured_bounces, has_imap, process_bounces
 
-    decisions = process_bounces(config, session.world, paths, maildirs)
+    if paths or maildirs:
+        decisions = process_bounces(config, session.world, paths, maildirs)
+    elif config.bounce.maildir is None and not has_imap(config):
+        raise click.UsageError(
+            "give bounce files or --maildir DIR (or set bounce.maildir or bounce.imap)"
+        )
+    else:
+        decisions = configured_bounces(config, session.world)
     if as_json:
         _echo_json([d.to_json() for d in decisions])
         return

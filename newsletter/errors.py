@@ -65,6 +65,11 @@ class FetchFailure(NewsletterError):
     fetch goes on with the others and reports it)."""
 
 
+class MailboxError(NewsletterError):
+    """A mailbox of bounce mail cannot be read (its IMAP server cannot be reached, refuses
+    the login or the folder); the message names the server and what to fix."""
+
+
 class StoreError(NewsletterError):
     """The SQLite store cannot be opened, migrated or written."""
 

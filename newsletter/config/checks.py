@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.config.settings import Config, DkimSettings, SmtpSettings, SourceSettings
+from newsletter.config.settings import (
+    Config,
+    DkimSettings,
+    ImapSettings,
+    SmtpSettings,
+    SourceSettings,
+)
 from newsletter.delivery.registry import TRANSPORTS
 from newsletter.files.problems import Problems
 from newsletter.models import ANNOUNCE_TYPES, ARXIV_CATEGORY
@@ -67,6 +73,7 @@ def cross_checks(problems: Problems, data: dict, config: Config) -> None:
     _check_smtp(problems, data.get("smtp"), config.smtp)
     _check_dkim(problems, config.dkim, config.render.sender)
     _check_subscribe(problems, config)
+    _check_imap(problems, config.bounce.imap)
     problem = store_url_problem(config.store)
     if problem:
         problems.add(("store",), problem)
@@ -207,6 +214,25 @@ def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
             ("smtp", "username"),
             "'username' is set but 'password_env' is not: name the environment variable "
             "that holds the password (password_env: NEWSLETTER_SMTP_PASSWORD)",
+        )
+
+
+def _check_imap(problems: Problems, imap: ImapSettings) -> None:
+    """The bounce mailbox on IMAP: a login, and never a password in clear over a network."""
+    if not imap.host:
+        return
+    where = ("bounce", "imap")
+    if not imap.username or not imap.password_env:
+        problems.add(
+            (*where, "username" if not imap.username else "password_env"),
+            "reading bounces over IMAP needs 'username' and 'password_env' (the name of the "
+            "environment variable that holds the password, e.g. NEWSLETTER_IMAP_PASSWORD)",
+        )
+    if imap.security == "none" and imap.host not in _LOOPBACK:
+        problems.add(
+            (*where, "security"),
+            f"security: none would send the IMAP password to {imap.host} in clear: use ssl "
+            "(port 993) or starttls (143); none is only for a server on this machine",
         )
 
 

@@ -233,6 +233,27 @@ class SubscribeSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """A mailbox of bounce and unsubscribe mail on an IMAP server (``host`` unset: none).
+    Its unseen messages are read and marked seen once acted on; the password only ever
+    comes from the environment."""
+
+    host: str | None = setting(None, "text")
+    port: int = setting(0, "int", 1, 65535)  # 0: 993 for ssl, 143 for starttls or none
+    security: str = setting("ssl", "choice", choices=("none", "starttls", "ssl"))
+    username: str | None = setting(None, "text")
+    password_env: str | None = setting(None, "text")  # the variable holding the password
+    folder: str = setting("INBOX", "text")
+    timeout: int = setting(30, "int", 1, 3600)
+    ca_file: Path | None = setting(None, "path")
+
+    @property
+    def effective_port(self) -> int:
+        """The port to connect to."""
+        return self.port or (993 if self.security == "ssl" else 143)
+
+
+@dataclass(frozen=True)
 class BounceSettings:
     """How bounces are counted, and where ``newsletter run`` collects them."""
 
@@ -240,6 +261,7 @@ class BounceSettings:
     soft_days: int = setting(30, "int", 1, 3650)  # ... within this many days
     maildir: Path | None = setting(None, "path")  # read by `run` every `every` minutes
     every: int = setting(60, "int", 1, 7 * 24 * 60)
+    imap: ImapSettings = section(ImapSettings, "imap")  # read beside (or instead of) maildir
 
 
 @dataclass(frozen=True)

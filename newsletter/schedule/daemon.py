@@ -40,7 +40,7 @@ from newsletter.schedule.slots import Slot, group_by_slot, next_fire
 from newsletter.send.run import Run
 from newsletter.sources.service import fetch_sources, source_status
 from newsletter.store.backend import is_shared_store
-from newsletter.subscribers.bounces import process_bounces
+from newsletter.subscribers.bounces import configured_bounces, has_imap
 from newsletter.world import World
 
 WATCH_SECONDS = 2.0
@@ -148,13 +148,15 @@ class Daemon:
                 self.fetch_job, "interval", minutes=config.fetch.every, id="fetch", **defaults
             )
             self.log.info("scheduled: fetching every %d minutes", config.fetch.every)
-        if config.bounce.maildir is not None:
+        if config.bounce.maildir is not None or has_imap(config):
             self.scheduler.add_job(
                 self.bounce_job, "interval", minutes=config.bounce.every, id="bounces", **defaults
             )
+            where = [str(config.bounce.maildir)] if config.bounce.maildir else []
+            where += [f"imap://{config.bounce.imap.host}"] if has_imap(config) else []
             self.log.info(
                 "scheduled: reading bounces in %s every %d minutes",
-                config.bounce.maildir,
+                " and ".join(where),
                 config.bounce.every,
             )
         trigger = config.schedule.trigger()
@@ -271,13 +273,12 @@ class Daemon:
         self.fetch(self.loaded.config)
 
     def bounce_job(self) -> None:
-        """Read new bounce, complaint and unsubscribe messages of ``bounce.maildir``."""
+        """Read new bounce, complaint and unsubscribe messages of ``bounce.maildir`` and
+        ``bounce.imap``."""
         self.watch()
         assert self.loaded is not None
-        config = self.loaded.config
-        assert config.bounce.maildir is not None
         try:
-            decisions = process_bounces(config, self.world, maildirs=[config.bounce.maildir])
+            decisions = configured_bounces(self.loaded.config, self.world)
         except NewsletterError as exc:
             self.log.error("reading bounces failed: %s", exc)
             return

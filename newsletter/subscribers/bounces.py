@@ -8,6 +8,7 @@ suppression list); the VERP token names the subscriber when the report names nob
 Each report counts once however often it is read, and so does each lost digest however many
 reports are made about it (by the Message-ID of the returned message).
 
+The messages come from files, mboxes, Maildirs and an IMAP mailbox (``bounce.imap``).
 Mail to the unsubscribe mailbox (``List-Unsubscribe``'s mailto) is read from the same
 sources: its recipient's token names the subscriber, who is unsubscribed (how: mailto);
 without a valid token, a mail whose From and envelope sender are one subscribed address
@@ -30,21 +31,42 @@ from newsletter.render.links import make_signer, unsubscribe_mailbox
 from newsletter.reports import BounceDecision
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.bounce_reports import Failure, Report, classify, parse_message
+from newsletter.subscribers.imap import ImapMailbox
 from newsletter.subscribers.mailto import MailtoRequest, mailto_request
 from newsletter.world import World
 
 log = logging.getLogger("newsletter.bounces")
 
 
+def configured_bounces(config: Config, world: World) -> list[BounceDecision]:
+    """Read the configured mailboxes (``bounce.maildir``, ``bounce.imap``) and act on their
+    new messages: what ``newsletter bounces`` without paths and ``run``'s interval do."""
+    maildirs = [config.bounce.maildir] if config.bounce.maildir is not None else []
+    if not maildirs and not has_imap(config):
+        raise ConfigError("no bounce mailbox is configured: set bounce.maildir or bounce.imap")
+    return process_bounces(config, world, maildirs=maildirs, imap=has_imap(config))
+
+
+def has_imap(config: Config) -> bool:
+    """Is a bounce mailbox on an IMAP server configured?"""
+    return bool(config.bounce.imap.host)
+
+
 def process_bounces(
-    config: Config, world: World, paths: Sequence[Path] = (), maildirs: Sequence[Path] = ()
+    config: Config,
+    world: World,
+    paths: Sequence[Path] = (),
+    maildirs: Sequence[Path] = (),
+    imap: bool = False,
 ) -> list[BounceDecision]:
-    """Read the messages of ``paths`` (files or mboxes; a folder is read as a Maildir) and
-    ``maildirs`` (only messages not yet seen, marked seen after), and act on each."""
+    """Read the messages of ``paths`` (files or mboxes; a folder is read as a Maildir),
+    ``maildirs`` and, with ``imap``, the ``bounce.imap`` mailbox (of these two only the
+    messages not yet seen, marked seen after), and act on each."""
     sources = [*paths, *maildirs]
     for path in sources:
         if not path.exists():
             raise ConfigError(f"{path}: no such file or folder of bounce messages")
+    remote = ImapMailbox(config.bounce.imap, world.environ) if imap else None
     signer = make_signer(config.render, world.environ)
     bounce_address = config.render.bounce_address
     local = bounce_address.rpartition("@")[0] if bounce_address else None
@@ -65,7 +87,7 @@ def process_bounces(
                 for token in signer.mailto_candidates(address)
             }
         mailbox = unsubscribe_mailbox(config.render)
-        for source, data in _messages(paths, maildirs):
+        for source, data in _messages(paths, maildirs, remote):
             try:
                 message = parse_message(data)
                 request = mailto_request(message, mailbox)
@@ -230,7 +252,9 @@ def _permanence(failure: Failure) -> str:
     return "permanent" if failure.permanent else "temporary"
 
 
-def _messages(paths: Sequence[Path], maildirs: Sequence[Path]) -> Iterator[tuple[str, bytes]]:
+def _messages(
+    paths: Sequence[Path], maildirs: Sequence[Path], remote: ImapMailbox | None = None
+) -> Iterator[tuple[str, bytes]]:
     """(where, bytes) of each message to read."""
     for path in paths:
         if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
@@ -246,6 +270,8 @@ def _messages(paths: Sequence[Path], maildirs: Sequence[Path]) -> Iterator[tuple
             yield str(path), path.read_bytes()
     for folder in maildirs:
         yield from _maildir(folder)
+    if remote is not None:
+        yield from remote.messages()
 
 
 def _maildir(folder: Path) -> Iterator[tuple[str, bytes]]:
