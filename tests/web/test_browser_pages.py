@@ -99,13 +99,18 @@ def serious_violations(browser, also: tuple[str, ...] = ()) -> list[str]:
 def page_says(browser, text: str) -> bool:
     """Whether the page shows ``text`` once the navigation a click started has finished
     (the old page's body goes stale meanwhile)."""
-    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     def shows(driver) -> bool:
-        return text in driver.find_element("tag name", "body").text
+        # Mid-navigation Chromium answers with a stale element or "node does not belong to
+        # the document"; both mean "not yet".
+        try:
+            return text in driver.find_element("tag name", "body").text
+        except WebDriverException:
+            return False
 
-    waiting = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,))
+    waiting = WebDriverWait(browser, 10)
     try:
         return waiting.until(shows)
     except TimeoutException:
