@@ -153,6 +153,16 @@ class Subscriber:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A subscriber's newest digest, when the server refused it for good: when, the
+    server's words, and how many papers it held (not offered again without --retry-failed)."""
+
+    at: datetime
+    error: str
+    papers: int
+
+
+@dataclass(frozen=True)
 class History:
     """What a subscriber already received (when, and which papers), and when sends first
     saw and last served them (sent a digest, or found nothing to send): what makes them due."""
@@ -161,6 +171,7 @@ class History:
     sent: frozenset[str] = frozenset()
     first_seen: datetime | None = None
     last_served: datetime | None = None
+    refused: Refused | None = None  # the newest digest, refused for good after the last sent
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import asyncio
 import email
 import socket
 import ssl
+import struct
 import threading
 from dataclasses import dataclass, field
 from email import policy
@@ -164,21 +165,30 @@ class SilentServer(_RawServer):
 class ScriptedServer(_RawServer):
     """A raw SMTP server that misbehaves on purpose: it greets with ``greeting``, answers each
     command from ``replies`` (by verb; "250 OK" otherwise) and sends every reply
-    ``drip`` seconds per byte (a server that never trips a socket timeout)."""
+    ``drip`` seconds per byte (a server that never trips a socket timeout). An empty reply
+    is silence; after its reply to ``reset_after``, it resets the connection (RST)."""
 
     def __init__(
-        self, greeting: str = "220 scripted", replies: dict[str, str] | None = None, drip=0.0
+        self,
+        greeting: str = "220 scripted",
+        replies: dict[str, str] | None = None,
+        drip=0.0,
+        reset_after: str | None = None,
     ) -> None:
         super().__init__()
         self.greeting = greeting
         self.replies = {"DATA": "354 go ahead", **(replies or {})}
         self.drip = drip
+        self.reset_after = reset_after
         self.commands: list[str] = []
 
     def _handle(self, client: socket.socket) -> None:
         threading.Thread(target=self._converse, args=(client,), daemon=True).start()
 
     def _say(self, client: socket.socket, line: str) -> None:
+        if not line:
+            self.stopping.wait()  # silence until the server stops
+            return
         data = (line + "\r\n").encode()
         if not self.drip:
             client.sendall(data)
@@ -207,6 +217,10 @@ class ScriptedServer(_RawServer):
                         continue
                     self._say(client, self.replies.get(verb, "250 OK"))
                     if verb == "QUIT":
+                        return
+                    if verb == self.reset_after:
+                        linger = struct.pack("ii", 1, 0)  # close with RST, not FIN
+                        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                         return
             except OSError:
                 return

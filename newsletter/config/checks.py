@@ -196,6 +196,11 @@ def check_sender(sender: str) -> str | None:
 
 # The port each security setting is normally served on (RFC 8314 and RFC 6409).
 _PORTS = {465: ("ssl",), 587: ("starttls", "none"), 25: ("starttls", "none")}
+_USUAL_PORT = {
+    "ssl": "TLS from the start is usually served on port 465",
+    "starttls": "STARTTLS is usually served on port 587 (or 25)",
+    "none": "plain SMTP is served on port 25 (or 587 on a relay of your own)",
+}
 
 
 def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
@@ -207,7 +212,8 @@ def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
         problems.add(
             ("smtp", "security"),
             f"port {smtp.port} expects security: {' or '.join(expected)}, not "
-            f"{smtp.security} (or use the port your provider gives for {smtp.security})",
+            f"{smtp.security}; {_USUAL_PORT[smtp.security]}: set the port your provider "
+            "gives with the security it names",
         )
     if smtp.username and not smtp.password_env:
         problems.add(

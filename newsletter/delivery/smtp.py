@@ -78,8 +78,7 @@ class SmtpTransport(Transport):
                         f"{self.where} does not offer STARTTLS; refusing to send in plain text "
                         "(set smtp.security: ssl or none if that is really intended)"
                     )
-                client.starttls(context=self.tls_context())
-                client.ehlo()
+                self._starttls(client)
             if settings.username:
                 client.login(settings.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
@@ -99,6 +98,25 @@ class SmtpTransport(Transport):
             raise Failure(
                 f"cannot connect to {self.where}: {problem}", code, False, reconnect=True
             ) from exc
+
+    def _starttls(self, client: smtplib.SMTP) -> None:
+        """STARTTLS and EHLO again; a handshake the server breaks off says what to try."""
+        try:
+            client.starttls(context=self.tls_context())
+        except ssl.SSLCertVerificationError:
+            raise
+        except (ssl.SSLError, OSError, smtplib.SMTPServerDisconnected) as exc:
+            client.close()
+            raise Failure(
+                f"cannot connect to {self.where}: the TLS handshake after STARTTLS failed "
+                f"({_describe(exc)}): if this port expects TLS from the start (usually 465), "
+                "set security: ssl; if not, the server's TLS set-up is broken (tell its "
+                "administrator) or something on the way interferes",
+                None,
+                False,
+                reconnect=True,
+            ) from exc
+        client.ehlo()
 
     def describe(self) -> str:
         """What a successful ``connect`` did, for ``validate --connect``."""
@@ -163,7 +181,24 @@ class _Client(smtplib.SMTP):
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
         self.send(stuffed(msg))
-        return self.getreply()
+        try:
+            return self.getreply()
+        except smtplib.SMTPServerDisconnected as exc:
+            if isinstance(exc.__context__, TimeoutError):
+                raise NoReplyAfterData(self.timeout) from exc
+            raise
+
+
+class NoReplyAfterData(smtplib.SMTPServerDisconnected):
+    """The whole message went out and no reply came within the socket timeout: the server
+    may have taken it (smtplib calls this "Connection unexpectedly closed: timed out")."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            f"the server did not reply within {timeout:g} s after the message (end of DATA); "
+            "it may have taken it: the digest stays pending and the next run sends it again "
+            "with the same Message-ID, so a copy, if any, is the same message"
+        )
 
 
 class _SslClient(smtplib.SMTP_SSL):
@@ -263,8 +298,12 @@ def _text(reply: bytes | str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out waiting for the server"
+    if isinstance(exc, NoReplyAfterData):
+        return str(exc)
+    if isinstance(exc, TimeoutError | socket.timeout) or isinstance(exc.__context__, TimeoutError):
+        return "timed out waiting for the server's reply"
+    if isinstance(exc, ConnectionResetError) or isinstance(exc.__context__, ConnectionResetError):
+        return "the server reset the connection"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return f"the server closed the connection ({exc})"
     return f"{type(exc).__name__}: {exc}"

@@ -65,6 +65,21 @@ def read_text(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read it ({exc})") from exc
 
 
+def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    """What is wrong where, in words: a tab gets its own (PyYAML calls it "found character
+    '\\t' that cannot start any token", libyaml "a tab character that violates indentation")."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    problem = exc.problem or exc.context or "invalid YAML"
+    if "tab character" in problem or "'\\t'" in problem:
+        column = mark.column + 1 if mark else 1
+        return (
+            f"{path.name}:{line}:{column}: tabs are not allowed for indentation in YAML: "
+            "indent with spaces (two per level, as the rest of the file)"
+        )
+    return f"{path.name}:{line}: invalid YAML: {problem} (check indentation and quoting)"
+
+
 class YamlStream:
     """A YAML file whose top-level ``key`` may hold a long list, read one item at a time.
 
@@ -98,12 +113,7 @@ class YamlStream:
                 f"{path.name}: values nested too deeply to read; flatten the nested lists"
             ) from exc
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 1
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise ConfigError(
-                f"{path.name}:{line}: invalid YAML: {problem} (check indentation and quoting)"
-            ) from exc
+            raise ConfigError(_yaml_problem(path, exc)) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path.name}: invalid YAML: {exc}") from exc
         finally:

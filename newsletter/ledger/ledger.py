@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.ledger.link_keys import keep_keys, unknown_keys
-from newsletter.models import History, SentDigest
+from newsletter.models import History, Refused, SentDigest
 from newsletter.render.envelope import digest_key
 from newsletter.render.tokens import Signer
 from newsletter.store.papers import Store, rows_among
@@ -106,14 +106,38 @@ class Ledger:
                 only,
             )
         }
+        refused = {} if retry_failed else self._refused(last, only)
         return {
             subscriber: History(
                 last.get(subscriber),
                 frozenset(papers.get(subscriber, ())),
                 *seen.get(subscriber, (None, None)),
+                refused.get(subscriber),
             )
             for subscriber in last.keys() | papers.keys() | seen.keys()
         }
+
+    def _refused(
+        self, last: dict[str, datetime | None], only: Sequence[str] | None
+    ) -> dict[str, Refused]:
+        """Per subscriber whose newest digest was refused for good after their last one
+        went out: that refusal (few rows: a refusal for good is rare)."""
+        newest: dict[str, Refused] = {}
+        for subscriber, updated, error, packed in self._among(
+            "SELECT subscriber, updated_at, last_error, papers FROM deliveries"
+            " WHERE status = 'failed' {AND}",
+            "subscriber",
+            (),
+            only,
+        ):
+            at = datetime.fromisoformat(updated)
+            sent_at = last.get(subscriber)
+            if (sent_at is None or at > sent_at) and (
+                subscriber not in newest or at > newest[subscriber].at
+            ):
+                papers = len(unpack_papers(packed))
+                newest[subscriber] = Refused(at, error or "refused", papers)
+        return newest
 
     def _first_seen_after(self, since: datetime) -> frozenset[str]:
         rows = self.db.execute("SELECT id FROM papers WHERE first_seen > ?", (since.isoformat(),))

@@ -161,7 +161,21 @@ def _produce_chunk(chunk: RenderOrder) -> Iterator[Produced]:
 
 
 def no_digest_reason(selection: Selection, history: History | None, lookback_days: int) -> str:
-    """Why a subscriber gets no email this time."""
+    """Why a subscriber gets no email this time (and, after a refusal for good, that its
+    papers are held back and how to offer them again)."""
+    reason = _nothing_to_send(selection, history, lookback_days)
+    refused = history.refused if history is not None else None
+    if refused is None:
+        return reason
+    papers = "paper" if refused.papers == 1 else "papers"
+    return (
+        f"{reason}; the last digest ({refused.papers} {papers}) was refused for good on "
+        f"{refused.at:%Y-%m-%d} ({refused.error}), and its papers are not offered again: "
+        "newsletter send --retry-failed offers them again"
+    )
+
+
+def _nothing_to_send(selection: Selection, history: History | None, lookback_days: int) -> str:
     had_digest = history is not None and history.last_digest_at is not None
     if selection.candidates == 0:
         if had_digest:

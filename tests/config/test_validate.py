@@ -39,6 +39,15 @@ def test_validate_catches_smtp_settings_that_can_only_fail(tmp_path, smtp, messa
     assert "config.yaml:" in result.output
 
 
+def test_a_plain_connection_on_the_tls_port_says_which_port_serves_it(tmp_path) -> None:
+    config = validate_config(tmp_path, host="mail", port=465, security="none")
+    result = invoke(config, "validate")
+    assert result.exit_code == 1
+    assert "port 465 expects security: ssl" in result.output
+    assert "provider gives for none" not in result.output
+    assert "port 25" in result.output
+
+
 def test_validate_names_an_unset_password_variable(tmp_path: Path) -> None:
     config = validate_config(tmp_path, host="mail", username="ada", password_env="SMTP_PW")
     unset = invoke(config, "validate")

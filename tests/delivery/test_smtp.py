@@ -201,3 +201,30 @@ def test_a_port_that_never_answers_names_the_likely_causes(tmp_path: Path) -> No
     assert f"127.0.0.1:{server.port}" in result.output
     assert "did not answer within 1 s" in result.output
     assert "firewall" in result.output
+
+
+def test_a_server_silent_after_the_message_is_a_reply_timeout_not_a_closed_connection(
+    shop: Path,
+) -> None:
+    with ScriptedServer(replies={"DATA-END": ""}) as server:  # no reply to the final dot
+        smtp_config(shop, server.port, timeout=1, connections=1)
+        (shop / "subscribers.yaml").write_text(SHOP_PROFILES.split("  - email: grace")[0])
+        result = send_now(shop, "--json")
+    (failed,) = json.loads(result.stdout)["failed"]
+    assert "closed the connection" not in failed["error"]
+    assert "did not reply within 1 s after the message" in failed["error"], failed
+    assert "same Message-ID" in failed["error"]  # what happens to it next
+    assert not failed["permanent"]
+
+
+def test_a_starttls_handshake_the_server_breaks_off_gets_a_hint(tmp_path: Path) -> None:
+    replies = {"EHLO": "250-scripted\r\n250 STARTTLS", "STARTTLS": "220 go ahead"}
+    with ScriptedServer(replies=replies, reset_after="STARTTLS") as server:
+        config = validate_config(
+            tmp_path, host="127.0.0.1", port=server.port, security="starttls", timeout=2
+        )
+        result = invoke(config, "validate", "--connect")
+    assert result.exit_code == 1
+    assert "ConnectionResetError" not in result.output
+    assert "the TLS handshake after STARTTLS failed" in result.output, result.output
+    assert "security: ssl" in result.output  # what to try

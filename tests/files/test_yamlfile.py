@@ -241,3 +241,14 @@ def test_a_cut_inside_a_quoted_value_leaves_a_piece_that_does_not_read() -> None
     whole, pieces = whole_and_pieces(text, 1)
     assert len(whole) == 2 and whole[0][0]["name"] == "one - two"
     assert pieces == ["ScannerError"] or pieces == ["ConfigError"]
+
+
+def test_a_tab_used_for_indentation_is_named_with_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.yaml"
+    path.write_text("subscribers:\n  - email: a@example.org\n\tkeywords: [x]\n")
+    with pytest.raises(ConfigError) as error:
+        list(YamlStream(path, "subscribers").items())
+    message = str(error.value)
+    assert "cannot start any token" not in message
+    assert "subscribers.yaml:3:1: tabs are not allowed for indentation" in message, message
+    assert "spaces" in message

@@ -82,3 +82,17 @@ def test_the_report_says_what_each_refusal_means(project) -> None:
     assert "the mailbox does not exist: the address is suppressed as bounced" in output
     assert "a policy refusal (5.7.x) is about the sender or the message" in output
     assert "SPF, DKIM and DMARC" in output
+
+
+def test_a_subscriber_refused_for_good_is_told_why_the_next_send_skips_them(project) -> None:
+    with SmtpServer(refusing_sink()) as server:
+        send(project, server.port)
+        again = send(project, server.port, "--json")
+    skipped = {
+        s["subscriber"].split("@")[0]: s["reason"] for s in json.loads(again.stdout)["skipped"]
+    }
+    for reader in ("policy", "full"):  # refused for good, the address left alone
+        assert "refused for good" in skipped[reader], skipped
+        assert "--retry-failed" in skipped[reader], skipped
+    assert "5.7.1 Message rejected due to local policy" in skipped["policy"]
+    assert "refused" not in skipped["ada"]  # (ada's digest went out: nothing new for her)
