@@ -44,9 +44,10 @@ from newsletter.reports import (
     SourceStatus,
 )
 from newsletter.schedule.listing import next_sends
+from newsletter.send.checkup import validate
 from newsletter.send.preview import preview, send_test_copy
 from newsletter.send.run import FromProfileFile, Run
-from newsletter.send.wiring import dkim_record, setup_problems, try_connection
+from newsletter.send.wiring import try_connection
 from newsletter.sources.service import fetch_sources, source_status
 from newsletter.store.service import ingest_files, stored_papers
 from newsletter.subscribers.service import (
@@ -372,32 +373,28 @@ def _paper_line(paper: Paper) -> str:
 )
 @click.pass_obj
 def validate_command(session: Session, connect: bool) -> int:
-    """Check config.yaml, the profile file, the templates and the environment; list every
-    problem with its line."""
-    try:
-        config = session.config()
-        problems = setup_problems(config, session.world.environ)
-        if not problems:
-            click.echo(f"{_display_path(str(config.path))}: ok")
-        profiles = session.profiles(config)
-    except NewsletterError as exc:
-        problems = getattr(exc, "problems", [str(exc)])
-        profiles = None
-    if problems:
-        for problem in problems:
+    """Check config.yaml, the environment, the templates, the profile file and the store;
+    list every problem with its line."""
+    path = config_path(session.config_option, session.world.environ)
+    report = validate(path, session.world)
+    if report.config_ok:
+        click.echo(f"{_display_path(report.config)}: ok")
+    if report.problems:
+        for problem in report.problems:
             click.echo(problem, err=True)
-        click.echo(f"{_plural(len(problems), 'problem')} found", err=True)
+        click.echo(f"{_plural(len(report.problems), 'problem')} found", err=True)
         return EXIT_FAILED
-    assert profiles is not None
-    receiving = sum(1 for s in profiles.subscribers if s.receives)
-    count = _plural(len(profiles.subscribers), "subscriber")
-    click.echo(f"{_display_path(str(profiles.path))}: ok, {count} ({receiving} receiving)")
-    record = dkim_record(config, session.world.environ)
-    if record is not None:
-        click.echo(f"dkim: signing as {config.dkim.domain}; publish TXT {record[0]}:")
-        click.echo(f"  {record[1]}")
+    assert report.profiles is not None
+    count = _plural(report.subscribers, "subscriber")
+    held = ", ".join(f"{n} {reason}" for reason, n in report.suppressed)
+    receiving = f"{report.receiving} receiving" + (f"; {held}" if held else "")
+    click.echo(f"{_display_path(report.profiles)}: ok, {count} ({receiving})")
+    if report.dkim is not None:
+        config = session.config()
+        click.echo(f"dkim: signing as {config.dkim.domain}; publish TXT {report.dkim[0]}:")
+        click.echo(f"  {report.dkim[1]}")
     if connect:
-        return _check_connection(config, session.world)
+        return _check_connection(session.config(), session.world)
     return EXIT_OK
 
 

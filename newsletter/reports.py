@@ -527,3 +527,18 @@ class Confirmation:
     lifted: Suppression | None
     added: bool  # False: the address was in the file already (confirmed again)
     welcome_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidateReport:
+    """What ``validate`` found: every problem of the config, the environment, the templates,
+    the profile file and the store at once, and what is sound."""
+
+    config: str  # the config file
+    problems: tuple[str, ...]
+    profiles: str | None = None  # the profile file, when it was read
+    subscribers: int = 0
+    receiving: int = 0  # active, not paused, and not suppressed in the store
+    suppressed: tuple[tuple[str, int], ...] = ()  # (reason, how many) of the others active
+    dkim: tuple[str, str] | None = None  # the TXT record to publish (name, value)
+    config_ok: bool = False  # the config and the environment have no problem

@@ -40,6 +40,17 @@ def config_path(option: str | None, environ: Mapping[str, str]) -> Path:
 
 def load_config(path: Path) -> Config:
     """Load and check ``path``; raise ConfigError listing every problem with its line."""
+    config, problems = read_config(path)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def read_config(path: Path) -> tuple[Config, list[str]]:
+    """``path`` read as far as it goes, and every problem with its line: a value in error
+    reads as its default, so that ``validate`` can go on to check the rest (the profile
+    file, the templates, the store) in the same run. ConfigError when the file cannot be
+    read as a mapping at all."""
     if not path.exists():
         raise ConfigError(
             f"{path}: no such file; run from the project folder, or pass --config PATH "
@@ -53,9 +64,7 @@ def load_config(path: Path) -> Config:
     config = reader.read(Config, data, (), path=path.resolve())
     cross_checks(reader.problems, data, config)
     reader.problems.repeated_keys()
-    if reader.problems.found:
-        raise ConfigError(reader.problems.messages())
-    return config
+    return config, reader.problems.messages() if reader.problems.found else []
 
 
 class _Reader:

@@ -47,7 +47,9 @@ _READERS = (
     "newsletter.schedule.slots",
     "newsletter.matching.keywords",
     "newsletter.files.yamlfile",
+    "newsletter.profiles.categories",
 )
+_READERS_DATA = ("profiles/data/arxiv_categories.txt",)  # (what the readers check against)
 
 
 def load_profiles_cached(
@@ -130,15 +132,20 @@ def _key(data: bytes, path: Path, schedule: ScheduleDefaults, matching: MatchSet
 @functools.cache
 def _readers_code() -> bytes:
     """A hash of the code that reads profile files (read once a process)."""
-    return hashlib.sha256(b"".join(module_file(m).read_bytes() for m in _READERS)).digest()
+    files = [module_file(m) for m in _READERS] + [_package_file(p) for p in _READERS_DATA]
+    return hashlib.sha256(b"".join(path.read_bytes() for path in files)).digest()
 
 
 def module_file(module: str) -> Path:
     """The source file of one of our modules, by its dotted name (without importing it)."""
+    return _package_file("/".join(module.split(".")[1:])).with_suffix(".py")
+
+
+def _package_file(relative: str) -> Path:
     root = Path(__file__).parent
     while root.name != "newsletter":
         root = root.parent
-    return root.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    return root / relative
 
 
 def _read(cache: Path, key: str) -> Profiles | None:

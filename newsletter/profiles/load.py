@@ -27,7 +27,8 @@ from newsletter.matching.keywords import (
     followed_author_key,
     parse_keyword,
 )
-from newsletter.models import ARXIV_CATEGORY, FREQUENCIES, WEEKDAYS, Subscriber
+from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
+from newsletter.profiles.categories import canonical_category, closest_categories
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
 
 _DAY_ALIASES = {day[:3]: day for day in WEEKDAYS}
@@ -457,13 +458,10 @@ class _ProfileReader:
     def categories(self, entry: dict) -> tuple[str, ...]:
         """arXiv categories (cs.LG) or whole archives (cs) to keep papers from."""
         kept: list[str] = []
-        for index, category in self.strings(entry, "categories", "cs.LG, stat.ML"):
-            if not ARXIV_CATEGORY.fullmatch(category):
-                self.add(
-                    ("categories", index),
-                    f"'{category}' is not an arXiv category: write it as cs.LG, math.PR or "
-                    "a whole archive such as cs",
-                )
+        for index, written in self.strings(entry, "categories", "cs.LG, stat.ML"):
+            category = canonical_category(written)
+            if category is None:
+                self.add(("categories", index), _not_a_category(written))
             elif category not in kept:
                 kept.append(category)
         return tuple(kept)
@@ -585,3 +583,12 @@ class _ProfileReader:
                 f"'min_score' {min_score} can never be reached: {count} score at most {best} "
                 f"({each}); lower it or add keywords",
             )
+
+
+def _not_a_category(written: str) -> str:
+    close = closest_categories(written)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return (
+        f"'{written}' is not an arXiv category{hint}: write one as arXiv does (cs.LG, math.PR, "
+        "hep-th) or a whole archive such as cs"
+    )

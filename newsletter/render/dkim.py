@@ -111,7 +111,14 @@ def make_dkim_signer(settings: DkimSettings, environ: Mapping[str, str]) -> Dkim
     cannot be had."""
     if not settings.enabled:
         return None
-    assert settings.domain and settings.selector  # (checked when the config was loaded)
+    if not (
+        settings.domain
+        and settings.selector
+        and (settings.private_key_file or settings.private_key_env)
+    ):
+        # Only a config read despite its mistakes (validate) gets here: those mistakes
+        # are reported with their lines; load_config refuses such a config.
+        return None
     return DkimSigner(settings.domain, settings.selector, load_key(settings, environ))
 
 

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from newsletter.config.checks import store_url_problem
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.store import postgres
 from newsletter.store.papers import Store
-from newsletter.store.schema import MIGRATIONS, Migration, migrate
-from newsletter.store.sqlite import open_store
+from newsletter.store.schema import MIGRATIONS, Migration, check_version, migrate
+from newsletter.store.sqlite import existing_store, open_store
 
 STORE_ENV = "NEWSLETTER_STORE"
 
@@ -33,6 +34,27 @@ def is_shared_store(config: Config, environ: Mapping[str, str]) -> bool:
     """Whether the configured store is one several hosts share (PostgreSQL), before it is
     opened: a run is then cut into chunks for workers, and the schedule has a leader."""
     return store_url(config, environ) != SQLITE
+
+
+@contextmanager
+def existing_store_for(config: Config, environ: Mapping[str, str]) -> Iterator[Store | None]:
+    """The store ``config`` names as it is, neither created nor migrated (for ``validate``):
+    None when there is none yet; StoreError when it cannot be opened or is newer than this
+    program."""
+    url = store_url(config, environ)
+    if url == SQLITE:
+        with existing_store(config.state_dir) as store:
+            if store is not None:
+                check_version(store.db.where, store.schema_version, MIGRATIONS)
+            yield store
+        return
+    db = postgres.connect(url, environ.get(config.store_password_env))
+    try:
+        store = Store(db)
+        check_version(db.where, store.schema_version, MIGRATIONS)
+        yield store
+    finally:
+        db.close()
 
 
 def open_store_for(

@@ -287,7 +287,7 @@ def migrate(database: Database, migrations: Sequence[Migration]) -> None:
     """Apply the migrations the database has not seen, each in its own transaction (the
     version read again inside it: another process may have migrated meanwhile)."""
     current = database.schema_version()
-    _check_version(database.where, current, migrations)
+    check_version(database.where, current, migrations)
     for version in range(current, len(migrations)):
         with database.transaction() as db:
             db.lock_migrations()
@@ -306,7 +306,8 @@ def _apply(db: Database, migration: Migration) -> None:
         db.execute(statement)
 
 
-def _check_version(where: str, current: int, migrations: Sequence[Migration]) -> None:
+def check_version(where: str, current: int, migrations: Sequence[Migration]) -> None:
+    """StoreError when the database's schema is newer than ``migrations`` know."""
     if current > len(migrations):
         raise StoreError(
             f"{where} has schema version {current}, newer than this program knows "

@@ -75,6 +75,14 @@ class SqliteDatabase:
         """What an SQLite error means for the store, or None for other exceptions."""
         return store_problem(self.path, exc) if isinstance(exc, sqlite3.Error) else None
 
+    def integrity_problems(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: damaged pages and indexes (a damaged file the
+        send would refuse part-way)."""
+        rows = [row[0] for row in self.connection.execute("PRAGMA quick_check(5)")]
+        if rows == ["ok"]:
+            return []
+        return [_damaged(self.path, "; ".join(rows))]
+
     def shared(self) -> None:
         """One process's file: not shared."""
         return None
@@ -106,6 +114,29 @@ def open_store(state_dir: Path, migrations: Sequence[Migration] = MIGRATIONS) ->
         db.close()
         raise
     return store
+
+
+@contextmanager
+def existing_store(state_dir: Path) -> Iterator[Store | None]:
+    """The store in ``state_dir`` as it is, read-only (never created or migrated: for
+    ``validate``); None when there is none yet; StoreError when it cannot be read."""
+    path = state_dir / STORE_FILE
+    if not path.exists():
+        yield None
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise store_problem(path, exc) from exc
+    try:
+        store = Store(SqliteDatabase(db, path))
+        if store.schema_version == 0:
+            raise StoreError(_not_a_store(path))
+        yield store
+    except sqlite3.Error as exc:
+        raise store_problem(path, exc) from exc
+    finally:
+        db.close()
 
 
 def _configure(db: sqlite3.Connection) -> None:
@@ -145,6 +176,14 @@ def _not_a_store(path: Path) -> str:
     )
 
 
+def _damaged(path: Path, detail: str) -> str:
+    return (
+        f"{path} is damaged ({detail}): restore it from a backup, or recover what it holds "
+        f"with: sqlite3 {path} .recover | sqlite3 recovered.sqlite3 (then move the "
+        "recovered file in its place)"
+    )
+
+
 def _nearly_full(path: Path) -> bool:
     """Is the disk holding ``path`` (all but) full? A full disk shows as an I/O error when
     SQLite's shared-memory file cannot grow."""
@@ -173,11 +212,7 @@ def store_problem(path: Path, exc: sqlite3.Error) -> StoreError:
             "or move it aside to start afresh (every paper would then be sent again)"
         )
     elif name == "SQLITE_CORRUPT":
-        message = (
-            f"{path} is damaged ({exc}): restore it from a backup, or recover what it holds "
-            f"with: sqlite3 {path} .recover | sqlite3 recovered.sqlite3 (then move the "
-            "recovered file in its place)"
-        )
+        message = _damaged(path, str(exc))
     elif name.startswith("SQLITE_IOERR") or name.startswith("SQLITE_CANTOPEN"):
         message = (
             f"cannot read or write {path} ({exc}): check the disk (full, read-only, failing, "

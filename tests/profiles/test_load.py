@@ -85,6 +85,17 @@ subscribers:
     assert not grace.active and not grace.receives
 
 
+def test_categories_are_read_in_any_case_and_kept_as_arxiv_spells_them(tmp_path: Path) -> None:
+    text = """\
+subscribers:
+  - email: grace@example.org
+    keywords: [x]
+    categories: [cs.lg, CS.CV, Stat, cond-mat.STAT-MECH, cs.LG]
+"""
+    (grace,) = load(tmp_path, text).subscribers
+    assert grace.categories == ("cs.LG", "cs.CV", "stat", "cond-mat.stat-mech")
+
+
 def test_following_authors_needs_no_keywords_and_categories_filter(tmp_path: Path) -> None:
     text = """\
 subscribers:
@@ -119,7 +130,10 @@ subscribers:
         ("authors: [Yann LeCun, yann lecun]", "'yann lecun' repeats 'Yann LeCun'"),
         ("authors: Yann LeCun", "'authors' must be a list"),
         ("authors: [2024]", "each of 'authors' must be text"),
-        ("keywords: [a]\n    categories: [CS.LG]", "subscribers.yaml:4: 'CS.LG' is not an arXiv"),
+        ("keywords: [a]\n    categories: [cs.LGG]", "subscribers.yaml:4: 'cs.LGG' is not an arXiv"),
+        ("keywords: [a]\n    categories: [cs.LGG]", "(did you mean 'cs.LG'"),
+        ("keywords: [a]\n    categories: [cs.ML]", "not an arXiv category"),
+        ("keywords: [a]\n    categories: [c.s.LG]", "not an arXiv category"),
         ("categories: [cs.LG]", "missing 'keywords'"),
     ],
 )

@@ -101,6 +101,25 @@ def test_a_schema_newer_than_the_program_is_refused(pg_cluster: Cluster, pg_url:
         open_store_for(config, environ)
 
 
+def test_validate_connects_to_the_store_and_checks_its_schema(
+    tmp_path: Path, pg_cluster: Cluster, pg_url: str
+) -> None:
+    path = config_with(tmp_path, f"store: {pg_url}\nstore_password_env: {PASSWORD_ENV}\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n  - email: ada@example.org\n    keywords: [x]\n"
+    )
+    environ = {PASSWORD_ENV: PASSWORD}
+    fresh = invoke(path, "validate", environ=environ)
+    assert fresh.exit_code == 0, fresh.output  # (an empty database)
+    wrong = invoke(path, "validate", environ={PASSWORD_ENV: "wrong"})
+    assert wrong.exit_code == 1
+    assert f"cannot connect to the PostgreSQL store {pg_url}" in wrong.output
+    with open_store_for(load_config(path), environ) as store:
+        store.db.execute("UPDATE newsletter_schema SET version = 99")
+    newer = invoke(path, "validate", environ=environ)
+    assert newer.exit_code == 1 and "newer than this program" in newer.output, newer.output
+
+
 MIGRATE = """
 import sys
 from pathlib import Path

@@ -1,0 +1,72 @@
+"""``validate``: every problem a send would meet, found in one run: the config, the
+environment (secrets, DKIM), the templates, the profile file (with its categories checked
+against arXiv's) and the store (opened as it is, never created or migrated)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from newsletter.config.load import read_config
+from newsletter.config.settings import Config
+from newsletter.errors import ConfigError, StoreError
+from newsletter.ledger.suppression import SubscriberState
+from newsletter.models import Subscriber
+from newsletter.profiles.cache import profiles_of
+from newsletter.reports import ValidateReport
+from newsletter.send.wiring import dkim_record, setup_problems
+from newsletter.store.backend import existing_store_for
+from newsletter.store.schema import MIGRATIONS
+from newsletter.world import World
+
+
+def validate(path: Path, world: World) -> ValidateReport:
+    """Check everything a send from the config at ``path`` needs; every problem found."""
+    config, problems = read_config(path)
+    problems += _unique(setup_problems(config, world.environ), problems)
+    config_ok = not problems
+    try:
+        profiles = profiles_of(config)
+    except ConfigError as exc:
+        problems += exc.problems
+        return ValidateReport(str(path), tuple(problems + _store_problems(config, world, [])))
+    subscribers = profiles.subscribers
+    receives = [s for s in subscribers if s.receives]
+    held: Counter[str] = Counter()
+    problems += _store_problems(config, world, receives, held)
+    return ValidateReport(
+        str(path),
+        tuple(problems),
+        str(profiles.path),
+        len(subscribers),
+        len(receives) - sum(held.values()),
+        tuple(sorted(held.items())),
+        dkim_record(config, world.environ) if not problems else None,
+        config_ok,
+    )
+
+
+def _store_problems(
+    config: Config, world: World, receives: list[Subscriber], held: Counter[str] | None = None
+) -> list[str]:
+    """What is wrong with the store (and, into ``held``, how many of ``receives`` it
+    suppresses, by reason)."""
+    try:
+        with existing_store_for(config, world.environ) as store:
+            if store is None:
+                return []
+            problems = store.db.integrity_problems()
+            # (an older schema, or an empty database, is migrated by the next send; its
+            # suppressions are counted once it is current)
+            current = store.schema_version == len(MIGRATIONS)
+            if held is not None and current and not problems:
+                suppressed = SubscriberState(store).suppressed()
+                keys = (s.email.casefold() for s in receives)
+                held.update(suppressed[key].reason for key in keys if key in suppressed)
+            return problems
+    except (StoreError, ConfigError) as exc:
+        return [str(exc)]
+
+
+def _unique(found: list[str], known: list[str]) -> list[str]:
+    return [problem for problem in found if problem not in known]
