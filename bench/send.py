@@ -96,7 +96,7 @@ def connect(port: int, ca_file: str) -> smtplib.SMTP:
     settings = SmtpSettings(
         host="127.0.0.1", port=port, security=security, ca_file=Path(ca_file) if ca_file else None
     )
-    transport = SmtpTransport(settings, {})
+    transport = SmtpTransport(settings, {}, "bench.example.org")
     client = transport.new_client()
     transport.open(client)
     return client

@@ -577,6 +577,11 @@ def _print_send_report(report: SendReport) -> None:
             if file.status == "rejected":
                 click.echo(f"{_display_path(file.path)}: rejected: {file.error}", err=True)
             _print_warnings(file)
+    if report.dry_run and ingested.count("ingested"):
+        click.echo(
+            "(a dry run stores new digest files as `newsletter ingest` stores them, so that it "
+            "shows what the send will; it records nothing else)"
+        )
     verb = "would send" if report.dry_run else "sent"
     for item in report.sent:
         again = " (resent from an interrupted run)" if item.resent else ""

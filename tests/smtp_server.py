@@ -181,6 +181,7 @@ class ScriptedServer(_RawServer):
         self.drip = drip
         self.reset_after = reset_after
         self.commands: list[str] = []
+        self.lines: list[str] = []  # each command as it came
 
     def _handle(self, client: socket.socket) -> None:
         threading.Thread(target=self._converse, args=(client,), daemon=True).start()
@@ -206,6 +207,7 @@ class ScriptedServer(_RawServer):
                     command = raw.decode(errors="replace").strip()
                     verb = command.split(" ", 1)[0].upper()
                     self.commands.append(verb)
+                    self.lines.append(command)
                     if verb == "DATA":
                         self._say(client, self.replies["DATA"])
                         if not self.replies["DATA"].startswith("354"):

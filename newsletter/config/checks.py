@@ -215,6 +215,12 @@ def _check_smtp(problems: Problems, data: object, smtp: SmtpSettings) -> None:
             f"{smtp.security}; {_USUAL_PORT[smtp.security]}: set the port your provider "
             "gives with the security it names",
         )
+    if smtp.helo_name is not None and not DOMAIN_NAME.fullmatch(smtp.helo_name):
+        problems.add(
+            ("smtp", "helo_name"),
+            f"'helo_name' {smtp.helo_name!r} is not a domain name: give this host's name as "
+            "the world sees it (mail.example.org), or leave it out",
+        )
     if smtp.username and not smtp.password_env:
         problems.add(
             ("smtp", "username"),

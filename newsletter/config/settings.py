@@ -145,6 +145,9 @@ class SmtpSettings:
     max_attempts: int = setting(3, "int", 1, 20)
     retry_delay: float = setting(1.0, "number", 0, 600)  # before the first retry; doubles
     ca_file: Path | None = setting(None, "path")
+    # The name EHLO gives (default: this host's FQDN when it has a dot, else the sender's
+    # domain; never an address literal, which many servers score as spam).
+    helo_name: str | None = setting(None, "text")
     rate: RateSettings = section(RateSettings, "rate")
     # recipient domain (casefolded) or "default" -> its limits
     domains: Mapping[str, DomainLimit] = field(default_factory=dict, metadata={"domains": True})

@@ -9,6 +9,7 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping
+from email.utils import parseaddr
 
 from newsletter.config.settings import Config, SmtpSettings
 from newsletter.delivery.transport import Connection, Outgoing, Transport, TransportKind
@@ -24,8 +25,9 @@ class SmtpTransport(Transport):
 
     rate_limited = True
 
-    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str]) -> None:
+    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str], helo_name: str) -> None:
         self.settings = settings
+        self.helo_name = helo_name
         self.parallel = settings.connections
         self.message_timeout = settings.message_timeout
         self.where = f"{settings.host}:{settings.effective_port}"
@@ -50,10 +52,11 @@ class SmtpTransport(Transport):
     def new_client(self) -> smtplib.SMTP:
         """An smtplib client, not connected yet."""
         settings = self.settings
+        name = self.helo_name
         client = (
-            _SslClient(timeout=settings.timeout, context=self.tls_context())
+            _SslClient(local_hostname=name, timeout=settings.timeout, context=self.tls_context())
             if settings.security == "ssl"
-            else _Client(timeout=settings.timeout)
+            else _Client(local_hostname=name, timeout=settings.timeout)
         )
         # The name TLS verifies the certificate against; smtplib sets it only when given the
         # host up front, which would connect at once.
@@ -310,7 +313,19 @@ def _describe(exc: BaseException) -> str:
 
 
 def _make(config: Config, environ: Mapping[str, str]) -> SmtpTransport:
-    return SmtpTransport(config.smtp, environ)
+    return SmtpTransport(config.smtp, environ, helo_name(config))
+
+
+def helo_name(config: Config) -> str:
+    """The name EHLO gives: ``smtp.helo_name``, else this host's FQDN when it has a dot,
+    else the sender's domain (smtplib would say ``[127.0.0.1]`` on a host whose name
+    resolves to localhost)."""
+    if config.smtp.helo_name:
+        return config.smtp.helo_name
+    fqdn = socket.getfqdn()
+    if "." in fqdn and not fqdn.startswith("localhost"):
+        return fqdn
+    return parseaddr(config.render.sender)[1].rpartition("@")[2] or "localhost.localdomain"
 
 
 def _setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
@@ -328,7 +343,7 @@ def _setup_problems(config: Config, environ: Mapping[str, str]) -> list[str]:
 def try_connection(config: Config, environ: Mapping[str, str]) -> str:
     """Connect to the configured SMTP server (TLS and login included; nothing is sent) and
     say what happened; a DeliveryError says what failed and what to check."""
-    transport = SmtpTransport(config.smtp, environ)
+    transport = SmtpTransport(config.smtp, environ, helo_name(config))
     transport.connect().open().close()
     return transport.describe()
 

@@ -3,8 +3,9 @@ daylight-saving changes never give two sends in one day nor skip a day.
 
 A slot is (frequency, weekday, local time, time zone). For every local calendar day the slot
 fires exactly once: at the first moment the wall clock shows the send time; if that time does
-not exist that day (clocks jump forward over it), at the same moment expressed in the offset
-before the jump, which is just after the gap. Subscribers that share a slot share one job.
+not exist that day (clocks jump forward over it), at the jump itself, the first moment after
+the gap (03:00 for a 02:30 send time in Berlin on the last Sunday of March). Subscribers
+that share a slot share one job.
 """
 
 from __future__ import annotations
@@ -54,8 +55,25 @@ def group_by_slot(subscribers: Iterable[Subscriber]) -> dict[Slot, list[Subscrib
 
 def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     """The UTC instant of wall-clock ``at`` on ``day`` in ``zone``: the first one when the
-    time occurs twice, the moment just after the gap when it does not occur at all."""
-    return datetime.combine(day, at, tzinfo=zone).replace(fold=0).astimezone(UTC)
+    time occurs twice, the moment the gap ends (the clocks jump) when it does not occur."""
+    wall = datetime.combine(day, at, tzinfo=zone)
+    instant = wall.replace(fold=0).astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return instant
+    return _gap_end(wall.replace(fold=1).astimezone(UTC), instant, zone)
+
+
+def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The instant between ``before`` and ``after`` (UTC, a gap's two readings) where the
+    zone's offset changes: the first moment after the gap, to the second."""
+    offset = after.astimezone(zone).utcoffset()
+    while after - before > timedelta(seconds=1):
+        middle = before + (after - before) / 2
+        if middle.astimezone(zone).utcoffset() == offset:
+            after = middle
+        else:
+            before = middle
+    return after.replace(microsecond=0)
 
 
 def next_fire(slot: Slot, after: datetime) -> datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import ssl
 from pathlib import Path
 
@@ -63,7 +64,7 @@ DOTTED = (
 
 def transport(port: int, **settings: object) -> SmtpTransport:
     options: dict = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 5}
-    return SmtpTransport(SmtpSettings(**(options | settings)), {})
+    return SmtpTransport(SmtpSettings(**(options | settings)), {}, "test.example.org")
 
 
 def test_lines_of_dots_arrive_as_written() -> None:
@@ -228,3 +229,26 @@ def test_a_starttls_handshake_the_server_breaks_off_gets_a_hint(tmp_path: Path) 
     assert "ConnectionResetError" not in result.output
     assert "the TLS handshake after STARTTLS failed" in result.output, result.output
     assert "security: ssl" in result.output  # what to try
+
+
+def test_the_greeting_names_the_configured_host_or_a_real_domain(shop: Path) -> None:
+    other = shop.with_name(shop.name + "-other")  # (shop is the test's own folder)
+    shutil.copytree(shop, other)
+    with ScriptedServer() as server:
+        smtp_config(shop, server.port, helo_name="mail.example.net", connections=1)
+        assert send_now(shop).exit_code == 0
+        assert server.lines[0] == "ehlo mail.example.net"
+    fqdn = socket.getfqdn()
+    with ScriptedServer() as server:
+        smtp_config(other, server.port, connections=1)
+        assert send_now(other).exit_code == 0
+        assert server.lines[0] == f"ehlo {fqdn if '.' in fqdn else 'example.org'}"
+        assert "[" not in server.lines[0]  # never an address literal
+
+
+def test_a_greeting_name_that_is_no_domain_is_refused_with_its_line(tmp_path: Path) -> None:
+    config = validate_config(tmp_path, host="mail", helo_name="'my host'")
+    result = invoke(config, "validate")
+    assert result.exit_code == 1
+    assert "config.yaml:" in result.output and "'helo_name'" in result.output, result.output
+    assert "is not a domain name" in result.output
