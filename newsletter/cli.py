@@ -4,7 +4,8 @@ Each command returns its exit status (0, or 1 when some of the work failed); a l
 is turned into a message and its class's ``exit_code`` in one place
 (``_MappedErrorsGroup``). Exit codes:
 0 success, 1 some work failed (a file rejected, a delivery failed), 2 usage or configuration
-errors. Tracebacks only with ``--debug``.
+errors, 128 + the signal's number when a stop signal ended a send (130 Ctrl-C, 143 SIGTERM).
+Tracebacks only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from newsletter.schedule.listing import next_sends
 from newsletter.send.checkup import validate
 from newsletter.send.preview import preview, send_test_copy
 from newsletter.send.run import FromProfileFile, Run
+from newsletter.send.sending import STOPPED_REASON
 from newsletter.send.wiring import try_connection
 from newsletter.sources.service import fetch_sources, source_status
 from newsletter.store.service import ingest_files, stored_papers
@@ -508,13 +510,19 @@ def send_command(
     config = session.config()
     if to is not None:
         return _send_test_copy(session, config, emails, to)
-    with _progress(enabled=not as_json and sys.stdout.isatty()) as (on_result, on_start):
+    signals = _StopSignals()
+    with (
+        signals.installed(),
+        _progress(enabled=not as_json and sys.stdout.isatty()) as (on_result, on_start),
+    ):
         run = Run(
             config,
             session.world,
             dry_run=dry_run,
             retry_failed=retry_failed,
             ignore_schedule=ignore_schedule or bool(emails),
+            stop=signals.event,
+            stop_grace=None,  # (each message on its way gets its smtp.message_timeout)
             on_result=on_result,
             on_start=on_start,
         )
@@ -523,7 +531,68 @@ def send_command(
         _echo_json(report.to_json())
     else:
         _print_send_report(report)
+    if signals.signum is not None:
+        return EXIT_SIGNALLED + signals.signum
     return EXIT_FAILED if report.failed or report.ingest.rejected else EXIT_OK
+
+
+EXIT_SIGNALLED = 128  # plus the signal's number, as a shell reports it: 130 SIGINT, 143 SIGTERM
+
+
+class _StopNow(BaseException):
+    """A second stop signal: stop at once (raised in the main thread by its handler)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT during a send: the first stops it gracefully (nothing more handed
+    over; what is on its way finishes and is recorded; the report is printed), the second
+    stops it at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle the signals within the block (the previous handlers after it); a second
+        signal ends the command at once with its exit status."""
+        before = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+        try:
+            yield
+        except _StopNow as stop:
+            _say(
+                "newsletter: stopped at once: a message the server had accepted may be sent "
+                "again by the next send (the same message, with its Message-ID)"
+            )
+            raise click.exceptions.Exit(EXIT_SIGNALLED + stop.signum) from None
+        finally:
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise _StopNow(signum)
+        self.signum = signum
+        self.event.set()
+        _say(
+            "newsletter: stopping: nothing more is handed over; the messages on their way "
+            "finish and are recorded (send the signal again to stop at once)"
+        )
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _say(line: str) -> None:
+    """A line on stderr from a signal handler (click.echo may be mid-write: os.write is
+    not)."""
+    os.write(2, (line + "\n").encode())
 
 
 def _send_test_copy(session: Session, config: Config, emails: tuple[str, ...], to: str) -> int:
@@ -598,6 +667,12 @@ def _print_send_report(report: SendReport) -> None:
         f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
         f"{len(report.failed)} failed"
     )
+    if report.stopped:
+        left = sum(1 for s in report.skipped if s.reason == STOPPED_REASON)
+        click.echo(
+            f"stopped: {_plural(left, 'due subscriber')} left for the next send, which sends "
+            "them (nobody gets a copy)"
+        )
     if report.capped is not None:
         cap = report.capped
         click.echo(

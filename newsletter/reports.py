@@ -130,6 +130,7 @@ class SendReport:
     where: str = ""  # where the messages went: the outbox folder or host:port
     capped: CapReached | None = None  # the cap that stopped the send, if one did
     held: int = 0  # due subscribers left for a later run by ``capped``
+    stopped: bool = False  # a stop (a signal) ended it; the due left are skipped, saying so
 
     def to_json(self) -> dict[str, object]:
         """The report as ``newsletter send --json`` prints it."""
@@ -157,6 +158,7 @@ class SendReport:
             ],
             "ingest": self.ingest.to_json(),
             "held": self._held_json(),
+            "stopped": self.stopped,
         }
 
     def _held_json(self) -> dict[str, object] | None:

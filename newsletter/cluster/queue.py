@@ -254,6 +254,7 @@ def merge(first: SendReport, reports: Sequence[SendReport]) -> SendReport:
         where=next((r.where for r in reports if r.where), ""),
         capped=capped,
         held=sum(r.held for r in reports),
+        stopped=any(r.stopped for r in reports),
     )
 
 

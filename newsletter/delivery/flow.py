@@ -73,9 +73,10 @@ class _Watchdog:
     that drips a byte a second never trips a socket timeout, and must not hold a run (or a
     SIGTERM) for minutes."""
 
-    def __init__(self, limit: float | None, halt: _Halt) -> None:
+    def __init__(self, limit: float | None, halt: _Halt, grace: float | None = STOP_GRACE) -> None:
         self.limit = limit
         self.halt = halt
+        self.grace = grace  # None: after a stop, only ``limit`` bounds a message
         self.lock = threading.Lock()
         self.busy: dict[int, tuple[Connection, float]] = {}  # worker -> connection, start
         self.cut: dict[int, str] = {}  # worker -> why its message was cut
@@ -111,7 +112,7 @@ class _Watchdog:
     def _verdict(self, running: float, since_stop: float | None) -> str | None:
         if self.limit is not None and running > self.limit:
             return f"the message took longer than {self.limit:g} s in all (smtp.message_timeout)"
-        if since_stop is not None and since_stop > STOP_GRACE:
+        if since_stop is not None and self.grace is not None and since_stop > self.grace:
             return "the run was stopped while the message was still on its way"
         return None
 
@@ -122,12 +123,14 @@ def deliver(
     retry: Retry,
     stop: StopSignal | None = None,
     pacer: Pacer | None = None,
+    grace: float | None = STOP_GRACE,
 ) -> Iterator[list[Result]]:
     """Send every message over ``transport.parallel`` connections, as fast as ``pacer``
     allows; yield the Results as they come, a list of those that came together (in the
     caller's thread). Once ``stop`` is set,
-    or a cap of the pacer is reached, messages in flight finish and nothing more is handed
-    over. A FatalDeliveryError error stops everything and is raised here."""
+    or a cap of the pacer is reached, messages in flight finish (within ``grace`` seconds
+    of the stop; None: within the transport's ``message_timeout`` only) and nothing more is
+    handed over. A FatalDeliveryError error stops everything and is raised here."""
     stop = _Halt(stop)
     pacer = pacer or unlimited(Clock(time.monotonic, retry.sleep), datetime.now(UTC))
     if _in_batches(transport, pacer):
@@ -139,7 +142,7 @@ def deliver(
     # (A transport that writes in batches is exactly once: it may have a batch waiting.)
     batch = transport.batch
     todo: queue.Queue[Outgoing | None] = queue.Queue(maxsize=max(transport.parallel, batch))
-    watchdog = _Watchdog(transport.message_timeout, stop)
+    watchdog = _Watchdog(transport.message_timeout, stop, grace)
     watchdog.thread.start()
     pool = _Pool(transport, retry, stop, watchdog)
     workers = [

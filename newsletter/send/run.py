@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from newsletter.cluster.queue import RunChunk
 from newsletter.config.settings import Config
-from newsletter.delivery.flow import Retry, StopSignal
+from newsletter.delivery.flow import STOP_GRACE, Retry, StopSignal
 from newsletter.delivery.registry import transport_kind
 from newsletter.delivery.transport import DryRunTransport, Transport
 from newsletter.ledger.ledger import DryRunLedger, Ledger
@@ -47,6 +47,9 @@ class Run:
     retry_failed: bool = False  # offer again papers whose delivery failed for good
     holder: str = "send"  # who holds the lock, as another process sees it
     stop: StopSignal | None = None
+    # how long messages on their way may take once ``stop`` is set (None: each its
+    # smtp.message_timeout, as `send` waits; the daemon cuts them after STOP_GRACE)
+    stop_grace: float | None = STOP_GRACE
     on_result: Callable[[], None] | None = None
     on_start: Callable[[int], None] | None = None  # told how many the run may serve
     retry: Retry | None = None  # default: from the smtp settings
@@ -120,6 +123,7 @@ class Run:
             self.stop,
             self.on_result,
             self.retry,
+            self.stop_grace,
         )
         return SendContext(self.config, self.world, now, options)
 

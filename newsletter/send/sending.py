@@ -14,7 +14,7 @@ from itertools import islice
 from zoneinfo import ZoneInfo
 
 from newsletter.config.settings import Config, SmtpSettings
-from newsletter.delivery.flow import Retry, StopSignal, deliver
+from newsletter.delivery.flow import STOP_GRACE, Retry, StopSignal, deliver
 from newsletter.delivery.pacing import Clock, Pacer
 from newsletter.delivery.refusals import MAILBOX, refusal_kind
 from newsletter.delivery.transport import Outgoing, Result, Transport
@@ -43,6 +43,9 @@ RECORD_SIZE = 4096  # what one digest's rows take, at most (message id, ~10 pape
 # stay small, or delivery idles while it fills at the start of a run (a transport taking
 # batches, the outbox, has its batches recorded as one each).
 PENDING_BATCH = 32
+
+
+STOPPED_REASON = "not sent yet: the send was stopped before their turn (the next send sends it)"
 
 
 SENT_GROUP = 16  # accepted messages recorded in one commit at most (_HeldResults)
@@ -133,6 +136,7 @@ class SendOptions:
     stop: StopSignal | None = None  # set: nothing more is handed over
     on_result: Callable[[], None] | None = None  # after each recorded message
     retry: Retry | None = None  # default: from the smtp settings
+    stop_grace: float | None = STOP_GRACE  # once stopped, how long messages on their way take
 
 
 @dataclass(frozen=True)
@@ -235,8 +239,9 @@ class Sending:
         outgoing = self._outgoing(pending, fresh)
         pacer = self._pacer()
         group = _HeldResults(self.world.monotonic if pacer.limits_nothing else None)
+        stop, grace = self.options.stop, self.options.stop_grace
         try:
-            for results in deliver(self.transport, outgoing, retry, self.options.stop, pacer):
+            for results in deliver(self.transport, outgoing, retry, stop, pacer, grace):
                 self._record(group.add(results))
         except BaseException:
             with contextlib.suppress(StoreError):  # (what was accepted is not sent again)
@@ -247,9 +252,11 @@ class Sending:
         if self.halted:
             raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")
         self.ledger.record_served(self.served, self.now)
-        held = self._hold([p.subscriber for p in pending] + [s.email for s in fresh], pacer)
+        due = [p.subscriber for p in pending] + [s.email for s in fresh]
+        held = self._hold(due, pacer)
+        stopped = self._left_by_stop(due) if held == 0 else False
         lists = tuple(self.sent), tuple(self.skipped), tuple(self.failed)
-        return SendReport(*lists, capped=pacer.capped, held=held)
+        return SendReport(*lists, capped=pacer.capped, held=held, stopped=stopped)
 
     def _pacer(self) -> Pacer:
         """The limits of ``smtp.rate`` and ``smtp.domains`` (none for the outbox; a dry run
@@ -265,13 +272,26 @@ class Sending:
         """After a cap stopped the send: a skip for each due subscriber left for later."""
         if pacer.capped is None:
             return 0
-        seen = {item.subscriber.casefold() for item in (*self.sent, *self.failed, *self.skipped)}
-        left = [self.wanted[key.casefold()].email for key in due if key.casefold() not in seen]
         cap = pacer.capped
         reason = (
             f"held back: {cap.describe()} is reached; more go from "
             f"{cap.resets_at:%Y-%m-%d %H:%M %Z} (the next run sends them)"
         )
+        return self._leave(due, reason)
+
+    def _left_by_stop(self, due: list[str]) -> bool:
+        """After a stop (SIGTERM, Ctrl-C, a worker's lease lost): a skip for each due
+        subscriber not served; whether the send was stopped."""
+        stop = self.options.stop
+        if stop is None or not stop.is_set():
+            return False
+        self._leave(due, STOPPED_REASON)
+        return True
+
+    def _leave(self, due: list[str], reason: str) -> int:
+        """A skip saying ``reason`` for each of ``due`` the report does not list yet."""
+        seen = {item.subscriber.casefold() for item in (*self.sent, *self.failed, *self.skipped)}
+        left = [self.wanted[key.casefold()].email for key in due if key.casefold() not in seen]
         self.skipped.extend(SkippedItem(email, reason) for email in left)
         return len(left)
 

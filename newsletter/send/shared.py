@@ -22,6 +22,7 @@ from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import Renderer
 from newsletter.reports import SendReport, SkippedItem
+from newsletter.send.sending import STOPPED_REASON
 from newsletter.send.wiring import make_renderer
 from newsletter.store import postgres
 from newsletter.store.backend import open_store_for
@@ -100,9 +101,19 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
                 reports += queue.reports(run_id)
         finally:
             worker.leave()
-        return merge(skipped, [*reports, *worker.handed_back])
+        report = merge(skipped, [*reports, *worker.handed_back])
+        return _left_by_stop(report, addresses) if worker.stopping else report
     finally:
         db.unlock(postgres.SEND_LOCK)
+
+
+def _left_by_stop(report: SendReport, addresses: list[str]) -> SendReport:
+    """A run stopped (a signal) before its chunks were done: a skip for each planned
+    subscriber no chunk served (their chunks stay queued for the next send or a worker)."""
+    listed = {item.subscriber.casefold() for item in (*report.sent, *report.failed)}
+    listed |= {item.subscriber.casefold() for item in report.skipped}
+    left = [SkippedItem(a, STOPPED_REASON) for a in addresses if a.casefold() not in listed]
+    return replace(report, skipped=report.skipped + tuple(left), stopped=True)
 
 
 def _finish_earlier(queue: Queue, worker: ChunkWorker) -> list[SendReport]:
