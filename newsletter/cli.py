@@ -667,6 +667,11 @@ def _print_send_report(report: SendReport) -> None:
         f"{len(report.sent)} {verb}{destination}, {len(report.skipped)} skipped, "
         f"{len(report.failed)} failed"
     )
+    if report.sent_earlier:
+        click.echo(
+            f"(this send finished a run an earlier send left unfinished, which had sent "
+            f"{_plural(report.sent_earlier, 'digest')} before)"
+        )
     if report.stopped:
         left = sum(1 for s in report.skipped if s.reason == STOPPED_REASON)
         click.echo(

@@ -131,6 +131,7 @@ class SendReport:
     capped: CapReached | None = None  # the cap that stopped the send, if one did
     held: int = 0  # due subscribers left for a later run by ``capped``
     stopped: bool = False  # a stop (a signal) ended it; the due left are skipped, saying so
+    sent_earlier: int = 0  # sent by the interrupted run(s) this send finished, before it
 
     def to_json(self) -> dict[str, object]:
         """The report as ``newsletter send --json`` prints it."""
@@ -159,6 +160,7 @@ class SendReport:
             "ingest": self.ingest.to_json(),
             "held": self._held_json(),
             "stopped": self.stopped,
+            "sent_earlier": self.sent_earlier,
         }
 
     def _held_json(self) -> dict[str, object] | None:

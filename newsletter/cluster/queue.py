@@ -8,8 +8,8 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -241,16 +241,30 @@ def worker_id(role: str) -> str:
 
 
 def merge(first: SendReport, reports: Sequence[SendReport]) -> SendReport:
-    """One report of a whole run: ``first`` (the planning's skips) and every chunk's."""
-    served = {item.subscriber for r in reports for item in (*r.sent, *r.failed)}
-    # (a run that finished an earlier one: who that one served, this one's plan skipped)
-    first = replace(first, skipped=tuple(s for s in first.skipped if s.subscriber not in served))
-    everything = [first, *reports]
+    """One report of a whole run: ``first`` (the planning's skips) and every chunk's, each
+    subscriber once: sent over failed over skipped by a chunk over skipped by the plan (a
+    chunk done again lists what its first claim sent; a run that finished an earlier one
+    meets its subscribers again)."""
+    everything = [*reports, first]
+    listed: set[str] = set()
+
+    def once(items: Iterable) -> tuple:
+        kept = []
+        for item in items:
+            key = item.subscriber.casefold()
+            if key not in listed:
+                listed.add(key)
+                kept.append(item)
+        return tuple(kept)
+
+    sent = once(item for r in everything for item in r.sent)
+    failed = once(item for r in everything for item in r.failed)
+    skipped = once(item for r in everything for item in r.skipped)
     capped = next((r.capped for r in reports if r.capped is not None), None)
     return SendReport(
-        tuple(item for r in everything for item in r.sent),
-        tuple(item for r in everything for item in r.skipped),
-        tuple(item for r in everything for item in r.failed),
+        sent,
+        skipped,
+        failed,
         where=next((r.where for r in reports if r.where), ""),
         capped=capped,
         held=sum(r.held for r in reports),

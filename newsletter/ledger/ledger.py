@@ -250,6 +250,17 @@ class Ledger:
             for subscriber, message_id, status, error in rows
         }
 
+    def sent_in_runs(self, runs: Sequence[str]) -> set[str]:
+        """The subscribers (casefolded) whose digest of one of ``runs`` was accepted."""
+        marks = ",".join("?" * len(runs))
+        if not runs:
+            return set()
+        rows = self.db.execute(
+            f"SELECT subscriber FROM deliveries WHERE status = 'sent' AND run IN ({marks})",
+            tuple(runs),
+        )
+        return {row[0] for row in rows}
+
     def papers_of(self, message_id: str) -> tuple[str, ...]:
         """The papers of a recorded digest, in the order sent."""
         return self._papers(message_id)

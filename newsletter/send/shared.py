@@ -17,11 +17,12 @@ from newsletter.cluster.queue import CHANNEL, Chunk, Queue, RunChunk, merge, wor
 from newsletter.config.settings import Config, WorkerSettings
 from newsletter.delivery.flow import StopSignal
 from newsletter.errors import BusyError, LeaseLost, NewsletterError
+from newsletter.ledger.ledger import Ledger
 from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import Renderer
-from newsletter.reports import SendReport, SkippedItem
+from newsletter.reports import SendReport, SentItem, SkippedItem
 from newsletter.send.sending import STOPPED_REASON
 from newsletter.send.wiring import make_renderer
 from newsletter.store import postgres
@@ -88,7 +89,7 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
         queue = Queue(store)
         worker = ChunkWorker(store, run, worker_id(run.holder))
         try:
-            reports = _finish_earlier(queue, worker)
+            reports, earlier = _finish_earlier(queue, worker, store)
             as_of = run.world.now()
             run_id = run.id or uuid.uuid4().hex
             share = RunChunk(run_id, as_of, _no_fence)
@@ -101,7 +102,7 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
                 reports += queue.reports(run_id)
         finally:
             worker.leave()
-        report = merge(skipped, [*reports, *worker.handed_back])
+        report = _sent_before(merge(skipped, [*reports, *worker.handed_back]), earlier)
         return _left_by_stop(report, addresses) if worker.stopping else report
     finally:
         db.unlock(postgres.SEND_LOCK)
@@ -116,15 +117,47 @@ def _left_by_stop(report: SendReport, addresses: list[str]) -> SendReport:
     return replace(report, skipped=report.skipped + tuple(left), stopped=True)
 
 
-def _finish_earlier(queue: Queue, worker: ChunkWorker) -> list[SendReport]:
+def _finish_earlier(
+    queue: Queue, worker: ChunkWorker, store: Store
+) -> tuple[list[SendReport], set[str]]:
     """Work the runs left unfinished (their sender died or was stopped; the lock says none
-    is coordinating them now) to the end; the reports of the chunks done meanwhile."""
+    is coordinating them now) to the end: the reports of the chunks done meanwhile, and
+    who (casefolded) those runs had sent to before."""
     since = queue.clock()
     runs = queue.unfinished()
+    earlier = Ledger(store).sent_in_runs(runs)
     for run_id in runs:
         log.info("finishing run %s, left unfinished by an earlier send", run_id[:8])
     worker.work(runs)
-    return [report for run_id in runs for report in queue.reports(run_id, since)]
+    return [report for run_id in runs for report in queue.reports(run_id, since)], earlier
+
+
+def _sent_before(report: SendReport, earlier: set[str]) -> SendReport:
+    """The report of a send that finished interrupted runs: what those runs had sent
+    before is not "sent" by this one, but skipped, saying so, and counted."""
+    if not earlier:
+        return report
+
+    def before(item: SentItem | SkippedItem) -> bool:
+        return item.subscriber.casefold() in earlier
+
+    moved = [
+        SkippedItem(item.subscriber, SENT_BEFORE_REASON) for item in report.sent if before(item)
+    ]
+    skipped = [
+        SkippedItem(s.subscriber, SENT_BEFORE_REASON) if before(s) else s for s in report.skipped
+    ]
+    return replace(
+        report,
+        sent=tuple(item for item in report.sent if not before(item)),
+        skipped=(*skipped, *moved),
+        sent_earlier=len(moved) + sum(1 for s in report.skipped if before(s)),
+    )
+
+
+SENT_BEFORE_REASON = (
+    "sent by the interrupted send whose run this one finished (nothing more for them now)"
+)
 
 
 def _no_fence(db: Any) -> None:

@@ -183,8 +183,12 @@ def test_a_chunk_report_survives_the_database() -> None:
         held=3,
     )
     assert decode(encode(report)) == report
-    merged = merge(SendReport((), (SkippedItem("e@example.org", "x"),), ()), [report, report])
-    assert len(merged.sent) == 2 and len(merged.skipped) == 5 and merged.held == 6
+    plan = SendReport(
+        (), (SkippedItem("e@example.org", "x"), SkippedItem("A@example.org", "y")), ()
+    )
+    merged = merge(plan, [report, report])  # (a chunk done twice: each subscriber once)
+    assert [s.subscriber for s in merged.sent] == ["a@example.org"]  # (not its plan skip)
+    assert len(merged.skipped) == 3 and len(merged.failed) == 1 and merged.held == 6
 
 
 def test_a_chunk_skips_an_address_suppressed_after_the_run_was_planned(
@@ -208,3 +212,35 @@ def test_a_chunk_skips_an_address_suppressed_after_the_run_was_planned(
     assert sorted(item.subscriber for item in report.sent) == addresses[:3]
     (skip,) = report.skipped
     assert skip.subscriber == addresses[3] and "unsubscribed" in skip.reason
+
+
+@pytest.mark.slow
+def test_the_send_that_finishes_an_interrupted_run_reports_what_it_sent_and_what_was_sent_before(
+    tmp_path: Path, pg_url: str
+) -> None:
+    sink = Sink(delay=0.05)
+    with SmtpServer(sink) as server:
+        config = write_project(tmp_path, server.port, chunk=4)
+        env = environ(pg_url)
+        first = subprocess.Popen(
+            [*command(config), "send", "--now"], stdout=subprocess.DEVNULL, env=env
+        )
+        assert wait_for(lambda: len(sink.messages) >= 20, 60)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        with store_of(pg_url) as store:
+            before = {r["subscriber"] for r in Ledger(store).rows() if r["status"] == "sent"}
+        delivered = len(sink.messages)
+        finish = subprocess.run(
+            [*command(config), "send", "--now", "--json"],
+            capture_output=True, text=True, env=env, timeout=180,
+        )  # fmt: skip
+        assert finish.returncode == 0, finish.stderr
+        handed = len(sink.messages) - delivered
+    report = json.loads(finish.stdout)
+    listed = [s["subscriber"] for key in ("sent", "skipped", "failed") for s in report[key]]
+    assert sorted(listed) == sorted(f"reader{n:03}@example.org" for n in range(SUBSCRIBERS))
+    assert len(report["sent"]) == handed  # "sent": handed over by this command
+    assert report["sent_earlier"] == len(before) > 0  # what the interrupted run had sent
+    earlier = [s for s in report["skipped"] if "interrupted" in s["reason"]]
+    assert {s["subscriber"] for s in earlier} == before
