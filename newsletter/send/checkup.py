@@ -28,12 +28,12 @@ def validate(path: Path, world: World) -> ValidateReport:
     try:
         profiles = profiles_of(config)
     except ConfigError as exc:
-        problems += exc.problems
-        return ValidateReport(str(path), tuple(problems + _store_problems(config, world, [])))
+        store_problems, _ = _store_check(config, world, [])
+        return ValidateReport(str(path), tuple(problems + exc.problems + store_problems))
     subscribers = profiles.subscribers
     receives = [s for s in subscribers if s.receives]
-    held: Counter[str] = Counter()
-    problems += _store_problems(config, world, receives, held)
+    store_problems, held = _store_check(config, world, receives)
+    problems += store_problems
     return ValidateReport(
         str(path),
         tuple(problems),
@@ -46,26 +46,25 @@ def validate(path: Path, world: World) -> ValidateReport:
     )
 
 
-def _store_problems(
-    config: Config, world: World, receives: list[Subscriber], held: Counter[str] | None = None
-) -> list[str]:
-    """What is wrong with the store (and, into ``held``, how many of ``receives`` it
-    suppresses, by reason)."""
+def _store_check(
+    config: Config, world: World, receives: list[Subscriber]
+) -> tuple[list[str], Counter[str]]:
+    """What is wrong with the store, and how many of ``receives`` it suppresses, by reason
+    (counted only in a sound store of the current schema: an older one, or an empty
+    database, is migrated by the next send)."""
+    held: Counter[str] = Counter()
     try:
         with existing_store_for(config, world.environ) as store:
             if store is None:
-                return []
+                return [], held
             problems = store.db.integrity_problems()
-            # (an older schema, or an empty database, is migrated by the next send; its
-            # suppressions are counted once it is current)
-            current = store.schema_version == len(MIGRATIONS)
-            if held is not None and current and not problems:
+            if not problems and store.schema_version == len(MIGRATIONS):
                 suppressed = SubscriberState(store).suppressed()
                 keys = (s.email.casefold() for s in receives)
                 held.update(suppressed[key].reason for key in keys if key in suppressed)
-            return problems
+            return problems, held
     except (StoreError, ConfigError) as exc:
-        return [str(exc)]
+        return [str(exc)], held
 
 
 def _unique(found: list[str], known: list[str]) -> list[str]:
