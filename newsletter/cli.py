@@ -49,6 +49,7 @@ from newsletter.send.checkup import validate
 from newsletter.send.preview import preview, send_test_copy
 from newsletter.send.run import FromProfileFile, Run
 from newsletter.send.sending import STOPPED_REASON
+from newsletter.send.shared import STORE_LOST_REASON
 from newsletter.send.wiring import try_connection
 from newsletter.sources.service import fetch_sources, source_status
 from newsletter.store.service import ingest_files, stored_papers
@@ -533,7 +534,10 @@ def send_command(
         _print_send_report(report)
     if signals.signum is not None:
         return EXIT_SIGNALLED + signals.signum
-    return EXIT_FAILED if report.failed or report.ingest.rejected else EXIT_OK
+    if report.store_lost:
+        click.echo(f"newsletter: {report.store_lost}", err=True)
+    failed = report.failed or report.ingest.rejected or report.store_lost
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 EXIT_SIGNALLED = 128  # plus the signal's number, as a shell reports it: 130 SIGINT, 143 SIGTERM
@@ -677,6 +681,12 @@ def _print_send_report(report: SendReport) -> None:
         click.echo(
             f"stopped: {_plural(left, 'due subscriber')} left for the next send, which sends "
             "them (nobody gets a copy)"
+        )
+    if report.store_lost:
+        left = sum(1 for s in report.skipped if s.reason == STORE_LOST_REASON)
+        click.echo(
+            f"the database went away: {_plural(left, 'due subscriber')} left for the next "
+            "send, which sends them (nobody gets a copy)"
         )
     if report.capped is not None:
         cap = report.capped

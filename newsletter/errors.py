@@ -74,6 +74,11 @@ class StoreError(NewsletterError):
     """The SQLite store cannot be opened, migrated or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (a lost connection, a restart, connections
+    refused): weather, ridden out by reconnecting within ``store_retry``."""
+
+
 class LeaseLost(StoreError):
     """A worker's lease on a chunk ran out and another worker took the chunk over: this one
     hands nothing more over."""

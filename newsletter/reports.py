@@ -132,6 +132,8 @@ class SendReport:
     held: int = 0  # due subscribers left for a later run by ``capped``
     stopped: bool = False  # a stop (a signal) ended it; the due left are skipped, saying so
     sent_earlier: int = 0  # sent by the interrupted run(s) this send finished, before it
+    # why the send ended early: its database stayed away past store_retry ("": it did not)
+    store_lost: str = ""
 
     def to_json(self) -> dict[str, object]:
         """The report as ``newsletter send --json`` prints it."""
@@ -161,6 +163,7 @@ class SendReport:
             "held": self._held_json(),
             "stopped": self.stopped,
             "sent_earlier": self.sent_earlier,
+            "store_lost": self.store_lost or None,
         }
 
     def _held_json(self) -> dict[str, object] | None:

@@ -94,6 +94,31 @@ class Cluster:
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
+    def restart(self) -> None:
+        """Restart the server (fast: sessions are cut), with the options it was started with
+        (its log to the same file: the new server must not hold our pipes open)."""
+        self._run(
+            "pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "log"),
+            "-m", "fast", "-w", "-t", "60", "restart",
+        )  # fmt: skip
+
+    def cut_sessions(self, url: str) -> None:
+        """Terminate every session of the database of ``url`` (as an operator or a failover
+        would)."""
+        name = url.rsplit("/", 1)[1]
+        self.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+
+    def refuse(self, url: str, refusing: bool) -> None:
+        """Refuse (or take again) connections to the database of ``url``; refusing also
+        cuts its sessions."""
+        name = url.rsplit("/", 1)[1]
+        self.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {'false' if refusing else 'true'}")
+        if refusing:
+            self.cut_sessions(url)
+
     def url(self, database: str = "postgres") -> str:
         """The URL of ``database`` (no password: it comes from PASSWORD_ENV)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

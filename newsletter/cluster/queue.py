@@ -23,7 +23,7 @@ from newsletter.reports import (
     WorkerStatus,
 )
 from newsletter.store import postgres
-from newsletter.store.papers import Store
+from newsletter.store.papers import Store, shared_database
 from newsletter.store.postgres import WORKERS
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ UPDATE send_chunks SET status = 'claimed', worker = ?, claims = claims + 1,
 WHERE (run, number) = (
     SELECT run, number FROM send_chunks
     WHERE (status = 'queued' OR (status = 'claimed' AND (lease_until < clock_timestamp()
-            OR NOT {ALIVE})))
+            OR NOT {ALIVE} OR worker = ?)))
         {RUN}
     ORDER BY run, number LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING run, number, subscribers, claims
@@ -70,6 +70,7 @@ class Queue:
     """The runs, chunks and workers tables of a PostgreSQL store."""
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.db = store.db
 
     def open_run(
@@ -78,11 +79,13 @@ class Queue:
         """Record a run and its chunks, queued, in one transaction; wake idle workers."""
         options = json.dumps({"retry_failed": retry_failed})
         with self.db.transaction() as db:
-            db.execute(
+            opened = db.execute(
                 "INSERT INTO send_runs (id, started, as_of, holder, options, chunks) "
-                "VALUES (?, clock_timestamp(), ?, ?, ?, ?)",
+                "VALUES (?, clock_timestamp(), ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (run, as_of.isoformat(), holder, options, len(chunks)),
             )
+            if opened.rowcount == 0:  # (recorded by a try whose commit's answer was lost)
+                return
             db.executemany(
                 "INSERT INTO send_chunks (run, number, subscribers, status, claims) "
                 "VALUES (?, ?, ?, 'queued', 0)",
@@ -95,7 +98,8 @@ class Queue:
         given) for ``lease`` seconds; None when there is none."""
         sql = _CLAIM.format(RUN="AND run = ?" if run else "", ALIVE=_CHUNK_WORKER_ALIVE)
         with self.db.transaction() as db:
-            params = (worker, lease, WORKERS, *([run] if run else []))
+            # (a worker claiming its own chunk lost it to a lost connection: it is idle)
+            params = (worker, lease, WORKERS, worker, *([run] if run else []))
             row = db.execute(sql, params).fetchone()
             if row is None:
                 return None
@@ -205,7 +209,11 @@ class Queue:
         return self.db.execute("SELECT clock_timestamp()").fetchone()[0]
 
     def join(self, worker: str) -> None:
-        """Note a worker as live, and hold its session's lock (see ``postgres.ALIVE``)."""
+        """Note a worker as live, and hold its session's lock (see ``postgres.ALIVE``), on
+        each new connection too."""
+        shared_database(self.store).keep(("worker", worker), lambda: self._join(worker))
+
+    def _join(self, worker: str) -> None:
         self.db.execute("SELECT pg_advisory_lock_shared(?, hashtext(?))", (WORKERS, worker))
         self.db.execute(
             "INSERT INTO workers (id, host, pid, started, seen, chunks_done, messages) "
@@ -220,6 +228,7 @@ class Queue:
 
     def leave(self, worker: str) -> None:
         """A worker stopping (one killed is forgotten by ``live``: its session is gone)."""
+        shared_database(self.store).forget(("worker", worker))
         self.db.execute("DELETE FROM workers WHERE id = ?", (worker,))
         self.db.execute("SELECT pg_advisory_unlock_shared(?, hashtext(?))", (WORKERS, worker))
 

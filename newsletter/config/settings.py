@@ -321,6 +321,9 @@ class Config:
     # (PGPASSWORD, ~/.pgpass).
     store: str = setting("sqlite", "text")
     store_password_env: str = setting("NEWSLETTER_STORE_PASSWORD", "text")
+    # seconds a send, a worker or the scheduler waits for a PostgreSQL store that went away
+    # (a restart, a failover, a network cut), reconnecting with backoff, before giving up
+    store_retry: int = setting(300, "int", 0, 86400)
     matching: MatchSettings = section(MatchSettings, None)
     render: RenderSettings = section(RenderSettings, None)
     schedule: ScheduleDefaults = section(ScheduleDefaults, "schedule")

@@ -205,6 +205,8 @@ class Daemon:
         except NewsletterError as exc:
             self.log.error("run %s failed: %s", label, exc)
             return
+        if report.store_lost:
+            self.log.error("run %s ended early: %s", label, report.store_lost)
         ingested = report.ingest
         for file in ingested.rejected:
             self.log.error("%s: rejected: %s", file.path, file.error)

@@ -4,6 +4,7 @@ chunk, sends it with the same Run as a single machine, records its report)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -16,7 +17,13 @@ from typing import Any, Protocol
 from newsletter.cluster.queue import CHANNEL, Chunk, Queue, RunChunk, merge, worker_id
 from newsletter.config.settings import Config, WorkerSettings
 from newsletter.delivery.flow import StopSignal
-from newsletter.errors import BusyError, LeaseLost, NewsletterError
+from newsletter.errors import (
+    BusyError,
+    LeaseLost,
+    NewsletterError,
+    StoreError,
+    StoreUnavailable,
+)
 from newsletter.ledger.ledger import Ledger
 from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
@@ -28,6 +35,7 @@ from newsletter.send.wiring import make_renderer
 from newsletter.store import postgres
 from newsletter.store.backend import open_store_for
 from newsletter.store.papers import Store, shared_database
+from newsletter.store.weather import Weather
 from newsletter.world import World
 
 log = logging.getLogger("newsletter.worker")
@@ -88,33 +96,53 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
     try:
         queue = Queue(store)
         worker = ChunkWorker(store, run, worker_id(run.holder))
+        weather = worker.weather
+        skipped, addresses = SendReport((), (), ()), []
+        lost: StoreUnavailable | None = None
         try:
             reports, earlier = _finish_earlier(queue, worker, store)
             as_of = run.world.now()
             run_id = run.id or uuid.uuid4().hex
             share = RunChunk(run_id, as_of, _no_fence)
-            skipped, addresses = run.plan(store, subscribers, share)
+            skipped, addresses = weather.run(lambda: run.plan(store, subscribers, share))
             if addresses and not worker.stopping:
                 size = run.config.workers.chunk_size
                 chunks = [addresses[i : i + size] for i in range(0, len(addresses), size)]
-                queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
+                weather.run(
+                    lambda: queue.open_run(run_id, as_of, run.holder, run.retry_failed, chunks)
+                )
                 worker.work([run_id])
-                reports += queue.reports(run_id)
+                reports += weather.run(lambda: queue.reports(run_id))
+        except StoreUnavailable as exc:  # (away past store_retry: report what this one did)
+            lost, reports, earlier = exc, list(worker.finished), set()
         finally:
             worker.leave()
         report = _sent_before(merge(skipped, [*reports, *worker.handed_back]), earlier)
-        return _left_by_stop(report, addresses) if worker.stopping else report
+        if lost is not None:
+            left = _left(report, addresses, STORE_LOST_REASON)
+            return replace(left, store_lost=str(lost))
+        if worker.stopping:
+            return replace(_left(report, addresses, STOPPED_REASON), stopped=True)
+        return report
     finally:
-        db.unlock(postgres.SEND_LOCK)
+        with contextlib.suppress(StoreError):  # (a connection gone for good frees it)
+            db.unlock(postgres.SEND_LOCK)
 
 
-def _left_by_stop(report: SendReport, addresses: list[str]) -> SendReport:
-    """A run stopped (a signal) before its chunks were done: a skip for each planned
-    subscriber no chunk served (their chunks stay queued for the next send or a worker)."""
+STORE_LOST_REASON = (
+    "not sent yet: the database went away before their chunk was done (the next send, or "
+    "a worker, sends it; nobody gets a copy)"
+)
+
+
+def _left(report: SendReport, addresses: list[str], reason: str) -> SendReport:
+    """A run ended (a signal, the database gone) before its chunks were done: a skip for
+    each planned subscriber no chunk served (their chunks stay queued for the next send or
+    a worker)."""
     listed = {item.subscriber.casefold() for item in (*report.sent, *report.failed)}
     listed |= {item.subscriber.casefold() for item in report.skipped}
-    left = [SkippedItem(a, STOPPED_REASON) for a in addresses if a.casefold() not in listed]
-    return replace(report, skipped=report.skipped + tuple(left), stopped=True)
+    left = [SkippedItem(a, reason) for a in addresses if a.casefold() not in listed]
+    return replace(report, skipped=report.skipped + tuple(left))
 
 
 def _finish_earlier(
@@ -123,13 +151,15 @@ def _finish_earlier(
     """Work the runs left unfinished (their sender died or was stopped; the lock says none
     is coordinating them now) to the end: the reports of the chunks done meanwhile, and
     who (casefolded) those runs had sent to before."""
-    since = queue.clock()
-    runs = queue.unfinished()
-    earlier = Ledger(store).sent_in_runs(runs)
+    weather = worker.weather
+    since = weather.run(queue.clock)
+    runs = weather.run(queue.unfinished)
+    earlier = weather.run(lambda: Ledger(store).sent_in_runs(runs))
     for run_id in runs:
         log.info("finishing run %s, left unfinished by an earlier send", run_id[:8])
     worker.work(runs)
-    return [report for run_id in runs for report in queue.reports(run_id, since)], earlier
+    reports = weather.run(lambda: [r for run in runs for r in queue.reports(run, since)])
+    return reports, earlier
 
 
 def _sent_before(report: SendReport, earlier: set[str]) -> SendReport:
@@ -180,9 +210,14 @@ class ChunkWorker:
         self.queue = Queue(store)
         self.settings: WorkerSettings = self.config.workers
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
+        self.finished: list[SendReport] = []  # the chunks this worker recorded done
         self._loaded: tuple[object, Profiles, dict[str, Subscriber]] | None = None
         self.queue.join(name)  # (listed by `newsletter workers` from here on)
         shared_database(store).listen(CHANNEL)
+        world = self.world
+        self.weather = Weather(
+            shared_database(store), self.config.store_retry, world.monotonic, world.sleep
+        )
 
     @property
     def stopping(self) -> bool:
@@ -192,18 +227,27 @@ class ChunkWorker:
         """Claim and send chunks of ``runs`` until each is done, in turn (None: of any run,
         until stopped)."""
         for run in runs if runs is not None else [None]:
-            while not self.stopping:
-                chunk = self.queue.claim(self.name, self.settings.lease, run)
-                if chunk is not None:
-                    self.send(chunk)
-                elif run is not None and self.queue.left(run) == 0:
-                    break
-                else:
-                    self._idle()
+            while not self.stopping and self.weather.run(lambda run=run: self._step(run)):
+                pass
+
+    def _step(self, run: str | None) -> bool:
+        """Claim and send one chunk (of ``run``, if given), or idle; whether to go on.
+        After a lost connection the chunk in hand is claimed again (it is this worker's)
+        and done again: what was accepted is not sent again, what was pending goes as it
+        was."""
+        chunk = self.queue.claim(self.name, self.settings.lease, run)
+        if chunk is not None:
+            self.send(chunk)
+        elif run is not None and self.queue.left(run) == 0:
+            return False
+        else:
+            self._idle()
+        return True
 
     def leave(self) -> None:
         """No longer listed as live (``newsletter workers``)."""
-        self.queue.leave(self.name)
+        with contextlib.suppress(StoreError):  # (a connection gone for good: it left)
+            self.queue.leave(self.name)
 
     def _idle(self) -> None:
         """Until a run opens or ends (a notification), or ``poll`` seconds pass (a lease
@@ -242,6 +286,7 @@ class ChunkWorker:
         if not self.queue.finish(self.name, chunk, report):
             log.warning("chunk %s was taken over before it was recorded done", chunk.label)
             return
+        self.finished.append(report)
         log.info(
             "chunk %s: %d sent, %d skipped, %d failed%s",
             chunk.label,
@@ -281,12 +326,24 @@ class ChunkWorker:
         lease = self.settings.lease
 
         def renew() -> None:
-            with open_store_for(self.config, self.world.environ) as own:
-                queue = Queue(own)
+            own: Store | None = None
+            try:
                 while not done.wait(lease / 4):
-                    if not queue.renew(self.name, chunk, lease):
-                        lost.set()
-                        return
+                    try:
+                        own = own or open_store_for(self.config, self.world.environ)
+                        if not Queue(own).renew(self.name, chunk, lease):
+                            lost.set()
+                            return
+                    except StoreError as exc:  # (the chunk's own steps ride it out)
+                        log.debug("renewing the lease on %s: %s", chunk.label, exc)
+                        if own is not None:
+                            with contextlib.suppress(Exception):
+                                own.close()
+                        own = None
+            finally:
+                if own is not None:
+                    with contextlib.suppress(Exception):
+                        own.close()
 
         thread = threading.Thread(target=renew, name=f"lease {chunk.label}", daemon=True)
         thread.start()

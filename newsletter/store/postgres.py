@@ -10,13 +10,14 @@ so several workers starting at once migrate once.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from newsletter.errors import StoreError
+from newsletter.errors import BusyError, StoreError, StoreUnavailable
 
 SCHEMES = ("postgresql", "postgres")
 # Advisory lock keys (one namespace per database): migrating; a send coordinating its run;
@@ -92,31 +93,80 @@ class PostgresDatabase:
 
     in_state_folder = False
 
-    def __init__(self, connection: Any, url: str) -> None:
+    def __init__(self, connection: Any, url: str, password: str | None = None) -> None:
         self.connection = connection
         self.url = url
+        self.password = password
         self.where = redact(url)
+        # What this session set up (advisory locks, LISTEN, a worker's registration), done
+        # again on a new connection by ``reconnect``.
+        self.session: dict[object, Callable[[], None]] = {}
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
         """Run one statement; the cursor (iterable, ``fetchone``, ``rowcount``)."""
-        return self.connection.execute(_pg(sql), params)
+        try:
+            return self.connection.execute(_pg(sql), params)
+        except Exception as exc:
+            lost = self._lost(exc)
+            if lost is None:
+                raise
+            raise lost from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Run one statement for each of ``rows``."""
-        with self.connection.cursor() as cursor:
-            cursor.executemany(_pg(sql), list(rows))
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(_pg(sql), list(rows))
+        except Exception as exc:
+            lost = self._lost(exc)
+            if lost is None:
+                raise
+            raise lost from exc
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresDatabase]:
-        """All or nothing (a savepoint when nested); a database error becomes a StoreError."""
+        """All or nothing (a savepoint when nested); a database error becomes a StoreError
+        (StoreUnavailable when the connection was lost)."""
         try:
             with self.connection.transaction():
                 yield self
         except Exception as exc:
-            problem = self.problem(exc)
+            problem = self._lost(exc) or self.problem(exc)
             if problem is None:
                 raise
             raise problem from exc
+
+    def _lost(self, exc: BaseException) -> StoreError | None:
+        """StoreUnavailable when ``exc`` came of a connection that is gone (the server
+        restarted, the session was terminated, the network failed), else None."""
+        if isinstance(exc, StoreUnavailable):
+            return exc
+        psycopg = _psycopg()
+        if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return None
+        if not (self.connection.closed or self.connection.broken):
+            return None
+        return StoreUnavailable(
+            f"lost the connection to the PostgreSQL store {self.where} ({_first_line(exc)})"
+        )
+
+    def keep(self, key: object, setup: Callable[[], None]) -> None:
+        """Run ``setup`` now, and again on each new connection (until ``forget``)."""
+        setup()
+        self.session[key] = setup
+
+    def forget(self, key: object) -> None:
+        """No longer set up ``key`` on a new connection."""
+        self.session.pop(key, None)
+
+    def reconnect(self) -> None:
+        """A new connection in place of a lost one, set up as the lost one was (its locks
+        taken again, its channels listened to); StoreError when it cannot be had."""
+        with contextlib.suppress(Exception):
+            self.connection.close()
+        self.connection = connect(self.url, self.password).connection
+        for setup in list(self.session.values()):
+            setup()
 
     def copy_rows(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
@@ -174,7 +224,22 @@ class PostgresDatabase:
         return self
 
     def try_lock(self, key: int) -> bool:
-        """Take the session's advisory lock ``key`` if nobody holds it."""
+        """Take the session's advisory lock ``key`` if nobody holds it (taken again on a
+        new connection: BusyError if another session took it meanwhile)."""
+        if not self._try_lock(key):
+            return False
+
+        def again() -> None:
+            if not self._try_lock(key):
+                raise BusyError(
+                    f"while the connection to {self.where} was lost, another process took "
+                    "over (the lock this one held was free meanwhile): it carries on"
+                )
+
+        self.session[("lock", key)] = again
+        return True
+
+    def _try_lock(self, key: int) -> bool:
         return bool(self.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0])
 
     def holds(self, key: int) -> bool:
@@ -183,16 +248,23 @@ class PostgresDatabase:
 
     def unlock(self, key: int) -> None:
         """Release the session's advisory lock ``key``."""
+        self.forget(("lock", key))
         self.execute("SELECT pg_advisory_unlock(?)", (key,))
 
     def listen(self, channel: str) -> None:
         """Receive the notifications of ``channel`` on this connection (see ``wait``)."""
-        self.execute(f"LISTEN {channel}")
+        self.keep(("listen", channel), lambda: self.execute(f"LISTEN {channel}"))
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for a notification of a channel listened to; whether one
         came."""
-        return any(True for _ in self.connection.notifies(timeout=seconds, stop_after=1))
+        try:
+            return any(True for _ in self.connection.notifies(timeout=seconds, stop_after=1))
+        except Exception as exc:
+            lost = self._lost(exc)
+            if lost is None:
+                raise
+            raise lost from exc
 
     def problem(self, exc: BaseException) -> StoreError | None:
         """What a psycopg error means for the store, or None for other exceptions."""
@@ -202,6 +274,15 @@ class PostgresDatabase:
         return StoreError(f"the PostgreSQL store {self.where} failed: {_first_line(exc)}")
 
 
+# What a refused connection says when trying again cannot help (psycopg gives connection
+# failures no SQLSTATE, so the server's words are all there is).
+_FINAL = re.compile(
+    r"password authentication failed|does not exist|no pg_hba\.conf entry|"
+    r"role .* is not permitted to log in|SSL .*required",
+    re.IGNORECASE,
+)
+
+
 def connect(url: str, password: str | None) -> PostgresDatabase:
     """Connect to the database ``url`` names; StoreError saying what to check when it cannot."""
     psycopg = _psycopg()
@@ -209,12 +290,14 @@ def connect(url: str, password: str | None) -> PostgresDatabase:
     try:
         connection = psycopg.connect(url, password=password or None, autocommit=True)
     except psycopg.Error as exc:
-        raise StoreError(
+        # (a server away or refusing for now is weather; a wrong password or database is not)
+        weather = isinstance(exc, psycopg.OperationalError) and not _FINAL.search(str(exc))
+        raise (StoreUnavailable if weather else StoreError)(
             f"cannot connect to the PostgreSQL store {where}: {_first_line(exc)}; check that "
             "the server runs and takes connections from this host, that the database and user "
             "exist, and that the password variable ('store_password_env') is exported"
         ) from exc
-    return PostgresDatabase(connection, url)
+    return PostgresDatabase(connection, url, password)
 
 
 def _psycopg() -> Any:

@@ -13,9 +13,9 @@ import pytest
 
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
-from newsletter.errors import ConfigError, StoreError
+from newsletter.errors import ConfigError, StoreError, StoreUnavailable
 from newsletter.store.backend import open_store_for
-from newsletter.store.postgres import redact, translate_ddl
+from newsletter.store.postgres import connect, redact, translate_ddl
 from newsletter.store.schema import MIGRATIONS
 from tests.helpers import ROOT, invoke
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster
@@ -90,6 +90,19 @@ def test_a_server_that_is_down_is_named_with_its_host(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"cannot connect to the PostgreSQL store {url}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_server_away_is_weather_and_a_wrong_password_is_not(
+    pg_cluster: Cluster, pg_url: str
+) -> None:
+    with pytest.raises(StoreUnavailable):  # (ridden out within store_retry)
+        connect("postgresql://newsletter@127.0.0.1:9/news", PASSWORD)
+    with pytest.raises(StoreError) as wrong:  # (trying again cannot help: at once)
+        connect(pg_url, "wrong")
+    assert not isinstance(wrong.value, StoreUnavailable)
+    with pytest.raises(StoreError) as missing:
+        connect(pg_url + "_missing", PASSWORD)
+    assert not isinstance(missing.value, StoreUnavailable)
 
 
 def test_a_schema_newer_than_the_program_is_refused(pg_cluster: Cluster, pg_url: str) -> None:
