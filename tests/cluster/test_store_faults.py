@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.test_leader import instance_config
 from tests.cluster.test_worker import SUBSCRIBERS, environ, write_project
 from tests.helpers import command, wait_for
 from tests.pg_cluster import Cluster
@@ -113,4 +114,32 @@ def test_a_database_away_past_store_retry_ends_the_send_and_the_next_one_finishe
         again = start(config, env, "send", "--now", "--json")
         _, err = again.communicate(timeout=180)
         assert again.returncode == 0, err
+        one_distinct_digest_each(sink)
+
+
+def test_the_scheduler_rides_out_a_restart_in_the_middle_of_a_run(
+    tmp_path: Path, pg_cluster: Cluster, pg_url: str
+) -> None:
+    sink = Sink(delay=0.1)
+    with SmtpServer(sink) as server:
+        base = write_project(tmp_path, server.port, lease=2, chunk=4)
+        config = instance_config(tmp_path, "a", base)
+        log = tmp_path / "run.log"
+        scheduler = subprocess.Popen(
+            [*command(config), "run"], stderr=log.open("w"), env=environ(pg_url)
+        )
+        try:
+            assert wait_for(lambda: len(sink.messages) >= 12, 60), log.read_text()
+            pg_cluster.restart()
+            assert wait_for(lambda: len({m["To"] for m in sink.parsed()}) == SUBSCRIBERS, 120)
+            runs = log.read_text().count("run cron:")  # the schedule goes on after it
+            assert wait_for(lambda: log.read_text().count("run cron:") >= runs + 2, 60)
+            assert scheduler.poll() is None, log.read_text()
+        finally:
+            scheduler.send_signal(signal.SIGTERM)
+            scheduler.wait(timeout=30)
+        text = log.read_text()
+        assert scheduler.returncode == 0, text
+        assert "lost the connection" in text and "reconnected" in text, text
+        assert "run cron failed" not in text, text
         one_distinct_digest_each(sink)
