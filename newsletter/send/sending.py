@@ -182,7 +182,8 @@ class Sending:
         self.wanted: dict[str, Subscriber] = {}  # casefolded address -> receiving subscriber
         self.history: dict[str, History] = {}
         self.served: list[str] = []  # found to have nothing to send (a digest records itself)
-        self.halted: str | None = None  # why nothing more was handed over (a full disk)
+        # why nothing more was handed over (a full disk, a lost database connection)
+        self.halted: StoreError | None = None
 
     def send(self, subscribers: Sequence[Subscriber]) -> SendReport:
         """Send each due one of ``subscribers`` their digest; record every accepted message
@@ -249,8 +250,9 @@ class Sending:
             raise
         self._record(group.take())
         outgoing.close()  # (after a cap: the rest is neither rendered nor recorded)
-        if self.halted:
-            raise StoreError(f"{self.halted} ({len(self.sent)} sent and recorded before that)")
+        if self.halted is not None:  # (the same kind: a lost connection stays weather)
+            sent = f"{len(self.sent)} sent and recorded before that"
+            raise type(self.halted)(f"{self.halted} ({sent})") from self.halted
         self.ledger.record_served(self.served, self.now)
         due = [p.subscriber for p in pending] + [s.email for s in fresh]
         held = self._hold(due, pacer)
@@ -343,7 +345,7 @@ class Sending:
                 yield from map(Outgoing.of, batch)
         except StoreError as exc:
             # Stop handing over; messages in flight still finish and are recorded.
-            self.halted = str(exc)
+            self.halted = exc
 
     def _make_room(self, digests: int) -> None:
         """StoreError unless the state disk has room to record ``digests`` more (a
