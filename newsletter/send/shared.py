@@ -190,6 +190,13 @@ SENT_BEFORE_REASON = (
 )
 
 
+def _closed(store: Store | None) -> None:
+    """Close ``store`` if there is one, whatever state its connection is in; None."""
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.close()
+
+
 def _no_fence(db: Any) -> None:
     """Planning records no digest: nothing to fence."""
 
@@ -336,14 +343,9 @@ class ChunkWorker:
                             return
                     except StoreError as exc:  # (the chunk's own steps ride it out)
                         log.debug("renewing the lease on %s: %s", chunk.label, exc)
-                        if own is not None:
-                            with contextlib.suppress(Exception):
-                                own.close()
-                        own = None
+                        own = _closed(own)
             finally:
-                if own is not None:
-                    with contextlib.suppress(Exception):
-                        own.close()
+                _closed(own)
 
         thread = threading.Thread(target=renew, name=f"lease {chunk.label}", daemon=True)
         thread.start()

@@ -104,24 +104,13 @@ class PostgresDatabase:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
         """Run one statement; the cursor (iterable, ``fetchone``, ``rowcount``)."""
-        try:
+        with self._losing():
             return self.connection.execute(_pg(sql), params)
-        except Exception as exc:
-            lost = self._lost(exc)
-            if lost is None:
-                raise
-            raise lost from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Run one statement for each of ``rows``."""
-        try:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(_pg(sql), list(rows))
-        except Exception as exc:
-            lost = self._lost(exc)
-            if lost is None:
-                raise
-            raise lost from exc
+        with self._losing(), self.connection.cursor() as cursor:
+            cursor.executemany(_pg(sql), list(rows))
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresDatabase]:
@@ -135,6 +124,18 @@ class PostgresDatabase:
             if problem is None:
                 raise
             raise problem from exc
+
+    @contextmanager
+    def _losing(self) -> Iterator[None]:
+        """A psycopg error of a connection that is gone, as StoreUnavailable; others as
+        they are."""
+        try:
+            yield
+        except Exception as exc:
+            lost = self._lost(exc)
+            if lost is None:
+                raise
+            raise lost from exc
 
     def _lost(self, exc: BaseException) -> StoreError | None:
         """StoreUnavailable when ``exc`` came of a connection that is gone (the server
@@ -258,13 +259,8 @@ class PostgresDatabase:
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for a notification of a channel listened to; whether one
         came."""
-        try:
+        with self._losing():
             return any(True for _ in self.connection.notifies(timeout=seconds, stop_after=1))
-        except Exception as exc:
-            lost = self._lost(exc)
-            if lost is None:
-                raise
-            raise lost from exc
 
     def problem(self, exc: BaseException) -> StoreError | None:
         """What a psycopg error means for the store, or None for other exceptions."""
