@@ -392,9 +392,15 @@ class Ledger:
 
 
 def _served(db, keys: Sequence[str], stamp: str) -> None:
+    # An update, then an insert of those still missing (none, as a rule: a send records
+    # whom it sees first): an upsert that updates locks and confirms each row as it goes,
+    # 150 bytes of PostgreSQL's WAL a message more (bench/workers.py).
     db.executemany(
-        "INSERT INTO subscribers VALUES (?, ?, ?) ON CONFLICT (subscriber) "
-        "DO UPDATE SET last_served = excluded.last_served",
+        "UPDATE subscribers SET last_served = ? WHERE subscriber = ?",
+        ((stamp, key) for key in keys),
+    )
+    db.executemany(
+        "INSERT INTO subscribers VALUES (?, ?, ?) ON CONFLICT (subscriber) DO NOTHING",
         ((key, stamp, stamp) for key in keys),
     )
 

@@ -22,7 +22,13 @@ import numpy as np
 
 from newsletter.config.settings import Config, MatchSettings
 from newsletter.matching.index import KeywordIndex
-from newsletter.matching.keywords import author_keys, followed_author_key, merge_ranges, words
+from newsletter.matching.keywords import (
+    Keyword,
+    author_keys,
+    followed_author_key,
+    merge_ranges,
+    words,
+)
 from newsletter.models import History, Match, Paper, Selection, Subscriber
 
 _BLOCK = 64
@@ -30,22 +36,49 @@ _EXPLAIN_ROWS = 512
 
 
 class _Postings:
-    """For each keyword id, the subscribers (row numbers) who use it in one role."""
+    """For each keyword id, the subscribers (row numbers) who use it in one role; also
+    packed (kid k's rows are ``flat[start[k] : start[k + 1]]``) for ``pairs``."""
 
     def __init__(self, rows_by_keyword: dict[int, list[int]]) -> None:
         self.rows = {kid: np.array(rows, dtype=np.int64) for kid, rows in rows_by_keyword.items()}
+        size = max(self.rows, default=-1) + 1  # (a larger kid has no rows: the last)
+        counts = np.zeros(size + 1, dtype=np.int64)
+        for kid, rows in self.rows.items():
+            counts[kid] = len(rows)
+        self.start = np.concatenate(([0], np.cumsum(counts)))
+        ordered = [self.rows[kid] for kid in sorted(self.rows)]
+        self.flat = np.concatenate(ordered) if ordered else np.zeros(0, dtype=np.int64)
+        self.size = size
 
     def __bool__(self) -> bool:
         return bool(self.rows)
+
+    def pairs(self, hits: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """For hits (papers, kids): (paper, row) for every subscriber using each kid, in
+        numpy (a Python loop over each paper's hits took most of a chunk's matching once
+        the papers' scan was kept for the next chunk, bench/workers.py)."""
+        papers, kids = hits
+        kids = np.minimum(kids, self.size)
+        low = self.start[kids]
+        counts = self.start[kids + 1] - low
+        ends = np.cumsum(counts)
+        offsets = np.arange(ends[-1] if len(ends) else 0) + np.repeat(low - ends + counts, counts)
+        return np.repeat(papers, counts), self.flat[offsets]
 
 
 class Matcher:
     """All profiles compiled once; ``select`` matches any set of papers against them."""
 
-    def __init__(self, subscribers: Sequence[Subscriber], settings: MatchSettings) -> None:
+    def __init__(
+        self,
+        subscribers: Sequence[Subscriber],
+        settings: MatchSettings,
+        scans: Scans | None = None,
+    ) -> None:
         self.subscribers = tuple(subscribers)
         self.settings = settings
-        self.index = KeywordIndex()
+        self.scans = scans or Scans()
+        self.index = self.scans.index
         roles: dict[str, dict[int, list[int]]] = {"keywords": {}, "require": {}, "exclude": {}}
         self._ids: list[dict[str, list[int]]] = []
         for row, subscriber in enumerate(self.subscribers):
@@ -95,7 +128,7 @@ class Matcher:
         """``select``, yielding selections as they are explained (for long subscriber lists)."""
         history = history or {}
         with _collector_paused():
-            scan = _Scan(self.index, papers)
+            scan = self.scans.scan(papers)
             state = _Ranking(len(self.subscribers), self._limit, scan.order, self._top_score)
             # New for everyone: first seen within lookback_days (and never sent to them).
             cutoff = (now - timedelta(days=self.settings.lookback_days)).timestamp() - 1e-6
@@ -142,16 +175,15 @@ class Matcher:
                 allowed[column] = ~people.filtered
                 found = people.paper_categories(scan.papers[paper])
                 _add(allowed[column], people.categories, found, True)
-            title, abstract = scan.title_hits[paper], scan.abstract_hits[paper]
-            _add(score[column], self._keywords, title, weights.title_weight)
-            _add(score[column], self._keywords, abstract, weights.abstract_weight)
-            either = (
-                set(title).union(abstract) if required is not None or excluded is not None else ()
-            )
+        title, abstract = scan.block_hits(block, "title"), scan.block_hits(block, "abstract")
+        _count(score, self._keywords.pairs(title), weights.title_weight)
+        _count(score, self._keywords.pairs(abstract), weights.abstract_weight)
+        if required is not None or excluded is not None:
+            either = _union(title, abstract, len(self.index.keywords) + 1)
             if required is not None:
-                _add(required[column], self._require, either, 1)
+                _count(required, self._require.pairs(either), 1)
             if excluded is not None:
-                _add(excluded[column], self._exclude, either, True)
+                excluded |= _counts(excluded.shape, self._exclude.pairs(either)) > 0
         score = score.T
         required = required.T if required is not None else None
         excluded = excluded.T if excluded is not None else None
@@ -308,9 +340,73 @@ def _add(target: np.ndarray, postings: _Postings, hits: Iterable[int], value: in
             target[rows] += value
 
 
+def _counts(shape: tuple[int, int], pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """How often each (paper column, row) of a block occurs in ``pairs``."""
+    columns, rows = pairs
+    found = np.bincount(columns * shape[1] + rows, minlength=shape[0] * shape[1])
+    return found.reshape(shape)
+
+
+def _count(target: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], value: int) -> None:
+    """Add ``value`` to ``target`` at each (paper column, row) of ``pairs``."""
+    target += (_counts(target.shape, pairs) * value).astype(target.dtype)
+
+
+def _union(
+    first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], keywords: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (paper column, kid) hits of either, each once."""
+    keys = np.unique(
+        np.concatenate((first[0] * keywords + first[1], second[0] * keywords + second[1]))
+    )
+    return keys // keywords, keys % keywords
+
+
 def _sent(history: Mapping[str, History], subscriber: Subscriber) -> Iterable[str]:
     record = history.get(subscriber.email.casefold())
     return record.sent if record else ()
+
+
+def vocabulary(subscribers: Iterable[Subscriber]) -> tuple[Keyword, ...]:
+    """Every distinct keyword of the subscribers' profiles (keywords, require, exclude)."""
+    found: dict[str, Keyword] = {}
+    for subscriber in subscribers:
+        for role in (subscriber.keywords, subscriber.require, subscriber.exclude):
+            for keyword in role:
+                found.setdefault(keyword.text, keyword)
+    return tuple(found.values())
+
+
+class Scans:
+    """The papers' keyword hits, kept for the next matcher while the papers stay the same: a
+    chunk worker matches a run's papers against one chunk of subscribers after another, and
+    scanning them again took more than half of a chunk of 200 (bench/workers.py).
+
+    ``learn`` the keywords of every profile first (``vocabulary``), so that no chunk brings
+    a keyword the scan lacks; one that does makes it scan again (the hit tables have a
+    column per keyword)."""
+
+    def __init__(self, vocabulary: Iterable[Keyword] = ()) -> None:
+        self.index = KeywordIndex()
+        self._last: tuple[tuple[Paper, ...], int, _Scan] | None = None
+        self.scanned = 0  # how many times papers were scanned (tests)
+        self.learn(vocabulary)
+
+    def learn(self, vocabulary: Iterable[Keyword]) -> None:
+        """Give each keyword of ``vocabulary`` an id now."""
+        for keyword in vocabulary:
+            self.index.add(keyword)
+
+    def scan(self, papers: Sequence[Paper]) -> _Scan:
+        """The scan of ``papers`` with every keyword known now (the last one, if the same)."""
+        papers = tuple(papers)
+        known = len(self.index.keywords)
+        if self._last is not None and self._last[1] == known and self._last[0] == papers:
+            return self._last[2]
+        scan = _Scan(self.index, papers)
+        self._last = (papers, known, scan)
+        self.scanned += 1
+        return scan
 
 
 class _Scan:
@@ -323,6 +419,14 @@ class _Scan:
         # Tuples, not sets: a small set takes several times the memory (10,000 papers).
         self.title_hits = [tuple(index.hits(words(p.title))) for p in papers]
         self.abstract_hits = [tuple(index.hits(words(p.abstract))) for p in papers]
+        # The hits packed: paper i's are kids[field][start[field][i] : start[field][i + 1]].
+        self._starts, self._kids = {}, {}
+        for field, hits in (("title", self.title_hits), ("abstract", self.abstract_hits)):
+            counts = np.array([len(h) for h in hits], dtype=np.int64)
+            self._starts[field] = np.concatenate(([0], np.cumsum(counts)))
+            self._kids[field] = np.fromiter(
+                (kid for h in hits for kid in h), dtype=np.int64, count=int(counts.sum())
+            )
         self.title_table = _hit_table(self.title_hits, len(index.keywords))
         self.abstract_table = _hit_table(self.abstract_hits, len(index.keywords))
         self.first_seen = np.array([p.first_seen.timestamp() for p in papers])
@@ -331,6 +435,14 @@ class _Scan:
         ranked = sorted(range(len(papers)), key=lambda i: _tie_break(papers[i]))
         self.order = np.empty(len(papers), dtype=np.int64)
         self.order[ranked] = np.arange(len(papers))
+
+    def block_hits(self, block: range, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """The hits in ``field`` of the papers of ``block``: (paper column, kid) pairs."""
+        starts = self._starts[field]
+        low, high = starts[block.start], starts[block.stop]
+        counts = np.diff(starts[block.start : block.stop + 1])
+        columns = np.repeat(np.arange(len(block), dtype=np.int64), counts)
+        return columns, self._kids[field][low:high]
 
     def spans(self, paper: int, field: str, kids: list[int]) -> tuple[tuple[int, int], ...]:
         """Character ranges in the paper's ``field`` where the keywords ``kids`` occur."""

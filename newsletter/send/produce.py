@@ -16,22 +16,25 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from newsletter.config.settings import MatchSettings
 from newsletter.delivery.transport import Spool
 from newsletter.errors import NewsletterError, WorkerError
 from newsletter.files.pickling import pickled_as_tuple
-from newsletter.matching.matcher import Matcher
+from newsletter.matching.keywords import Keyword
+from newsletter.matching.matcher import Matcher, Scans
 from newsletter.models import History, Paper, RenderedEmail, Selection, Subscriber
 from newsletter.render.renderer import Renderer
 from newsletter.schedule.slots import Timetable
 
 PARALLEL_FROM = 2000  # below this many subscribers, worker start-up costs more than it saves
+KEPT_PARALLEL_FROM = 100  # the same for workers already running (a Producer's)
 CHUNK = 5_000  # subscribers per matcher: bounds the matcher's arrays (and peak memory)
 BATCH = 100  # emails per message from a worker
 AHEAD_MAX = 8  # items of ``RenderPool.map_ahead`` waiting for the workers at most
@@ -63,6 +66,9 @@ class RenderOrder:
     history: Mapping[str, History]  # by casefolded address
     timetable: Timetable = field(default_factory=Timetable)  # when the next digests come
     spool: Spool | None = None  # where the workers write the emails (None: they travel back)
+    # every keyword of the profiles whose chunks follow (a chunk worker's): scanned for at
+    # once, so that the papers' scan serves each chunk (matching.matcher.Scans)
+    vocabulary: tuple[Keyword, ...] = ()
 
     def part(self, subscribers: Sequence[Subscriber]) -> RenderOrder:
         """The same order for a subset of the subscribers (and only their history)."""
@@ -79,6 +85,7 @@ class _Failed:
 
 
 _DONE = "done"
+_SAME = "same"  # the order's common part is the one before
 _Task = tuple[list[Subscriber], dict[str, History]] | None  # a chunk, or None: stop
 
 
@@ -87,38 +94,83 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+class Produces(Protocol):
+    """What produces a sending's orders (a RenderPool started ahead, or a Producer)."""
+
+    def produce(self, order: RenderOrder) -> Iterator[Produced]:
+        """Every subscriber's email (or reason for none)."""
+        ...
+
+
 def produce(
     order: RenderOrder, workers: int | None = None, pool: RenderPool | None = None
 ) -> Iterator[Produced]:
     """Every subscriber's email (or reason for none), in parallel when the list is long: on
-    ``pool`` (workers started ahead, stopped here either way) or on workers started now."""
+    ``pool`` (workers started ahead, stopped here either way unless kept) or on workers
+    started now."""
     count = _parallel_workers(len(order.subscribers), len(pool.processes) if pool else workers)
     if not count:
         if pool:
             pool.stop()
-        return _produce(order)
+        return _produce(order, Scans())
     return _produce_parallel(order, pool or RenderPool(count))
 
 
-def _parallel_workers(subscribers: int, workers: int | None) -> int:
+class Producer:
+    """Produces the orders of a sender that makes one after another (a chunk worker: a
+    chunk of a run, then the next): its rendering workers stay up from one order to the
+    next, and so do the keyword scans of the papers, in them or here. A chunk of 200 is too
+    short to start workers for, and scanning the papers for each took more than half of
+    its time (bench/workers.py)."""
+
+    def __init__(
+        self, workers: int | None = None, idle: bool = False, pool: RenderPool | None = None
+    ) -> None:
+        """(``pool``: kept workers started ahead, to use first.)"""
+        self.count = (
+            len(pool.processes) if pool else default_workers() if workers is None else workers
+        )
+        self.idle = idle
+        self.pool = pool
+        self.scans = Scans()
+        self.vocabulary: tuple[Keyword, ...] = ()  # the keywords of every profile served
+
+    def produce(self, order: RenderOrder) -> Iterator[Produced]:
+        """Every subscriber's email (or reason for none); on the workers when there are
+        enough subscribers to share."""
+        order = replace(order, vocabulary=self.vocabulary)
+        if self.count < 2 or len(order.subscribers) < KEPT_PARALLEL_FROM:
+            self.scans.learn(order.vocabulary)
+            return _produce(order, self.scans)
+        if self.pool is None or self.pool.stopped:  # (an order cut short stops its pool)
+            self.pool = RenderPool(self.count, self.idle, kept=True)
+        return _produce_parallel(order, self.pool)
+
+    def stop(self) -> None:
+        """End the workers (a new order starts them again)."""
+        if self.pool is not None:
+            self.pool.stop()
+
+
+def _parallel_workers(subscribers: int, workers: int | None, least: int = PARALLEL_FROM) -> int:
     """How many worker processes a list of ``subscribers`` is worth (``workers``, or one
-    per core): none for a short list, or with one core."""
+    per core): none for a list shorter than ``least``, or with one core."""
     count = default_workers() if workers is None else workers
-    return count if count > 1 and subscribers >= PARALLEL_FROM else 0
+    return count if count > 1 and subscribers >= least else 0
 
 
-def _produce(order: RenderOrder) -> Iterator[Produced]:
+def _produce(order: RenderOrder, scans: Scans) -> Iterator[Produced]:
     for start in range(0, len(order.subscribers), CHUNK):
-        for batch in _batches(order.part(order.subscribers[start : start + CHUNK])):
+        for batch in _batches(order.part(order.subscribers[start : start + CHUNK]), scans):
             yield from batch
 
 
-def _batches(chunk: RenderOrder) -> Iterator[list[Produced]]:
+def _batches(chunk: RenderOrder, scans: Scans) -> Iterator[list[Produced]]:
     """The chunk's outcomes, ``BATCH`` at a time; with a spool, the emails of each batch are
     written and on disk before it goes on, and carry no bytes."""
     batch: list[Produced] = []
     staged: list[Any] = []
-    for item in _produce_chunk(chunk):
+    for item in _produce_chunk(chunk, scans):
         if item.email is not None:
             item = Produced(item.subscriber, _shipped(item.email, chunk.spool, staged), None)
         batch.append(item)
@@ -145,9 +197,10 @@ def _settle(spool: Spool | None, staged: list[Any]) -> None:
         spool.settle(staged)
 
 
-def _produce_chunk(chunk: RenderOrder) -> Iterator[Produced]:
-    """One matcher for the chunk's subscribers; each selection rendered as it is explained."""
-    matcher = Matcher(chunk.subscribers, chunk.matching)
+def _produce_chunk(chunk: RenderOrder, scans: Scans) -> Iterator[Produced]:
+    """One matcher for the chunk's subscribers (on ``scans``: the papers' scan is kept for
+    the next chunk); each selection rendered as it is explained."""
+    matcher = Matcher(chunk.subscribers, chunk.matching, scans)
     for selection in matcher.iter_select(chunk.papers, chunk.now, chunk.history):
         subscriber = selection.subscriber
         next_send = chunk.timetable.next_fire(subscriber, chunk.now)
@@ -196,13 +249,14 @@ class RenderPool:
     """Rendering worker processes, started before their order is known: a run starts them
     first, so that they start Python and import while it ingests and plans (about half a
     second of a 20,000-subscriber send, bench/pipeline.py). Used by one ``produce``, which
-    stops them at its end; ``stop`` also lets go of a pool that was not needed.
+    stops them at its end, unless ``kept`` (a Producer's: for the next order; an order
+    cut short stops it all the same); ``stop`` also lets go of a pool that was not needed.
 
     The order's common part reaches each worker through a queue, not the arguments of the
     process: those are written to the child before ``start`` returns, so a megabyte of
     papers and templates held the caller until the child had imported everything."""
 
-    def __init__(self, count: int, idle: bool = False) -> None:
+    def __init__(self, count: int, idle: bool = False, kept: bool = False) -> None:
         # spawn, not fork: the caller may run threads (the scheduler), and a forked child
         # could inherit a lock some other thread held.
         context = multiprocessing.get_context("spawn")
@@ -214,9 +268,15 @@ class RenderPool:
             context.Process(target=_worker, args=(*channels, idle)) for _ in range(count)
         ]
         self.stopped = False
+        self.kept = kept
+        self.common: RenderOrder | None = None  # the last order's common part, as shipped
         for process in self.processes:
             process.daemon = True
             process.start()
+
+    def produce(self, order: RenderOrder) -> Iterator[Produced]:
+        """``order``'s emails, on these workers when it is long enough (``produce``)."""
+        return produce(order, pool=self)
 
     def __enter__(self) -> RenderPool:
         return self
@@ -261,7 +321,8 @@ class RenderPool:
             except queue.Empty:
                 if not blocking:
                     return count
-                if not any(process.is_alive() for process in self.processes):
+                # (all, not any: a worker that is done waits for the next order)
+                if not all(process.is_alive() for process in self.processes):
                     raise WorkerError("a rendering worker died without a word") from None
                 continue
             if isinstance(item, _Failed):
@@ -291,13 +352,13 @@ class RenderPool:
 
 
 def start_workers(
-    subscribers: int, workers: int | None = None, idle: bool = False
+    subscribers: int, workers: int | None = None, idle: bool = False, kept: bool = False
 ) -> RenderPool | None:
     """RenderPool for a run of ``subscribers``, started now (``idle``: on CPU nothing else
-    wants, ``_yield_the_cpu``); None when ``produce`` would not use them (one core, or too
-    short a list)."""
-    count = _parallel_workers(subscribers, workers)
-    return RenderPool(count, idle) if count else None
+    wants, ``_yield_the_cpu``; ``kept``: for a Producer); None when ``produce`` (or the
+    Producer) would not use them (one core, or too short a list)."""
+    count = _parallel_workers(subscribers, workers, KEPT_PARALLEL_FROM if kept else PARALLEL_FROM)
+    return RenderPool(count, idle, kept) if count else None
 
 
 def _yield_the_cpu() -> None:
@@ -321,10 +382,13 @@ def _produce_parallel(order: RenderOrder, pool: RenderPool) -> Iterator[Produced
     count = len(pool.processes)
     common = replace(order, subscribers=[], history={}, papers=list(order.papers))
     feeder = _Feeder(pool.tasks, order, min(CHUNK, -(-len(order.subscribers) // count)), count)
+    complete = False
     try:
         # Pickled here, once: a queue pickles in its feeder thread, where a failure would
-        # only be printed, and the workers would wait for it for ever.
-        shipped = pickle.dumps(common, protocol=pickle.HIGHEST_PROTOCOL)
+        # only be printed, and the workers would wait for it for ever. A kept pool's
+        # workers keep the last one (a chunk worker's chunks share their papers).
+        shipped = _SAME if common == pool.common else _pickled(common)
+        pool.common = common
         for _ in pool.processes:
             pool.setup.put(shipped)
         finished = 0
@@ -333,7 +397,7 @@ def _produce_parallel(order: RenderOrder, pool: RenderPool) -> Iterator[Produced
             try:
                 item = pool.results.get(timeout=0.5)
             except queue.Empty:
-                if not any(p.is_alive() for p in pool.processes):
+                if not all(p.is_alive() for p in pool.processes):  # (see _collect)
                     raise WorkerError("a rendering worker died without a word") from None
                 continue
             if item == _DONE:
@@ -342,8 +406,14 @@ def _produce_parallel(order: RenderOrder, pool: RenderPool) -> Iterator[Produced
                 raise item.error
             else:
                 yield from item
+        complete = True
     finally:
-        pool.stop()
+        if not (complete and pool.kept):
+            pool.stop()
+
+
+def _pickled(common: RenderOrder) -> bytes:
+    return pickle.dumps(common, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _Feeder:
@@ -378,19 +448,32 @@ def _worker(
     results: multiprocessing.Queue,
     idle: bool = False,
 ) -> None:
-    """In a worker process: produce each chunk it is given, ship the emails in batches."""
+    """In a worker process: produce each chunk it is given, ship the emails in batches;
+    then wait for the next order (a kept pool's), with the papers' scan kept."""
+    # Ctrl-C reaches the whole process group: the sender decides (it stops gracefully, and
+    # ends the workers itself).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if idle:
         _yield_the_cpu()
+    scans = Scans()
+    common: RenderOrder | None = None
     try:
-        while not isinstance(item := setup.get(), bytes):  # work before the order
-            function, index, argument = item
-            results.put((index, function(argument)))
-        common: RenderOrder = pickle.loads(item)
-        while (task := tasks.get()) is not None:
-            subscribers, history = task
-            for batch in _batches(replace(common, subscribers=subscribers, history=history)):
-                results.put(batch)
-        results.put(_DONE)
+        while True:
+            item = setup.get()
+            if isinstance(item, tuple):  # work before the order
+                function, index, argument = item
+                results.put((index, function(argument)))
+                continue
+            if item != _SAME:
+                common = pickle.loads(item)
+                scans.learn(common.vocabulary)
+            assert common is not None  # (the same as before: there was one before)
+            while (task := tasks.get()) is not None:
+                subscribers, history = task
+                order = replace(common, subscribers=subscribers, history=history)
+                for batch in _batches(order, scans):
+                    results.put(batch)
+            results.put(_DONE)
     except NewsletterError as exc:
         results.put(_Failed(exc))
     except Exception as exc:  # a bug: the parent raises it with this traceback

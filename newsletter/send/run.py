@@ -16,12 +16,12 @@ from newsletter.ledger.ledger import DryRunLedger, Ledger
 from newsletter.ledger.lock import state_lock
 from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
-from newsletter.profiles.load import Spread, entries_guess
+from newsletter.profiles.load import Profiles, Spread, entries_guess
 from newsletter.render.renderer import Renderer
 from newsletter.reports import SendReport
-from newsletter.send.produce import RenderPool, start_workers
+from newsletter.send.produce import Produces, RenderPool, start_workers
 from newsletter.send.sending import SendContext, Sending, SendOptions
-from newsletter.send.shared import coordinate
+from newsletter.send.shared import Made, coordinate
 from newsletter.send.wiring import make_renderer, make_transport
 from newsletter.sources.read import discover_digests
 from newsletter.store.backend import is_shared_store, open_store_for
@@ -61,8 +61,10 @@ class Run:
         """Ingest new digest files, then send each of ``subscribers`` who is due their
         digest."""
         with self._workers_ahead(subscribers) as pool:
+            profiles = None
             if isinstance(subscribers, FromProfileFile):
-                subscribers = subscribers.read(self.config, pool.map_ahead if pool else None)
+                profiles = subscribers.load(self.config, pool.map_ahead if pool else None)
+                subscribers = subscribers.chosen(profiles)
             if self.on_start:
                 self.on_start(len(subscribers))
             renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
@@ -82,7 +84,8 @@ class Run:
                     keep=self.config.announce_types,
                 )
                 if store.db.shared() is not None and not self.dry_run:
-                    report = coordinate(self, store, subscribers)
+                    made = Made(renderer, profiles, pool)
+                    report = coordinate(self, store, subscribers, made)
                 else:
                     ledger = DryRunLedger(store) if self.dry_run else Ledger(store)
                     sending = Sending(self.context(), store, ledger, transport, renderer, pool)
@@ -93,20 +96,18 @@ class Run:
         self, subscribers: Sequence[Subscriber] | FromProfileFile
     ) -> contextlib.AbstractContextManager[RenderPool | None]:
         """Rendering workers started first, to start up while the run reads the profile
-        file, ingests and plans (none for a shared run on PostgreSQL: each of its chunks
-        starts its own)."""
-        shared = is_shared_store(self.config, self.world.environ)
-        if shared and not self.dry_run:
-            return contextlib.nullcontext()
+        file, ingests and plans (for a shared run on PostgreSQL: kept for this process's
+        chunk worker, whose claims are shorter)."""
+        kept = is_shared_store(self.config, self.world.environ) and not self.dry_run
         expected = (
             subscribers.expected(self.config)
             if isinstance(subscribers, FromProfileFile)
             else len(subscribers)
         )
-        pool = start_workers(expected, idle=self._renders_idle())
+        pool = start_workers(expected, idle=self.renders_idle(), kept=kept)
         return contextlib.nullcontext() if pool is None else pool
 
-    def _renders_idle(self) -> bool:
+    def renders_idle(self) -> bool:
         """Whether the rendering workers take only CPU nothing else wants
         (produce._yield_the_cpu): during a send whose connections wait on a server's replies
         (SMTP), so that a reply gets a core the moment it comes."""
@@ -147,6 +148,7 @@ class Run:
         share: RunChunk,
         retry_failed: bool,
         stop: StopSignal | None,
+        producer: Produces | None = None,
     ) -> SendReport:
         """Send the chunk ``share`` of a shared run to ``subscribers`` (all of them: the run
         decided who is due), with this run's holder, progress callback, retry policy and
@@ -164,7 +166,8 @@ class Run:
         )
         transport = run.transport or make_transport(run.config, run.world.environ)
         ledger = Ledger(store, run=share.run, fence=share.fence)
-        report = Sending(run.context(), store, ledger, transport, renderer).send(subscribers)
+        sending = Sending(run.context(), store, ledger, transport, renderer, producer)
+        report = sending.send(subscribers)
         return replace(report, where=transport.where)
 
 
@@ -180,7 +183,14 @@ class FromProfileFile:
     def read(self, config: Config, spread: Spread | None = None) -> Sequence[Subscriber]:
         """The subscribers, loaded and checked (on ``spread``, if given; a ProfileError
         lists the mistakes)."""
-        profiles = profiles_of(config, spread)
+        return self.chosen(self.load(config, spread))
+
+    def load(self, config: Config, spread: Spread | None = None) -> Profiles:
+        """The whole profile file, loaded and checked (``read``)."""
+        return profiles_of(config, spread)
+
+    def chosen(self, profiles: Profiles) -> Sequence[Subscriber]:
+        """The subscribers of ``profiles`` this names."""
         return profiles.named(self.emails) if self.emails else profiles.subscribers
 
     def expected(self, config: Config) -> int:

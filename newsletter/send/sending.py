@@ -25,7 +25,7 @@ from newsletter.matching.matcher import explain_sent, lookback_start
 from newsletter.models import History, RenderedEmail, Subscriber
 from newsletter.render.renderer import Renderer
 from newsletter.reports import FailedItem, SendReport, SentItem, SkippedItem
-from newsletter.send.produce import RenderOrder, RenderPool, produce
+from newsletter.send.produce import Produces, RenderOrder, produce
 from newsletter.store.papers import Store
 from newsletter.world import World
 
@@ -160,13 +160,13 @@ class Sending:
         ledger: Ledger,
         transport: Transport,
         renderer: Renderer | None,  # (None: plans only)
-        pool: RenderPool | None = None,  # rendering workers started ahead
+        producer: Produces | None = None,  # rendering workers started ahead, or kept
     ) -> None:
         self.context = context
         self.config = context.config
         self.world = context.world
         self.options = context.options
-        self.pool = pool
+        self.producer = producer
         self.store = store
         self.ledger = ledger
         self.transport = transport
@@ -375,7 +375,8 @@ class Sending:
             self.timetable,
             self.transport.spool() if fresh else None,  # (the outbox's; not SMTP's)
         )
-        for item in produce(order, pool=self.pool):
+        items = self.producer.produce(order) if self.producer else produce(order)
+        for item in items:
             if item.email is None:
                 subscriber = self.wanted[item.subscriber.casefold()]
                 self.skipped.append(SkippedItem(subscriber.email, item.reason or "no digest"))

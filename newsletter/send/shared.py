@@ -11,7 +11,8 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from newsletter.cluster.queue import CHANNEL, Chunk, Queue, RunChunk, merge, worker_id
@@ -25,11 +26,13 @@ from newsletter.errors import (
     StoreUnavailable,
 )
 from newsletter.ledger.ledger import Ledger
+from newsletter.matching.matcher import vocabulary
 from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.load import Profiles
 from newsletter.render.renderer import Renderer
 from newsletter.reports import SendReport, SentItem, SkippedItem
+from newsletter.send.produce import CHUNK, Producer, Produces, RenderPool
 from newsletter.send.sending import STOPPED_REASON
 from newsletter.send.wiring import make_renderer
 from newsletter.store import postgres
@@ -78,12 +81,31 @@ class SharedRun(Protocol):
         share: RunChunk,
         retry_failed: bool,
         stop: StopSignal | None,
+        producer: Produces | None = None,
     ) -> SendReport:
-        """One chunk sent; its report."""
+        """One chunk sent (its digests made by ``producer``); its report."""
+        ...
+
+    def renders_idle(self) -> bool:
+        """Whether rendering workers take only CPU nothing else wants."""
         ...
 
 
-def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) -> SendReport:
+@dataclass(frozen=True)
+class Made:
+    """What the sender has made already, for its chunk worker (making them again cost a
+    5,000-subscriber send 0.7 s of 6, bench/workers.py): the renderer, the profile file
+    as it read it (None: the worker reads it), and the rendering workers it started ahead
+    (kept: the Producer's to start with)."""
+
+    renderer: Renderer
+    profiles: Profiles | None = None
+    pool: RenderPool | None = None
+
+
+def coordinate(
+    run: SharedRun, store: Store, subscribers: Sequence[Subscriber], made: Made | None = None
+) -> SendReport:
     """Carry out ``run`` as a shared run: finish the runs an earlier sender left (it died,
     or was stopped), plan this one, queue its chunks, work on them beside any workers, and
     return once all are done, with every chunk's report merged."""
@@ -95,7 +117,7 @@ def coordinate(run: SharedRun, store: Store, subscribers: Sequence[Subscriber]) 
         )
     try:
         queue = Queue(store)
-        worker = ChunkWorker(store, run, worker_id(run.holder))
+        worker = ChunkWorker(store, run, worker_id(run.holder), made)
         weather = worker.weather
         skipped, addresses = SendReport((), (), ()), []
         lost: StoreUnavailable | None = None
@@ -207,10 +229,11 @@ class ChunkWorker:
     ``base`` gives what each chunk's Run takes from its caller (stop event, transport, retry
     policy, progress callback)."""
 
-    def __init__(self, store: Store, base: SharedRun, name: str) -> None:
+    def __init__(self, store: Store, base: SharedRun, name: str, made: Made | None = None) -> None:
         self.config = base.config
         self.world = base.world
-        self.renderer = make_renderer(self.config, self.world.environ)  # (once, not a chunk)
+        # (once, not a chunk)
+        self.renderer = made.renderer if made else make_renderer(self.config, self.world.environ)
         self.store = store
         self.base = base
         self.name = name
@@ -218,7 +241,12 @@ class ChunkWorker:
         self.settings: WorkerSettings = self.config.workers
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
         self.finished: list[SendReport] = []  # the chunks this worker recorded done
+        # its rendering workers and the papers' scans, kept from one chunk to the next
+        pool = made.pool if made else None
+        self.producer = Producer(idle=base.renders_idle(), pool=pool)
         self._loaded: tuple[object, Profiles, dict[str, Subscriber]] | None = None
+        if made is not None and made.profiles is not None:  # (as the sender read it)
+            self._keep(_stamp(self.config.subscribers), made.profiles)
         self.queue.join(name)  # (listed by `newsletter workers` from here on)
         shared_database(store).listen(CHANNEL)
         world = self.world
@@ -242,7 +270,7 @@ class ChunkWorker:
         After a lost connection the chunk in hand is claimed again (it is this worker's)
         and done again: what was accepted is not sent again, what was pending goes as it
         was."""
-        chunk = self.queue.claim(self.name, self.settings.lease, run)
+        chunk = self.queue.claim(self.name, self.settings.lease, run, most=CHUNK)
         if chunk is not None:
             self.send(chunk)
         elif run is not None and self.queue.left(run) == 0:
@@ -252,7 +280,8 @@ class ChunkWorker:
         return True
 
     def leave(self) -> None:
-        """No longer listed as live (``newsletter workers``)."""
+        """No longer listed as live (``newsletter workers``); the rendering workers end."""
+        self.producer.stop()
         with contextlib.suppress(StoreError):  # (a connection gone for good: it left)
             self.queue.leave(self.name)
 
@@ -272,7 +301,13 @@ class ChunkWorker:
         with self._lease(chunk, lost):
             try:
                 report = self.base.chunk(
-                    self.store, chosen, self.renderer, share, chunk.retry_failed, halt
+                    self.store,
+                    chosen,
+                    self.renderer,
+                    share,
+                    chunk.retry_failed,
+                    halt,
+                    self.producer,
                 )
             except NewsletterError as exc:
                 if not (lost.is_set() or isinstance(exc, LeaseLost)):
@@ -308,14 +343,16 @@ class ChunkWorker:
     def _profiles(self) -> tuple[Profiles, dict[str, Subscriber]]:
         """The profile file and its subscribers by address, loaded again only when the
         file changed (a chunk after another would otherwise load it each time)."""
-        path = self.config.subscribers
-        stat = path.stat() if path.exists() else None
-        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
+        stamp = _stamp(self.config.subscribers)
         if self._loaded is None or self._loaded[0] != stamp or stamp is None:
-            profiles = profiles_of(self.config)
-            known = {s.email.casefold(): s for s in profiles.subscribers}
-            self._loaded = (stamp, profiles, known)
+            self._keep(stamp, profiles_of(self.config))
+        assert self._loaded is not None
         return self._loaded[1], self._loaded[2]
+
+    def _keep(self, stamp: object, profiles: Profiles) -> None:
+        known = {s.email.casefold(): s for s in profiles.subscribers}
+        self._loaded = (stamp, profiles, known)
+        self.producer.vocabulary = vocabulary(profiles.subscribers)
 
     def _give_back(self, chunk: Chunk) -> None:
         """After a failure: hand ``chunk`` back at once rather than when its lease ends (if
@@ -354,6 +391,12 @@ class ChunkWorker:
         finally:
             done.set()
             thread.join()
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed file (None: there is none)."""
+    stat = path.stat() if path.exists() else None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None
 
 
 class AnyEvent:

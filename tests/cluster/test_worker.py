@@ -17,6 +17,7 @@ import pytest
 from newsletter.cluster.queue import Queue, decode, encode, merge
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
+from newsletter.errors import LeaseLost
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.reports import CapReached, FailedItem, SendReport, SentItem, SkippedItem
@@ -244,3 +245,49 @@ def test_the_send_that_finishes_an_interrupted_run_reports_what_it_sent_and_what
     assert report["sent_earlier"] == len(before) > 0  # what the interrupted run had sent
     earlier = [s for s in report["skipped"] if "interrupted" in s["reason"]]
     assert {s["subscriber"] for s in earlier} == before
+
+
+def test_one_claim_takes_half_its_share_of_what_is_queued_and_single_chunks_at_the_end(
+    pg_url: str,
+) -> None:
+    """Guided claims: a lone worker's first claim of 10 chunks takes 5, then 3, 1, 1 (so
+    that workers joining later still find work, and all finish together); each claim is
+    leased, fenced and recorded done as one, its report counted once."""
+    addresses = [f"reader{n:03}@example.org" for n in range(20)]
+    with store_of(pg_url) as store:
+        queue = Queue(store)
+        queue.join("w1")
+        queue.open_run("r1", NOW, "send", False, [addresses[i : i + 2] for i in range(0, 20, 2)])
+        claims = []
+        while (chunk := queue.claim("w1", 60, "r1", most=100)) is not None:
+            assert queue.renew("w1", chunk, 60)
+            queue.fence("w1", chunk)(store.db)  # (no LeaseLost: every chunk of it is held)
+            sent = tuple(SentItem(a, ("p1",), f"<{a}>") for a in chunk.subscribers)
+            assert queue.finish("w1", chunk, SendReport(sent, (), ()))
+            claims.append(chunk)
+        assert [c.numbers for c in claims] == [(0, 1, 2, 3, 4), (5, 6, 7), (8,), (9,)]
+        assert [c.label for c in claims[:3]] == ["r1/0-4", "r1/5-7", "r1/8"]
+        assert claims[0].subscribers == tuple(addresses[:10])
+        report = merge(SendReport((), (), ()), queue.reports("r1"))
+        assert [item.subscriber for item in report.sent] == addresses
+        assert queue.left("r1") == 0
+        queue.open_run("r2", NOW, "send", False, [addresses[:2], addresses[2:4]])
+        single = queue.claim("w1", 60, "r2")  # (by default: one chunk a claim)
+        assert single is not None and single.numbers == (0,)
+        queue.leave("w1")
+
+
+def test_a_claim_whose_lease_another_worker_took_over_is_not_recorded_done(pg_url: str) -> None:
+    with store_of(pg_url) as store:
+        queue = Queue(store)
+        queue.join("w1")
+        queue.open_run("r1", NOW, "send", False, [["a@example.org"]] * 4)
+        chunk = queue.claim("w1", 60, "r1", most=100)
+        assert chunk is not None and chunk.numbers == (0, 1)
+        store.db.execute("UPDATE send_chunks SET worker = 'w2' WHERE number = 1")
+        assert not queue.renew("w1", chunk, 60)
+        with pytest.raises(LeaseLost, match="r1/0-1"):
+            queue.fence("w1", chunk)(store.db)
+        assert not queue.finish("w1", chunk, SendReport((), (), ()))
+        assert queue.left("r1") == 4  # (neither of the two recorded done)
+        queue.leave("w1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from newsletter.config.settings import MatchSettings
-from newsletter.matching.matcher import Matcher
+from newsletter.matching.matcher import Matcher, Scans, vocabulary
 from newsletter.models import History
 from tests.matching_helpers import NOW, paper, subscriber
 
@@ -272,3 +272,18 @@ def test_categories_filter_papers_that_have_categories() -> None:
     )
     (only_in_filter,) = select([followed], [*papers, by_ada])
     assert ids(only_in_filter) == []  # the filter holds for followed authors too
+
+
+def test_a_kept_scan_serves_the_next_matcher_until_the_papers_or_the_keywords_change() -> None:
+    papers = [paper("Pruning networks", "distillation", pid="a"), paper("Other", pid="b")]
+    first, second = subscriber("pruning"), subscriber("distillation", email="bo@example.org")
+    scans = Scans(vocabulary([first, second]))
+    assert ids(Matcher([first], SETTINGS, scans).select(papers, NOW)[0]) == ["a"]
+    assert ids(Matcher([second], SETTINGS, scans).select(list(papers), NOW)[0]) == ["a"]
+    assert scans.scanned == 1  # (equal papers, every keyword known: scanned once)
+    changed = [paper("Other", "distillation", pid="b"), papers[0]]
+    assert ids(Matcher([second], SETTINGS, scans).select(changed, NOW)[0]) == ["b", "a"]
+    assert scans.scanned == 2
+    third = subscriber("other", email="cy@example.org")  # (a keyword the scan lacks)
+    assert ids(Matcher([third], SETTINGS, scans).select(changed, NOW)[0]) == ["b"]
+    assert scans.scanned == 3

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from newsletter.config.settings import MatchSettings
 from newsletter.matching.keywords import KeywordError, parse_keyword
-from newsletter.matching.matcher import Matcher
+from newsletter.matching.matcher import Matcher, Scans, vocabulary
 from newsletter.models import History
 from tests.matching_helpers import NOW, paper, reference_select, subscriber
 
@@ -133,3 +133,25 @@ def test_compiled_matcher_agrees_with_reference(scenario) -> None:
             (m.paper.id, m.score, m.title_keywords, m.abstract_keywords) for m in selection.matches
         ]
         assert got == expected
+
+
+@settings(
+    max_examples=int(os.environ.get("NEWSLETTER_FUZZ_EXAMPLES", "300")) // 3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@pytest.mark.slow
+@given(scenarios())
+def test_one_subscriber_at_a_time_on_a_kept_scan_agrees_with_reference(scenario) -> None:
+    """As a chunk worker matches: every profile's keywords known first, the papers scanned
+    once, each subscriber matched on their own matcher."""
+    subs, items, history, weights = scenario
+    scans = Scans(vocabulary(subs))
+    for sub in reversed(subs):
+        (selection,) = Matcher([sub], weights, scans).select(items, NOW, history)
+        expected = reference_select(sub, items, weights, NOW, history.get(sub.email))
+        got = [
+            (m.paper.id, m.score, m.title_keywords, m.abstract_keywords) for m in selection.matches
+        ]
+        assert got == expected
+    assert scans.scanned == 1

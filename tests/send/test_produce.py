@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -19,7 +20,9 @@ from newsletter.errors import TemplateError
 from newsletter.models import History
 from newsletter.send.produce import (
     AHEAD_MAX,
+    KEPT_PARALLEL_FROM,
     PARALLEL_FROM,
+    Producer,
     RenderOrder,
     RenderPool,
     produce,
@@ -236,3 +239,60 @@ def test_idle_workers_take_only_idle_cpu_and_render_the_same(tmp_path: Path, idl
     assert policies == {os.SCHED_IDLE if idle else os.SCHED_OTHER}
     assert produced == digests(produce(order, workers=2))
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # (the caller's own stays as it was)
+
+
+def hashed(items) -> dict[str, str]:
+    """Digests by subscriber, hashed (workers interleave)."""
+    return {i.subscriber: hashlib.sha256(i.email.data).hexdigest() for i in items if i.email}
+
+
+def test_a_producer_keeps_its_workers_from_one_order_to_the_next(tmp_path: Path) -> None:
+    """A chunk worker's orders, one after another, on the same workers (each keeping the
+    papers' scan); the same digests as produced alone. An order cut short stops them, and
+    the next starts new ones."""
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(3 * KEPT_PARALLEL_FROM)]
+    chunks = [subscribers[i : i + KEPT_PARALLEL_FROM] for i in range(0, len(subscribers), 100)]
+    producer = Producer(workers=2)
+    try:
+        pids = []
+        for chunk in chunks:
+            order = order_for(config, chunk)
+            assert hashed(producer.produce(order)) == hashed(produce(order, workers=1))
+            assert producer.pool is not None and not producer.pool.stopped
+            pids.append([p.pid for p in producer.pool.processes])
+        assert pids[0] == pids[1] == pids[2]
+        cut = producer.produce(order_for(config, chunks[0]))
+        next(cut)
+        cut.close()
+        assert producer.pool.stopped and not any(p.is_alive() for p in producer.pool.processes)
+        order = order_for(config, chunks[1])
+        assert hashed(producer.produce(order)) == hashed(produce(order, workers=1))
+        assert [p.pid for p in producer.pool.processes] != pids[0]
+    finally:
+        producer.stop()
+    assert not any(p.is_alive() for p in producer.pool.processes)
+
+
+def test_a_short_order_is_produced_here_on_the_kept_scans(tmp_path: Path) -> None:
+    config = project_config(tmp_path)
+    producer = Producer(workers=2)
+    for start in (0, 10):
+        chunk = [replace(ada(), email=f"r{i}@example.org") for i in range(start, start + 10)]
+        order = order_for(config, chunk)
+        assert hashed(producer.produce(order)) == hashed(produce(order, workers=1))
+    assert producer.pool is None and producer.scans.scanned == 1
+
+
+def test_ctrl_c_reaching_the_rendering_workers_leaves_them_to_the_sender(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C goes to the whole process group: the sender stops gracefully,
+    and its workers must not die under it."""
+    config = project_config(tmp_path)
+    subscribers = [replace(ada(), email=f"r{i}@example.org") for i in range(PARALLEL_FROM + 10)]
+    order = order_for(config, subscribers)
+    with RenderPool(2) as pool:
+        list(pool.map_ahead(pid_and_square, range(2 * AHEAD_MAX)))  # (started up)
+        for process in pool.processes:
+            os.kill(process.pid, signal.SIGINT)
+        # (a worker that took it dies, and production fails: "a rendering worker died")
+        assert len(hashed(produce(order, pool=pool))) == len(subscribers)
