@@ -278,6 +278,12 @@ def workers_table(w: dict) -> list[str]:
         f"2 workers / 1 worker: **{w['ratio_2_to_1']:.2f}x** on {w['cores']} cores "
         "(per message: the PostgreSQL rows).",
     ]
+    if "ratio_postgres_to_sqlite" in w:
+        rounds = ", ".join(f"{r:.2f}" for r in w["ratios_postgres_to_sqlite"])
+        lines.append(
+            f"PostgreSQL 1 worker / SQLite: **{w['ratio_postgres_to_sqlite']:.2f}x** "
+            f"(median of rounds {rounds})."
+        )
     return lines
 
 

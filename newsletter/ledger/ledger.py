@@ -278,7 +278,12 @@ class Ledger:
         """The server accepted these digests (message id, attempts), in one commit: their
         papers count as sent from now on."""
         stamp = now.isoformat()
-        with self._writing() as db:
+        # Relaxed: a record lost to a crash of the database's machine leaves its digest
+        # pending, handed over again as it was (the same Message-ID and bytes), as after a
+        # kill between acceptance and record (send.sending._HeldResults); the pending
+        # record before the hand-over is what must be on disk. Waiting for the disk took
+        # a PostgreSQL send ~8 ms a batch (bench/workers.py).
+        with self._writing(relaxed=True) as db:
             db.executemany(
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + ?, sent_at = ?,"
                 " updated_at = ?, last_error = NULL, code = NULL, data = NULL"
@@ -305,9 +310,9 @@ class Ledger:
                 (status, attempts, error, code, now.isoformat(), status, message_id),
             )
 
-    def _writing(self) -> AbstractContextManager:
+    def _writing(self, relaxed: bool = False) -> AbstractContextManager:
         """Where the record methods write: one transaction of the store each."""
-        return self.store.transaction()
+        return self.store.transaction(relaxed)
 
     def digests_of(self, subscriber: str) -> list[SentDigest]:
         """``subscriber``'s digests, newest first, each with its papers in the order sent."""
@@ -414,7 +419,7 @@ class DryRunLedger(Ledger):
     """Reads what was sent like a Ledger; records nothing (``send --dry-run``)."""
 
     @contextmanager
-    def _writing(self) -> Iterator[_Discard]:
+    def _writing(self, relaxed: bool = False) -> Iterator[_Discard]:
         yield _Discard()
 
 

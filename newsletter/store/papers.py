@@ -104,10 +104,10 @@ class Store:
             # Whatever the store was doing: say what is wrong with it, and the fix.
             raise problem from error
 
-    def transaction(self) -> AbstractContextManager[Any]:
+    def transaction(self, relaxed: bool = False) -> AbstractContextManager[Any]:
         """All or nothing: commit on success, roll back on any exception; an error of the
-        database becomes a StoreError saying what is wrong."""
-        return self.db.transaction()
+        database becomes a StoreError saying what is wrong (``relaxed``: see Database)."""
+        return self.db.transaction(relaxed)
 
     @property
     def schema_version(self) -> int:

@@ -114,11 +114,15 @@ class PostgresDatabase:
             cursor.executemany(_pg(sql), list(rows))
 
     @contextmanager
-    def transaction(self) -> Iterator[PostgresDatabase]:
+    def transaction(self, relaxed: bool = False) -> Iterator[PostgresDatabase]:
         """All or nothing (a savepoint when nested); a database error becomes a StoreError
-        (StoreUnavailable when the connection was lost)."""
+        (StoreUnavailable when the connection was lost). ``relaxed``: the commit does not
+        wait for the WAL to reach the disk (it still does, within 3 x wal_writer_delay; a
+        crash of the server may lose it, never corrupt anything)."""
         try:
             with self.connection.transaction():
+                if relaxed:
+                    self.execute("SET LOCAL synchronous_commit = off")
                 yield self
         except Exception as exc:
             problem = self._lost(exc) or self.problem(exc)

@@ -36,9 +36,11 @@ class SqliteDatabase:
         self.connection.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteDatabase]:
+    def transaction(self, relaxed: bool = False) -> Iterator[SqliteDatabase]:
         """All or nothing: commit on success, roll back on any exception; an SQLite error
-        becomes a StoreError saying what is wrong (a full disk, a read-only file)."""
+        becomes a StoreError saying what is wrong (a full disk, a read-only file). Every
+        commit is ``relaxed`` here: WAL mode with synchronous = NORMAL, which survives a
+        crash of the program, not of the machine."""
         db = self.connection
         try:
             db.execute("BEGIN IMMEDIATE")

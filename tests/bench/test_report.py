@@ -69,12 +69,15 @@ def test_the_workers_table_gives_the_ratio_and_the_database_cost_per_message() -
             "1 worker": pg,
             "2 workers": {**pg, "per_second": 420.0},
             "ratio_2_to_1": 1.4,
+            "ratios_postgres_to_sqlite": [0.61, 0.67, 0.7],
+            "ratio_postgres_to_sqlite": 0.67,
         }
     }
     text = table(results)
     assert "| PostgreSQL, 2 workers | 420 | 10.0 | 0.20 | 17.0 | 100 | 10,300 | 8,000 |" in text
     assert "| SQLite store (one machine) | 450 | 11.1 | — |" in text
     assert "2 workers / 1 worker: **1.40x** on 2 cores" in text
+    assert "PostgreSQL 1 worker / SQLite: **0.67x** (median of rounds 0.61, 0.67, 0.70)" in text
     assert "not measured (no initdb)" in table({"workers": {"skipped": "no initdb"}})
 
 
