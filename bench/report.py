@@ -278,6 +278,11 @@ def workers_table(w: dict) -> list[str]:
         f"2 workers / 1 worker: **{w['ratio_2_to_1']:.2f}x** on {w['cores']} cores "
         "(per message: the PostgreSQL rows).",
     ]
+    if "ingest_wal_per_paper" in w["1 worker"]:
+        lines.append(
+            f"Ingesting the papers before (not in the rows above): "
+            f"{w['1 worker']['ingest_wal_per_paper']:,.0f} bytes of WAL a paper."
+        )
     if "ratio_postgres_to_sqlite" in w:
         rounds = ", ".join(f"{r:.2f}" for r in w["ratios_postgres_to_sqlite"])
         lines.append(

@@ -230,7 +230,7 @@ class RenderedEmail:
     data: bytes  # the serialized MIME message (CRLF line ends)
     envelope: Envelope
     staged: bool = False  # the bytes are on disk in the outbox's spool already, not in data
-    explained: str | None = None  # what matched, per paper (``matching.explained``: JSON)
+    explained: bytes | None = None  # what matched, per paper (``matching.explained``, packed)
 
 
 SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained")

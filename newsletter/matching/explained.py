@@ -4,6 +4,7 @@ its web copy and the feed explain each paper by the profile of that day, not tod
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 
 from newsletter.models import Match, Paper
@@ -13,6 +14,23 @@ def explanations(matches: Sequence[Match]) -> str:
     """The explanations of ``matches`` (a digest's papers, in order) as one JSON text."""
     rows = [_row(match) for match in matches]
     return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def pack(text: str) -> bytes:
+    """``explanations`` as the ledger keeps them: compressed (750 bytes of JSON a digest
+    became ~330, and the row it is written in, PostgreSQL's WAL included, that much
+    shorter; bench/workers.py)."""
+    return zlib.compress(text.encode(), 6)
+
+
+def unpack(packed: bytes | None) -> str | None:
+    """What ``pack`` packed (None stays None; damaged bytes: None, nothing to explain)."""
+    if packed is None:
+        return None
+    try:
+        return zlib.decompress(bytes(packed)).decode()
+    except (zlib.error, UnicodeDecodeError):
+        return None
 
 
 def _row(m: Match) -> list[object]:

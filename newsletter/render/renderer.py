@@ -12,7 +12,7 @@ from email import policy
 from typing import TYPE_CHECKING
 
 from newsletter.config.settings import RenderSettings
-from newsletter.matching.explained import explanations
+from newsletter.matching.explained import explanations, pack
 from newsletter.matching.keywords import one_line
 from newsletter.models import Envelope, RenderedEmail, Selection
 from newsletter.render.envelope import digest_key, envelope_for, message_id_for, sender_domain
@@ -105,7 +105,7 @@ class Renderer:
             paper_ids=sent,
             data=data,
             envelope=envelope,
-            explained=explanations(selection.matches[: len(sent)]),
+            explained=pack(explanations(selection.matches[: len(sent)])),
         )
 
     def test_copy(self, email: RenderedEmail, to: str, now: datetime) -> RenderedEmail:

@@ -58,7 +58,11 @@ def test_table_reports_ratios_and_curves() -> None:
 def test_the_workers_table_gives_the_ratio_and_the_database_cost_per_message() -> None:
     pg = {"per_second": 300.0, "seconds": 10.0, "transactions_per_message": 0.2}
     pg |= {"rows_written_per_message": 17.0, "rows_read_per_message": 100.0}
-    pg |= {"wal_per_message": 10_300.0, "size_per_message": 8_000.0}
+    pg |= {
+        "wal_per_message": 10_300.0,
+        "size_per_message": 8_000.0,
+        "ingest_wal_per_paper": 3_100.0,
+    }
     results = {
         "workers": {
             "subscribers": 5_000,
@@ -78,6 +82,7 @@ def test_the_workers_table_gives_the_ratio_and_the_database_cost_per_message() -
     assert "| SQLite store (one machine) | 450 | 11.1 | — |" in text
     assert "2 workers / 1 worker: **1.40x** on 2 cores" in text
     assert "PostgreSQL 1 worker / SQLite: **0.67x** (median of rounds 0.61, 0.67, 0.70)" in text
+    assert "Ingesting the papers before (not in the rows above): 3,100 bytes of WAL a paper" in text
     assert "not measured (no initdb)" in table({"workers": {"skipped": "no initdb"}})
 
 

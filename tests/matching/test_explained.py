@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsletter.matching.explained import explained, explanations
+from newsletter.matching.explained import explained, explanations, pack, unpack
 from newsletter.matching.matcher import Matcher
 from tests.render_helpers import NOW, ada, fixed_papers, project_config
 
@@ -26,3 +26,9 @@ def test_nothing_kept_or_a_mismatch_gives_none(tmp_path) -> None:
     assert explained([papers[0].id], papers, "not json") is None
     assert explained([papers[0].id], papers, "[]") is None
     assert explained([papers[0].id], papers, '[["x"]]') is None
+
+
+def test_explanations_are_kept_packed_and_a_damaged_pack_explains_nothing() -> None:
+    text = '[[3,["pruning"],[],[[0,7]],[],[]]]'
+    assert unpack(pack(text)) == text and len(pack(text * 20)) < len(text * 20) / 4
+    assert unpack(b"not zlib") is None and unpack(None) is None

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from newsletter.cluster.queue import Queue
 from newsletter.config.load import load_config
 from newsletter.config.settings import Config
 from newsletter.errors import ConfigError, StoreError, StoreUnavailable
+from newsletter.ledger.ledger import Handover, Ledger
 from newsletter.store.backend import open_store_for
 from newsletter.store.postgres import connect, redact, translate_ddl
 from newsletter.store.schema import MIGRATIONS
-from tests.helpers import ROOT, invoke
+from tests.helpers import NOW, ROOT, invoke
 from tests.pg_cluster import PASSWORD, PASSWORD_ENV, Cluster
 
 
@@ -161,3 +164,72 @@ def test_processes_starting_at_once_migrate_once(pg_cluster: Cluster, pg_url: st
     with open_store_for(config, {PASSWORD_ENV: PASSWORD}) as store:
         rows = store.db.execute("SELECT version FROM newsletter_schema").fetchall()
     assert rows == [(len(MIGRATIONS),)]
+
+
+def test_an_accepted_digest_is_marked_in_place_and_touches_no_index(pg_url: str) -> None:
+    """The pending-to-sent update is HOT: room on the page, nothing it changes indexed (so
+    that it logs the changed bytes only: bench/workers.py)."""
+    config = Config(path=Path("config.yaml"), store=pg_url)
+    with open_store_for(config, {PASSWORD_ENV: PASSWORD}) as store:
+        db = store.db
+        (options,) = db.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'"
+        ).fetchone()
+        assert "fillfactor=50" in options
+        indexes = [
+            row[0]
+            for row in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'deliveries'")
+        ]
+        assert indexes and not [d for d in indexes if "status" in d or "sent_at" in d]
+        ledger = Ledger(store, run="r1")
+        handovers = [
+            Handover(f"<m{n}@example.org>", f"r{n}@example.org", ("p1",)) for n in range(20)
+        ]
+        with store.transaction():  # (its counters, before they are flushed to the views)
+            ledger.record_pending(handovers, NOW)
+            ledger.record_sent([(h.message_id, 1) for h in handovers], NOW)
+            updated, hot = db.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'deliveries'"
+            ).fetchone()
+    assert updated == hot == 20
+
+
+def test_caps_count_what_runs_accepted_a_digest_resent_from_an_old_run_and_rows_of_none(
+    pg_url: str,
+) -> None:
+    """On PostgreSQL the caps' count (``sent_since``) goes through the runs: a digest
+    accepted in a run not finished before the window, one left pending by an old run and
+    accepted in a new one, and rows copied from SQLite (no run) all count."""
+    config = Config(path=Path("config.yaml"), store=pg_url)
+    day = timedelta(days=1)
+    with open_store_for(config, {PASSWORD_ENV: PASSWORD}) as store:
+        queue = Queue(store)
+        for run in ("old", "new"):
+            queue.open_run(run, NOW - 3 * day, "send", False, [["x@example.org"]])
+        store.db.execute("UPDATE send_runs SET finished = ? WHERE id = 'old'", (NOW - 2 * day,))
+        old, new, none = Ledger(store, run="old"), Ledger(store, run="new"), Ledger(store)
+        old.record_pending(
+            [Handover("<a@x>", "a@example.org", ()), Handover("<b@x>", "b@example.org", ())],
+            NOW - 3 * day,
+        )
+        old.record_sent([("<a@x>", 1)], NOW - 3 * day)  # (before the window)
+        new.record_retry("<b@x>", NOW)  # (left pending by the old run, handed over by the new)
+        new.record_sent([("<b@x>", 2)], NOW - timedelta(hours=1))
+        new.record_pending([Handover("<c@x>", "c@example.org", ())], NOW)
+        new.record_sent([("<c@x>", 1)], NOW - timedelta(hours=2))
+        none.record_pending([Handover("<d@x>", "d@example.org", ())], NOW)
+        none.record_sent([("<d@x>", 1)], NOW - timedelta(hours=3))
+        found = new.sent_since(NOW - day)
+    hours = [timedelta(hours=h) for h in (3, 2, 1)]
+    assert found == [NOW - h for h in hours]
+
+
+def test_a_relaxed_commit_does_not_wait_for_the_disk_and_others_still_do(pg_url: str) -> None:
+    config = Config(path=Path("config.yaml"), store=pg_url)
+    with open_store_for(config, {PASSWORD_ENV: PASSWORD}) as store:
+        store.db.execute("SET synchronous_commit = on")  # (as a deployment has it)
+        with store.transaction(relaxed=True) as db:
+            assert db.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+        with store.transaction() as db:
+            assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
