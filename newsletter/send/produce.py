@@ -17,6 +17,7 @@ import os
 import pickle
 import queue
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -442,6 +443,21 @@ class _Feeder:
             self.waiting = next(self.items, _DONE)
 
 
+def _end_with_the_sender() -> None:
+    """End this worker when the process that started it dies: a sender killed (SIGKILL, the
+    OOM killer) cannot stop its workers, and the queues' pipes never close (each worker
+    holds both ends), so they waited for ever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sender watch", daemon=True).start()
+
+
 def _worker(
     setup: multiprocessing.Queue,
     tasks: multiprocessing.Queue,
@@ -453,6 +469,7 @@ def _worker(
     # Ctrl-C reaches the whole process group: the sender decides (it stops gracefully, and
     # ends the workers itself).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_the_sender()
     if idle:
         _yield_the_cpu()
     scans = Scans()

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -29,7 +30,7 @@ from newsletter.send.produce import (
     start_workers,
 )
 from newsletter.send.wiring import make_renderer
-from tests.helpers import NOW, SAMPLES, child_env, command, invoke
+from tests.helpers import NOW, SAMPLES, child_env, command, invoke, wait_for
 from tests.render_helpers import ada, fixed_papers, project_config
 
 # Passes start-up (it compiles), fails while rendering a digest with two papers or more.
@@ -296,3 +297,38 @@ def test_ctrl_c_reaching_the_rendering_workers_leaves_them_to_the_sender(tmp_pat
             os.kill(process.pid, signal.SIGINT)
         # (a worker that took it dies, and production fails: "a rendering worker died")
         assert len(hashed(produce(order, pool=pool))) == len(subscribers)
+
+
+KILLED_SENDER = """
+import os, signal, sys
+from newsletter.send.produce import RenderPool
+
+def square(n):
+    return n * n
+
+if __name__ == "__main__":
+    pool = RenderPool(2)
+    list(pool.map_ahead(square, range(40)))
+    print(" ".join(str(p.pid) for p in pool.processes), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_rendering_workers_end_when_their_sender_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "sender.py"
+    script.write_text(KILLED_SENDER)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=child_env(), timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 2
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+
+    assert wait_for(lambda: all(gone(pid) for pid in pids), 20)
