@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import signal
 import subprocess
 import time
@@ -111,3 +112,28 @@ def test_the_report_in_words_says_how_many_a_stop_left(shop: Path) -> None:
     sent = out.count("\nsent: ") + out.startswith("sent: ")
     assert sent == len(sink.messages)
     assert f"stopped: {8 - sent} due subscribers left for the next send" in out, out
+
+
+def test_a_stop_signalled_to_the_whole_process_group_is_as_graceful(shop: Path) -> None:
+    """systemd's stop (KillMode=control-group) and a terminal's Ctrl-C signal every process
+    of the send, its rendering workers too: the send still stops gracefully."""
+    readers(shop, 2_100)  # (enough for rendering workers, on either store)
+    sink = Sink(delay=0.05)
+    with SmtpServer(sink) as server:
+        configure(shop, server.port, connections=1)
+        process = subprocess.Popen(
+            [*command(shop / "config.yaml"), "send", "--now", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+            start_new_session=True,  # (its own process group, as under systemd)
+        )
+        wait_until(lambda: len(sink.messages) >= 3)
+        os.killpg(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "worker" not in err.replace("workers", ""), err
+    report = json.loads(out)
+    assert report["stopped"] is True
+    assert {s["message_id"] for s in report["sent"]} == {m["Message-ID"] for m in sink.parsed()}
