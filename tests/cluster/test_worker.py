@@ -80,11 +80,13 @@ def test_a_worker_killed_mid_chunk_is_replaced_and_each_reader_gets_one_digest(
         config = write_project(tmp_path, server.port, chunk=12)
         env = environ(pg_url)
         logs = [tmp_path / f"worker{n}.log" for n in range(3)]
-        workers = [
-            subprocess.Popen([*command(config), "worker"], stderr=log.open("w"), env=env)
-            for log in logs
-        ]
+
+        def worker(log: Path) -> subprocess.Popen:
+            return subprocess.Popen([*command(config), "worker"], stderr=log.open("w"), env=env)
+
+        workers = [worker(logs[0])]  # (the victim; the others come once it holds a chunk)
         try:
+            assert wait_for(lambda: "waiting for chunks" in logs[0].read_text(), 60)
             send = subprocess.Popen(
                 [*command(config), "send", "--now", "--json"],
                 stdout=subprocess.PIPE,
@@ -94,6 +96,8 @@ def test_a_worker_killed_mid_chunk_is_replaced_and_each_reader_gets_one_digest(
             )
             victim = workers[0]
             assert wait_for(lambda: claimed_by(pg_url, victim.pid), 60), logs[0].read_text()
+            workers += [worker(log) for log in logs[1:]]
+            assert wait_for(lambda: all("waiting" in log.read_text() for log in logs[1:]), 60)
             victim.send_signal(how)
             if how == signal.SIGTERM:
                 assert victim.wait(timeout=10) == 0, logs[0].read_text()
