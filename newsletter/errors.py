@@ -76,7 +76,15 @@ class StoreError(NewsletterError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached now (a lost connection, a restart, connections
-    refused): weather, ridden out by reconnecting within ``store_retry``."""
+    refused): weather, ridden out by reconnecting within ``store_retry``. ``done``: what
+    the send it cut short had done and recorded (a SendReport), when known."""
+
+    def __init__(self, message: str, done: object = None) -> None:
+        super().__init__(message)
+        self.done = done
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.done))
 
 
 class LeaseLost(StoreError):

@@ -12,6 +12,7 @@ from newsletter.config.settings import Config
 from newsletter.delivery.flow import STOP_GRACE, Retry, StopSignal
 from newsletter.delivery.registry import transport_kind
 from newsletter.delivery.transport import DryRunTransport, Transport
+from newsletter.errors import StoreUnavailable
 from newsletter.ledger.ledger import DryRunLedger, Ledger
 from newsletter.ledger.lock import state_lock
 from newsletter.models import Subscriber
@@ -167,7 +168,10 @@ class Run:
         transport = run.transport or make_transport(run.config, run.world.environ)
         ledger = Ledger(store, run=share.run, fence=share.fence)
         sending = Sending(run.context(), store, ledger, transport, renderer, producer)
-        report = sending.send(subscribers)
+        try:
+            report = sending.send(subscribers)
+        except StoreUnavailable as exc:  # (with what was sent and recorded before it)
+            raise StoreUnavailable(str(exc), sending.so_far()) from exc
         return replace(report, where=transport.where)
 
 

@@ -260,6 +260,10 @@ class Sending:
         lists = tuple(self.sent), tuple(self.skipped), tuple(self.failed)
         return SendReport(*lists, capped=pacer.capped, held=held, stopped=stopped)
 
+    def so_far(self) -> SendReport:
+        """What this sending has done and recorded until now."""
+        return SendReport(tuple(self.sent), tuple(self.skipped), tuple(self.failed))
+
     def _pacer(self) -> Pacer:
         """The limits of ``smtp.rate`` and ``smtp.domains`` (none for the outbox; a dry run
         counts the caps but does not wait)."""

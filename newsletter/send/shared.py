@@ -136,7 +136,7 @@ def coordinate(
                 worker.work([run_id])
                 reports += weather.run(lambda: queue.reports(run_id))
         except StoreUnavailable as exc:  # (away past store_retry: report what this one did)
-            lost, reports, earlier = exc, list(worker.finished), set()
+            lost, reports, earlier = exc, [*worker.finished, *worker.cut_short], set()
         finally:
             worker.leave()
         report = _sent_before(merge(skipped, [*reports, *worker.handed_back]), earlier)
@@ -241,6 +241,7 @@ class ChunkWorker:
         self.settings: WorkerSettings = self.config.workers
         self.handed_back: list[SendReport] = []  # what chunks handed back had sent
         self.finished: list[SendReport] = []  # the chunks this worker recorded done
+        self.cut_short: list[SendReport] = []  # what claims the database's loss cut had done
         # its rendering workers and the papers' scans, kept from one chunk to the next
         pool = made.pool if made else None
         self.producer = Producer(idle=base.renders_idle(), pool=pool)
@@ -310,6 +311,8 @@ class ChunkWorker:
                     self.producer,
                 )
             except NewsletterError as exc:
+                if isinstance(exc, StoreUnavailable) and isinstance(exc.done, SendReport):
+                    self.cut_short.append(exc.done)
                 if not (lost.is_set() or isinstance(exc, LeaseLost)):
                     self._give_back(chunk)
                     raise

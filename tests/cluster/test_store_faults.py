@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.test_leader import instance_config
-from tests.cluster.test_worker import SUBSCRIBERS, environ, write_project
+from tests.cluster.test_worker import SUBSCRIBERS, environ, store_of, write_project
 from tests.helpers import command, wait_for
 from tests.pg_cluster import Cluster
 from tests.smtp_server import Sink, SmtpServer
@@ -112,6 +112,11 @@ def test_a_database_away_past_store_retry_ends_the_send_and_the_next_one_finishe
         assert left and report["sent"]
         delivered = {m["To"].addresses[0].addr_spec for m in sink.parsed()}
         assert {s["subscriber"] for s in report["sent"]} <= delivered
+        with store_of(pg_url) as store:  # ("sent": each digest it handed over and recorded,
+            recorded = store.db.execute(  # the claim in hand when it was lost included)
+                "SELECT subscriber FROM deliveries WHERE status = 'sent'"
+            ).fetchall()
+        assert {s["subscriber"] for s in report["sent"]} == {row[0] for row in recorded}
         again = start(config, env, "send", "--now", "--json")
         _, err = again.communicate(timeout=180)
         assert again.returncode == 0, err
