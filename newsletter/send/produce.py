@@ -128,9 +128,9 @@ class Producer:
         self, workers: int | None = None, idle: bool = False, pool: RenderPool | None = None
     ) -> None:
         """(``pool``: kept workers started ahead, to use first.)"""
-        self.count = (
-            len(pool.processes) if pool else default_workers() if workers is None else workers
-        )
+        if pool is not None:
+            workers = len(pool.processes)
+        self.count = default_workers() if workers is None else workers
         self.idle = idle
         self.pool = pool
         self.scans = Scans()

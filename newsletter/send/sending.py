@@ -8,7 +8,7 @@ import email
 import email.message
 import email.policy
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
@@ -257,8 +257,7 @@ class Sending:
         due = [p.subscriber for p in pending] + [s.email for s in fresh]
         held = self._hold(due, pacer)
         stopped = self._left_by_stop(due) if held == 0 else False
-        lists = tuple(self.sent), tuple(self.skipped), tuple(self.failed)
-        return SendReport(*lists, capped=pacer.capped, held=held, stopped=stopped)
+        return replace(self.so_far(), capped=pacer.capped, held=held, stopped=stopped)
 
     def so_far(self) -> SendReport:
         """What this sending has done and recorded until now."""
