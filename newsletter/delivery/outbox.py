@@ -2,8 +2,8 @@
 Python's ``mailbox``), written exactly once per Message-ID, a batch per sync of the disk.
 
 A long send writes its messages through the outbox's ``MaildirSpool``: each rendering worker writes
-the digests it renders into tmp/ itself, a batch per sync, and only the names travel on;
-handing one over is then linking it into new/. The bytes never cross a pipe, and the writes
+the digests it renders into tmp/ itself, and only the names travel on; handing a batch over
+is then one sync of them all and a link each into new/. The bytes never cross a pipe, and the writes
 are shared by the workers instead of queued on one thread of the parent."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # message cost 170 us of machine CPU and 334 us of wall time, a syncfs per 64 messages 85 and
 # 102 (bench/pipeline.py at 20,000 digests: one writer syncing each 27.5 s, four 18.8 s,
 # one in batches 18.3-20.8 s with less CPU taken from the render workers). Since the spool
-# (the workers write and sync the files) a batch is a link each and one sync of new/; 100, as
+# (the workers write the files) a batch is one sync, a link each and one sync of new/; 100, as
 # the workers' batches (send.produce.BATCH), so that each of theirs is one batch here.
 OUTBOX_BATCH = 100
 
@@ -82,11 +82,14 @@ def _cannot_open(folder: Path, exc: OSError) -> FatalDeliveryError:
 class MaildirSpool:
     """The outbox's tmp/, written by the rendering workers (it travels to them pickled).
 
-    ``stage`` writes one message, not synced; ``settle`` puts a batch of them on disk with one
-    sync and lets go of them. A settled message is not delivered (readers look in new/ and
-    cur/ only) until the outbox's connection links it into new/, after the ledger has it as
-    pending. One left by a kill before that is written again under the same name by the next
-    run (the Message-ID, and so the name, follows from subscriber and papers)."""
+    ``stage`` writes one message, not synced; ``settle`` starts a batch of them on their way to
+    disk and lets go of them. The outbox's connection then syncs them (one sync of the disk,
+    in the sending process, which mostly waits on the workers: a sync here kept a rendering
+    worker off its core for 6-11% of a send, bench/run.py --throughput) and links them into
+    new/, after the ledger has them as pending; till then none is delivered (readers look in
+    new/ and cur/ only). One left by a kill before that is written again under the same
+    name by the next run (the Message-ID, and so the name, follows from subscriber and
+    papers)."""
 
     folder: Path
 
@@ -101,9 +104,10 @@ class MaildirSpool:
             raise _cannot_write(exc) from exc
 
     def settle(self, staged: list[int]) -> None:
-        """The ``staged`` messages on disk, out of the page cache, and closed."""
+        """The ``staged`` messages on their way to disk (not waited for), and closed."""
         try:
-            _sync(staged, self.folder)
+            for handle in staged:
+                _start_writing(handle)
         except OSError as exc:
             raise _cannot_write(exc) from exc
         finally:
@@ -153,9 +157,8 @@ class _MaildirConnection(Connection):
         written: list[int] = []
         try:
             for outgoing in batch:
-                if outgoing.staged:
-                    continue
-                if (handle := self._write(outgoing)) is not None:
+                handle = self._staged(outgoing) if outgoing.staged else self._write(outgoing)
+                if handle is not None:
                     written.append(handle)
             _sync(written, self.folder)
             for outgoing in batch:
@@ -174,6 +177,16 @@ class _MaildirConnection(Connection):
         if name in self.read:
             return None
         return _write_file(f"{self.tmp}/{name}", _stamped(outgoing.envelope, outgoing.data))
+
+    def _staged(self, outgoing: Outgoing) -> int | None:
+        """The message a rendering worker wrote into tmp/ (``MaildirSpool``), open to be
+        synced here; None when it is not there (a reader has it in cur/ from before)."""
+        try:
+            return os.open(f"{self.tmp}/{file_name(outgoing.message_id)}", os.O_RDONLY)
+        except FileNotFoundError:
+            if file_name(outgoing.message_id) in self.read:
+                return None
+            raise
 
     def _link(self, name: str) -> None:
         """The message ``name`` of tmp/ into new/ (a reader's copy in cur/ stays the one)."""
@@ -253,6 +266,14 @@ def _syncfs(folder: Path) -> None:
             raise OSError(error, os.strerror(error))
     finally:
         os.close(handle)
+
+
+def _start_writing(handle: int) -> None:
+    """Start writing a file's pages to disk without waiting for them (Linux starts the
+    writeback when told the pages are not needed), so that the sync of its batch finds
+    less to do."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _drop_cached(handle: int) -> None:

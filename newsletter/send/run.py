@@ -62,13 +62,14 @@ class Run:
         """Ingest new digest files, then send each of ``subscribers`` who is due their
         digest."""
         with self._workers_ahead(subscribers) as pool:
+            # (made while the workers start up: they then check the profile file's pieces)
+            renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
             profiles = None
             if isinstance(subscribers, FromProfileFile):
                 profiles = subscribers.load(self.config, pool.map_ahead if pool else None)
                 subscribers = subscribers.chosen(profiles)
             if self.on_start:
                 self.on_start(len(subscribers))
-            renderer = make_renderer(self.config, self.world.environ)  # mistakes before the lock
             transport = self.transport or (
                 DryRunTransport(transport_kind(self.config.delivery).rate_limited)
                 if self.dry_run

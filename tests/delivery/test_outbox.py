@@ -3,8 +3,10 @@ its spool, written by the rendering workers."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mailbox
+import mmap
 import os
 import shutil
 import threading
@@ -105,6 +107,44 @@ def test_staged_messages_are_handed_over_by_linking_them(tmp_path: Path) -> None
     assert os.listdir(outbox / "tmp") == []
     first = next(iter(mailbox.Maildir(outbox, create=False)))
     assert first["Return-Path"] == "<digest@example.org>"
+
+
+def cached_pages(path: Path) -> int | None:
+    """How many of the file's pages are in the page cache (mincore(2)); None where that
+    cannot be asked."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size, page = path.stat().st_size, os.sysconf("SC_PAGE_SIZE")
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, handle, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            return None
+        pages = ctypes.create_string_buffer((size + page - 1) // page)
+        asked = libc.mincore(address, size, pages)
+        libc.munmap(address, size)
+        return None if asked != 0 else sum(byte & 1 for byte in pages.raw)
+    finally:
+        os.close(handle)
+
+
+def test_staged_messages_are_synced_by_the_handing_over_and_leave_the_page_cache(
+    tmp_path: Path,
+) -> None:
+    """The rendering workers only write (a sync there kept them off their cores); the
+    connection that links the batch syncs it first, and its pages then leave the cache."""
+    outbox = tmp_path / "outbox"
+    spool = OutboxTransport(outbox).spool()
+    spool.settle([spool.stage(rendered(n)) for n in range(3)])
+    (outbox / "written").write_bytes(b"x" * 10_000)
+    if not cached_pages(outbox / "written"):
+        pytest.skip("this file system keeps no page cache that mincore(2) can see")
+    assert send(outbox, [staged(0), staged(1), staged(2)]) == [True] * 3
+    assert [cached_pages(outbox / "new" / name) for name in os.listdir(outbox / "new")] == [0] * 3
 
 
 def test_a_staged_message_a_reader_has_is_not_delivered_again(tmp_path: Path) -> None:
