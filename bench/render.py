@@ -32,7 +32,7 @@ from newsletter.matching.matcher import Matcher
 from newsletter.models import Paper, Selection, Subscriber
 from newsletter.render.envelope import message_id_for
 from newsletter.render.links import Links
-from newsletter.render.mime import Composer, Headers
+from newsletter.render.mime import Composer, Headers, encoded_html
 from newsletter.render.templates import HTML_TEMPLATE, TEXT_TEMPLATE
 from newsletter.render.views import digest_view, wrap
 from newsletter.send.wiring import make_renderer
@@ -122,7 +122,8 @@ def naive_renderer():
             html_template.render(digest=view), allow_network=False, strip_important=False
         )
         headers = headers_for(selection, view.subject)
-        return composer.compose(headers, text_template.render(digest=view), html, links)
+        text = text_template.render(digest=view)
+        return composer.compose(headers, text, encoded_html(html), links)
 
     return render
 
@@ -148,7 +149,7 @@ def framing(count: int) -> dict[str, float]:
     composer = Composer(config.render)
     start = time.perf_counter()
     for headers, text, html, links in items:
-        composer.compose(headers, text, html, links)
+        composer.compose(headers, text, encoded_html(html), links)
     ours = count / (time.perf_counter() - start)
     start = time.perf_counter()
     for headers, text, html, links in items:

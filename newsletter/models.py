@@ -139,6 +139,7 @@ class Subscriber:
     name: str | None = None
     max_papers: int = 10
     min_score: int = 1
+    trending: int = 0  # the most upvoted new papers outside the keywords added (0-10)
     frequency: str = "daily"  # daily | weekly | paused
     day: str | None = None  # weekday name, for weekly
     send_at: time = time(7, 0)
@@ -185,6 +186,11 @@ class Match:
     title_spans: tuple[tuple[int, int], ...]  # character ranges of paper.title to highlight
     abstract_spans: tuple[tuple[int, int], ...]
     authors: tuple[str, ...] = ()  # followed authors of the paper, as the subscriber wrote them
+    # What occurred of each keyword (its first occurrence, as the paper wrote it): the
+    # alternative or the prefix's word, in the order of title_keywords / abstract_keywords.
+    title_found: tuple[str, ...] = ()
+    abstract_found: tuple[str, ...] = ()
+    trending: bool = False  # not a keyword match: one of the most upvoted new papers
 
 
 @dataclass(frozen=True)
@@ -197,9 +203,14 @@ class Selection:
     matched: int  # candidates that passed score, require and exclude
 
     @property
+    def ranked(self) -> int:
+        """The keyword (and followed-author) matches sent; the trending papers come after."""
+        return sum(not match.trending for match in self.matches)
+
+    @property
     def left_out(self) -> int:
         """Matches beyond ``max_papers``."""
-        return self.matched - len(self.matches)
+        return self.matched - self.ranked
 
 
 @pickled_as_tuple

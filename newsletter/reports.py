@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from newsletter.matching.explained import why_line
 from newsletter.models import (
     Feedback,
     RenderedEmail,
@@ -374,11 +375,13 @@ def selection_json(selection: Selection) -> dict[str, object]:
                 "id": match.paper.id,
                 "title": match.paper.title,
                 "score": match.score,
+                "why": why_line(match),
                 "matched": {
                     "authors": list(match.authors),
                     "title": list(match.title_keywords),
                     "abstract": list(match.abstract_keywords),
                 },
+                "found": {"title": list(match.title_found), "abstract": list(match.abstract_found)},
                 "highlight": {
                     "title": [list(span) for span in match.title_spans],
                     "abstract": [list(span) for span in match.abstract_spans],

@@ -29,6 +29,7 @@ from newsletter.matching.keywords import (
     merge_ranges,
     words,
 )
+from newsletter.matching.trending import TrendingPool
 from newsletter.models import History, Match, Paper, Selection, Subscriber
 
 _BLOCK = 64
@@ -136,11 +137,53 @@ class Matcher:
             for start in range(0, len(papers), _BLOCK):
                 block = range(start, min(start + _BLOCK, len(papers)))
                 self._score_block(scan, block, cutoff, sent, state)
+        pool = None
+        if any(subscriber.trending for subscriber in self.subscribers):
+            pool = TrendingPool.of(papers, lambda i: scan.first_seen[i] > cutoff)
         for start in range(0, len(self.subscribers), _EXPLAIN_ROWS):
             rows = range(start, min(start + _EXPLAIN_ROWS, len(self.subscribers)))
             with _collector_paused():
                 selections = list(self._selections(rows, scan, state))
+            if pool is not None:
+                selections = [self._with_trending(s, row, scan, pool, history)
+                              for row, s in zip(rows, selections, strict=True)]  # fmt: skip
             yield from selections
+
+    def _with_trending(
+        self,
+        selection: Selection,
+        row: int,
+        scan: _Scan,
+        pool: TrendingPool,
+        history: Mapping[str, History],
+    ) -> Selection:
+        """``selection`` with its reader's trending papers after its matches."""
+        wanted = self.subscribers[row].trending
+        if not wanted:
+            return selection
+        sent = set(_sent(history, self.subscribers[row]))
+        sent.update(match.paper.id for match in selection.matches)
+        found = pool.pick(scan.papers, wanted, sent, lambda paper: self._taken(row, scan, paper))
+        return dataclasses.replace(selection, matches=selection.matches + found)
+
+    def _taken(self, row: int, scan: _Scan, paper: int) -> bool:
+        """Is the paper ruled out for the subscriber's trending papers: excluded, or one their
+        keywords or followed authors bring (sent now, or left out for a later digest)?"""
+        ids, subscriber = self._ids[row], self.subscribers[row]
+        title, abstract = set(scan.title_hits[paper]), set(scan.abstract_hits[paper])
+        hits = title | abstract
+        if any(kid in hits for kid in ids["exclude"]):
+            return True
+        if (
+            self._people.written[row]
+            and self._explain(Match(scan.papers[paper], self._bonus, (), (), (), ()), row).authors
+        ):
+            return True
+        on_title, on_abstract = self.settings.title_weight, self.settings.abstract_weight
+        score = sum(on_title * (kid in title) + on_abstract * (kid in abstract)
+                    for kid in ids["keywords"])  # fmt: skip
+        required = all(kid in hits for kid in ids["require"])
+        return score > 0 and score >= subscriber.min_score and required
 
     def _sent_pairs(self, papers: Sequence[Paper], history: Mapping[str, History]) -> np.ndarray:
         """(subscriber row, paper index) of every paper already sent to that subscriber."""
@@ -321,14 +364,19 @@ def _match(
     in_title: list[int],
     in_abstract: list[int],
 ) -> Match:
-    """A match, explained: the keyword slots that hit the title and the abstract."""
+    """A match, explained: the keyword slots that hit the title and the abstract, and
+    what occurred of each."""
+    title_kids = [kids[slot] for slot in in_title]
+    abstract_kids = [kids[slot] for slot in in_abstract]
     return Match(
         paper=scan.papers[paper],
         score=score,
         title_keywords=tuple([texts[slot] for slot in in_title]),
         abstract_keywords=tuple([texts[slot] for slot in in_abstract]),
-        title_spans=scan.spans(paper, "title", [kids[slot] for slot in in_title]),
-        abstract_spans=scan.spans(paper, "abstract", [kids[slot] for slot in in_abstract]),
+        title_spans=scan.spans(paper, "title", title_kids),
+        abstract_spans=scan.spans(paper, "abstract", abstract_kids),
+        title_found=scan.found(paper, "title", title_kids),
+        abstract_found=scan.found(paper, "abstract", abstract_kids),
     )
 
 
@@ -448,12 +496,25 @@ class _Scan:
         """Character ranges in the paper's ``field`` where the keywords ``kids`` occur."""
         if not kids:
             return ()
-        located = self._located.get((paper, field))
-        if located is None:
-            located = self._located[(paper, field)] = self._locate(paper, field)
+        located = self._located_in(paper, field)
         if len(kids) == 1:
             return located.ranges(kids[0])
         return merge_ranges([span for kid in kids for span in located.ranges(kid)])
+
+    def found(self, paper: int, field: str, kids: list[int]) -> tuple[str, ...]:
+        """What occurred of each of the keywords ``kids`` in the paper's ``field``: its first
+        occurrence, as written there ("" for one that does not occur)."""
+        if not kids:
+            return ()
+        located = self._located_in(paper, field)
+        text = getattr(self.papers[paper], field)
+        return tuple([located.first(kid, text) for kid in kids])
+
+    def _located_in(self, paper: int, field: str) -> _Located:
+        located = self._located.get((paper, field))
+        if located is None:
+            located = self._located[(paper, field)] = self._locate(paper, field)
+        return located
 
     def _locate(self, paper: int, field: str) -> _Located:
         """Once per paper and field: each keyword's character ranges there."""
@@ -480,6 +541,14 @@ class _Located:
         for start, end in ranges:
             self.flat.extend((start, end))
         self.bounds.append(len(self.flat))
+
+    def first(self, kid: int, text: str) -> str:
+        """The piece of ``text`` (the field located) where ``kid`` first occurs, or ""."""
+        index = bisect.bisect_left(self.kids, kid)
+        if index == len(self.kids) or self.kids[index] != kid:
+            return ""
+        low = self.bounds[index]
+        return text[self.flat[low] : self.flat[low + 1]]
 
     def ranges(self, kid: int) -> tuple[tuple[int, int], ...]:
         """The ranges of ``kid`` (none if it does not occur)."""

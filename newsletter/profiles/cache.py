@@ -46,6 +46,7 @@ _READERS = (
     "newsletter.files.pickling",
     "newsletter.schedule.slots",
     "newsletter.matching.keywords",
+    "newsletter.matching.trending",
     "newsletter.files.yamlfile",
     "newsletter.profiles.categories",
 )

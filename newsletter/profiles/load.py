@@ -27,6 +27,7 @@ from newsletter.matching.keywords import (
     followed_author_key,
     parse_keyword,
 )
+from newsletter.matching.trending import TRENDING_MAX
 from newsletter.models import FREQUENCIES, WEEKDAYS, Subscriber
 from newsletter.profiles.categories import canonical_category, closest_categories
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
@@ -42,6 +43,7 @@ KEYS = (
     "categories",
     "max_papers",
     "min_score",
+    "trending",
     "frequency",
     "day",
     "send_at",
@@ -552,12 +554,14 @@ class _ProfileReader:
         name = get("name", problems.text, None)
         max_papers = get("max_papers", lambda p, v: problems.integer(p, v, 1, 100), 10)
         min_score = get("min_score", lambda p, v: problems.integer(p, v, 1, 100_000), 1)
+        trending = get("trending", lambda p, v: problems.integer(p, v, 0, TRENDING_MAX), 0)
         frequency = get("frequency", lambda p, v: problems.choice(p, v, FREQUENCIES), "daily")
         day = get("day", self.weekday, None)
         options = {
             "name": name,
             "max_papers": max_papers,
             "min_score": min_score,
+            "trending": trending,
             "frequency": frequency,
             "day": day or ("monday" if frequency == "weekly" else None),
             "send_at": get("send_at", problems.clock, defaults.send_at),

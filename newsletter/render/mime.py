@@ -1,13 +1,20 @@
 """Framing: a digest's parts and headers into the exact bytes of a MIME message.
 
 multipart/alternative (text first, HTML last), UTF-8, CRLF line ends, every line at most 78
-characters: quoted-printable text, base64 HTML. The standard ``email`` package decides how
-each header is encoded and folded (its legacy ``compat32`` folding, on plain strings), and
-the tests parse every message back with it; but the bodies are encoded with the C codecs
-(``binascii``) and framed by the boundary here, not by ``email``'s generator, which writes
-bodies line by line in Python. Measured by bench/render.py ("framing", 48 KB digests):
-this frames ~6,200 messages/s, an ``EmailMessage`` with the same parts and headers ~400/s
-(15x slower), which would make framing most of the cost of a digest (~2,600/s rendered).
+characters: quoted-printable text; the HTML quoted-printable too, or base64 when that is
+shorter (text in a non-Latin script, where each byte would take three).
+
+Gmail clips a message whose HTML passes ~102 KB without saying whether it counts the
+encoded or the decoded part; the renderer's budget counts the encoded part, the longer of
+the two (``encoded_html``), so that neither reading clips a digest.
+
+The standard ``email`` package decides how each header is encoded and folded (its legacy
+``compat32`` folding, on plain strings), and the tests parse every message back with it;
+but the bodies are encoded with the C codecs (``binascii``) and framed by the boundary
+here, not by ``email``'s generator, which writes bodies line by line in Python. Measured by
+bench/render.py ("framing", 48 KB digests): this frames ~6,200 messages/s, an
+``EmailMessage`` with the same parts and headers ~400/s (15x slower), which would make
+framing most of the cost of a digest (~2,600/s rendered).
 """
 
 from __future__ import annotations
@@ -67,8 +74,8 @@ class Composer:
             ]
         )
 
-    def compose(self, headers: Headers, text: str, html: str, links: DigestLinks) -> bytes:
-        """The message as the exact bytes to send."""
+    def compose(self, headers: Headers, text: str, html: EncodedHtml, links: DigestLinks) -> bytes:
+        """The message as the exact bytes to send (``html``: its part, ``encoded_html``)."""
         boundary = "=_" + headers.message_id.strip("<>").split("@")[0]
         targets = [f"<{links.mailto}>"] + ([f"<{links.https}>"] if links.https else [])
         head = [
@@ -95,12 +102,41 @@ class Composer:
                 b"\r\n",  # this line break belongs to the boundary that follows (RFC 2046)
                 part,
                 b'Content-Type: text/html; charset="utf-8"\r\n',
-                b"Content-Transfer-Encoding: base64\r\n\r\n",
-                _base64_lines(html.encode("utf-8")),
+                b"Content-Transfer-Encoding: %s\r\n\r\n" % html.encoding,
+                html.data,
                 b"\r\n",
                 f"--{boundary}--\r\n".encode("ascii"),
             ]
         )
+
+
+@dataclass(frozen=True)
+class EncodedHtml:
+    """The HTML part's body as it goes on the wire, and its transfer encoding."""
+
+    encoding: bytes  # b"quoted-printable" or b"base64"
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire: what the renderer's budget counts."""
+        return len(self.data)
+
+
+def encoded_html(html: str) -> EncodedHtml:
+    """``html`` as the message carries it: quoted-printable, which leaves markup and Latin
+    text readable and costs a few percent (bench/render.py), unless base64 is shorter."""
+    raw = html.encode("utf-8")
+    quoted = _quoted_printable(html, raw)
+    if len(quoted) <= _base64_size(len(raw)):
+        return EncodedHtml(b"quoted-printable", quoted)
+    return EncodedHtml(b"base64", _base64_lines(raw))
+
+
+def _base64_size(size: int) -> int:
+    """The length of ``_base64_lines`` of ``size`` bytes."""
+    encoded = (size + 2) // 3 * 4
+    return encoded + (encoded + 75) // 76 * 2
 
 
 def _header(name: str, value: str) -> bytes:
@@ -126,8 +162,11 @@ def _base64_lines(data: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-def _quoted_printable(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends, ending with a line break."""
-    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+def _quoted_printable(text: str, raw: bytes | None = None) -> bytes:
+    """Quoted-printable with CRLF line ends, ending with a line break (``raw``: ``text``
+    already encoded, when it holds no CR)."""
+    if raw is None or b"\r" in raw:
+        raw = text.replace("\r\n", "\n").encode("utf-8")
+    encoded = binascii.b2a_qp(raw, istext=True)
     encoded = encoded.replace(b"\n", b"\r\n")
     return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"

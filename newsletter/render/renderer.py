@@ -17,7 +17,7 @@ from newsletter.matching.keywords import one_line
 from newsletter.models import Envelope, RenderedEmail, Selection
 from newsletter.render.envelope import digest_key, envelope_for, message_id_for, sender_domain
 from newsletter.render.links import DigestLinks, Links, return_path
-from newsletter.render.mime import Composer, Headers
+from newsletter.render.mime import Composer, EncodedHtml, Headers, encoded_html
 from newsletter.render.templates import (
     CompiledTemplate,
     Templates,
@@ -30,7 +30,10 @@ from newsletter.render.views import DigestView, digest_view
 if TYPE_CHECKING:  # (dkimpy and dnspython: imported by workers only when DKIM is on)
     from newsletter.render.dkim import DkimSigner
 
-HTML_BUDGET = 100_000  # bytes; Gmail clips messages whose HTML passes ~102 KB
+# Bytes of the HTML part as encoded on the wire (mime.encoded_html): Gmail clips messages
+# whose HTML passes ~102 KB, encoded or decoded (it does not say); the encoded part is the
+# longer, so counting it keeps both under.
+HTML_BUDGET = 100_000
 
 
 class Renderer:
@@ -76,13 +79,13 @@ class Renderer:
         """The email for ``selection``, or None when it has no matches and send_empty is off;
         ``next_send`` (the digest after this one) tells when what did not fit will come.
         ``message_id``: the recorded one, when a pending digest is rendered again."""
-        if not selection.matches and not self.settings.send_empty:
+        if not selection.ranked and not self.settings.send_empty:
             return None
         subscriber, sender = selection.subscriber, self.settings.sender
         chosen = tuple(match.paper.id for match in selection.matches)
         message_id = message_id or message_id_for(sender, subscriber.email, chosen)
         links = self.links.for_digest(subscriber.email, digest_key(message_id), chosen, now.date())
-        view, html = self._fitting_html(selection, links, next_send)
+        view, html, part = self._fitting_html(selection, links, next_send)
         text = self.text.render(view)
         sent = chosen[: len(view.papers)]
         envelope = self.envelope(subscriber.email)
@@ -93,7 +96,7 @@ class Renderer:
             date=now,
             message_id=message_id,
         )
-        data = self.composer.compose(headers, text, html, links)
+        data = self.composer.compose(headers, text, part, links)
         if self.dkim is not None:
             data = self.dkim.sign(data, now)  # (dated like the message: a resend is the same)
         return RenderedEmail(
@@ -127,31 +130,28 @@ class Renderer:
 
     def _fitting_html(
         self, selection: Selection, links: DigestLinks, next_send: datetime | None
-    ) -> tuple[DigestView, str]:
-        """The view and HTML with as many papers as fit ``HTML_BUDGET``.
+    ) -> tuple[DigestView, str, EncodedHtml]:
+        """The view, HTML and its encoded part with as many papers as fit ``HTML_BUDGET``
+        (trending papers, last, go first).
 
         Gmail clips bigger messages; dropping trailing papers (and saying so) is better."""
 
-        def attempt(keep: int | None) -> tuple[DigestView, str]:
+        def attempt(keep: int | None) -> tuple[DigestView, str, EncodedHtml]:
             view = digest_view(selection, self.settings, links, keep, next_send)
-            return view, self.html.render(view)
+            html = self.html.render(view)
+            return view, html, encoded_html(html)
 
-        view, html = attempt(None)
-        if _size(html) <= HTML_BUDGET or len(view.papers) <= 1:
-            return view, html
+        view, html, part = attempt(None)
+        if part.size <= HTML_BUDGET or len(view.papers) <= 1:
+            return view, html, part
         low, high = 1, len(view.papers) - 1  # low always fits (or is the least we send)
         while low < high:
             middle = (low + high + 1) // 2
-            if _size(attempt(middle)[1]) <= HTML_BUDGET:
+            if attempt(middle)[2].size <= HTML_BUDGET:
                 low = middle
             else:
                 high = middle - 1
         return attempt(low)
-
-
-def _size(html: str) -> int:
-    """UTF-8 size of ``html``; cheap when it is obviously small (at most 4 bytes a char)."""
-    return len(html) if 4 * len(html) <= HTML_BUDGET else len(html.encode("utf-8"))
 
 
 # -- the view model -------------------------------------------------------------------------

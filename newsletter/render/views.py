@@ -12,6 +12,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from newsletter.config.settings import RenderSettings
+from newsletter.matching.explained import why_line
 from newsletter.matching.keywords import one_line
 from newsletter.models import Match, Paper, Selection, Subscriber
 from newsletter.render.links import DigestLinks
@@ -21,6 +22,9 @@ if TYPE_CHECKING:  # (dkimpy and dnspython: imported by workers only when DKIM i
 
 
 LIST_CHARS = 600  # the keywords listed in the footer, about
+
+
+TLDR_CHARS = 300  # a source's one-line summary, at most
 
 
 NAME_CHARS = 60  # the subscriber's name in the greeting
@@ -42,9 +46,12 @@ class PaperView:
     title_segments: tuple[tuple[str, bool], ...]  # (text, highlighted)
     abstract_segments: tuple[tuple[str, bool], ...]
     abstract_text: str
-    matched: str  # "pruning (title), distillation (abstract)"
+    matched: str  # "pruning, distillation (title) · sparse networks (abstract)"
     authors: str = ""  # "Ada Lovelace, Grace Hopper, Alan Turing et al." ("" when unknown)
     links: tuple[tuple[str, str], ...] = ()  # (label, URL): arXiv, PDF, Code, Project page
+    why_label: str = "Matched"  # ("Trending" for a trending paper)
+    trending: bool = False  # one of the reader's trending papers, not a keyword match
+    tldr: str = ""  # the source's one-line AI summary ("" when it gave none)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ class DigestView:
     archive_link: str = ""  # this digest in a browser
     feed_link: str = ""
     feedback: tuple[tuple[str, str], ...] = ()  # per paper: (more like this, not relevant)
+    ranked: int = 0  # the keyword matches among the papers (numbered "1 / ranked")
+    trending_heading: str = "Trending today"
+    trending_mark: str = "Trending"
+    tldr_label: str = "AI summary from Hugging Face"
 
 
 def digest_view(
@@ -79,7 +90,8 @@ def digest_view(
 ) -> DigestView:
     """What the templates show for ``selection`` (its first ``keep`` papers)."""
     matches = selection.matches if keep is None else selection.matches[:keep]
-    left_out = selection.left_out + len(selection.matches) - len(matches)
+    ranked = sum(not match.trending for match in matches)
+    left_out = selection.left_out + selection.ranked - ranked
     papers = tuple(paper_view(m, settings.abstract_chars) for m in matches)
     subscriber = selection.subscriber
     follows = listed([k.text for k in subscriber.keywords])
@@ -91,17 +103,18 @@ def digest_view(
     if subscriber.exclude:
         follows += f" (leaving out {listed([k.text for k in subscriber.exclude])})"
     return DigestView(
-        subject=subject_line(matches),
+        subject=subject_line([m for m in matches if not m.trending]),
         preheader=papers[0].title if papers else "Nothing new matched your keywords.",
         brand=display_name(settings.sender),
         greeting=f"Hi {shorten(one_line(subscriber.name), NAME_CHARS)},"
         if subscriber.name
         else "Hello,",
         summary=_summary(matches),
+        ranked=ranked,
         papers=papers,
         left_out=left_out,
         left_out_note=_left_out_note(left_out, subscriber, next_send, bool(links.preferences)),
-        empty=not papers,
+        empty=not ranked,
         empty_note="Nothing new matched your keywords this time. We will write when it does.",
         why_note=f"You receive this because you follow: {follows}.",
         profile_help=settings.profile_help or _profile_help(bool(links.preferences)),
@@ -111,14 +124,6 @@ def digest_view(
         feed_link=links.feed or "",
         feedback=links.feedback[: len(papers)],
     )
-
-
-def matched_text(match: Match) -> str:
-    """Why a paper is there, in a line: "pruning (title), distillation (abstract)"."""
-    reasons = [f"{name} (an author you follow)" for name in match.authors]
-    reasons += [f"{k} (title)" for k in match.title_keywords]
-    reasons += [f"{k} (abstract)" for k in match.abstract_keywords]
-    return ", ".join(reasons)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -134,9 +139,12 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
         title_segments=segments(paper.title, match.title_spans),
         abstract_segments=segments(parts.abstract, match.abstract_spans),
         abstract_text=parts.abstract,
-        matched=matched_text(match),
+        matched=why_line(match),
         authors=parts.authors,
         links=parts.links,
+        why_label="Trending" if match.trending else "Matched",
+        trending=match.trending,
+        tldr=parts.tldr,
     )
 
 
@@ -149,6 +157,7 @@ class _PaperParts:
     abstract: str
     authors: str
     links: tuple[tuple[str, str], ...]
+    tldr: str
 
 
 @functools.lru_cache(maxsize=8192)
@@ -165,6 +174,7 @@ def _paper_parts(paper: Paper, abstract_chars: int) -> _PaperParts:
         abstract=shorten(paper.abstract, abstract_chars),
         authors=byline(paper.details.authors),
         links=labelled,
+        tldr=shorten(one_line(paper.details.ai_summary or ""), TLDR_CHARS),
     )
 
 
@@ -260,14 +270,20 @@ def subject_line(matches: Sequence[Match]) -> str:
 
 
 def _summary(matches: Sequence[Match]) -> str:
-    if not matches:
-        return "No new papers matched your keywords."
-    listings = sorted({m.paper.listing_date for m in matches})
+    ranked = [m for m in matches if not m.trending]
+    trending = len(matches) - len(ranked)
+    extra = f", and {_count(trending, 'trending paper', 'trending papers')}" if trending else ""
+    if not ranked:
+        return "No new papers matched your keywords" + (
+            f"; here {'is' if trending == 1 else 'are'} {extra[6:]}." if trending else "."
+        )
+    listings = sorted({m.paper.listing_date for m in ranked})
     if len(listings) == 1:
         where = f"the {_day(listings[0])} listing"
     else:
         where = f"the listings of {_day(listings[0])} to {_day(listings[-1])}"
-    return f"{_count(len(matches), 'new paper', 'new papers')} from {where} matched your keywords."
+    count = _count(len(ranked), "new paper", "new papers")
+    return f"{count} from {where} matched your keywords{extra}."
 
 
 # Sized so a paper's wrapped abstract survives between subscribers who get it, while the

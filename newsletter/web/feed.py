@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from xml.etree import ElementTree
 
-from newsletter.matching.explained import explained
+from newsletter.matching.explained import explained, why_line
 from newsletter.models import Paper, SentDigest
-from newsletter.render.views import matched_text, paper_url
+from newsletter.render.views import paper_url
 
 ATOM = "http://www.w3.org/2005/Atom"
 # Characters XML 1.0 cannot hold at all (a feed with one is unreadable to every reader).
@@ -39,7 +39,7 @@ def atom_feed(
         when = (digest.sent_at or digest.created_at).isoformat()
         found = [papers[paper_id] for paper_id in digest.papers if paper_id in papers]
         matches = explained(digest.papers, found, digest.explained)
-        why = [matched_text(m) for m in matches] if matches else [""] * len(found)
+        why = [why_line(m) for m in matches] if matches else [""] * len(found)
         for paper, reasons in zip(found, why, strict=True):
             _entry(feed, paper, digest, when, reasons)
     return ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True)

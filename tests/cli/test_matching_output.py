@@ -76,7 +76,7 @@ def test_preview_prints_the_text_email(samples_project: Path, run_cli: RunCli) -
     result = run_cli("preview", "--subscriber", "ADA@example.org")
     assert result.exit_code == 0
     assert result.stdout.startswith("Hi Ada,\n")
-    assert "   Matched: knowledge distillation (title), knowledge distillation" in result.stdout
+    assert "   Matched: knowledge distillation (title) · compressing (abstract)" in result.stdout
     assert "Unsubscribe: mailto:" in result.stdout
 
 

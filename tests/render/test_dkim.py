@@ -4,6 +4,7 @@ key and the alignment with the sender."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import mailbox
 import pickle
@@ -66,10 +67,12 @@ def project(folder: Path, key_pem: bytes, extra: str = "") -> Path:
 
 
 def tags(message: bytes) -> dict[str, str]:
-    header = message.split(b"\r\n\r\n")[0].decode()
+    # (mailbox gives the file's lines with LF ends; a message as sent has CRLF)
+    header = message.replace(b"\r\n", b"\n").split(b"\n\n")[0].decode()
     start = header.index("DKIM-Signature:") + len("DKIM-Signature:")
-    value = header[start:].split("\r\n")
-    field = value[0] + "".join(line for line in value[1:] if line[:1] in (" ", "\t"))
+    value = header[start:].split("\n")
+    folded = itertools.takewhile(lambda line: line[:1] in (" ", "\t"), value[1:])
+    field = value[0] + "".join(folded)
     pairs = (part.strip().split("=", 1) for part in field.split(";") if part.strip())
     return {key.strip(): "".join(val.split()) for key, val in pairs}
 

@@ -401,9 +401,9 @@ def test_the_web_copy_and_feed_explain_by_what_matched_when_sent(tmp_path: Path,
         assert edited != profiles.read_text()
         profiles.write_text(edited)
         copy = http.get(links["View in your browser"]).text
-        reasons = re.findall(r"Matched:</span>([^<]*)</p>", copy)
+        reasons = re.findall(r"Matched:</b>([^<]*)</p>", copy)
         assert reasons and all(r.strip() for r in reasons), reasons  # none empty
-        assert reasons == re.findall(r"Matched:</span>([^<]*)</p>", before)
+        assert reasons == re.findall(r"Matched:</b>([^<]*)</p>", before)
         assert any("pruning" in r for r in reasons)
         feed = feedparser.parse(http.get(links["Your feed"]).content)
         summaries = [entry.summary for entry in feed.entries]
