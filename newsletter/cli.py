@@ -392,6 +392,8 @@ def validate_command(session: Session, connect: bool) -> int:
     held = ", ".join(f"{n} {reason}" for reason, n in report.suppressed)
     receiving = f"{report.receiving} receiving" + (f"; {held}" if held else "")
     click.echo(f"{_display_path(report.profiles)}: ok, {count} ({receiving})")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if report.dkim is not None:
         config = session.config()
         click.echo(f"dkim: signing as {config.dkim.domain}; publish TXT {report.dkim[0]}:")

@@ -552,3 +552,4 @@ class ValidateReport:
     suppressed: tuple[tuple[str, int], ...] = ()  # (reason, how many) of the others active
     dkim: tuple[str, str] | None = None  # the TXT record to publish (name, value)
     config_ok: bool = False  # the config and the environment have no problem
+    notes: tuple[str, ...] = ()  # what works, but not as the file may expect (no failure)

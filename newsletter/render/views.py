@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup, escape
+
 from newsletter.config.settings import RenderSettings
 from newsletter.matching.explained import why_line
 from newsletter.matching.keywords import one_line
@@ -25,6 +27,9 @@ LIST_CHARS = 600  # the keywords listed in the footer, about
 
 
 TLDR_CHARS = 300  # a source's one-line summary, at most
+
+
+NO_HTML = Markup("")
 
 
 NAME_CHARS = 60  # the subscriber's name in the greeting
@@ -52,6 +57,10 @@ class PaperView:
     why_label: str = "Matched"  # ("Trending" for a trending paper)
     trending: bool = False  # one of the reader's trending papers, not a keyword match
     tldr: str = ""  # the source's one-line AI summary ("" when it gave none)
+    # The segments as HTML, escaped and highlighted with <mark> (made once per cached view:
+    # escaping each segment in the template, every render, was a fifth of rendering).
+    title_html: Markup = NO_HTML
+    abstract_html: Markup = NO_HTML
 
 
 @dataclass(frozen=True)
@@ -132,12 +141,16 @@ def paper_view(match: Match, abstract_chars: int) -> PaperView:
     equal matches for a paper, and a large send renders each such view once."""
     paper = match.paper
     parts = _paper_parts(paper, abstract_chars)
+    title_segments = segments(paper.title, match.title_spans)
+    abstract_segments = segments(parts.abstract, match.abstract_spans)
     return PaperView(
         title=paper.title,
         url=parts.url,
         meta=parts.meta,
-        title_segments=segments(paper.title, match.title_spans),
-        abstract_segments=segments(parts.abstract, match.abstract_spans),
+        title_segments=title_segments,
+        abstract_segments=abstract_segments,
+        title_html=highlighted(title_segments),
+        abstract_html=highlighted(abstract_segments),
         abstract_text=parts.abstract,
         matched=why_line(match),
         authors=parts.authors,
@@ -231,6 +244,13 @@ def segments(text: str, spans: Sequence[tuple[int, int]]) -> tuple[tuple[str, bo
     if position < len(text):
         out.append((text[position:], False))
     return tuple(out)
+
+
+def highlighted(pieces: Sequence[tuple[str, bool]]) -> Markup:
+    """``segments`` as HTML: each piece escaped, the highlighted ones in ``<mark>``."""
+    return Markup("").join(
+        Markup("<mark>%s</mark>") % text if hit else escape(text) for text, hit in pieces
+    )
 
 
 def listed(texts: Sequence[str], limit: int = LIST_CHARS) -> str:

@@ -13,8 +13,10 @@ from newsletter.errors import ConfigError, StoreError
 from newsletter.ledger.suppression import SubscriberState
 from newsletter.models import Subscriber
 from newsletter.profiles.cache import profiles_of
+from newsletter.render.capacity import papers_that_fit
+from newsletter.render.renderer import HTML_BUDGET
 from newsletter.reports import ValidateReport
-from newsletter.send.wiring import dkim_record, setup_problems
+from newsletter.send.wiring import dkim_record, make_renderer, setup_problems
 from newsletter.store.backend import existing_store_for
 from newsletter.store.schema import MIGRATIONS
 from newsletter.world import World
@@ -34,6 +36,7 @@ def validate(path: Path, world: World) -> ValidateReport:
     receives = [s for s in subscribers if s.receives]
     store_problems, held = _store_check(config, world, receives)
     problems += store_problems
+    notes = _too_many_papers(config, world, receives) if config_ok else ()
     return ValidateReport(
         str(path),
         tuple(problems),
@@ -43,6 +46,34 @@ def validate(path: Path, world: World) -> ValidateReport:
         tuple(sorted(held.items())),
         dkim_record(config, world.environ) if not problems else None,
         config_ok,
+        notes,
+    )
+
+
+# Digests of this many papers always fit (bench: ~60 long papers do), so most profile
+# files need no trial render.
+SURELY_FITS = 20
+
+
+def _too_many_papers(config: Config, world: World, receives: list[Subscriber]) -> tuple[str, ...]:
+    """A note for the profiles whose ``max_papers`` one email cannot hold (the rest of their
+    matches wait for the next digest), with what fits."""
+    asking = [s for s in receives if s.max_papers > SURELY_FITS]
+    if not asking:
+        return ()
+    chars = config.render.abstract_chars
+    fits = papers_that_fit(make_renderer(config, world.environ), chars)
+    over = [s for s in asking if s.max_papers > fits]
+    if not over:
+        return ()
+    named = ", ".join(f"{s.email} (line {s.line}: {s.max_papers})" for s in over[:5])
+    more = f" and {len(over) - 5} more" if len(over) > 5 else ""
+    return (
+        f"max_papers: about {fits} papers of {chars}-character abstracts fit in one email "
+        f"under Gmail's clipping size ({HTML_BUDGET // 1000} KB of encoded HTML); "
+        f"{named}{more} ask for more, and their digests will hold about {fits}, the rest "
+        "coming in the next digest. Lower max_papers, or 'abstract_chars' in the config to "
+        "fit more",
     )
 
 

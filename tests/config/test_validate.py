@@ -189,3 +189,24 @@ def test_every_setting_in_error_is_reported_and_the_rest_still_checked(tmp_path:
         assert result.exit_code == 1, (path, result.output)
         assert "internal error" not in result.output, (path, result.output)
         assert "'max_papers' must be a whole number" in result.output, (path, result.output)
+
+
+def test_validate_says_when_max_papers_cannot_fit_in_one_email_and_what_fits(tmp_path) -> None:
+    (tmp_path / "digests").mkdir()
+    (tmp_path / "config.yaml").write_text("sender: Digest <digest@example.org>\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        "subscribers:\n"
+        "  - email: ada@example.org\n    keywords: [pruning]\n    max_papers: 100\n"
+        "  - email: bob@example.org\n    keywords: [pruning]\n    max_papers: 25\n"
+    )
+    result = invoke(tmp_path / "config.yaml", "validate")
+    assert result.exit_code == 0, result.output  # (a note, not a mistake)
+    (note,) = [line for line in result.output.splitlines() if line.startswith("note:")]
+    fits = int(note.split("about ")[1].split()[0])
+    assert 25 < fits < 100 and "ada@example.org (line 2: 100)" in note
+    assert "bob@example.org" not in note and "abstract_chars" in note
+    (tmp_path / "config.yaml").write_text(
+        "sender: Digest <digest@example.org>\nabstract_chars: 200\n"
+    )
+    shorter = invoke(tmp_path / "config.yaml", "validate").output
+    assert int(shorter.split("about ")[1].split()[0]) > fits  # (shorter abstracts: more fit)

@@ -18,6 +18,7 @@ from newsletter.errors import StoreError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.lock import state_lock
 from newsletter.models import Card, Details
+from newsletter.render.views import paper_url
 from newsletter.store.backend import open_store_for
 from newsletter.store.ingest import ingest
 from newsletter.store.papers import DigestRecord, Store
@@ -41,6 +42,9 @@ def open_any(tmp_path: Path, each_store: str) -> Opener:
         return open_store_for(config, helpers.STORE_ENV, migrations=migrations)
 
     return opener
+
+
+SEARCH = "https://huggingface.co/papers?q="
 
 
 def columns(store: Store, table: str) -> list[str]:
@@ -143,6 +147,25 @@ def test_arxiv_source_reuses_the_id_a_title_only_source_gave(open_any: Opener) -
         assert new == 0
         assert after.id == before.id
         assert after.arxiv_id == "2601.00002"
+
+
+@pytest.mark.parametrize("capture_first", [True, False])
+def test_a_captured_paper_links_to_its_hugging_face_page_once_another_source_lists_it(
+    open_any: Opener, capture_first: bool
+) -> None:
+    """A text capture knows no arXiv id: its paper links to a search, until a source that
+    knows the page lists the same title (its case and punctuation aside), in either order."""
+    hf_page = "https://huggingface.co/papers/2601.00003"
+    capture = [paper_card("Deep Nets: Shallow Again")]
+    links = Details(links=(("hf", hf_page),))
+    listed = [paper_card("deep nets - shallow again!", arxiv_id="2601.00003", details=links)]
+    with open_any() as store:
+        store.add_digest(record("a", date(2026, 1, 1)), capture if capture_first else listed, NOW)
+        (alone,) = store.papers()
+        assert paper_url(alone.title, alone.links).startswith(SEARCH) == capture_first
+        store.add_digest(record("b", date(2026, 1, 2)), listed if capture_first else capture, NOW)
+        (paper,) = store.papers()
+        assert paper_url(paper.title, paper.links) == hf_page
 
 
 def test_duplicate_cards_in_one_digest_count_once(open_any: Opener) -> None:
