@@ -53,6 +53,8 @@ class PreferenceChange:
     max_papers: int | None = None
     add_keywords: tuple[str, ...] = ()
     remove_keywords: tuple[str, ...] = ()  # as written in the file
+    add_exclude: tuple[str, ...] = ()  # (a suggestion from feedback, profiles.suggest)
+    add_require: tuple[str, ...] = ()
 
 
 def edit_profile(
@@ -190,7 +192,7 @@ def _new_entry(profile: NewProfile) -> CommentedMap:
     keywords = CommentedSeq()
     keywords.fa.set_flow_style()
     entry["keywords"] = keywords
-    _edit_keywords(entry, PreferenceChange(add_keywords=profile.keywords), last_ok=True)
+    _edit_list(entry, "keywords", profile.keywords, (), last_ok=True)
     if profile.frequency:
         entry["frequency"] = profile.frequency
     if profile.day:
@@ -426,7 +428,9 @@ def _edited(
         if value is not None and value != effective[key]:
             written = DoubleQuotedScalarString(value) if key == "send_at" else value
             _set(entry, key, written, last_ok)
-    _edit_keywords(entry, change, last_ok)
+    _edit_list(entry, "keywords", change.add_keywords, change.remove_keywords, last_ok)
+    _edit_list(entry, "exclude", change.add_exclude, (), last_ok)
+    _edit_list(entry, "require", change.add_require, (), last_ok)
     out = io.StringIO()
     yaml.dump(document, out)
     return out.getvalue()
@@ -440,6 +444,8 @@ _AFTER = {
     "timezone": ("send_at", "day", "frequency"),
     "max_papers": ("keywords",),
     "keywords": ("email",),
+    "exclude": ("keywords",),
+    "require": ("exclude", "keywords"),
 }
 
 
@@ -458,19 +464,23 @@ def _set(entry, key: str, value: object, last_ok: bool) -> None:
     entry.insert(position, key, value)
 
 
-def _edit_keywords(entry: dict, change: PreferenceChange, last_ok: bool) -> None:
-    if not (change.add_keywords or change.remove_keywords):
+def _edit_list(
+    entry: dict, key: str, add: tuple[str, ...], remove: tuple[str, ...], last_ok: bool
+) -> None:
+    """Add to and remove from the entry's list ``key`` (keywords, exclude, require), made
+    when it is missing; the rest of the list, and its comments, stay as written."""
+    if not (add or remove):
         return
-    keywords = entry.get("keywords")
+    keywords = entry.get(key)
     if keywords is None:
         keywords = CommentedSeq()
         keywords.fa.set_flow_style()
-        _set(entry, "keywords", keywords, last_ok)
-    gone = {k.strip().casefold() for k in change.remove_keywords}
+        _set(entry, key, keywords, last_ok)
+    gone = {k.strip().casefold() for k in remove}
     for item in [k for k in keywords if isinstance(k, str) and k.strip().casefold() in gone]:
         keywords.remove(item)
     present = {str(k).strip().casefold() for k in keywords}
-    for keyword in change.add_keywords:
+    for keyword in add:
         keyword = keyword.strip()
         if keyword and keyword.casefold() not in present:
             plain = _PLAIN_WORD.fullmatch(keyword) and keyword.lower() not in _YAML_WORDS
