@@ -923,6 +923,8 @@ def history_command(session: Session, email: str, as_json: bool) -> None:
         click.echo(f"{event.at:%Y-%m-%d %H:%M} UTC  {event.event} ({event.how}){detail}")
     if not history.digests and not history.events:
         click.echo(f"nothing sent to {history.address} yet")
+    for suggestion in history.suggestions:
+        click.echo(f"suggestion: {suggestion.text}")
 
 
 @cli.command("bounces")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from newsletter.matching.explained import why_line
 from newsletter.models import (
@@ -19,6 +20,9 @@ from newsletter.models import (
     SubscriberEvent,
     Suppression,
 )
+
+if TYPE_CHECKING:  # (profiles imports reports: only the type is needed here)
+    from newsletter.profiles.suggest import Suggestion
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +429,7 @@ class SubscriberHistory:
     events: tuple[SubscriberEvent, ...]
     feedback: tuple[Feedback, ...]
     suppression: Suppression | None
+    suggestions: tuple[Suggestion, ...] = ()  # what the feedback suggests changing
 
     def to_json(self) -> dict[str, object]:
         """As ``newsletter history --json`` prints it."""
@@ -446,6 +451,7 @@ class SubscriberHistory:
                 for digest in self.digests
             ],
             "events": [event.to_json() for event in self.events],
+            "suggestions": [suggestion.to_json() for suggestion in self.suggestions],
         }
 
 

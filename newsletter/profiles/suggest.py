@@ -48,6 +48,19 @@ class Suggestion:
     removes_past: int  # past papers it would keep out, the marked ones included
     past: int  # the past papers it was counted on
 
+    def to_json(self) -> dict[str, object]:
+        """As ``newsletter history --json`` lists it."""
+        return {
+            "keyword": self.keyword,
+            "change": self.change,
+            "value": self.value,
+            "marked": self.marked,
+            "removes_marked": self.removes_marked,
+            "removes_past": self.removes_past,
+            "past": self.past,
+            "text": self.text,
+        }
+
     def change_to_make(self) -> PreferenceChange:
         """The suggestion as an edit of the profile file (``profiles.edit``)."""
         if self.change == "exclude":

@@ -10,9 +10,11 @@ from newsletter.config.settings import Config
 from newsletter.errors import ConfigError
 from newsletter.ledger.ledger import Ledger
 from newsletter.ledger.suppression import SubscriberState
+from newsletter.matching.explained import explained
 from newsletter.models import NewProfile, Subscriber, Suppression
 from newsletter.profiles.cache import profiles_of
 from newsletter.profiles.edit import add_profile
+from newsletter.profiles.suggest import Suggestion, suggest
 from newsletter.reports import SubscriberHistory, SubscriberStatus, Subscription
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.addresses import EmailNotValidError, normalized_address
@@ -114,6 +116,27 @@ def record_feedback(
         SubscriberState(store).record_feedback(address, paper, digest, kind, world.now())
 
 
+def feedback_suggestions(config: Config, world: World, email: str) -> tuple[Suggestion, ...]:
+    """What ``email``'s "not relevant" and "more like this" clicks suggest changing in their
+    profile (``profiles.suggest``), counted on the papers they were sent."""
+    address = checked_address(email)
+    with open_store_for(config, world.environ) as store:
+        clicks = SubscriberState(store).feedback(address)
+        if not clicks:
+            return ()
+        sent = [d for d in Ledger(store).digests_of(address) if d.status == "sent"]
+        wanted = sorted({paper for digest in sent for paper in digest.papers})
+        papers = {p.id: p for p in store.papers_in_order(wanted)}
+    past = []
+    for digest in sent:
+        found = [papers[pid] for pid in digest.papers if pid in papers]
+        past += explained(digest.papers, found, digest.explained) or ()
+    latest = {click.paper_id: click.kind for click in clicks}  # (oldest first: the last wins)
+    less = [paper for paper, kind in latest.items() if kind == "less"]
+    more = [paper for paper, kind in latest.items() if kind == "more"]
+    return suggest(past, less, more)
+
+
 def subscriber_history(config: Config, world: World, email: str) -> SubscriberHistory:
     """``email``'s digests (with their papers' titles), events and feedback."""
     address = checked_address(email)
@@ -129,4 +152,5 @@ def subscriber_history(config: Config, world: World, email: str) -> SubscriberHi
             tuple(state.events(address)),
             tuple(state.feedback(address)),
             state.suppression(address),
+            feedback_suggestions(config, world, address),
         )

@@ -52,7 +52,13 @@ from newsletter.reports import SignupLink
 from newsletter.send.wiring import make_renderer
 from newsletter.store.backend import open_store_for
 from newsletter.subscribers.fresh_links import mail_fresh_links
-from newsletter.subscribers.service import record_feedback, resubscribe, suppression_of, unsubscribe
+from newsletter.subscribers.service import (
+    feedback_suggestions,
+    record_feedback,
+    resubscribe,
+    suppression_of,
+    unsubscribe,
+)
 from newsletter.subscribers.signup import (
     SIGNUP_FREQUENCIES,
     TRAP,
@@ -300,6 +306,7 @@ def _preference_routes(app: Flask, site: Site, page: Page) -> None:
     ) -> tuple[str, int]:
         subscriber = subscriber or site.subscriber(address)
         typed = _typed(subscriber, request.form if status == 400 else None)
+        found = () if subscriber is None else feedback_suggestions(site.config, site.world, address)
         return page(
             "preferences.html.j2",
             "Your preferences",
@@ -311,6 +318,7 @@ def _preference_routes(app: Flask, site: Site, page: Page) -> None:
             weekdays=WEEKDAYS,
             timezones=_zones(),
             typed=typed,
+            suggestions=found,
             **({"saved": False, "problems": []} | values),
         )
 
@@ -329,6 +337,29 @@ def _preference_routes(app: Flask, site: Site, page: Page) -> None:
         except ConfigError as exc:
             return show(address, 400, problems=[_for_reader(p) for p in exc.problems])
         return show(address, subscriber=saved, saved=True)  # (as written: no second reading)
+
+    @app.post("/preferences/suggestion")
+    def suggestion_post() -> tuple[str, int]:
+        """Apply one of the suggestions the page showed (found again: a stale or made-up
+        one is refused)."""
+        address = site.address("preferences")
+        wanted = (
+            request.form.get("change"),
+            request.form.get("keyword"),
+            request.form.get("value"),
+        )
+        found = feedback_suggestions(site.config, site.world, address)
+        chosen = next((s for s in found if (s.change, s.keyword, s.value) == wanted), None)
+        if chosen is None:
+            problem = "That suggestion no longer fits your feedback; here is what it suggests now."
+            return show(address, 400, problems=[problem])
+        try:
+            saved = edit_profile(site.config, address, chosen.change_to_make())
+        except ProfilesUnreadable:
+            raise
+        except ConfigError as exc:
+            return show(address, 400, problems=[_for_reader(p) for p in exc.problems])
+        return show(address, subscriber=saved, saved=True)
 
 
 def _typed(subscriber: Subscriber | None, form: MultiDict[str, str] | None) -> dict[str, object]:
